@@ -1,0 +1,12 @@
+/* app.h — the strata subcommands. Each takes the arguments after its name
+ * (argv[0] is the subcommand name) and returns the process exit status. */
+#ifndef ST_APP_H
+#define ST_APP_H
+
+int cmd_info(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
+int cmd_run(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
+int cmd_genmodel(int argc, char **argv);
+
+#endif
