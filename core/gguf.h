@@ -87,6 +87,14 @@ bool st_gguf_get_str(const st_gguf *g, const char *key, st_gguf_str *out);
 bool st_gguf_get_arr(const st_gguf *g, int64_t i, st_gguf_vtype *elem_type, uint64_t *n);
 const void *st_gguf_arr_data(const st_gguf *g, int64_t i);
 st_gguf_str st_gguf_arr_str(const st_gguf *g, int64_t i, uint64_t j);
+/* For an array of arrays at kv i: element j's element type, count and a
+ * pointer to its raw elements in the file (for strings: the first u64 length
+ * prefix; for arrays: the first nested array header). O(1). False when kv i is
+ * not an array of arrays or j is out of range.
+ * Note: pointers into the map (arr_data, arr_arr data) are NOT aligned for
+ * their element type; read elements with memcpy. */
+bool st_gguf_arr_arr(const st_gguf *g, int64_t i, uint64_t j, st_gguf_vtype *elem_type, uint64_t *n,
+                     const void **data);
 
 /* Formats the value of kv i as text for display (arrays abbreviated after
  * max_items elements). Returns buf. */
