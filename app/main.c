@@ -1,2 +1,38 @@
+/* main.c — the strata command line: dispatch to subcommands. */
+#include "app.h"
+#include "strata.h"
+
 #include <stdio.h>
-int main(void) { puts("strata"); return 0; }
+#include <string.h>
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "strata %s — run Llama-family GGUF models locally\n"
+            "\n"
+            "usage: strata <command> [options]\n"
+            "\n"
+            "commands:\n"
+            "  run        generate text from a prompt\n"
+            "  tokenize   show the token ids and pieces of a text\n"
+            "  info       show a GGUF file's metadata and tensor table\n"
+            "  bench      measure prompt and generation speed (like llama-bench)\n"
+            "  genmodel   write a random-weight llama GGUF of a named shape (for benchmarks)\n"
+            "\n"
+            "`strata <command> --help` describes each command.\n",
+            STRATA_VERSION);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) { usage(stderr); return 2; }
+    const char *c = argv[1];
+    if (!strcmp(c, "-h") || !strcmp(c, "--help") || !strcmp(c, "help")) { usage(stdout); return 0; }
+    if (!strcmp(c, "--version")) { printf("strata %s\n", STRATA_VERSION); return 0; }
+    if (!strcmp(c, "run")) return cmd_run(argc - 1, argv + 1);
+    if (!strcmp(c, "tokenize")) return cmd_tokenize(argc - 1, argv + 1);
+    if (!strcmp(c, "info")) return cmd_info(argc - 1, argv + 1);
+    if (!strcmp(c, "bench")) return cmd_bench(argc - 1, argv + 1);
+    if (!strcmp(c, "genmodel")) return cmd_genmodel(argc - 1, argv + 1);
+    fprintf(stderr, "strata: unknown command '%s'\n\n", c);
+    usage(stderr);
+    return 2;
+}
