@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Installs what strata needs to build and test on Debian 12 (run as root, or
+# with sudo available).
+set -euo pipefail
+pkgs=(build-essential cmake pkg-config libcriterion-dev libcjson-dev)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then exit 0; fi
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
