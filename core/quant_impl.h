@@ -11,4 +11,10 @@
  * has AVX2, FMA and F16C. */
 void st_quant_avx2_install(st_type_traits *tbl);
 
+/* fp16 -> fp32 for every half bit pattern (exact; NaN payloads kept). Filled
+ * once by st_quant_init(), which runs at program load (constructor) and is
+ * also called by st_type_traits_get/ref; calling it again is cheap. */
+extern float st_fp16_table[65536];
+void st_quant_init(void);
+
 #endif
