@@ -1,0 +1,719 @@
+/* quant_avx2.c — AVX2/FMA/F16C kernels: dot products of quantized weight rows
+ * with quantized activation rows, activation quantizers (Q8_0, Q8_1, Q8_K,
+ * F16) and a few dequantizers.
+ *
+ * Compiled with -mavx2 -mfma -mf16c -mbmi2 and only reached after cpuid says
+ * so (st_quant_avx2_install is called by quant.c). Every kernel computes the
+ * same thing as the scalar reference in quant.c: the integer parts of the
+ * block dot products are exact, only the order of the float accumulation
+ * differs. The activation quantizers are bit-identical to the reference.
+ *
+ * Integer dot tricks used throughout:
+ *  - unsigned quants (0..2^k-1) times signed int8 activations go straight into
+ *    _mm256_maddubs_epi16 (no saturation possible for k <= 6);
+ *  - a constant offset (Q4_0's -8, Q5_0's -16) is a second maddubs of the
+ *    constant with the activations, subtracted at int16;
+ *  - for the K-quants the offset / min terms go through Q8_K's bsums (sums of
+ *    16 activations), so they cost one madd per super-block;
+ *  - signed x signed (Q8_0) uses the abs/sign pair.
+ * Floats are accumulated in vectors; one horizontal sum at the end. */
+#include <immintrin.h>
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "quant_impl.h"
+
+#define ALWAYS_INLINE static inline __attribute__((always_inline))
+
+ALWAYS_INLINE float h2f(st_fp16 h) { return _cvtsh_ss(h); }
+
+ALWAYS_INLINE float hsum_ps(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+ALWAYS_INLINE float hsum_ps128(__m128 s) {
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+ALWAYS_INLINE __m256i loadu256(const void *p) { return _mm256_loadu_si256((const __m256i *)p); }
+ALWAYS_INLINE __m128i loadu128(const void *p) { return _mm_loadu_si128((const __m128i *)p); }
+
+/* 16 packed nibbles -> 32 bytes: low nibbles in bytes 0..15, high in 16..31 */
+ALWAYS_INLINE __m256i nibbles32(const uint8_t *qs) {
+    const __m128i t = loadu128(qs);
+    const __m256i v = _mm256_inserti128_si256(_mm256_castsi128_si256(t), _mm_srli_epi16(t, 4), 1);
+    return _mm256_and_si256(v, _mm256_set1_epi8(0x0F));
+}
+
+/* 32 bits -> 32 bytes, 0x10 where the bit is set (byte i <- bit i) */
+ALWAYS_INLINE __m256i bits_to_0x10(const uint8_t *qh) {
+    uint32_t b;
+    memcpy(&b, qh, 4);
+    const __m256i shuf = _mm256_setr_epi64x(0x0000000000000000LL, 0x0101010101010101LL,
+                                            0x0202020202020202LL, 0x0303030303030303LL);
+    const __m256i bm = _mm256_set1_epi64x((long long)0x8040201008040201ULL);
+    __m256i v = _mm256_shuffle_epi8(_mm256_set1_epi32((int)b), shuf);
+    v = _mm256_cmpeq_epi8(_mm256_and_si256(v, bm), bm);
+    return _mm256_and_si256(v, _mm256_set1_epi8(0x10));
+}
+
+/* signed int8 x signed int8 -> 8 int32 partial sums */
+ALWAYS_INLINE __m256i dot_i8(__m256i x, __m256i y) {
+    const __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x));
+    return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
+}
+
+/* ------------------------------------------------------------------------- */
+/* plain float types                                                          */
+
+static void vec_dot_f32(int n, float *s, const void *vx, const void *vy) {
+    const float *x = vx, *y = vy;
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    int i = 0;
+    for (; i + 32 <= n; i += 32) {
+        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i), a0);
+        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 8), _mm256_loadu_ps(y + i + 8), a1);
+        a2 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 16), _mm256_loadu_ps(y + i + 16), a2);
+        a3 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 24), _mm256_loadu_ps(y + i + 24), a3);
+    }
+    for (; i + 8 <= n; i += 8) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i), a0);
+    float sum = hsum_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+    for (; i < n; i++) sum += x[i] * y[i];
+    *s = sum;
+}
+
+ALWAYS_INLINE __m256 ld_f16(const st_fp16 *p) { return _mm256_cvtph_ps(loadu128(p)); }
+
+static void vec_dot_f16(int n, float *s, const void *vx, const void *vy) {
+    const st_fp16 *x = vx, *y = vy;
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    int i = 0;
+    for (; i + 32 <= n; i += 32) {
+        a0 = _mm256_fmadd_ps(ld_f16(x + i), ld_f16(y + i), a0);
+        a1 = _mm256_fmadd_ps(ld_f16(x + i + 8), ld_f16(y + i + 8), a1);
+        a2 = _mm256_fmadd_ps(ld_f16(x + i + 16), ld_f16(y + i + 16), a2);
+        a3 = _mm256_fmadd_ps(ld_f16(x + i + 24), ld_f16(y + i + 24), a3);
+    }
+    for (; i + 8 <= n; i += 8) a0 = _mm256_fmadd_ps(ld_f16(x + i), ld_f16(y + i), a0);
+    float sum = hsum_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+    for (; i < n; i++) sum += h2f(x[i]) * h2f(y[i]);
+    *s = sum;
+}
+
+ALWAYS_INLINE __m256 ld_bf16(const st_bf16 *p) {
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(loadu128(p)), 16));
+}
+
+ALWAYS_INLINE float bf2f(st_bf16 h) {
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+static void vec_dot_bf16(int n, float *s, const void *vx, const void *vy) {
+    const st_bf16 *x = vx, *y = vy;
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    int i = 0;
+    for (; i + 32 <= n; i += 32) {
+        a0 = _mm256_fmadd_ps(ld_bf16(x + i), ld_bf16(y + i), a0);
+        a1 = _mm256_fmadd_ps(ld_bf16(x + i + 8), ld_bf16(y + i + 8), a1);
+        a2 = _mm256_fmadd_ps(ld_bf16(x + i + 16), ld_bf16(y + i + 16), a2);
+        a3 = _mm256_fmadd_ps(ld_bf16(x + i + 24), ld_bf16(y + i + 24), a3);
+    }
+    for (; i + 8 <= n; i += 8) a0 = _mm256_fmadd_ps(ld_bf16(x + i), ld_bf16(y + i), a0);
+    float sum = hsum_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+    for (; i < n; i++) sum += bf2f(x[i]) * bf2f(y[i]);
+    *s = sum;
+}
+
+/* ------------------------------------------------------------------------- */
+/* 32-element block types                                                     */
+
+static void vec_dot_q8_0_q8_0(int n, float *s, const void *vx, const void *vy) {
+    const st_block_q8_0 *x = vx;
+    const st_block_q8_0 *y = vy;
+    const int nb = n / ST_QK8_0;
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    int ib = 0;
+    for (; ib + 1 < nb; ib += 2) {
+        const __m256i p0 = dot_i8(loadu256(x[ib].qs), loadu256(y[ib].qs));
+        const __m256i p1 = dot_i8(loadu256(x[ib + 1].qs), loadu256(y[ib + 1].qs));
+        const __m256 d0 = _mm256_set1_ps(h2f(x[ib].d) * h2f(y[ib].d));
+        const __m256 d1 = _mm256_set1_ps(h2f(x[ib + 1].d) * h2f(y[ib + 1].d));
+        acc0 = _mm256_fmadd_ps(d0, _mm256_cvtepi32_ps(p0), acc0);
+        acc1 = _mm256_fmadd_ps(d1, _mm256_cvtepi32_ps(p1), acc1);
+    }
+    if (ib < nb) {
+        const __m256i p0 = dot_i8(loadu256(x[ib].qs), loadu256(y[ib].qs));
+        const __m256 d0 = _mm256_set1_ps(h2f(x[ib].d) * h2f(y[ib].d));
+        acc0 = _mm256_fmadd_ps(d0, _mm256_cvtepi32_ps(p0), acc0);
+    }
+    *s = hsum_ps(_mm256_add_ps(acc0, acc1));
+}
+
+/* sum((q - off) * y) for unsigned q bytes, as 8 int32 */
+ALWAYS_INLINE __m256i dot_u8_off(__m256i q, __m256i y, __m256i off) {
+    const __m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(q, y), _mm256_maddubs_epi16(off, y));
+    return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
+}
+
+ALWAYS_INLINE __m256i dot_u8(__m256i q, __m256i y) {
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(q, y), _mm256_set1_epi16(1));
+}
+
+static void vec_dot_q4_0_q8_0(int n, float *s, const void *vx, const void *vy) {
+    const st_block_q4_0 *x = vx;
+    const st_block_q8_0 *y = vy;
+    const int nb = n / ST_QK4_0;
+    const __m256i off = _mm256_set1_epi8(8);
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    int ib = 0;
+    for (; ib + 1 < nb; ib += 2) {
+        const __m256i p0 = dot_u8_off(nibbles32(x[ib].qs), loadu256(y[ib].qs), off);
+        const __m256i p1 = dot_u8_off(nibbles32(x[ib + 1].qs), loadu256(y[ib + 1].qs), off);
+        const __m256 d0 = _mm256_set1_ps(h2f(x[ib].d) * h2f(y[ib].d));
+        const __m256 d1 = _mm256_set1_ps(h2f(x[ib + 1].d) * h2f(y[ib + 1].d));
+        acc0 = _mm256_fmadd_ps(d0, _mm256_cvtepi32_ps(p0), acc0);
+        acc1 = _mm256_fmadd_ps(d1, _mm256_cvtepi32_ps(p1), acc1);
+    }
+    if (ib < nb) {
+        const __m256i p0 = dot_u8_off(nibbles32(x[ib].qs), loadu256(y[ib].qs), off);
+        const __m256 d0 = _mm256_set1_ps(h2f(x[ib].d) * h2f(y[ib].d));
+        acc0 = _mm256_fmadd_ps(d0, _mm256_cvtepi32_ps(p0), acc0);
+    }
+    *s = hsum_ps(_mm256_add_ps(acc0, acc1));
+}
+
+static void vec_dot_q4_1_q8_1(int n, float *s, const void *vx, const void *vy) {
+    const st_block_q4_1 *x = vx;
+    const st_block_q8_1 *y = vy;
+    const int nb = n / ST_QK4_1;
+    __m256 acc = _mm256_setzero_ps();
+    float summ = 0.0f;
+    for (int ib = 0; ib < nb; ib++) {
+        const __m256i p = dot_u8(nibbles32(x[ib].qs), loadu256(y[ib].qs));
+        const __m256 d = _mm256_set1_ps(h2f(x[ib].d) * h2f(y[ib].d));
+        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc);
+        summ += h2f(x[ib].m) * h2f(y[ib].s);
+    }
+    *s = hsum_ps(acc) + summ;
+}
+
+static void vec_dot_q5_0_q8_0(int n, float *s, const void *vx, const void *vy) {
+    const st_block_q5_0 *x = vx;
+    const st_block_q8_0 *y = vy;
+    const int nb = n / ST_QK5_0;
+    const __m256i off = _mm256_set1_epi8(16);
+    __m256 acc = _mm256_setzero_ps();
+    for (int ib = 0; ib < nb; ib++) {
+        const __m256i q = _mm256_or_si256(nibbles32(x[ib].qs), bits_to_0x10(x[ib].qh));
+        const __m256i p = dot_u8_off(q, loadu256(y[ib].qs), off);
+        const __m256 d = _mm256_set1_ps(h2f(x[ib].d) * h2f(y[ib].d));
+        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc);
+    }
+    *s = hsum_ps(acc);
+}
+
+static void vec_dot_q5_1_q8_1(int n, float *s, const void *vx, const void *vy) {
+    const st_block_q5_1 *x = vx;
+    const st_block_q8_1 *y = vy;
+    const int nb = n / ST_QK5_1;
+    __m256 acc = _mm256_setzero_ps();
+    float summ = 0.0f;
+    for (int ib = 0; ib < nb; ib++) {
+        const __m256i q = _mm256_or_si256(nibbles32(x[ib].qs), bits_to_0x10(x[ib].qh));
+        const __m256i p = dot_u8(q, loadu256(y[ib].qs));
+        const __m256 d = _mm256_set1_ps(h2f(x[ib].d) * h2f(y[ib].d));
+        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc);
+        summ += h2f(x[ib].m) * h2f(y[ib].s);
+    }
+    *s = hsum_ps(acc) + summ;
+}
+
+/* ------------------------------------------------------------------------- */
+/* K-quants                                                                   */
+
+/* Shuffle masks that pick, from 8 int16 scales duplicated in both 128-bit
+ * lanes, scale 2k for the low lane and 2k+1 for the high lane (broadcast over
+ * the lane). */
+ALWAYS_INLINE __m256i scale_pair_shuffle(int k) {
+    const char a0 = (char)(4 * k), a1 = (char)(4 * k + 1), b0 = (char)(4 * k + 2), b1 = (char)(4 * k + 3);
+    return _mm256_setr_epi8(a0, a1, a0, a1, a0, a1, a0, a1, a0, a1, a0, a1, a0, a1, a0, a1,
+                            b0, b1, b0, b1, b0, b1, b0, b1, b0, b1, b0, b1, b0, b1, b0, b1);
+}
+/* scale k broadcast over both lanes */
+ALWAYS_INLINE __m256i scale_shuffle(int k) {
+    const char a0 = (char)(2 * k), a1 = (char)(2 * k + 1);
+    return _mm256_setr_epi8(a0, a1, a0, a1, a0, a1, a0, a1, a0, a1, a0, a1, a0, a1, a0, a1,
+                            a0, a1, a0, a1, a0, a1, a0, a1, a0, a1, a0, a1, a0, a1, a0, a1);
+}
+
+static void vec_dot_q2_K_q8_K(int n, float *s, const void *vx, const void *vy) {
+    const st_block_q2_K *x = vx;
+    const st_block_q8_K *y = vy;
+    const int nb = n / ST_QK_K;
+    const __m256i m3 = _mm256_set1_epi8(3);
+    const __m128i m4 = _mm_set1_epi8(0x0F);
+    __m256 acc = _mm256_setzero_ps(), accm = _mm256_setzero_ps();
+    for (int i = 0; i < nb; i++) {
+        const float d = y[i].d * h2f(x[i].d);
+        const float dmin = -y[i].d * h2f(x[i].dmin);
+        const __m128i sc8 = loadu128(x[i].scales);
+        const __m256i mins = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sc8, 4), m4));
+        const __m256i prodm = _mm256_madd_epi16(mins, loadu256(y[i].bsums));
+        accm = _mm256_fmadd_ps(_mm256_set1_ps(dmin), _mm256_cvtepi32_ps(prodm), accm);
+        const __m256i s16 = _mm256_cvtepu8_epi16(_mm_and_si128(sc8, m4));
+        const int8_t *q8 = y[i].qs;
+        __m256i sumi = _mm256_setzero_si256();
+        for (int h = 0; h < 2; h++) {
+            const __m256i sc = h == 0 ? _mm256_permute2x128_si256(s16, s16, 0x00)
+                                      : _mm256_permute2x128_si256(s16, s16, 0x11);
+            const __m256i q2 = loadu256(x[i].qs + 32 * h);
+            for (int j = 0; j < 4; j++) {
+                const __m256i q = _mm256_and_si256(_mm256_srli_epi16(q2, 2 * j), m3);
+                const __m256i p = _mm256_maddubs_epi16(q, loadu256(q8 + 128 * h + 32 * j));
+                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, _mm256_shuffle_epi8(sc, scale_pair_shuffle(j))));
+            }
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+    }
+    *s = hsum_ps(_mm256_add_ps(acc, accm));
+}
+
+/* Q3_K's 16 6-bit scales (raw, 0..63) from the 12 packed bytes */
+ALWAYS_INLINE __m128i q3k_scales(const uint8_t *scales) {
+    const uint32_t kmask1 = 0x03030303, kmask2 = 0x0f0f0f0f;
+    uint32_t aux[4];
+    memcpy(aux, scales, 12);
+    const uint32_t tmp = aux[2];
+    aux[2] = ((aux[0] >> 4) & kmask2) | (((tmp >> 4) & kmask1) << 4);
+    aux[3] = ((aux[1] >> 4) & kmask2) | (((tmp >> 6) & kmask1) << 4);
+    aux[0] = (aux[0] & kmask2) | (((tmp >> 0) & kmask1) << 4);
+    aux[1] = (aux[1] & kmask2) | (((tmp >> 2) & kmask1) << 4);
+    return _mm_setr_epi32((int)aux[0], (int)aux[1], (int)aux[2], (int)aux[3]);
+}
+
+static void vec_dot_q3_K_q8_K(int n, float *s, const void *vx, const void *vy) {
+    const st_block_q3_K *x = vx;
+    const st_block_q8_K *y = vy;
+    const int nb = n / ST_QK_K;
+    const __m256i m3 = _mm256_set1_epi8(3);
+    const __m256i c4 = _mm256_set1_epi8(4);
+    __m256 acc = _mm256_setzero_ps();
+    for (int i = 0; i < nb; i++) {
+        const float d = y[i].d * h2f(x[i].d);
+        /* value = q2 + 4*hbit - 4, scale = sc - 32:
+         * sum = sum(sc * (q2 + 4h) * y) - 4 * sum(sc * bsums) */
+        const __m128i sc8 = _mm_sub_epi8(q3k_scales(x[i].scales), _mm_set1_epi8(32));
+        const __m256i s16 = _mm256_cvtepi8_epi16(sc8);
+        const __m256i corr = _mm256_madd_epi16(s16, loadu256(y[i].bsums));
+        const __m256i hm = loadu256(x[i].hmask);
+        const int8_t *q8 = y[i].qs;
+        __m256i sumi = _mm256_setzero_si256();
+        for (int h = 0; h < 2; h++) {
+            const __m256i sc = h == 0 ? _mm256_permute2x128_si256(s16, s16, 0x00)
+                                      : _mm256_permute2x128_si256(s16, s16, 0x11);
+            const __m256i q2 = loadu256(x[i].qs + 32 * h);
+            for (int j = 0; j < 4; j++) {
+                const __m256i bit = _mm256_set1_epi8((char)(1 << (4 * h + j)));
+                const __m256i hb = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hm, bit), bit), c4);
+                const __m256i q = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q2, 2 * j), m3), hb);
+                const __m256i p = _mm256_maddubs_epi16(q, loadu256(q8 + 128 * h + 32 * j));
+                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, _mm256_shuffle_epi8(sc, scale_pair_shuffle(j))));
+            }
+        }
+        sumi = _mm256_sub_epi32(sumi, _mm256_slli_epi32(corr, 2));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+    }
+    *s = hsum_ps(acc);
+}
+
+/* Q4_K / Q5_K: 8 6-bit scales and 8 6-bit mins -> bytes 0..7 scales, 8..15 mins */
+ALWAYS_INLINE __m128i k4_scales_mins(const uint8_t *scales) {
+    const uint32_t kmask1 = 0x3f3f3f3f, kmask2 = 0x0f0f0f0f, kmask3 = 0x03030303;
+    uint32_t u[4];
+    memcpy(u, scales, 12);
+    u[3] = ((u[2] >> 4) & kmask2) | (((u[1] >> 6) & kmask3) << 4);
+    const uint32_t uaux = u[1] & kmask1;
+    u[1] = (u[2] & kmask2) | (((u[0] >> 6) & kmask3) << 4);
+    u[2] = uaux;
+    u[0] &= kmask1;
+    return _mm_setr_epi32((int)u[0], (int)u[1], (int)u[2], (int)u[3]);
+}
+
+static void vec_dot_q4_K_q8_K(int n, float *s, const void *vx, const void *vy) {
+    const st_block_q4_K *x = vx;
+    const st_block_q8_K *y = vy;
+    const int nb = n / ST_QK_K;
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    __m256 acc = _mm256_setzero_ps();
+    __m128 accm = _mm_setzero_ps();
+    for (int i = 0; i < nb; i++) {
+        const float d = y[i].d * h2f(x[i].d);
+        const float dmin = -y[i].d * h2f(x[i].dmin);
+        const __m128i sm = k4_scales_mins(x[i].scales);
+        const __m256i sm16 = _mm256_cvtepu8_epi16(sm); /* lane0 scales, lane1 mins */
+        const __m256i bs = loadu256(y[i].bsums);
+        const __m128i q8s = _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
+        const __m128i prodm = _mm_madd_epi16(_mm256_extracti128_si256(sm16, 1), q8s);
+        accm = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(prodm), accm);
+        const __m256i sc = _mm256_permute2x128_si256(sm16, sm16, 0x00);
+        const uint8_t *q4 = x[i].qs;
+        const int8_t *q8 = y[i].qs;
+        __m256i sumi = _mm256_setzero_si256();
+        for (int j = 0; j < 4; j++) {
+            const __m256i b = loadu256(q4 + 32 * j);
+            const __m256i lo = _mm256_and_si256(b, m4);
+            const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(b, 4), m4);
+            const __m256i pl = _mm256_maddubs_epi16(lo, loadu256(q8 + 64 * j));
+            const __m256i ph = _mm256_maddubs_epi16(hi, loadu256(q8 + 64 * j + 32));
+            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(pl, _mm256_shuffle_epi8(sc, scale_shuffle(2 * j))));
+            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(ph, _mm256_shuffle_epi8(sc, scale_shuffle(2 * j + 1))));
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+    }
+    *s = hsum_ps(acc) + hsum_ps128(accm);
+}
+
+static void vec_dot_q5_K_q8_K(int n, float *s, const void *vx, const void *vy) {
+    const st_block_q5_K *x = vx;
+    const st_block_q8_K *y = vy;
+    const int nb = n / ST_QK_K;
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    const __m256i b0 = _mm256_set1_epi8(0x01), b1 = _mm256_set1_epi8(0x02);
+    __m256 acc = _mm256_setzero_ps();
+    __m128 accm = _mm_setzero_ps();
+    for (int i = 0; i < nb; i++) {
+        const float d = y[i].d * h2f(x[i].d);
+        const float dmin = -y[i].d * h2f(x[i].dmin);
+        const __m128i sm = k4_scales_mins(x[i].scales);
+        const __m256i sm16 = _mm256_cvtepu8_epi16(sm);
+        const __m256i bs = loadu256(y[i].bsums);
+        const __m128i q8s = _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
+        const __m128i prodm = _mm_madd_epi16(_mm256_extracti128_si256(sm16, 1), q8s);
+        accm = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(prodm), accm);
+        const __m256i sc = _mm256_permute2x128_si256(sm16, sm16, 0x00);
+        const uint8_t *q5 = x[i].qs;
+        const int8_t *q8 = y[i].qs;
+        __m256i hb = loadu256(x[i].qh);
+        __m256i sumi = _mm256_setzero_si256();
+        for (int j = 0; j < 4; j++) {
+            const __m256i b = loadu256(q5 + 32 * j);
+            const __m256i lo = _mm256_or_si256(_mm256_and_si256(b, m4),
+                                               _mm256_slli_epi16(_mm256_and_si256(hb, b0), 4));
+            const __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(b, 4), m4),
+                                               _mm256_slli_epi16(_mm256_and_si256(hb, b1), 3));
+            hb = _mm256_srli_epi16(hb, 2);
+            const __m256i pl = _mm256_maddubs_epi16(lo, loadu256(q8 + 64 * j));
+            const __m256i ph = _mm256_maddubs_epi16(hi, loadu256(q8 + 64 * j + 32));
+            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(pl, _mm256_shuffle_epi8(sc, scale_shuffle(2 * j))));
+            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(ph, _mm256_shuffle_epi8(sc, scale_shuffle(2 * j + 1))));
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+    }
+    *s = hsum_ps(acc) + hsum_ps128(accm);
+}
+
+static void vec_dot_q6_K_q8_K(int n, float *s, const void *vx, const void *vy) {
+    const st_block_q6_K *x = vx;
+    const st_block_q8_K *y = vy;
+    const int nb = n / ST_QK_K;
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    const __m256i m3 = _mm256_set1_epi8(0x03), m30 = _mm256_set1_epi8(0x30);
+    __m256 acc = _mm256_setzero_ps();
+    for (int i = 0; i < nb; i++) {
+        const float d = y[i].d * h2f(x[i].d);
+        /* value = q - 32 with q in 0..63; the -32 goes through bsums since
+         * scales and bsums both cover 16 elements */
+        const __m256i s16 = _mm256_cvtepi8_epi16(loadu128(x[i].scales));
+        const __m256i corr = _mm256_madd_epi16(s16, loadu256(y[i].bsums));
+        const uint8_t *ql = x[i].ql;
+        const uint8_t *qh = x[i].qh;
+        const int8_t *q8 = y[i].qs;
+        __m256i sumi = _mm256_setzero_si256();
+        for (int h = 0; h < 2; h++) {
+            const __m256i sc = h == 0 ? _mm256_permute2x128_si256(s16, s16, 0x00)
+                                      : _mm256_permute2x128_si256(s16, s16, 0x11);
+            const __m256i l0 = loadu256(ql + 64 * h);
+            const __m256i l1 = loadu256(ql + 64 * h + 32);
+            const __m256i hh = loadu256(qh + 32 * h);
+            const __m256i q1 = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_slli_epi16(_mm256_and_si256(hh, m3), 4));
+            const __m256i q2 = _mm256_or_si256(_mm256_and_si256(l1, m4),
+                                               _mm256_and_si256(_mm256_slli_epi16(hh, 2), m30));
+            const __m256i q3 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(hh, m30));
+            const __m256i q4 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                                               _mm256_and_si256(_mm256_srli_epi16(hh, 2), m30));
+            const __m256i p1 = _mm256_maddubs_epi16(q1, loadu256(q8 + 128 * h));
+            const __m256i p2 = _mm256_maddubs_epi16(q2, loadu256(q8 + 128 * h + 32));
+            const __m256i p3 = _mm256_maddubs_epi16(q3, loadu256(q8 + 128 * h + 64));
+            const __m256i p4 = _mm256_maddubs_epi16(q4, loadu256(q8 + 128 * h + 96));
+            const __m256i a = _mm256_add_epi32(_mm256_madd_epi16(p1, _mm256_shuffle_epi8(sc, scale_pair_shuffle(0))),
+                                               _mm256_madd_epi16(p2, _mm256_shuffle_epi8(sc, scale_pair_shuffle(1))));
+            const __m256i b = _mm256_add_epi32(_mm256_madd_epi16(p3, _mm256_shuffle_epi8(sc, scale_pair_shuffle(2))),
+                                               _mm256_madd_epi16(p4, _mm256_shuffle_epi8(sc, scale_pair_shuffle(3))));
+            sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(a, b));
+        }
+        sumi = _mm256_sub_epi32(sumi, _mm256_slli_epi32(corr, 5));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+    }
+    *s = hsum_ps(acc);
+}
+
+/* ------------------------------------------------------------------------- */
+/* activation quantizers                                                      */
+
+ALWAYS_INLINE __m256 abs_ps(__m256 v) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), v); }
+
+ALWAYS_INLINE float hmax_ps(__m256 v) {
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_movehdup_ps(m));
+    return _mm_cvtss_f32(m);
+}
+
+/* roundf semantics (half away from zero), exactly: t = trunc(v); v - t is
+ * exact; step away from zero when |v - t| >= 0.5 */
+ALWAYS_INLINE __m256i roundf_epi32(__m256 v) {
+    const __m256 t = _mm256_round_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+    const __m256 frac = abs_ps(_mm256_sub_ps(v, t));
+    const __m256 one = _mm256_or_ps(_mm256_and_ps(v, _mm256_set1_ps(-0.0f)), _mm256_set1_ps(1.0f));
+    const __m256 step = _mm256_and_ps(_mm256_cmp_ps(frac, _mm256_set1_ps(0.5f), _CMP_GE_OQ), one);
+    return _mm256_cvttps_epi32(_mm256_add_ps(t, step));
+}
+
+/* 32 int32 (4 vectors) -> 32 int8 in order */
+ALWAYS_INLINE __m256i pack_i32x32_i8(__m256i a, __m256i b, __m256i c, __m256i dd) {
+    const __m256i ab = _mm256_packs_epi32(a, b);  /* a0-3 b0-3 | a4-7 b4-7 */
+    const __m256i cd = _mm256_packs_epi32(c, dd);
+    const __m256i r = _mm256_packs_epi16(ab, cd); /* a0-3 b0-3 c0-3 d0-3 | a4-7 b4-7 c4-7 d4-7 */
+    return _mm256_permutevar8x32_epi32(r, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+/* One Q8_0/Q8_1 block: returns d (as float, before fp16 rounding) and writes
+ * 32 quants; *isum = sum of quants. */
+ALWAYS_INLINE float quant_block_q8(const float *x, int8_t *qs, int *isum) {
+    const __m256 v0 = _mm256_loadu_ps(x), v1 = _mm256_loadu_ps(x + 8);
+    const __m256 v2 = _mm256_loadu_ps(x + 16), v3 = _mm256_loadu_ps(x + 24);
+    const __m256 mx = _mm256_max_ps(_mm256_max_ps(abs_ps(v0), abs_ps(v1)), _mm256_max_ps(abs_ps(v2), abs_ps(v3)));
+    const float amax = hmax_ps(mx);
+    const float d = amax / 127.0f;
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    const __m256 vid = _mm256_set1_ps(id);
+    const __m256i i0 = roundf_epi32(_mm256_mul_ps(v0, vid));
+    const __m256i i1 = roundf_epi32(_mm256_mul_ps(v1, vid));
+    const __m256i i2 = roundf_epi32(_mm256_mul_ps(v2, vid));
+    const __m256i i3 = roundf_epi32(_mm256_mul_ps(v3, vid));
+    if (isum) {
+        __m256i t = _mm256_add_epi32(_mm256_add_epi32(i0, i1), _mm256_add_epi32(i2, i3));
+        __m128i u = _mm_add_epi32(_mm256_castsi256_si128(t), _mm256_extracti128_si256(t, 1));
+        u = _mm_add_epi32(u, _mm_shuffle_epi32(u, 0x4E));
+        u = _mm_add_epi32(u, _mm_shuffle_epi32(u, 0xB1));
+        *isum = _mm_cvtsi128_si32(u);
+    }
+    _mm256_storeu_si256((__m256i *)qs, pack_i32x32_i8(i0, i1, i2, i3));
+    return d;
+}
+
+static void from_float_q8_0(const float *x, void *vy, int64_t n) {
+    st_block_q8_0 *y = vy;
+    const int64_t nb = n / ST_QK8_0;
+    for (int64_t i = 0; i < nb; i++) {
+        const float d = quant_block_q8(x + i * ST_QK8_0, y[i].qs, NULL);
+        y[i].d = _cvtss_sh(d, _MM_FROUND_TO_NEAREST_INT);
+    }
+}
+
+static void from_float_q8_1(const float *x, void *vy, int64_t n) {
+    st_block_q8_1 *y = vy;
+    const int64_t nb = n / ST_QK8_1;
+    for (int64_t i = 0; i < nb; i++) {
+        int sum;
+        const float d = quant_block_q8(x + i * ST_QK8_1, y[i].qs, &sum);
+        y[i].d = _cvtss_sh(d, _MM_FROUND_TO_NEAREST_INT);
+        y[i].s = _cvtss_sh((float)sum * d, _MM_FROUND_TO_NEAREST_INT);
+    }
+}
+
+static void from_float_q8_K(const float *x, void *vy, int64_t n) {
+    st_block_q8_K *y = vy;
+    const int64_t nb = n / ST_QK_K;
+    for (int64_t i = 0; i < nb; i++, x += ST_QK_K) {
+        /* max |x| and the signed value that has it (first one on ties) */
+        __m256 vmax = _mm256_setzero_ps();
+        for (int j = 0; j < ST_QK_K; j += 8) vmax = _mm256_max_ps(vmax, abs_ps(_mm256_loadu_ps(x + j)));
+        const float amax = hmax_ps(vmax);
+        if (amax == 0.0f) {
+            y[i].d = 0.0f;
+            memset(y[i].qs, 0, sizeof y[i].qs);
+            memset(y[i].bsums, 0, sizeof y[i].bsums);
+            continue;
+        }
+        float max = 0.0f;
+        for (int j = 0; j < ST_QK_K; j++) {
+            if (fabsf(x[j]) == amax) {
+                max = x[j];
+                break;
+            }
+        }
+        const float iscale = -127.0f / max;
+        const __m256 vis = _mm256_set1_ps(iscale);
+        const __m256i c127 = _mm256_set1_epi32(127);
+        for (int j = 0; j < ST_QK_K; j += 32) {
+            /* round to nearest even (the reference's nearest_int), clamp 127 */
+            const __m256i i0 = _mm256_min_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(vis, _mm256_loadu_ps(x + j))), c127);
+            const __m256i i1 = _mm256_min_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(vis, _mm256_loadu_ps(x + j + 8))), c127);
+            const __m256i i2 = _mm256_min_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(vis, _mm256_loadu_ps(x + j + 16))), c127);
+            const __m256i i3 = _mm256_min_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(vis, _mm256_loadu_ps(x + j + 24))), c127);
+            const __m256i q = pack_i32x32_i8(i0, i1, i2, i3);
+            _mm256_storeu_si256((__m256i *)(y[i].qs + j), q);
+            /* bsums over 16 quants: maddubs with 1 gives pair sums */
+            const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), q), _mm256_set1_epi16(1));
+            /* p: lane0 = 4 sums of 4 (elements 0..15), lane1 = elements 16..31 */
+            const __m256i p2 = _mm256_hadd_epi32(p, p);
+            const __m256i p3 = _mm256_hadd_epi32(p2, p2);
+            y[i].bsums[j / 16] = (int16_t)_mm256_extract_epi32(p3, 0);
+            y[i].bsums[j / 16 + 1] = (int16_t)_mm256_extract_epi32(p3, 4);
+        }
+        y[i].d = 1.0f / iscale;
+    }
+}
+
+static void from_float_f16(const float *x, void *vy, int64_t n) {
+    st_fp16 *y = vy;
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm_storeu_si128((__m128i *)(y + i), _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT));
+    for (; i < n; i++) y[i] = _cvtss_sh(x[i], _MM_FROUND_TO_NEAREST_INT);
+}
+
+/* ------------------------------------------------------------------------- */
+/* dequantizers                                                               */
+
+static void to_float_f16(const void *vx, float *y, int64_t n) {
+    const st_fp16 *x = vx;
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, ld_f16(x + i));
+    for (; i < n; i++) y[i] = h2f(x[i]);
+}
+
+ALWAYS_INLINE void store_i8x32_scaled(float *y, __m256i q, __m256 d) {
+    const __m128i lo = _mm256_castsi256_si128(q), hi = _mm256_extracti128_si256(q, 1);
+    _mm256_storeu_ps(y, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo))));
+    _mm256_storeu_ps(y + 8, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8)))));
+    _mm256_storeu_ps(y + 16, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi))));
+    _mm256_storeu_ps(y + 24, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8)))));
+}
+
+static void to_float_q8_0(const void *vx, float *y, int64_t n) {
+    const st_block_q8_0 *x = vx;
+    const int64_t nb = n / ST_QK8_0;
+    for (int64_t i = 0; i < nb; i++) store_i8x32_scaled(y + i * 32, loadu256(x[i].qs), _mm256_set1_ps(h2f(x[i].d)));
+}
+
+static void to_float_q4_0(const void *vx, float *y, int64_t n) {
+    const st_block_q4_0 *x = vx;
+    const int64_t nb = n / ST_QK4_0;
+    for (int64_t i = 0; i < nb; i++) {
+        const __m256i q = _mm256_sub_epi8(nibbles32(x[i].qs), _mm256_set1_epi8(8));
+        store_i8x32_scaled(y + i * 32, q, _mm256_set1_ps(h2f(x[i].d)));
+    }
+}
+
+/* y[k] = d * q[k] - m for 32 unsigned bytes */
+ALWAYS_INLINE void store_u8x32_affine(float *y, __m256i q, float d, float m) {
+    const __m256 vd = _mm256_set1_ps(d), vm = _mm256_set1_ps(m);
+    const __m128i lo = _mm256_castsi256_si128(q), hi = _mm256_extracti128_si256(q, 1);
+    const __m128i parts[4] = {lo, _mm_srli_si128(lo, 8), hi, _mm_srli_si128(hi, 8)};
+    for (int k = 0; k < 4; k++) {
+        const __m256 f = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(parts[k]));
+        _mm256_storeu_ps(y + 8 * k, _mm256_sub_ps(_mm256_mul_ps(vd, f), vm));
+    }
+}
+
+static void to_float_q4_K(const void *vx, float *y, int64_t n) {
+    const st_block_q4_K *x = vx;
+    const int64_t nb = n / ST_QK_K;
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    for (int64_t i = 0; i < nb; i++) {
+        const float d = h2f(x[i].d), dmin = h2f(x[i].dmin);
+        uint8_t sm[16];
+        _mm_storeu_si128((__m128i *)sm, k4_scales_mins(x[i].scales));
+        for (int j = 0; j < 4; j++) {
+            const __m256i b = loadu256(x[i].qs + 32 * j);
+            store_u8x32_affine(y, _mm256_and_si256(b, m4), d * sm[2 * j], dmin * sm[8 + 2 * j]);
+            store_u8x32_affine(y + 32, _mm256_and_si256(_mm256_srli_epi16(b, 4), m4), d * sm[2 * j + 1],
+                               dmin * sm[8 + 2 * j + 1]);
+            y += 64;
+        }
+    }
+}
+
+static void to_float_q6_K(const void *vx, float *y, int64_t n) {
+    const st_block_q6_K *x = vx;
+    const int64_t nb = n / ST_QK_K;
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    const __m256i m3 = _mm256_set1_epi8(0x03), m30 = _mm256_set1_epi8(0x30);
+    const __m256i c32 = _mm256_set1_epi8(32);
+    for (int64_t i = 0; i < nb; i++) {
+        const float d = h2f(x[i].d);
+        const int8_t *sc = x[i].scales;
+        for (int h = 0; h < 2; h++) {
+            const __m256i l0 = loadu256(x[i].ql + 64 * h);
+            const __m256i l1 = loadu256(x[i].ql + 64 * h + 32);
+            const __m256i hh = loadu256(x[i].qh + 32 * h);
+            __m256i q[4];
+            q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_slli_epi16(_mm256_and_si256(hh, m3), 4));
+            q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_and_si256(_mm256_slli_epi16(hh, 2), m30));
+            q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(hh, m30));
+            q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                                   _mm256_and_si256(_mm256_srli_epi16(hh, 2), m30));
+            for (int k = 0; k < 4; k++) {
+                const __m256i v = _mm256_sub_epi8(q[k], c32);
+                const __m128i lo = _mm256_castsi256_si128(v), hi = _mm256_extracti128_si256(v, 1);
+                const __m256 da = _mm256_set1_ps(d * sc[8 * h + 2 * k]);
+                const __m256 db = _mm256_set1_ps(d * sc[8 * h + 2 * k + 1]);
+                _mm256_storeu_ps(y, _mm256_mul_ps(da, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo))));
+                _mm256_storeu_ps(y + 8, _mm256_mul_ps(da, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8)))));
+                _mm256_storeu_ps(y + 16, _mm256_mul_ps(db, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi))));
+                _mm256_storeu_ps(y + 24, _mm256_mul_ps(db, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8)))));
+                y += 32;
+            }
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------- */
+
+void st_quant_avx2_install(st_type_traits *tbl) {
+    tbl[ST_TYPE_F32].vec_dot = vec_dot_f32;
+    tbl[ST_TYPE_F16].vec_dot = vec_dot_f16;
+    tbl[ST_TYPE_BF16].vec_dot = vec_dot_bf16;
+    tbl[ST_TYPE_Q4_0].vec_dot = vec_dot_q4_0_q8_0;
+    tbl[ST_TYPE_Q4_1].vec_dot = vec_dot_q4_1_q8_1;
+    tbl[ST_TYPE_Q5_0].vec_dot = vec_dot_q5_0_q8_0;
+    tbl[ST_TYPE_Q5_1].vec_dot = vec_dot_q5_1_q8_1;
+    tbl[ST_TYPE_Q8_0].vec_dot = vec_dot_q8_0_q8_0;
+    tbl[ST_TYPE_Q2_K].vec_dot = vec_dot_q2_K_q8_K;
+    tbl[ST_TYPE_Q3_K].vec_dot = vec_dot_q3_K_q8_K;
+    tbl[ST_TYPE_Q4_K].vec_dot = vec_dot_q4_K_q8_K;
+    tbl[ST_TYPE_Q5_K].vec_dot = vec_dot_q5_K_q8_K;
+    tbl[ST_TYPE_Q6_K].vec_dot = vec_dot_q6_K_q8_K;
+
+    tbl[ST_TYPE_Q8_0].from_float = from_float_q8_0;
+    tbl[ST_TYPE_Q8_1].from_float = from_float_q8_1;
+    tbl[ST_TYPE_Q8_K].from_float = from_float_q8_K;
+    tbl[ST_TYPE_F16].from_float = from_float_f16;
+
+    tbl[ST_TYPE_F16].to_float = to_float_f16;
+    tbl[ST_TYPE_Q8_0].to_float = to_float_q8_0;
+    tbl[ST_TYPE_Q4_0].to_float = to_float_q4_0;
+    tbl[ST_TYPE_Q4_K].to_float = to_float_q4_K;
+    tbl[ST_TYPE_Q6_K].to_float = to_float_q6_K;
+}
