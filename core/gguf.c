@@ -454,7 +454,7 @@ static st_status parse(st_gguf *g, st_error *err) {
         uint64_t tat = c.pos;
         if ((s = rd32(&c, &type, "tensor type"))) goto tfail;
         const ttype *tt = ttype_get(type);
-        if (!tt) TFAIL(tat, "tensor '%s': unknown tensor type %" PRIu32, name, type);
+        if (!tt) TFAIL(tat, "tensor '%s': unknown tensor type %" PRIu32 " (expected a ggml type id such as 0 = F32, 8 = Q8_0)", name, type);
         t->type = (st_type)type;
         if (t->ne[0] % tt->blck)
             TFAIL(dat, "tensor '%s': row length %" PRId64 " is not a multiple of the %s block size %" PRIu32, name,
@@ -819,3 +819,382 @@ const st_gguf_tensor *st_gguf_find_tensor(const st_gguf *g, const char *name) {
 }
 
 
+/* ---------------------------------------------------------------------------
+ * writer */
+typedef struct {
+    char *name;
+    uint32_t type;
+    int n_dims;
+    int64_t ne[ST_GGUF_MAX_DIMS];
+    uint64_t size, offset;
+} wtensor;
+
+/* a growable set of NUL-terminated strings (not owned) */
+typedef struct { const char **slot; uint64_t cap, n; } strset;
+
+/* returns 1 if inserted, 0 if present, -1 on out of memory */
+static int strset_add(strset *s, const char *k) {
+    if ((s->n + 1) * 2 > s->cap) {
+        uint64_t nc = s->cap ? s->cap * 2 : 64;
+        const char **ns = calloc(nc, sizeof *ns);
+        if (!ns) return -1;
+        for (uint64_t i = 0; i < s->cap; i++)
+            if (s->slot[i])
+                for (uint64_t h = hash_bytes(s->slot[i], strlen(s->slot[i])) & (nc - 1);; h = (h + 1) & (nc - 1))
+                    if (!ns[h]) { ns[h] = s->slot[i]; break; }
+        free(s->slot);
+        s->slot = ns;
+        s->cap = nc;
+    }
+    for (uint64_t h = hash_bytes(k, strlen(k)) & (s->cap - 1);; h = (h + 1) & (s->cap - 1)) {
+        if (!s->slot[h]) { s->slot[h] = k; s->n++; return 1; }
+        if (strcmp(s->slot[h], k) == 0) return 0;
+    }
+}
+
+struct st_gguf_writer {
+    char *path;
+    FILE *f;
+    uint8_t *kv; size_t kv_len, kv_cap;
+    int64_t n_kv;
+    char **keys; int64_t keys_cap;   /* copies, for the duplicate check */
+    strset key_set, tensor_set;
+    wtensor *t; int64_t n_t, t_cap;
+    uint32_t alignment;
+    int64_t align_val_pos;           /* position of general.alignment's u32 in kv, or -1 */
+    st_status status;                /* sticky error from the void add functions */
+    char msg[512];
+    bool header_written;
+    int64_t next;                    /* next tensor whose data is expected */
+    uint64_t pos;                    /* bytes written so far */
+};
+
+static void w_fail(st_gguf_writer *w, st_status code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void w_fail(st_gguf_writer *w, st_status code, const char *fmt, ...) {
+    if (w->status) return; /* keep the first error */
+    char m[400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(m, sizeof m, fmt, ap);
+    va_end(ap);
+    w->status = code;
+    snprintf(w->msg, sizeof w->msg, "%s: %s", w->path, m);
+}
+
+static bool w_put(st_gguf_writer *w, const void *p, size_t n) {
+    if (w->status) return false;
+    if (n > w->kv_cap - w->kv_len) {
+        size_t nc = w->kv_cap ? w->kv_cap : 4096;
+        while (n > nc - w->kv_len) {
+            if (nc > SIZE_MAX / 2) { w_fail(w, ST_ERR_NOMEM, "metadata too large"); return false; }
+            nc *= 2;
+        }
+        uint8_t *nb = realloc(w->kv, nc);
+        if (!nb) { w_fail(w, ST_ERR_NOMEM, "out of memory for metadata"); return false; }
+        w->kv = nb;
+        w->kv_cap = nc;
+    }
+    if (n) memcpy(w->kv + w->kv_len, p, n);
+    w->kv_len += n;
+    return true;
+}
+static void w_u32(st_gguf_writer *w, uint32_t v) { w_put(w, &v, 4); }
+static void w_u64(st_gguf_writer *w, uint64_t v) { w_put(w, &v, 8); }
+static void w_str(st_gguf_writer *w, const char *s, uint64_t n) { w_u64(w, n); w_put(w, s, (size_t)n); }
+
+/* writes key + type; false if the key is invalid or a duplicate */
+static bool w_key(st_gguf_writer *w, const char *key, st_gguf_vtype type) {
+    if (w->status) return false;
+    if (w->header_written) { w_fail(w, ST_ERR_ARG, "key '%s' added after write_header", key ? key : "(null)"); return false; }
+    if (!key || !*key) { w_fail(w, ST_ERR_ARG, "empty key"); return false; }
+    if (strlen(key) > GGUF_MAX_NAME) { w_fail(w, ST_ERR_ARG, "key too long"); return false; }
+    if (w->n_kv == w->keys_cap) {
+        int64_t nc = w->keys_cap ? w->keys_cap * 2 : 32;
+        char **nk = realloc(w->keys, (size_t)nc * sizeof *nk);
+        if (!nk) { w_fail(w, ST_ERR_NOMEM, "out of memory"); return false; }
+        w->keys = nk;
+        w->keys_cap = nc;
+    }
+    char *k = strdup(key);
+    if (!k) { w_fail(w, ST_ERR_NOMEM, "out of memory"); return false; }
+    int r = strset_add(&w->key_set, k);
+    if (r <= 0) {
+        free(k);
+        if (r < 0) w_fail(w, ST_ERR_NOMEM, "out of memory");
+        else w_fail(w, ST_ERR_ARG, "duplicate key '%s'", key);
+        return false;
+    }
+    w->keys[w->n_kv++] = k;
+    w_str(w, key, strlen(key));
+    w_u32(w, (uint32_t)type);
+    return !w->status;
+}
+
+static bool is_align_key(const char *key) { return key && strcmp(key, "general.alignment") == 0; }
+
+st_status st_gguf_writer_open(const char *path, st_gguf_writer **out, st_error *err) {
+    *out = NULL;
+    if (!path) return st_error_set(err, ST_ERR_ARG, "st_gguf_writer_open: path is NULL");
+    st_gguf_writer *w = calloc(1, sizeof *w);
+    if (!w || !(w->path = strdup(path))) {
+        free(w);
+        return st_error_set(err, ST_ERR_NOMEM, "%s: out of memory", path);
+    }
+    w->f = fopen(path, "wb");
+    if (!w->f) {
+        int e = errno;
+        free(w->path);
+        free(w);
+        return st_error_set(err, ST_ERR_IO, "%s: cannot create: %s", path, strerror(e));
+    }
+    w->alignment = ST_GGUF_DEFAULT_ALIGNMENT;
+    w->align_val_pos = -1;
+    *out = w;
+    return ST_OK;
+}
+
+void st_gguf_writer_set_alignment(st_gguf_writer *w, uint32_t alignment) {
+    if (w->header_written) { w_fail(w, ST_ERR_ARG, "alignment set after write_header"); return; }
+    if (alignment == 0 || (alignment & (alignment - 1))) {
+        w_fail(w, ST_ERR_ARG, "alignment %" PRIu32 " is not a nonzero power of two", alignment);
+        return;
+    }
+    w->alignment = alignment;
+    if (w->align_val_pos >= 0 && !w->status) memcpy(w->kv + w->align_val_pos, &alignment, 4);
+}
+
+void st_gguf_writer_kv_u32(st_gguf_writer *w, const char *key, uint32_t v) {
+    if (!w_key(w, key, ST_GGUF_UINT32)) return;
+    if (is_align_key(key)) {
+        w->align_val_pos = (int64_t)w->kv_len;
+        w_u32(w, v);
+        st_gguf_writer_set_alignment(w, v);
+        return;
+    }
+    w_u32(w, v);
+}
+
+void st_gguf_writer_kv_i32(st_gguf_writer *w, const char *key, int32_t v) {
+    if (w_key(w, key, ST_GGUF_INT32)) w_put(w, &v, 4);
+}
+
+void st_gguf_writer_kv_f32(st_gguf_writer *w, const char *key, float v) {
+    if (w_key(w, key, ST_GGUF_FLOAT32)) w_put(w, &v, 4);
+}
+
+void st_gguf_writer_kv_bool(st_gguf_writer *w, const char *key, bool v) {
+    uint8_t b = v ? 1 : 0;
+    if (w_key(w, key, ST_GGUF_BOOL)) w_put(w, &b, 1);
+}
+
+void st_gguf_writer_kv_str(st_gguf_writer *w, const char *key, const char *v) {
+    if (!v) { w_fail(w, ST_ERR_ARG, "key '%s': NULL string", key ? key : "(null)"); return; }
+    if (w_key(w, key, ST_GGUF_STRING)) w_str(w, v, strlen(v));
+}
+
+void st_gguf_writer_kv_arr(st_gguf_writer *w, const char *key, st_gguf_vtype elem_type, const void *data, uint64_t n) {
+    if ((unsigned)elem_type >= ST_GGUF_VTYPE_COUNT || elem_type == ST_GGUF_STRING || elem_type == ST_GGUF_ARRAY) {
+        w_fail(w, ST_ERR_ARG, "key '%s': kv_arr needs a plain element type, got %d", key ? key : "(null)", (int)elem_type);
+        return;
+    }
+    uint64_t bytes;
+    if (__builtin_mul_overflow(n, (uint64_t)k_vtype_size[elem_type], &bytes) || bytes > SIZE_MAX ||
+        (n && !data)) {
+        w_fail(w, ST_ERR_ARG, "key '%s': bad array (%" PRIu64 " elements)", key ? key : "(null)", n);
+        return;
+    }
+    if (elem_type == ST_GGUF_BOOL)
+        for (uint64_t i = 0; i < n; i++)
+            if (((const uint8_t *)data)[i] > 1) {
+                w_fail(w, ST_ERR_ARG, "key '%s': bool element %" PRIu64 " is not 0 or 1", key, i);
+                return;
+            }
+    if (!w_key(w, key, ST_GGUF_ARRAY)) return;
+    w_u32(w, (uint32_t)elem_type);
+    w_u64(w, n);
+    w_put(w, data, (size_t)bytes);
+}
+
+void st_gguf_writer_kv_arr_str(st_gguf_writer *w, const char *key, const char *const *strs, uint64_t n) {
+    if (n && !strs) { w_fail(w, ST_ERR_ARG, "key '%s': NULL string array", key ? key : "(null)"); return; }
+    for (uint64_t i = 0; i < n; i++)
+        if (!strs[i]) { w_fail(w, ST_ERR_ARG, "key '%s': string %" PRIu64 " is NULL", key ? key : "(null)", i); return; }
+    if (!w_key(w, key, ST_GGUF_ARRAY)) return;
+    w_u32(w, ST_GGUF_STRING);
+    w_u64(w, n);
+    for (uint64_t i = 0; i < n; i++) w_str(w, strs[i], strlen(strs[i]));
+}
+
+void st_gguf_writer_kv_copy(st_gguf_writer *w, const st_gguf *src, int64_t i) {
+    if (!src || i < 0 || i >= src->n_kv) { w_fail(w, ST_ERR_ARG, "kv_copy: no kv %" PRId64 " in source", i); return; }
+    const kv_t *kv = &src->kv[i];
+    char *key = malloc(kv->key_len + 1);
+    if (!key) { w_fail(w, ST_ERR_NOMEM, "out of memory"); return; }
+    memcpy(key, src->map + kv->key_off, kv->key_len);
+    key[kv->key_len] = 0;
+    if (strlen(key) != kv->key_len) {
+        w_fail(w, ST_ERR_ARG, "kv_copy: key %" PRId64 " contains a NUL byte", i);
+    } else if (w_key(w, key, (st_gguf_vtype)kv->type)) {
+        if (is_align_key(key) && kv->type == ST_GGUF_UINT32) {
+            uint32_t a = ld32(src->map + kv->val_off);
+            w->align_val_pos = (int64_t)w->kv_len;
+            w_put(w, src->map + kv->val_off, 4);
+            st_gguf_writer_set_alignment(w, a);
+        } else {
+            w_put(w, src->map + kv->val_off, (size_t)(kv->val_end - kv->val_off));
+        }
+    }
+    free(key);
+}
+
+void st_gguf_writer_add_tensor(st_gguf_writer *w, const char *name, st_type type, int n_dims, const int64_t *ne) {
+    if (w->status) return;
+    if (w->header_written) { w_fail(w, ST_ERR_ARG, "tensor added after write_header"); return; }
+    if (!name || !*name || strlen(name) > GGUF_MAX_NAME) { w_fail(w, ST_ERR_ARG, "bad tensor name"); return; }
+    const ttype *tt = ttype_get((uint32_t)type);
+    if (!tt) { w_fail(w, ST_ERR_ARG, "tensor '%s': unknown tensor type %d", name, (int)type); return; }
+    if (n_dims < 1 || n_dims > ST_GGUF_MAX_DIMS || !ne) {
+        w_fail(w, ST_ERR_ARG, "tensor '%s': n_dims %d (expected 1..%d)", name, n_dims, ST_GGUF_MAX_DIMS);
+        return;
+    }
+    wtensor t = {.type = (uint32_t)type, .n_dims = n_dims};
+    for (int d = 0; d < ST_GGUF_MAX_DIMS; d++) t.ne[d] = d < n_dims ? ne[d] : 1;
+    int64_t nel = 1;
+    for (int d = 0; d < ST_GGUF_MAX_DIMS; d++)
+        if (t.ne[d] <= 0 || __builtin_mul_overflow(nel, t.ne[d], &nel)) {
+            w_fail(w, ST_ERR_ARG, "tensor '%s': bad shape (ne[%d] = %" PRId64 " or element count overflow)", name, d,
+                   t.ne[d]);
+            return;
+        }
+    if (!tensor_bytes(tt, t.ne, &t.size)) {
+        w_fail(w, ST_ERR_ARG, "tensor '%s': row length %" PRId64 " is not a multiple of the %s block size %" PRIu32,
+               name, t.ne[0], tt->name, tt->blck);
+        return;
+    }
+    if (w->n_t == w->t_cap) {
+        int64_t nc = w->t_cap ? w->t_cap * 2 : 64;
+        wtensor *nt = realloc(w->t, (size_t)nc * sizeof *nt);
+        if (!nt) { w_fail(w, ST_ERR_NOMEM, "out of memory"); return; }
+        w->t = nt;
+        w->t_cap = nc;
+    }
+    if (!(t.name = strdup(name))) { w_fail(w, ST_ERR_NOMEM, "out of memory"); return; }
+    int r = strset_add(&w->tensor_set, t.name);
+    if (r <= 0) {
+        free(t.name);
+        if (r < 0) w_fail(w, ST_ERR_NOMEM, "out of memory");
+        else w_fail(w, ST_ERR_ARG, "duplicate tensor name '%s'", name);
+        return;
+    }
+    w->t[w->n_t++] = t;
+}
+
+static st_status w_write(st_gguf_writer *w, const void *p, uint64_t n, st_error *err) {
+    if (n && fwrite(p, 1, (size_t)n, w->f) != (size_t)n) {
+        int e = errno;
+        w_fail(w, ST_ERR_IO, "write failed at offset %" PRIu64 ": %s", w->pos, strerror(e));
+        return st_error_set(err, w->status, "%s", w->msg);
+    }
+    w->pos += n;
+    return ST_OK;
+}
+
+static st_status w_pad(st_gguf_writer *w, st_error *err) {
+    static const uint8_t zeros[256];
+    uint64_t pad = (w->alignment - w->pos % w->alignment) % w->alignment;
+    while (pad) {
+        uint64_t k = pad < sizeof zeros ? pad : sizeof zeros;
+        st_status s = w_write(w, zeros, k, err);
+        if (s) return s;
+        pad -= k;
+    }
+    return ST_OK;
+}
+
+st_status st_gguf_writer_write_header(st_gguf_writer *w, st_error *err) {
+    if (!w->status && w->header_written) w_fail(w, ST_ERR_ARG, "write_header called twice");
+    if (!w->status && w->alignment != ST_GGUF_DEFAULT_ALIGNMENT && w->align_val_pos < 0) {
+        if (w_key(w, "general.alignment", ST_GGUF_UINT32)) {
+            w->align_val_pos = (int64_t)w->kv_len;
+            w_u32(w, w->alignment);
+        }
+    }
+    if (w->status) return st_error_set(err, w->status, "%s", w->msg);
+    /* tensor offsets, relative to the data section */
+    uint64_t off = 0;
+    for (int64_t i = 0; i < w->n_t; i++) {
+        w->t[i].offset = off;
+        uint64_t padded;
+        if (__builtin_add_overflow(off, w->t[i].size, &off) ||
+            __builtin_add_overflow(off, (uint64_t)w->alignment - 1, &padded)) {
+            w_fail(w, ST_ERR_ARG, "data section size overflows 64 bits");
+            return st_error_set(err, w->status, "%s", w->msg);
+        }
+        off = padded / w->alignment * w->alignment;
+    }
+    w->header_written = true;
+    st_status s;
+    uint32_t version = 3;
+    uint64_t nt = (uint64_t)w->n_t, nkv = (uint64_t)w->n_kv;
+    if ((s = w_write(w, "GGUF", 4, err)) || (s = w_write(w, &version, 4, err)) || (s = w_write(w, &nt, 8, err)) ||
+        (s = w_write(w, &nkv, 8, err)) || (s = w_write(w, w->kv, w->kv_len, err)))
+        return s;
+    for (int64_t i = 0; i < w->n_t; i++) {
+        const wtensor *t = &w->t[i];
+        uint64_t nl = strlen(t->name), ne;
+        uint32_t nd = (uint32_t)t->n_dims, ty = t->type;
+        if ((s = w_write(w, &nl, 8, err)) || (s = w_write(w, t->name, nl, err)) || (s = w_write(w, &nd, 4, err)))
+            return s;
+        for (int d = 0; d < t->n_dims; d++) {
+            ne = (uint64_t)t->ne[d];
+            if ((s = w_write(w, &ne, 8, err))) return s;
+        }
+        if ((s = w_write(w, &ty, 4, err)) || (s = w_write(w, &t->offset, 8, err))) return s;
+    }
+    return w_pad(w, err);
+}
+
+st_status st_gguf_writer_write_tensor_data(st_gguf_writer *w, const void *data, uint64_t size, st_error *err) {
+    if (w->status) return st_error_set(err, w->status, "%s", w->msg);
+    if (!w->header_written)
+        return st_error_set(err, ST_ERR_ARG, "%s: tensor data written before write_header", w->path);
+    if (w->next >= w->n_t)
+        return st_error_set(err, ST_ERR_ARG, "%s: more tensor data than tensors (%" PRId64 ")", w->path, w->n_t);
+    const wtensor *t = &w->t[w->next];
+    if (size != t->size || (size && !data))
+        return st_error_set(err, ST_ERR_ARG, "%s: tensor '%s': got %" PRIu64 " bytes of data, expected %" PRIu64,
+                            w->path, t->name, size, t->size);
+    st_status s = w_write(w, data, size, err);
+    if (s) return s;
+    if ((s = w_pad(w, err))) return s;
+    w->next++;
+    return ST_OK;
+}
+
+st_status st_gguf_writer_close(st_gguf_writer *w, st_error *err) {
+    if (!w) return ST_OK;
+    st_status s = ST_OK;
+    if (w->status) {
+        s = st_error_set(err, w->status, "%s", w->msg);
+    } else if (!w->header_written || w->next < w->n_t) {
+        s = st_error_set(err, ST_ERR_ARG, "%s: closed before all data was written (%" PRId64 " of %" PRId64
+                         " tensors%s)", w->path, w->next, w->n_t, w->header_written ? "" : ", no header");
+    }
+    if (w->f) {
+        if (fclose(w->f) != 0 && !s) {
+            int e = errno;
+            s = st_error_set(err, ST_ERR_IO, "%s: close failed: %s", w->path, strerror(e));
+        }
+    }
+    if (s) unlink(w->path); /* never leave a half-written model behind */
+    for (int64_t i = 0; i < w->n_kv; i++) free(w->keys[i]);
+    free(w->keys);
+    for (int64_t i = 0; i < w->n_t; i++) free(w->t[i].name);
+    free(w->t);
+    free(w->key_set.slot);
+    free(w->tensor_set.slot);
+    free(w->kv);
+    free(w->path);
+    free(w);
+    return s;
+}
