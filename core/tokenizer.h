@@ -61,4 +61,22 @@ int st_tok_token_to_piece(const st_tokenizer *t, int32_t id, char *buf, int cap,
 int64_t st_tok_decode(const st_tokenizer *t, const int32_t *ids, int64_t n,
                       char *buf, int64_t cap, bool remove_leading_space, bool special);
 
+/* ---- additions ---- */
+int32_t st_tok_unk(const st_tokenizer *t);   /* -1 if none */
+int32_t st_tok_pad(const st_tokenizer *t);   /* -1 if none */
+int32_t st_tok_eot(const st_tokenizer *t);   /* end of turn, -1 if none */
+bool st_tok_add_space_prefix(const st_tokenizer *t); /* tokenizer.ggml.add_space_prefix (default true) */
+/* id of the token whose vocabulary string is exactly text[0..len), -1 if none */
+int32_t st_tok_find(const st_tokenizer *t, const char *text, size_t len);
+
+/* Exactly llama.cpp's llama_detokenize(remove_special, unparse_special): the
+ * first token's piece loses one leading space when the vocab adds a space
+ * prefix, except that with remove_special a leading BOS is dropped and then
+ * nothing is stripped (so [BOS, "▁Hello"] gives " Hello"); with remove_special
+ * a trailing EOS is dropped when add_eos. NUL-terminates when cap > 0;
+ * returns the length needed without the NUL, -1 on a bad id. st_tok_decode
+ * differs only in stripping the space of the token after a leading BOS. */
+int64_t st_tok_detokenize(const st_tokenizer *t, const int32_t *ids, int64_t n,
+                          char *buf, int64_t cap, bool remove_special, bool unparse_special);
+
 #endif
