@@ -11,6 +11,9 @@
  * checked against the file size with overflow-safe 64-bit arithmetic, and no
  * allocation is sized by a count that has not first been bounded by the bytes
  * left in the file. */
+#ifndef _POSIX_C_SOURCE
+#define _POSIX_C_SOURCE 200809L /* strdup, O_CLOEXEC, mmap under -std=c11 */
+#endif
 #include "gguf.h"
 
 #include <errno.h>

@@ -919,3 +919,65 @@ Test(gguf, large_file_offsets) {
     unlink(path);
     bb_free(&b);
 }
+
+/* Deterministic mutation fuzzing: random byte and field corruptions of the
+ * crafted files. Each must either open (and then be fully walkable) or fail
+ * with a FORMAT/UNSUPPORTED error; ASan/UBSan catch anything else. */
+Test(gguf, mutation_fuzz) {
+    bb src[2] = {{0}, {0}};
+    build_valid(&src[0]);
+    build_all_types(&src[1]);
+    uint64_t rng = 0x9e3779b97f4a7c15ull;
+    const uint64_t specials[] = {0, 1, 2, 3, 4, 5, 12, 13, 31, 32, 255, 65536, 1ull << 31, 1ull << 32,
+                                 1ull << 62, 1ull << 63, UINT64_MAX - 31, UINT64_MAX};
+    int opened = 0;
+    for (int iter = 0; iter < 3000; iter++) {
+        const bb *s = &src[iter & 1];
+        bb m = {0};
+        bb_put(&m, s->p, s->n);
+        int nmut = 1 + (int)((rng >> 60) & 3);
+        for (int k = 0; k < nmut; k++) {
+            rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+            size_t at = (size_t)((rng >> 17) % m.n);
+            switch ((rng >> 8) & 3) {
+            case 0: m.p[at] ^= (uint8_t)(1u << ((rng >> 40) & 7)); break;
+            case 1: m.p[at] = (uint8_t)(rng >> 48); break;
+            default:
+                if (at + 8 <= m.n) memcpy(m.p + at, &specials[(rng >> 33) % (sizeof specials / 8)], 8);
+                break;
+            }
+        }
+        if ((rng >> 30) % 5 == 0) m.n = (size_t)((rng >> 5) % (m.n + 1)); /* also truncate */
+        const char *path = bb_write(&m, "fuzz.gguf");
+        bb_free(&m);
+        st_gguf *g = NULL;
+        st_error e = {0};
+        st_status st = st_gguf_open(path, &g, &e);
+        if (st == ST_OK) {
+            opened++;
+            char buf[512];
+            for (int64_t i = 0; i < st_gguf_n_kv(g); i++) {
+                st_gguf_format_value(g, i, buf, sizeof buf, -1);
+                st_gguf_vtype et;
+                uint64_t n;
+                if (st_gguf_get_arr(g, i, &et, &n) && n)
+                    (void)(et == ST_GGUF_STRING ? (void)st_gguf_arr_str(g, i, n - 1)
+                                                : (void)st_gguf_arr_arr(g, i, n - 1, NULL, NULL, NULL));
+            }
+            for (int64_t i = 0; i < st_gguf_n_tensors(g); i++) {
+                const st_gguf_tensor *t = st_gguf_tensor_at(g, i);
+                cr_assert_leq(t->offset + t->size, st_gguf_file_size(g));
+                volatile uint8_t sink = t->size ? ((const uint8_t *)t->data)[t->size - 1] : 0;
+                (void)sink;
+            }
+            st_gguf_close(g);
+        } else {
+            cr_assert(st == ST_ERR_FORMAT || st == ST_ERR_UNSUPPORTED, "iter %d: status %d: %s", iter, st, e.msg);
+            cr_assert_null(g);
+            cr_assert_gt(strlen(e.msg), 0);
+        }
+    }
+    cr_log_info("mutation fuzz: %d of 3000 opened", opened);
+    bb_free(&src[0]);
+    bb_free(&src[1]);
+}
