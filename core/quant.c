@@ -1167,19 +1167,20 @@ static void vec_dot_q6_k_q8_k(int n, float *s, const void *vx, const void *vy) {
         const int8_t *sc = x[i].scales, *q8 = y[i].qs;
         int isum = 0;
         for (int half = 0; half < ST_QK_K; half += 128, ql += 64, qh += 32, sc += 8, q8 += 128) {
-            int s[8] = {0}; /* per sub-block of 16: index = 2*quarter + (l >= 16) */
-            for (int l = 0; l < 32; l++) {
-                const int is = l / 16;
-                const int q1 = ((ql[l] & 0xF) | (((qh[l] >> 0) & 3) << 4)) - 32;
-                const int q2 = ((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32;
-                const int q3 = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
-                const int q4 = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
-                s[is + 0] += q1 * q8[l + 0];
-                s[is + 2] += q2 * q8[l + 32];
-                s[is + 4] += q3 * q8[l + 64];
-                s[is + 6] += q4 * q8[l + 96];
+            for (int h = 0; h < 2; h++) { /* l in 16h..16h+15: sub-blocks h, h+2, h+4, h+6 */
+                int s1 = 0, s2 = 0, s3 = 0, s4 = 0;
+                for (int l = 16 * h; l < 16 * h + 16; l++) {
+                    const int q1 = ((ql[l] & 0xF) | (((qh[l] >> 0) & 3) << 4)) - 32;
+                    const int q2 = ((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32;
+                    const int q3 = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
+                    const int q4 = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
+                    s1 += q1 * q8[l + 0];
+                    s2 += q2 * q8[l + 32];
+                    s3 += q3 * q8[l + 64];
+                    s4 += q4 * q8[l + 96];
+                }
+                isum += sc[h] * s1 + sc[h + 2] * s2 + sc[h + 4] * s3 + sc[h + 6] * s4;
             }
-            for (int k = 0; k < 8; k++) isum += sc[k] * s[k];
         }
         sumf += FP16(x[i].d) * y[i].d * isum;
     }
