@@ -26,6 +26,11 @@
 
 #define ALWAYS_INLINE static inline __attribute__((always_inline))
 
+#ifndef ST_PF_DIST
+#define ST_PF_DIST 1024
+#endif
+#define PF(p) _mm_prefetch((const char *)(p) + ST_PF_DIST, _MM_HINT_T0)
+
 ALWAYS_INLINE float h2f(st_fp16 h) { return _cvtsh_ss(h); }
 
 ALWAYS_INLINE float hsum_ps(__m256 v) {
@@ -77,6 +82,8 @@ static void vec_dot_f32(int n, float *s, const void *vx, const void *vy) {
     __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
     int i = 0;
     for (; i + 32 <= n; i += 32) {
+        PF(x + i);
+        PF(x + i + 16);
         a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i), a0);
         a1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 8), _mm256_loadu_ps(y + i + 8), a1);
         a2 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 16), _mm256_loadu_ps(y + i + 16), a2);
@@ -95,6 +102,7 @@ static void vec_dot_f16(int n, float *s, const void *vx, const void *vy) {
     __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
     int i = 0;
     for (; i + 32 <= n; i += 32) {
+        PF(x + i);
         a0 = _mm256_fmadd_ps(ld_f16(x + i), ld_f16(y + i), a0);
         a1 = _mm256_fmadd_ps(ld_f16(x + i + 8), ld_f16(y + i + 8), a1);
         a2 = _mm256_fmadd_ps(ld_f16(x + i + 16), ld_f16(y + i + 16), a2);
@@ -122,6 +130,7 @@ static void vec_dot_bf16(int n, float *s, const void *vx, const void *vy) {
     __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
     int i = 0;
     for (; i + 32 <= n; i += 32) {
+        PF(x + i);
         a0 = _mm256_fmadd_ps(ld_bf16(x + i), ld_bf16(y + i), a0);
         a1 = _mm256_fmadd_ps(ld_bf16(x + i + 8), ld_bf16(y + i + 8), a1);
         a2 = _mm256_fmadd_ps(ld_bf16(x + i + 16), ld_bf16(y + i + 16), a2);
@@ -136,28 +145,6 @@ static void vec_dot_bf16(int n, float *s, const void *vx, const void *vy) {
 /* ------------------------------------------------------------------------- */
 /* 32-element block types                                                     */
 
-static void vec_dot_q8_0_q8_0(int n, float *s, const void *vx, const void *vy) {
-    const st_block_q8_0 *x = vx;
-    const st_block_q8_0 *y = vy;
-    const int nb = n / ST_QK8_0;
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-    int ib = 0;
-    for (; ib + 1 < nb; ib += 2) {
-        const __m256i p0 = dot_i8(loadu256(x[ib].qs), loadu256(y[ib].qs));
-        const __m256i p1 = dot_i8(loadu256(x[ib + 1].qs), loadu256(y[ib + 1].qs));
-        const __m256 d0 = _mm256_set1_ps(h2f(x[ib].d) * h2f(y[ib].d));
-        const __m256 d1 = _mm256_set1_ps(h2f(x[ib + 1].d) * h2f(y[ib + 1].d));
-        acc0 = _mm256_fmadd_ps(d0, _mm256_cvtepi32_ps(p0), acc0);
-        acc1 = _mm256_fmadd_ps(d1, _mm256_cvtepi32_ps(p1), acc1);
-    }
-    if (ib < nb) {
-        const __m256i p0 = dot_i8(loadu256(x[ib].qs), loadu256(y[ib].qs));
-        const __m256 d0 = _mm256_set1_ps(h2f(x[ib].d) * h2f(y[ib].d));
-        acc0 = _mm256_fmadd_ps(d0, _mm256_cvtepi32_ps(p0), acc0);
-    }
-    *s = hsum_ps(_mm256_add_ps(acc0, acc1));
-}
-
 /* sum((q - off) * y) for unsigned q bytes, as 8 int32 */
 ALWAYS_INLINE __m256i dot_u8_off(__m256i q, __m256i y, __m256i off) {
     const __m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(q, y), _mm256_maddubs_epi16(off, y));
@@ -168,27 +155,87 @@ ALWAYS_INLINE __m256i dot_u8(__m256i q, __m256i y) {
     return _mm256_madd_epi16(_mm256_maddubs_epi16(q, y), _mm256_set1_epi16(1));
 }
 
+/* Scales of 4 consecutive 32-blocks: [dx0*dy0 .. dx3*dy3] in both 128-bit
+ * lanes. The 8 fp16 values are packed in two GPRs and converted at once. */
+#define SCALES4(x, y)                                                                                       \
+    __extension__({                                                                                         \
+        const uint64_t hx_ = (uint64_t)(x)[0].d | ((uint64_t)(x)[1].d << 16) | ((uint64_t)(x)[2].d << 32) | \
+                             ((uint64_t)(x)[3].d << 48);                                                    \
+        const uint64_t hy_ = (uint64_t)(y)[0].d | ((uint64_t)(y)[1].d << 16) | ((uint64_t)(y)[2].d << 32) | \
+                             ((uint64_t)(y)[3].d << 48);                                                    \
+        const __m256 f_ = _mm256_cvtph_ps(_mm_insert_epi64(_mm_cvtsi64_si128((long long)hx_), (long long)hy_, 1)); \
+        _mm256_mul_ps(f_, _mm256_permute2f128_ps(f_, f_, 0x01));                                            \
+    })
+
+/* Q8_0 x Q8_0, 4 blocks per step: per-block int32 partial sums are reduced
+ * with a hadd tree to [b0 b1 b2 b3 | b0 b1 b2 b3] (low / high 16 elements),
+ * which lines up with the scale vector: one convert and one FMA per 4 blocks. */
+static void vec_dot_q8_0_q8_0(int n, float *s, const void *vx, const void *vy) {
+    const st_block_q8_0 *x = vx;
+    const st_block_q8_0 *y = vy;
+    const int nb = n / ST_QK8_0;
+    __m256 acc = _mm256_setzero_ps();
+    int ib = 0;
+    for (; ib + 4 <= nb; ib += 4) {
+        PF(x + ib);
+        PF((const char *)(x + ib) + 64);
+        PF((const char *)(x + ib) + 128);
+        const __m256i p0 = dot_i8(loadu256(x[ib + 0].qs), loadu256(y[ib + 0].qs));
+        const __m256i p1 = dot_i8(loadu256(x[ib + 1].qs), loadu256(y[ib + 1].qs));
+        const __m256i p2 = dot_i8(loadu256(x[ib + 2].qs), loadu256(y[ib + 2].qs));
+        const __m256i p3 = dot_i8(loadu256(x[ib + 3].qs), loadu256(y[ib + 3].qs));
+        const __m256i h = _mm256_hadd_epi32(_mm256_hadd_epi32(p0, p1), _mm256_hadd_epi32(p2, p3));
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(h), SCALES4(x + ib, y + ib), acc);
+    }
+    __m256 acc1 = _mm256_setzero_ps();
+    for (; ib < nb; ib++) {
+        const __m256i p0 = dot_i8(loadu256(x[ib].qs), loadu256(y[ib].qs));
+        const __m256 d0 = _mm256_set1_ps(h2f(x[ib].d) * h2f(y[ib].d));
+        acc1 = _mm256_fmadd_ps(d0, _mm256_cvtepi32_ps(p0), acc1);
+    }
+    *s = hsum_ps(_mm256_add_ps(acc, acc1));
+}
+
+/* 16 packed nibbles -> [low nibbles | high nibbles] without a lane insert:
+ * broadcast the 16 bytes to both lanes, shift the high lane's qwords by 4 */
+ALWAYS_INLINE __m256i nibbles32_b(const uint8_t *qs, __m256i shifts, __m256i m4) {
+    const __m256i v = _mm256_broadcastsi128_si256(loadu128(qs));
+    return _mm256_and_si256(_mm256_srlv_epi64(v, shifts), m4);
+}
+
+/* Q4_0 x Q8_0, 4 blocks per step. Per block: (q - 8) . y as 16 int16 pair
+ * sums (maddubs of the unsigned nibbles minus maddubs of 8; |sum of 32| <=
+ * 32 * 8 * 127 fits int16), then a hadd_epi16 tree and one madd give
+ * [b0 b1 b2 b3 | b0 b1 b2 b3], scaled as in the Q8_0 kernel. */
 static void vec_dot_q4_0_q8_0(int n, float *s, const void *vx, const void *vy) {
     const st_block_q4_0 *x = vx;
     const st_block_q8_0 *y = vy;
     const int nb = n / ST_QK4_0;
-    const __m256i off = _mm256_set1_epi8(8);
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    const __m256i off = _mm256_set1_epi8(8), m4 = _mm256_set1_epi8(0x0F);
+    const __m256i shifts = _mm256_setr_epi64x(0, 0, 4, 4);
+    __m256 acc = _mm256_setzero_ps();
     int ib = 0;
-    for (; ib + 1 < nb; ib += 2) {
-        const __m256i p0 = dot_u8_off(nibbles32(x[ib].qs), loadu256(y[ib].qs), off);
-        const __m256i p1 = dot_u8_off(nibbles32(x[ib + 1].qs), loadu256(y[ib + 1].qs), off);
-        const __m256 d0 = _mm256_set1_ps(h2f(x[ib].d) * h2f(y[ib].d));
-        const __m256 d1 = _mm256_set1_ps(h2f(x[ib + 1].d) * h2f(y[ib + 1].d));
-        acc0 = _mm256_fmadd_ps(d0, _mm256_cvtepi32_ps(p0), acc0);
-        acc1 = _mm256_fmadd_ps(d1, _mm256_cvtepi32_ps(p1), acc1);
+    for (; ib + 4 <= nb; ib += 4) {
+        PF(x + ib);
+        PF((const char *)(x + ib) + 64);
+        __m256i w[4];
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; k++) {
+            const __m256i q = nibbles32_b(x[ib + k].qs, shifts, m4);
+            const __m256i yk = loadu256(y[ib + k].qs);
+            w[k] = _mm256_sub_epi16(_mm256_maddubs_epi16(q, yk), _mm256_maddubs_epi16(off, yk));
+        }
+        const __m256i h = _mm256_hadd_epi16(_mm256_hadd_epi16(w[0], w[1]), _mm256_hadd_epi16(w[2], w[3]));
+        const __m256i si = _mm256_madd_epi16(h, _mm256_set1_epi16(1));
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(si), SCALES4(x + ib, y + ib), acc);
     }
-    if (ib < nb) {
+    __m256 acc1 = _mm256_setzero_ps();
+    for (; ib < nb; ib++) {
         const __m256i p0 = dot_u8_off(nibbles32(x[ib].qs), loadu256(y[ib].qs), off);
         const __m256 d0 = _mm256_set1_ps(h2f(x[ib].d) * h2f(y[ib].d));
-        acc0 = _mm256_fmadd_ps(d0, _mm256_cvtepi32_ps(p0), acc0);
+        acc1 = _mm256_fmadd_ps(d0, _mm256_cvtepi32_ps(p0), acc1);
     }
-    *s = hsum_ps(_mm256_add_ps(acc0, acc1));
+    *s = hsum_ps(_mm256_add_ps(acc, acc1));
 }
 
 static void vec_dot_q4_1_q8_1(int n, float *s, const void *vx, const void *vy) {
@@ -198,6 +245,7 @@ static void vec_dot_q4_1_q8_1(int n, float *s, const void *vx, const void *vy) {
     __m256 acc = _mm256_setzero_ps();
     float summ = 0.0f;
     for (int ib = 0; ib < nb; ib++) {
+        PF(x + ib);
         const __m256i p = dot_u8(nibbles32(x[ib].qs), loadu256(y[ib].qs));
         const __m256 d = _mm256_set1_ps(h2f(x[ib].d) * h2f(y[ib].d));
         acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc);
@@ -213,6 +261,7 @@ static void vec_dot_q5_0_q8_0(int n, float *s, const void *vx, const void *vy) {
     const __m256i off = _mm256_set1_epi8(16);
     __m256 acc = _mm256_setzero_ps();
     for (int ib = 0; ib < nb; ib++) {
+        PF(x + ib);
         const __m256i q = _mm256_or_si256(nibbles32(x[ib].qs), bits_to_0x10(x[ib].qh));
         const __m256i p = dot_u8_off(q, loadu256(y[ib].qs), off);
         const __m256 d = _mm256_set1_ps(h2f(x[ib].d) * h2f(y[ib].d));
@@ -228,6 +277,7 @@ static void vec_dot_q5_1_q8_1(int n, float *s, const void *vx, const void *vy) {
     __m256 acc = _mm256_setzero_ps();
     float summ = 0.0f;
     for (int ib = 0; ib < nb; ib++) {
+        PF(x + ib);
         const __m256i q = _mm256_or_si256(nibbles32(x[ib].qs), bits_to_0x10(x[ib].qh));
         const __m256i p = dot_u8(q, loadu256(y[ib].qs));
         const __m256 d = _mm256_set1_ps(h2f(x[ib].d) * h2f(y[ib].d));
@@ -240,20 +290,18 @@ static void vec_dot_q5_1_q8_1(int n, float *s, const void *vx, const void *vy) {
 /* ------------------------------------------------------------------------- */
 /* K-quants                                                                   */
 
-/* Shuffle masks that pick, from 8 int16 scales duplicated in both 128-bit
- * lanes, scale 2k for the low lane and 2k+1 for the high lane (broadcast over
- * the lane). */
-ALWAYS_INLINE __m256i scale_pair_shuffle(int k) {
-    const char a0 = (char)(4 * k), a1 = (char)(4 * k + 1), b0 = (char)(4 * k + 2), b1 = (char)(4 * k + 3);
-    return _mm256_setr_epi8(a0, a1, a0, a1, a0, a1, a0, a1, a0, a1, a0, a1, a0, a1, a0, a1,
-                            b0, b1, b0, b1, b0, b1, b0, b1, b0, b1, b0, b1, b0, b1, b0, b1);
-}
-/* scale k broadcast over both lanes */
-ALWAYS_INLINE __m256i scale_shuffle(int k) {
-    const char a0 = (char)(2 * k), a1 = (char)(2 * k + 1);
-    return _mm256_setr_epi8(a0, a1, a0, a1, a0, a1, a0, a1, a0, a1, a0, a1, a0, a1, a0, a1,
-                            a0, a1, a0, a1, a0, a1, a0, a1, a0, a1, a0, a1, a0, a1, a0, a1);
-}
+/* pshufb masks over 8 int16 scales held in both 128-bit lanes:
+ *  k_pair[k]: scale 2k broadcast over the low lane, 2k+1 over the high lane;
+ *  k_one[k]:  scale k broadcast over both lanes. */
+#define R8(a, b) a, b, a, b, a, b, a, b, a, b, a, b, a, b, a, b
+static const uint8_t k_pair[4][32] __attribute__((aligned(32))) = {
+    {R8(0, 1), R8(2, 3)}, {R8(4, 5), R8(6, 7)}, {R8(8, 9), R8(10, 11)}, {R8(12, 13), R8(14, 15)}};
+static const uint8_t k_one[8][32] __attribute__((aligned(32))) = {
+    {R8(0, 1), R8(0, 1)},   {R8(2, 3), R8(2, 3)},   {R8(4, 5), R8(4, 5)},   {R8(6, 7), R8(6, 7)},
+    {R8(8, 9), R8(8, 9)},   {R8(10, 11), R8(10, 11)}, {R8(12, 13), R8(12, 13)}, {R8(14, 15), R8(14, 15)}};
+#undef R8
+ALWAYS_INLINE __m256i scale_pair_shuffle(int k) { return _mm256_load_si256((const __m256i *)k_pair[k]); }
+ALWAYS_INLINE __m256i scale_shuffle(int k) { return _mm256_load_si256((const __m256i *)k_one[k]); }
 
 static void vec_dot_q2_K_q8_K(int n, float *s, const void *vx, const void *vy) {
     const st_block_q2_K *x = vx;
@@ -263,6 +311,8 @@ static void vec_dot_q2_K_q8_K(int n, float *s, const void *vx, const void *vy) {
     const __m128i m4 = _mm_set1_epi8(0x0F);
     __m256 acc = _mm256_setzero_ps(), accm = _mm256_setzero_ps();
     for (int i = 0; i < nb; i++) {
+        PF(x + i);
+        PF((const char *)(x + i) + 64);
         const float d = y[i].d * h2f(x[i].d);
         const float dmin = -y[i].d * h2f(x[i].dmin);
         const __m128i sc8 = loadu128(x[i].scales);
@@ -272,10 +322,12 @@ static void vec_dot_q2_K_q8_K(int n, float *s, const void *vx, const void *vy) {
         const __m256i s16 = _mm256_cvtepu8_epi16(_mm_and_si128(sc8, m4));
         const int8_t *q8 = y[i].qs;
         __m256i sumi = _mm256_setzero_si256();
+#pragma GCC unroll 2
         for (int h = 0; h < 2; h++) {
             const __m256i sc = h == 0 ? _mm256_permute2x128_si256(s16, s16, 0x00)
                                       : _mm256_permute2x128_si256(s16, s16, 0x11);
             const __m256i q2 = loadu256(x[i].qs + 32 * h);
+#pragma GCC unroll 4
             for (int j = 0; j < 4; j++) {
                 const __m256i q = _mm256_and_si256(_mm256_srli_epi16(q2, 2 * j), m3);
                 const __m256i p = _mm256_maddubs_epi16(q, loadu256(q8 + 128 * h + 32 * j));
@@ -308,6 +360,8 @@ static void vec_dot_q3_K_q8_K(int n, float *s, const void *vx, const void *vy) {
     const __m256i c4 = _mm256_set1_epi8(4);
     __m256 acc = _mm256_setzero_ps();
     for (int i = 0; i < nb; i++) {
+        PF(x + i);
+        PF((const char *)(x + i) + 64);
         const float d = y[i].d * h2f(x[i].d);
         /* value = q2 + 4*hbit - 4, scale = sc - 32:
          * sum = sum(sc * (q2 + 4h) * y) - 4 * sum(sc * bsums) */
@@ -317,10 +371,12 @@ static void vec_dot_q3_K_q8_K(int n, float *s, const void *vx, const void *vy) {
         const __m256i hm = loadu256(x[i].hmask);
         const int8_t *q8 = y[i].qs;
         __m256i sumi = _mm256_setzero_si256();
+#pragma GCC unroll 2
         for (int h = 0; h < 2; h++) {
             const __m256i sc = h == 0 ? _mm256_permute2x128_si256(s16, s16, 0x00)
                                       : _mm256_permute2x128_si256(s16, s16, 0x11);
             const __m256i q2 = loadu256(x[i].qs + 32 * h);
+#pragma GCC unroll 4
             for (int j = 0; j < 4; j++) {
                 const __m256i bit = _mm256_set1_epi8((char)(1 << (4 * h + j)));
                 const __m256i hb = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hm, bit), bit), c4);
@@ -356,6 +412,9 @@ static void vec_dot_q4_K_q8_K(int n, float *s, const void *vx, const void *vy) {
     __m256 acc = _mm256_setzero_ps();
     __m128 accm = _mm_setzero_ps();
     for (int i = 0; i < nb; i++) {
+        PF(x + i);
+        PF((const char *)(x + i) + 64);
+        PF((const char *)(x + i) + 128);
         const float d = y[i].d * h2f(x[i].d);
         const float dmin = -y[i].d * h2f(x[i].dmin);
         const __m128i sm = k4_scales_mins(x[i].scales);
@@ -368,6 +427,7 @@ static void vec_dot_q4_K_q8_K(int n, float *s, const void *vx, const void *vy) {
         const uint8_t *q4 = x[i].qs;
         const int8_t *q8 = y[i].qs;
         __m256i sumi = _mm256_setzero_si256();
+#pragma GCC unroll 4
         for (int j = 0; j < 4; j++) {
             const __m256i b = loadu256(q4 + 32 * j);
             const __m256i lo = _mm256_and_si256(b, m4);
@@ -391,6 +451,9 @@ static void vec_dot_q5_K_q8_K(int n, float *s, const void *vx, const void *vy) {
     __m256 acc = _mm256_setzero_ps();
     __m128 accm = _mm_setzero_ps();
     for (int i = 0; i < nb; i++) {
+        PF(x + i);
+        PF((const char *)(x + i) + 64);
+        PF((const char *)(x + i) + 128);
         const float d = y[i].d * h2f(x[i].d);
         const float dmin = -y[i].d * h2f(x[i].dmin);
         const __m128i sm = k4_scales_mins(x[i].scales);
@@ -404,6 +467,7 @@ static void vec_dot_q5_K_q8_K(int n, float *s, const void *vx, const void *vy) {
         const int8_t *q8 = y[i].qs;
         __m256i hb = loadu256(x[i].qh);
         __m256i sumi = _mm256_setzero_si256();
+#pragma GCC unroll 4
         for (int j = 0; j < 4; j++) {
             const __m256i b = loadu256(q5 + 32 * j);
             const __m256i lo = _mm256_or_si256(_mm256_and_si256(b, m4),
@@ -429,6 +493,10 @@ static void vec_dot_q6_K_q8_K(int n, float *s, const void *vx, const void *vy) {
     const __m256i m3 = _mm256_set1_epi8(0x03), m30 = _mm256_set1_epi8(0x30);
     __m256 acc = _mm256_setzero_ps();
     for (int i = 0; i < nb; i++) {
+        PF(x + i);
+        PF((const char *)(x + i) + 64);
+        PF((const char *)(x + i) + 128);
+        PF((const char *)(x + i) + 192);
         const float d = y[i].d * h2f(x[i].d);
         /* value = q - 32 with q in 0..63; the -32 goes through bsums since
          * scales and bsums both cover 16 elements */
@@ -438,6 +506,7 @@ static void vec_dot_q6_K_q8_K(int n, float *s, const void *vx, const void *vy) {
         const uint8_t *qh = x[i].qh;
         const int8_t *q8 = y[i].qs;
         __m256i sumi = _mm256_setzero_si256();
+#pragma GCC unroll 2
         for (int h = 0; h < 2; h++) {
             const __m256i sc = h == 0 ? _mm256_permute2x128_si256(s16, s16, 0x00)
                                       : _mm256_permute2x128_si256(s16, s16, 0x11);
@@ -664,6 +733,7 @@ static void to_float_q6_K(const void *vx, float *y, int64_t n) {
     for (int64_t i = 0; i < nb; i++) {
         const float d = h2f(x[i].d);
         const int8_t *sc = x[i].scales;
+#pragma GCC unroll 2
         for (int h = 0; h < 2; h++) {
             const __m256i l0 = loadu256(x[i].ql + 64 * h);
             const __m256i l1 = loadu256(x[i].ql + 64 * h + 32);
