@@ -144,7 +144,7 @@ static void dot_suite(st_type t) {
     const st_type_traits *fast = st_type_traits_get(t);
     cr_assert(fast->vec_dot != ref->vec_dot, "%s: no SIMD vec_dot installed", ref->name);
     const int bs = ref->blck_size;
-    const int lens32[] = {32, 64, 96, 256, 4096, 11008};
+    const int lens32[] = {32, 64, 96, 160, 256, 4096, 4192, 11008};
     const int lensK[] = {256, 512, 768, 4096, 11008};
     const int lensF[] = {1, 7, 8, 31, 33, 256, 1001, 4096, 11008};
     const int *lens;
