@@ -245,14 +245,40 @@ static void vec_dot_q4_0_q8_0(int n, float *s, const void *vx, const void *vy) {
     *s = hsum_ps(_mm256_add_ps(acc, acc1));
 }
 
+/* m*s of 4 consecutive blocks (Q4_1/Q5_1 min term), as SCALES4 */
+#define MINS4(x, y)                                                                                         \
+    __extension__({                                                                                         \
+        const uint64_t hx_ = (uint64_t)(x)[0].m | ((uint64_t)(x)[1].m << 16) | ((uint64_t)(x)[2].m << 32) | \
+                             ((uint64_t)(x)[3].m << 48);                                                    \
+        const uint64_t hy_ = (uint64_t)(y)[0].s | ((uint64_t)(y)[1].s << 16) | ((uint64_t)(y)[2].s << 32) | \
+                             ((uint64_t)(y)[3].s << 48);                                                    \
+        const __m256 f_ = _mm256_cvtph_ps(_mm_insert_epi64(_mm_cvtsi64_si128((long long)hx_), (long long)hy_, 1)); \
+        _mm256_mul_ps(f_, _mm256_permute2f128_ps(f_, f_, 0x01));                                            \
+    })
+
+/* The other 32-blocks, 4 per step as Q4_0: the per-block int16 pair sums
+ * stay within int16 through two hadd levels (8 products: <= 8*31*127), then
+ * one madd widens to [b0 b1 b2 b3 | b0 b1 b2 b3]. */
 static void vec_dot_q4_1_q8_1(int n, float *s, const void *vx, const void *vy) {
     const st_block_q4_1 *x = vx;
     const st_block_q8_1 *y = vy;
     const int nb = n / ST_QK4_1;
-    __m256 acc = _mm256_setzero_ps();
-    float summ = 0.0f;
-    for (int ib = 0; ib < nb; ib++) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F), shifts = _mm256_setr_epi64x(0, 0, 4, 4);
+    __m256 acc = _mm256_setzero_ps(), accm = _mm256_setzero_ps();
+    int ib = 0;
+    for (; ib + 4 <= nb; ib += 4) {
         PF(x + ib);
+        PF((const char *)(x + ib) + 64);
+        __m256i w[4];
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; k++) w[k] = _mm256_maddubs_epi16(nibbles32_b(x[ib + k].qs, shifts, m4), loadu256(y[ib + k].qs));
+        const __m256i h = _mm256_hadd_epi16(_mm256_hadd_epi16(w[0], w[1]), _mm256_hadd_epi16(w[2], w[3]));
+        const __m256i si = _mm256_madd_epi16(h, _mm256_set1_epi16(1));
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(si), SCALES4(x + ib, y + ib), acc);
+        accm = _mm256_add_ps(accm, MINS4(x + ib, y + ib));
+    }
+    float summ = hsum_ps128(_mm256_castps256_ps128(accm));
+    for (; ib < nb; ib++) {
         const __m256i p = dot_u8(nibbles32(x[ib].qs), loadu256(y[ib].qs));
         const __m256 d = _mm256_set1_ps(h2f(x[ib].d) * h2f(y[ib].d));
         acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc);
@@ -266,9 +292,24 @@ static void vec_dot_q5_0_q8_0(int n, float *s, const void *vx, const void *vy) {
     const st_block_q8_0 *y = vy;
     const int nb = n / ST_QK5_0;
     const __m256i off = _mm256_set1_epi8(16);
+    const __m256i m4 = _mm256_set1_epi8(0x0F), shifts = _mm256_setr_epi64x(0, 0, 4, 4);
     __m256 acc = _mm256_setzero_ps();
-    for (int ib = 0; ib < nb; ib++) {
+    int ib = 0;
+    for (; ib + 4 <= nb; ib += 4) {
         PF(x + ib);
+        PF((const char *)(x + ib) + 64);
+        __m256i w[4];
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; k++) {
+            const __m256i q = _mm256_or_si256(nibbles32_b(x[ib + k].qs, shifts, m4), bits_to_0x10(x[ib + k].qh));
+            const __m256i yk = loadu256(y[ib + k].qs);
+            w[k] = _mm256_sub_epi16(_mm256_maddubs_epi16(q, yk), _mm256_maddubs_epi16(off, yk));
+        }
+        const __m256i h = _mm256_hadd_epi16(_mm256_hadd_epi16(w[0], w[1]), _mm256_hadd_epi16(w[2], w[3]));
+        const __m256i si = _mm256_madd_epi16(h, _mm256_set1_epi16(1));
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(si), SCALES4(x + ib, y + ib), acc);
+    }
+    for (; ib < nb; ib++) {
         const __m256i q = _mm256_or_si256(nibbles32(x[ib].qs), bits_to_0x10(x[ib].qh));
         const __m256i p = dot_u8_off(q, loadu256(y[ib].qs), off);
         const __m256 d = _mm256_set1_ps(h2f(x[ib].d) * h2f(y[ib].d));
@@ -281,10 +322,25 @@ static void vec_dot_q5_1_q8_1(int n, float *s, const void *vx, const void *vy) {
     const st_block_q5_1 *x = vx;
     const st_block_q8_1 *y = vy;
     const int nb = n / ST_QK5_1;
-    __m256 acc = _mm256_setzero_ps();
-    float summ = 0.0f;
-    for (int ib = 0; ib < nb; ib++) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F), shifts = _mm256_setr_epi64x(0, 0, 4, 4);
+    __m256 acc = _mm256_setzero_ps(), accm = _mm256_setzero_ps();
+    int ib = 0;
+    for (; ib + 4 <= nb; ib += 4) {
         PF(x + ib);
+        PF((const char *)(x + ib) + 64);
+        __m256i w[4];
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; k++) {
+            const __m256i q = _mm256_or_si256(nibbles32_b(x[ib + k].qs, shifts, m4), bits_to_0x10(x[ib + k].qh));
+            w[k] = _mm256_maddubs_epi16(q, loadu256(y[ib + k].qs));
+        }
+        const __m256i h = _mm256_hadd_epi16(_mm256_hadd_epi16(w[0], w[1]), _mm256_hadd_epi16(w[2], w[3]));
+        const __m256i si = _mm256_madd_epi16(h, _mm256_set1_epi16(1));
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(si), SCALES4(x + ib, y + ib), acc);
+        accm = _mm256_add_ps(accm, MINS4(x + ib, y + ib));
+    }
+    float summ = hsum_ps128(_mm256_castps256_ps128(accm));
+    for (; ib < nb; ib++) {
         const __m256i q = _mm256_or_si256(nibbles32(x[ib].qs), bits_to_0x10(x[ib].qh));
         const __m256i p = dot_u8(q, loadu256(y[ib].qs));
         const __m256 d = _mm256_set1_ps(h2f(x[ib].d) * h2f(y[ib].d));
