@@ -59,7 +59,7 @@ bool arg_size(const char *cmd, const char *opt, const char *v, uint64_t *out) {
 }
 
 const char *default_model_path(void) {
-    static char buf[PATH_MAX];
+    static char buf[2 * PATH_MAX + 64];
     const char *rel[] = {"../assets/tiny-14m-q8_0.gguf", "../share/strata/tiny-14m-q8_0.gguf", "assets/tiny-14m-q8_0.gguf"};
     char exe[PATH_MAX];
     ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);

@@ -1,6 +1,7 @@
 #include "threadpool.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdbool.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -14,10 +15,12 @@
 #define cpu_relax() ((void)0)
 #endif
 
-/* How long an idle worker spins before sleeping: long enough to bridge the gap
- * between the jobs of one forward pass, short enough not to burn a core
- * between user turns. */
-#define SPIN_ITERS 200000
+/* An idle worker first spins (a few microseconds: the gap between the jobs of
+ * one forward pass), then yields its core for a while (so that on a loaded
+ * machine the thread it waits for can run), and only then sleeps on the
+ * condition variable (between user turns). */
+#define SPIN_ITERS 2000
+#define YIELD_ITERS 2000
 
 struct st_threadpool {
     int n_threads;           /* including the caller */
@@ -48,13 +51,14 @@ static void *worker_main(void *p) {
     st_threadpool *tp = a->tp;
     int idx = a->idx;
     free(a);
-    unsigned seen = atomic_load(&tp->gen);
+    unsigned seen = 0; /* gen starts at 0; a job may be published before this thread runs */
     for (;;) {
         unsigned g;
         int spins = 0;
         while ((g = atomic_load_explicit(&tp->gen, memory_order_acquire)) == seen) {
             if (atomic_load_explicit(&tp->stop, memory_order_relaxed)) return NULL;
             if (++spins < SPIN_ITERS) { cpu_relax(); continue; }
+            if (spins < SPIN_ITERS + YIELD_ITERS) { sched_yield(); continue; }
             pthread_mutex_lock(&tp->mu);
             while (atomic_load(&tp->gen) == seen && !atomic_load(&tp->stop))
                 pthread_cond_wait(&tp->cv, &tp->mu);
@@ -127,7 +131,10 @@ void st_tp_run(st_threadpool *tp, st_task_fn fn, void *ctx, int n_tasks) {
     pthread_cond_broadcast(&tp->cv);
     pthread_mutex_unlock(&tp->mu);
     do_tasks(tp, 0);
-    while (atomic_load_explicit(&tp->n_done, memory_order_acquire) < tp->n_threads - 1) cpu_relax();
+    for (int spins = 0; atomic_load_explicit(&tp->n_done, memory_order_acquire) < tp->n_threads - 1; spins++) {
+        if (spins < SPIN_ITERS) cpu_relax();
+        else sched_yield();
+    }
 }
 
 int st_physical_cores(void) {
