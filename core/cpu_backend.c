@@ -37,9 +37,8 @@ typedef struct cpu_be {
     float *rope_cs;           /* [n_batch][n_rot] cos/sin pairs */
     uint8_t *kcache, *vcache; /* [n_layer][n_ctx][n_embd_kv] of F16 or F32 */
     size_t kv_elt;            /* bytes per cache element */
-    float *att;               /* per thread: [n_ctx] scores */
     void *qconv;              /* per thread: a query head converted to the cache type */
-    float *vrow;              /* per thread: [head_dim] */
+    float *vrow;              /* per thread: [2 * head_dim] attention accumulator */
 } cpu_be;
 
 /* ---------------------------------------------------------------- helpers */
@@ -188,9 +187,12 @@ static void *kv_at(cpu_be *be, uint8_t *cache, int il, int pos) {
 }
 
 /* One task = one (token, head): softmax(q·K^T / sqrt(d)) · V over positions
- * 0..pos (causal). Scores use the cache type's dot product (the query is
- * converted to F16 for an F16 cache, as llama.cpp does); the weighted sum of
- * V rows accumulates in F32. */
+ * 0..pos (causal), in one pass with an online softmax. The arithmetic
+ * follows llama.cpp's CPU flash attention step for step (the query converted
+ * to the cache type for the K dot products; for an F16 cache the weighted
+ * sum of V rows accumulates in F16), because quantized models amplify tiny
+ * numeric differences through their activation rounding, and we compare
+ * against llama.cpp's outputs. */
 static void attn_task(void *p, int task, int thread) {
     const attn_job *j = p;
     cpu_be *be = j->be;
@@ -201,38 +203,45 @@ static void attn_task(void *p, int task, int thread) {
     int pos = be->pos0 + t;
     st_type ct = be->kv_f32 ? ST_TYPE_F32 : ST_TYPE_F16;
     const st_type_traits *tr = st_type_traits_get(ct);
-    float *att = be->att + (size_t)thread * be->n_ctx;
     void *qc = (uint8_t *)be->qconv + (size_t)thread * hd * sizeof(float);
-    float *vrow = be->vrow + (size_t)thread * hd;
+    float *acc = be->vrow + (size_t)thread * hd * 2; /* F32 accumulator, or F16 one in its first half */
+    st_fp16 *acc16 = (st_fp16 *)acc;
     const float *q = be->q + (size_t)t * hp->n_embd + (size_t)h * hd;
     tr->from_float(q, qc, hd);
     float scale = 1.0f / sqrtf((float)hd);
-    float mx = -INFINITY;
+    float M = -INFINITY, S = 0.0f;
+    if (be->kv_f32) memset(acc, 0, (size_t)hd * sizeof(float));
+    else memset(acc16, 0, (size_t)hd * sizeof(st_fp16));
     for (int p2 = 0; p2 <= pos; p2++) {
         const uint8_t *k = (const uint8_t *)kv_at(be, be->kcache, j->il, p2) + (size_t)kvh * hd * be->kv_elt;
+        const uint8_t *v = (const uint8_t *)kv_at(be, be->vcache, j->il, p2) + (size_t)kvh * hd * be->kv_elt;
         float s;
         tr->vec_dot(hd, &s, k, qc);
         s *= scale;
-        att[p2] = s;
-        if (s > mx) mx = s;
+        float ms = 1.0f, vs = 1.0f;
+        if (s > M) {
+            float Mold = M;
+            M = s;
+            ms = expf(Mold - M);
+            if (be->kv_f32) for (int d = 0; d < hd; d++) acc[d] *= ms;
+            else for (int d = 0; d < hd; d++) acc16[d] = st_fp32_to_fp16(st_fp16_to_fp32(acc16[d]) * ms);
+        } else {
+            vs = expf(s - M);
+        }
+        if (be->kv_f32) {
+            const float *vf = (const float *)v;
+            for (int d = 0; d < hd; d++) acc[d] += vf[d] * vs;
+        } else {
+            const st_fp16 *vh = (const st_fp16 *)v;
+            for (int d = 0; d < hd; d++)
+                acc16[d] = st_fp32_to_fp16(st_fp16_to_fp32(acc16[d]) + st_fp16_to_fp32(vh[d]) * vs);
+        }
+        S = S * ms + vs;
     }
-    double sum = 0.0;
-    for (int p2 = 0; p2 <= pos; p2++) {
-        float e = expf(att[p2] - mx);
-        att[p2] = e;
-        sum += e;
-    }
-    float inv = (float)(1.0 / sum);
+    float inv = S == 0.0f ? 0.0f : 1.0f / S;
     float *out = be->xb + (size_t)t * hp->n_embd + (size_t)h * hd;
-    memset(out, 0, (size_t)hd * sizeof(float));
-    for (int p2 = 0; p2 <= pos; p2++) {
-        const uint8_t *v = (const uint8_t *)kv_at(be, be->vcache, j->il, p2) + (size_t)kvh * hd * be->kv_elt;
-        const float *vf;
-        if (be->kv_f32) vf = (const float *)v;
-        else { tr->to_float(v, vrow, hd); vf = vrow; }
-        float a = att[p2] * inv;
-        for (int d = 0; d < hd; d++) out[d] += a * vf[d];
-    }
+    if (be->kv_f32) for (int d = 0; d < hd; d++) out[d] = acc[d] * inv;
+    else for (int d = 0; d < hd; d++) out[d] = st_fp16_to_fp32(acc16[d]) * inv;
 }
 
 /* ----------------------------------------------------------- elementwise */
@@ -363,7 +372,7 @@ static void cpu_destroy(st_backend *b) {
     if (!be) return;
     free(be->x); free(be->xb); free(be->q); free(be->k); free(be->v);
     free(be->hb); free(be->hb2); free(be->norm_w); free(be->xq); free(be->rope_cs);
-    free(be->kcache); free(be->vcache); free(be->att); free(be->qconv); free(be->vrow);
+    free(be->kcache); free(be->vcache); free(be->qconv); free(be->vrow);
     free(be);
 }
 
@@ -424,9 +433,8 @@ st_status st_cpu_backend_new(const st_hparams *hp, int n_ctx, int n_batch, bool 
     size_t kv_bytes = (size_t)hp->n_layer * (size_t)n_ctx * DKV * be->kv_elt;
     be->kcache = xalloc(kv_bytes, &ok);
     be->vcache = xalloc(kv_bytes, &ok);
-    be->att = xalloc((size_t)nth * (size_t)n_ctx * 4, &ok);
     be->qconv = xalloc((size_t)nth * (size_t)hp->head_dim * 4, &ok);
-    be->vrow = xalloc((size_t)nth * (size_t)hp->head_dim * 4, &ok);
+    be->vrow = xalloc((size_t)nth * (size_t)hp->head_dim * 8, &ok);
     if (!ok) {
         cpu_destroy(&be->base);
         return st_error_set(err, ST_ERR_NOMEM, "cpu backend: cannot allocate buffers for a context of %d (KV cache %zu MiB)",

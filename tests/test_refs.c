@@ -18,6 +18,16 @@
 #include <string.h>
 
 #define MAX_TOK 512
+/* Quantized models round their activations to 8 bits before every matrix
+ * product, so a rounding difference anywhere upstream (accumulation order,
+ * F16 conversions) can move an activation by one quantization step and the
+ * logits by a few hundredths. Measured on tiny-14m: our own F16-KV and
+ * F32-KV runs of the Q8_0 file differ by up to 0.06 in a logit, and we differ
+ * from llama.cpp by about as much (up to 0.17 on Q2_K/Q3_K). Margins below
+ * these are ties at the precision either engine promises: */
+#define QUANT_TIE 0.1         /* greedy comparison stops at the first reference margin below this */
+#define QUANT_TOP1_MARGIN 0.2 /* teacher-forced top-1 must agree wherever the margin is at least this */
+#define QUANT_MEAN_DIFF 0.05  /* mean |logit - llama.cpp| over the reference top-10 at every position */
 
 static int argmax(const float *v, int n, float *margin) {
     int b = 0, s = -1;
@@ -105,7 +115,8 @@ static void check_llamacpp(const char *model_path, const char *ref_path) {
     int nv = st_tok_n_vocab(st_model_tokenizer(c.m));
     const cJSON *p;
     int n_prompts = 0, n_checked_pos = 0;
-    double max_top1_diff = 0;
+    double max_top1_diff = 0, sum_diff = 0;
+    long n_diff = 0;
     cJSON_ArrayForEach(p, cJSON_GetObjectItem(j, "prompts")) {
         const char *name = cJSON_GetObjectItem(p, "name")->valuestring;
         int32_t prompt[MAX_TOK], greedy[64];
@@ -124,7 +135,8 @@ static void check_llamacpp(const char *model_path, const char *ref_path) {
                 check_prompt_ids(&c, name, cJSON_GetObjectItem(q, "text")->valuestring, prompt, np);
             }
         }
-        check_greedy(&c, name, prompt, np, greedy, margin, ng, 0.01);
+        int matched = check_greedy(&c, name, prompt, np, greedy, margin, ng, QUANT_TIE);
+        cr_log_info("%s: %s: greedy matched %d/%d", model_path, name, matched, ng);
 
         /* teacher forcing: prompt + reference continuation, logits everywhere */
         int32_t all[MAX_TOK + 64];
@@ -143,7 +155,12 @@ static void check_llamacpp(const char *model_path, const char *ref_path) {
             double ref_l = cJSON_GetArrayItem(cJSON_GetArrayItem(top, 0), 1)->valuedouble;
             double d = fabs(lg[ref_t] - ref_l);
             if (d > max_top1_diff) max_top1_diff = d;
-            if (margin[i] >= 0.05) {
+            const cJSON *pair;
+            cJSON_ArrayForEach(pair, top) {
+                sum_diff += fabs(lg[(int)cJSON_GetArrayItem(pair, 0)->valuedouble] - cJSON_GetArrayItem(pair, 1)->valuedouble);
+                n_diff++;
+            }
+            if (margin[i] >= QUANT_TOP1_MARGIN) {
                 cr_assert_eq(t, ref_t, "%s: position %d: top-1 %d (%.4f), reference %d (%.4f, margin %.4f)", name,
                              np - 1 + i, t, lg[t], ref_t, ref_l, margin[i]);
                 n_checked_pos++;
@@ -152,8 +169,11 @@ static void check_llamacpp(const char *model_path, const char *ref_path) {
         }
         n_prompts++;
     }
-    cr_log_info("%s: %d prompts, %d positions top-1 checked, max |logit - llama.cpp| of the reference top-1: %.4f",
-                model_path, n_prompts, n_checked_pos, max_top1_diff);
+    double mean_diff = sum_diff / (double)(n_diff ? n_diff : 1);
+    cr_log_info("%s: %d prompts, %d positions top-1 checked, |logit - llama.cpp| over the top-10: mean %.4f, "
+                "max on the reference top-1 %.4f", model_path, n_prompts, n_checked_pos, mean_diff, max_top1_diff);
+    cr_assert(mean_diff <= QUANT_MEAN_DIFF, "%s: mean |logit - llama.cpp| %.4f exceeds %.2f", model_path, mean_diff, QUANT_MEAN_DIFF);
+    cr_assert(n_checked_pos >= 200, "%s: only %d positions had a clear top-1", model_path, n_checked_pos);
     cr_assert_eq(n_prompts, 6);
     close_model(&c);
     cJSON_Delete(j);
