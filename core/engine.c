@@ -113,6 +113,7 @@ void st_session_rewind(st_session *s, int n_past) {
     if (n_past < 0) n_past = 0;
     if (n_past < s->n_past) {
         s->n_past = n_past;
+        s->n_logits = 0; /* the logits belonged to a token that is gone */
         s->be->ops->kv_truncate(s->be, n_past);
         atomic_store(&s->n_past_pub, n_past);
     }
@@ -128,8 +129,6 @@ static st_status forward_batch(st_session *s, const int32_t *tok, int n, bool al
     const st_hparams *hp = &m->hp;
     const st_type_traits *et = st_type_traits_get(m->tok_embd.type);
     for (int i = 0; i < n; i++) {
-        if (tok[i] < 0 || tok[i] >= hp->n_vocab)
-            return st_error_set(err, ST_ERR_ARG, "token id %d out of range (vocabulary of %d)", tok[i], hp->n_vocab);
         et->to_float((const uint8_t *)m->tok_embd.data + (size_t)tok[i] * m->tok_embd.row_bytes,
                      s->embd + (size_t)i * hp->n_embd, hp->n_embd);
     }
@@ -153,12 +152,17 @@ static st_status forward_batch(st_session *s, const int32_t *tok, int n, bool al
     return ST_OK;
 }
 
-st_status st_session_eval(st_session *s, const int32_t *tokens, int n, bool all_logits, st_error *err) {
+/* Evaluates n tokens; all ids are checked before any work so that a bad id
+ * leaves the cache as it was. Does not touch the cancel flag. */
+static st_status eval_impl(st_session *s, const int32_t *tokens, int n, bool all_logits, st_error *err) {
     if (n <= 0) return st_error_set(err, ST_ERR_ARG, "nothing to evaluate");
     if (s->n_past + n > s->p.n_ctx)
         return st_error_set(err, ST_ERR_CONTEXT, "context full: %d tokens in the cache + %d new exceed the context of %d",
                             s->n_past, n, s->p.n_ctx);
     int nv = s->m->hp.n_vocab;
+    for (int i = 0; i < n; i++)
+        if (tokens[i] < 0 || tokens[i] >= nv)
+            return st_error_set(err, ST_ERR_ARG, "token %d of %d: id %d out of range (vocabulary of %d)", i, n, tokens[i], nv);
     int rows = all_logits ? n : 1;
     if (rows > s->n_logits_cap) {
         float *l = realloc(s->logits, (size_t)rows * nv * sizeof(float));
@@ -166,15 +170,21 @@ st_status st_session_eval(st_session *s, const int32_t *tokens, int n, bool all_
         s->logits = l;
         s->n_logits_cap = rows;
     }
-    atomic_store(&s->cancel, false);
+    /* The logits always belong to the last token in the cache: a batch that
+     * fails (or is cancelled) before its end leaves both as they were. */
     for (int i = 0; i < n; i += s->p.n_batch) {
         int nb = n - i < s->p.n_batch ? n - i : s->p.n_batch;
         float *dst = all_logits ? s->logits + (size_t)i * nv : s->logits;
         st_status rc = forward_batch(s, tokens + i, nb, all_logits, dst, err);
         if (rc) return rc;
+        s->n_logits = all_logits ? i + nb : 1;
     }
-    s->n_logits = rows;
     return ST_OK;
+}
+
+st_status st_session_eval(st_session *s, const int32_t *tokens, int n, bool all_logits, st_error *err) {
+    atomic_store(&s->cancel, false);
+    return eval_impl(s, tokens, n, all_logits, err);
 }
 
 const float *st_session_logits(const st_session *s, int i) {
@@ -199,9 +209,10 @@ st_status st_generate(st_session *s, const int32_t *prompt, int n_prompt, const 
     atomic_store(&s->gen_ns, 0);
     atomic_store(&s->ttft_ns, 0);
     atomic_store(&s->phase, ST_PHASE_PREFILL);
+    atomic_store(&s->cancel, false);
     uint64_t t0 = st_now_ns();
     if (n_prompt > 0) {
-        rc = st_session_eval(s, prompt, n_prompt, false, err);
+        rc = eval_impl(s, prompt, n_prompt, false, err);
         if (rc) goto done;
     } else if (s->n_logits == 0) {
         rc = st_error_set(err, ST_ERR_ARG, "empty prompt and no previous tokens to continue from");
@@ -221,12 +232,13 @@ st_status st_generate(st_session *s, const int32_t *prompt, int n_prompt, const 
         st_sampler_accept(smp, t);
         if (i == 0) atomic_store(&s->ttft_ns, st_now_ns() - t0);
         if (!gp->ignore_eos && st_tok_is_eog(tok, t)) break;
+        /* a token that cannot be evaluated is not emitted either */
+        if (s->n_past >= s->p.n_ctx) { rc = st_error_set(err, ST_ERR_CONTEXT, "context full (%d tokens)", s->p.n_ctx); goto done; }
         int len = st_tok_token_to_piece(tok, t, piece, sizeof piece, false);
         if (len < 0) len = 0;
         if (len > (int)sizeof piece) len = (int)sizeof piece;
         bool go_on = !cb || cb(user, t, piece, len);
-        if (s->n_past >= s->p.n_ctx) { rc = st_error_set(err, ST_ERR_CONTEXT, "context full (%d tokens)", s->p.n_ctx); goto done; }
-        rc = st_session_eval(s, &t, 1, false, err);
+        rc = eval_impl(s, &t, 1, false, err);
         if (rc) goto done;
         atomic_store(&s->n_gen, (uint64_t)i + 1);
         atomic_store(&s->gen_ns, st_now_ns() - t1);

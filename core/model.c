@@ -176,7 +176,16 @@ st_status st_model_open(const char *path, const st_model_params *p, st_model **o
         goto fail;
     }
 
-    if ((rc = st_tok_load(g, &m->tok, err))) goto fail;
+    if ((rc = st_tok_load(g, &m->tok, err))) {
+        if (err) { /* name the file: the tokenizer only sees metadata */
+            char msg[sizeof err->msg];
+            memcpy(msg, err->msg, sizeof msg);
+            int k = snprintf(err->msg, sizeof err->msg, "%.200s: ", path);
+            if (k > 0 && (size_t)k < sizeof err->msg)
+                snprintf(err->msg + k, sizeof err->msg - (size_t)k, "%.300s", msg);
+        }
+        goto fail;
+    }
 
     /* vocabulary size: from the embedding matrix, which must agree with the tokenizer */
     const st_gguf_tensor *te = st_gguf_find_tensor(g, "token_embd.weight");
