@@ -69,10 +69,14 @@ typedef struct {
     int tok_per_task;
     int n_row_tasks;
     st_vec_dot_fn dot;
+    st_vec_dot_nc_fn dot_nc;
 } matmul_job;
 
-/* One task: a block of weight rows against a block of tokens. The weight
- * rows stay in L1/L2 while the tokens' activations stream past them. */
+/* One task: a block of weight rows against a block of tokens. Decode (one
+ * token): one vec_dot per row. Prompt: the tokens go in groups of up to
+ * ST_VEC_DOT_NC_MAX through the multi-column kernel, which unpacks each weight
+ * block once per group; the group's activations stay in L1 while the task's
+ * weight rows (L1/L2) go past them. */
 static void matmul_task(void *p, int task, int thread) {
     (void)thread;
     const matmul_job *j = p;
@@ -84,11 +88,22 @@ static void matmul_task(void *p, int task, int thread) {
     int t1 = t0 + j->tok_per_task;
     if (t1 > j->n_tok) t1 = j->n_tok;
     const uint8_t *wd = j->w->data;
+    const size_t rb = j->w->row_bytes;
     int n = (int)j->w->ne0;
-    for (int64_t r = r0; r < r1; r++) {
-        const void *wr = wd + (size_t)r * j->w->row_bytes;
-        for (int t = t0; t < t1; t++)
-            j->dot(n, &j->out[(size_t)t * j->out_stride + r], wr, j->xq + (size_t)t * j->xq_stride);
+    if (t1 - t0 == 1) {
+        for (int64_t r = r0; r < r1; r++)
+            j->dot(n, &j->out[(size_t)t0 * j->out_stride + r], wd + (size_t)r * rb, j->xq + (size_t)t0 * j->xq_stride);
+        return;
+    }
+    float s[ST_VEC_DOT_NC_MAX];
+    for (int t = t0; t < t1; t += ST_VEC_DOT_NC_MAX) {
+        int ny = t1 - t < ST_VEC_DOT_NC_MAX ? t1 - t : ST_VEC_DOT_NC_MAX;
+        const uint8_t *y = j->xq + (size_t)t * j->xq_stride;
+        float *o = j->out + (size_t)t * j->out_stride;
+        for (int64_t r = r0; r < r1; r++) {
+            j->dot_nc(n, s, wd + (size_t)r * rb, y, j->xq_stride, ny);
+            for (int c = 0; c < ny; c++) o[(size_t)c * j->out_stride + r] = s[c];
+        }
     }
 }
 
@@ -124,10 +139,13 @@ static void matmul(cpu_be *be, const st_tensor *w, float *out, int out_stride, i
     j.out_stride = out_stride;
     j.n_tok = n_tok;
     j.dot = st_type_traits_get(w->type)->vec_dot;
+    j.dot_nc = st_type_traits_get(w->type)->vec_dot_nc;
     int nth = st_tp_n_threads(be->tp);
     int64_t rows = w->ne1;
     /* decode: many small row chunks so threads finish together; prefill:
-     * tiles of 16 rows x 32 tokens */
+     * tiles of 16 rows x all tokens, so each weight row comes from memory
+     * once (the activations, at most n_batch rows, stay in L2); tokens are
+     * split too only where there are too few row tiles to share out */
     if (n_tok == 1) {
         int64_t chunks = (int64_t)nth * 8;
         int64_t rpt = (rows + chunks - 1) / chunks;
@@ -136,7 +154,8 @@ static void matmul(cpu_be *be, const st_tensor *w, float *out, int out_stride, i
         j.tok_per_task = 1;
     } else {
         j.rows_per_task = 16;
-        j.tok_per_task = 32;
+        j.tok_per_task = n_tok;
+        if ((rows + 15) / 16 < (int64_t)nth * 4) j.tok_per_task = 8 * ST_VEC_DOT_NC_MAX;
     }
     j.n_row_tasks = (int)((rows + j.rows_per_task - 1) / j.rows_per_task);
     int n_tok_tasks = (n_tok + j.tok_per_task - 1) / j.tok_per_task;

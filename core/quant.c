@@ -1203,11 +1203,34 @@ static void vec_dot_q8_k_q8_k(int n, float *s, const void *vx, const void *vy) {
 /* type traits                                                                */
 /* ========================================================================== */
 
+/* Multi-column dots (st_vec_dot_nc_fn) of the reference table: one vec_dot
+ * per activation row. */
+#define NC_LOOP(vd)                                                                                   \
+    static void vd##_nc(int n, float *s, const void *x, const void *y, size_t by, int ny) {         \
+        for (int j = 0; j < ny; j++) vd(n, s + j, x, (const uint8_t *)y + (size_t)j * by);           \
+    }
+NC_LOOP(vec_dot_f32)
+NC_LOOP(vec_dot_f16)
+NC_LOOP(vec_dot_bf16)
+NC_LOOP(vec_dot_q4_0_q8_0)
+NC_LOOP(vec_dot_q4_1_q8_1)
+NC_LOOP(vec_dot_q5_0_q8_0)
+NC_LOOP(vec_dot_q5_1_q8_1)
+NC_LOOP(vec_dot_q8_0_q8_0)
+NC_LOOP(vec_dot_q8_1_q8_1)
+NC_LOOP(vec_dot_q2_k_q8_k)
+NC_LOOP(vec_dot_q3_k_q8_k)
+NC_LOOP(vec_dot_q4_k_q8_k)
+NC_LOOP(vec_dot_q5_k_q8_k)
+NC_LOOP(vec_dot_q6_k_q8_k)
+NC_LOOP(vec_dot_q8_k_q8_k)
+#undef NC_LOOP
+
 #define PLAIN(nm, sz, vdt) { .name = nm, .blck_size = 1, .type_size = sz, .vec_dot_type = vdt }
 #define NOKERN(nm, bs, sz, vdt) { .name = nm, .blck_size = bs, .type_size = sz, .is_quantized = true, .vec_dot_type = vdt }
 #define FULL(nm, bs, sz, q, vdt, tf, ff, vd) \
     { .name = nm, .blck_size = bs, .type_size = sz, .is_quantized = q, .supported = true, \
-      .vec_dot_type = vdt, .to_float = tf, .from_float = ff, .vec_dot = vd }
+      .vec_dot_type = vdt, .to_float = tf, .from_float = ff, .vec_dot = vd, .vec_dot_nc = vd##_nc }
 
 static const st_type_traits g_ref[ST_TYPE_COUNT] = {
     [ST_TYPE_F32] = FULL("F32", 1, 4, false, ST_TYPE_F32, f32_to_float, f32_from_float, vec_dot_f32),
@@ -1286,11 +1309,48 @@ static pthread_once_t g_fast_once = PTHREAD_ONCE_INIT;
 __attribute__((weak)) void st_quant_avx2_install(st_type_traits *tbl) { (void)tbl; }
 #endif
 
+/* Multi-column fallback of the fast table for types whose vec_dot was
+ * replaced by a SIMD kernel but that have no multi-column SIMD kernel: one
+ * call of the fast vec_dot per activation row. */
+#define NC_FAST(T)                                                                                    \
+    static void nc_fast_##T(int n, float *s, const void *x, const void *y, size_t by, int ny) {      \
+        const st_vec_dot_fn dot = g_fast[ST_TYPE_##T].vec_dot;                                        \
+        for (int j = 0; j < ny; j++) dot(n, s + j, x, (const uint8_t *)y + (size_t)j * by);           \
+    }
+NC_FAST(F32)
+NC_FAST(F16)
+NC_FAST(BF16)
+NC_FAST(Q4_0)
+NC_FAST(Q4_1)
+NC_FAST(Q5_0)
+NC_FAST(Q5_1)
+NC_FAST(Q8_0)
+NC_FAST(Q8_1)
+NC_FAST(Q2_K)
+NC_FAST(Q3_K)
+NC_FAST(Q4_K)
+NC_FAST(Q5_K)
+NC_FAST(Q6_K)
+NC_FAST(Q8_K)
+#undef NC_FAST
+
+static const st_vec_dot_nc_fn g_nc_fast[ST_TYPE_COUNT] = {
+    [ST_TYPE_F32] = nc_fast_F32,   [ST_TYPE_F16] = nc_fast_F16,   [ST_TYPE_BF16] = nc_fast_BF16,
+    [ST_TYPE_Q4_0] = nc_fast_Q4_0, [ST_TYPE_Q4_1] = nc_fast_Q4_1, [ST_TYPE_Q5_0] = nc_fast_Q5_0,
+    [ST_TYPE_Q5_1] = nc_fast_Q5_1, [ST_TYPE_Q8_0] = nc_fast_Q8_0, [ST_TYPE_Q8_1] = nc_fast_Q8_1,
+    [ST_TYPE_Q2_K] = nc_fast_Q2_K, [ST_TYPE_Q3_K] = nc_fast_Q3_K, [ST_TYPE_Q4_K] = nc_fast_Q4_K,
+    [ST_TYPE_Q5_K] = nc_fast_Q5_K, [ST_TYPE_Q6_K] = nc_fast_Q6_K, [ST_TYPE_Q8_K] = nc_fast_Q8_K,
+};
+
 static void fast_init(void) {
     st_quant_init();
     memcpy(g_fast, g_ref, sizeof g_fast);
     g_use_avx2 = !no_simd_env() && cpu_has_avx2_hw();
     if (g_use_avx2) st_quant_avx2_install(g_fast);
+    /* a SIMD vec_dot without a SIMD vec_dot_nc: loop over the SIMD vec_dot */
+    for (int t = 0; t < ST_TYPE_COUNT; t++)
+        if (g_fast[t].vec_dot != g_ref[t].vec_dot && g_fast[t].vec_dot_nc == g_ref[t].vec_dot_nc && g_nc_fast[t])
+            g_fast[t].vec_dot_nc = g_nc_fast[t];
 }
 
 bool st_cpu_has_avx2(void) {

@@ -108,6 +108,14 @@ typedef void (*st_from_float_fn)(const float *x, void *y, int64_t n);
 /* s = dot(x, y) over n elements; x is a row of the weight type, y a row of
  * its vec_dot_type (already quantized). */
 typedef void (*st_vec_dot_fn)(int n, float *s, const void *x, const void *y);
+/* Multi-column dot, for batches of tokens: s[j] = dot(x, y + j * by) for j in
+ * [0, ny), 1 <= ny <= ST_VEC_DOT_NC_MAX. x is one weight row of n elements, y
+ * the first of ny activation rows of the vec_dot_type, `by` bytes apart. Each
+ * weight block is loaded and unpacked once for all ny rows; the results equal
+ * vec_dot's within float rounding (the same integer math, only the order of
+ * the float accumulation may differ). */
+typedef void (*st_vec_dot_nc_fn)(int n, float *s, const void *x, const void *y, size_t by, int ny);
+#define ST_VEC_DOT_NC_MAX 4
 
 typedef struct st_type_traits {
     const char *name;        /* "Q4_K", "F16", ... */
@@ -119,6 +127,7 @@ typedef struct st_type_traits {
     st_to_float_fn to_float;      /* dequantize a row; n multiple of blck_size */
     st_from_float_fn from_float;  /* quantize a row; NULL where not provided */
     st_vec_dot_fn vec_dot;        /* NULL where not supported */
+    st_vec_dot_nc_fn vec_dot_nc;  /* set wherever vec_dot is (SIMD or a loop over vec_dot) */
 } st_type_traits;
 
 /* Fastest kernels for this CPU (AVX2/FMA when cpuid says so). Valid for any

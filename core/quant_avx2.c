@@ -599,6 +599,468 @@ static void vec_dot_q6_K_q8_K(int n, float *s, const void *vx, const void *vy) {
 }
 
 /* ------------------------------------------------------------------------- */
+/* multi-column dots (st_vec_dot_nc_fn)                                        */
+/*
+ * One weight row against NY activation rows (NY = 2..4; 1 goes to the single
+ * kernels above). Each weight block is loaded and unpacked once, its scales
+ * decoded once; only the multiply-adds with the activations are repeated per
+ * column, each column with its own accumulators. The integer math per block
+ * is that of the single kernels, so the results are the same up to the order
+ * of the float accumulation.
+ *
+ * The kernels are written once with NY a parameter and inlined with the
+ * constant 2, 3 and 4, so the column loops unroll and the per-column
+ * accumulator arrays live in registers. */
+
+#define NCMAX ST_VEC_DOT_NC_MAX
+#define NC_Y(T, vy, by, c) ((const T *)((const uint8_t *)(vy) + (size_t)(c) * (by)))
+
+#define NC_DISPATCH(name, kern, single)                                                    \
+    static void name(int n, float *s, const void *x, const void *y, size_t by, int ny) {  \
+        switch (ny) {                                                                      \
+        case 4: kern(n, s, x, y, by, 4); break;                                            \
+        case 3: kern(n, s, x, y, by, 3); break;                                            \
+        case 2: kern(n, s, x, y, by, 2); break;                                            \
+        default: single(n, s, x, y); break;                                                \
+        }                                                                                  \
+    }
+
+/* fp16 d fields of 4 consecutive blocks -> [d0 d1 d2 d3 d0 d1 d2 d3] */
+#define D4(b, f)                                                                                       \
+    _mm256_cvtph_ps(_mm_set1_epi64x((long long)((uint64_t)(b)[0].f | ((uint64_t)(b)[1].f << 16) |      \
+                                                ((uint64_t)(b)[2].f << 32) | ((uint64_t)(b)[3].f << 48))))
+
+/* [b0 b1 b2 b3 | b0 b1 b2 b3] int32 from per-block int16 pair sums (each
+ * element of the result sums 16 pair sums; the hadd_epi16 levels add 4, so
+ * each int16 pair sum must be <= 32767/4 in magnitude) */
+ALWAYS_INLINE __m256i hsum4_i16(__m256i w0, __m256i w1, __m256i w2, __m256i w3) {
+    const __m256i h = _mm256_hadd_epi16(_mm256_hadd_epi16(w0, w1), _mm256_hadd_epi16(w2, w3));
+    return _mm256_madd_epi16(h, _mm256_set1_epi16(1));
+}
+
+/* ---- Q8_0 x Q8_0 ---- */
+ALWAYS_INLINE void nc_q8_0(int n, float *s, const void *vx, const void *vy, size_t by, const int NY) {
+    const st_block_q8_0 *x = vx;
+    const int nb = n / ST_QK8_0;
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256 acc[NCMAX];
+#pragma GCC unroll 4
+    for (int c = 0; c < NY; c++) acc[c] = _mm256_setzero_ps();
+    int ib = 0;
+    for (; ib + 4 <= nb; ib += 4) {
+        PF(x + ib);
+        PF((const char *)(x + ib) + 64);
+        PF((const char *)(x + ib) + 128);
+        __m256i ax[4];
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; k++) {
+            const __m256i xk = loadu256(x[ib + k].qs);
+            ax[k] = _mm256_sign_epi8(xk, xk);
+        }
+        const __m256 dx = D4(x + ib, d);
+#pragma GCC unroll 4
+        for (int c = 0; c < NY; c++) {
+            const st_block_q8_0 *y = NC_Y(st_block_q8_0, vy, by, c) + ib;
+            __m256i p[4];
+#pragma GCC unroll 4
+            for (int k = 0; k < 4; k++) {
+                const __m256i sy = _mm256_sign_epi8(loadu256(y[k].qs), loadu256(x[ib + k].qs));
+                p[k] = _mm256_madd_epi16(_mm256_maddubs_epi16(ax[k], sy), ones);
+            }
+            const __m256i h = _mm256_hadd_epi32(_mm256_hadd_epi32(p[0], p[1]), _mm256_hadd_epi32(p[2], p[3]));
+            acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(h), _mm256_mul_ps(dx, D4(y, d)), acc[c]);
+        }
+    }
+    for (; ib < nb; ib++) {
+        const __m256i xk = loadu256(x[ib].qs);
+        const float dx = h2f(x[ib].d);
+#pragma GCC unroll 4
+        for (int c = 0; c < NY; c++) {
+            const st_block_q8_0 *y = NC_Y(st_block_q8_0, vy, by, c) + ib;
+            const __m256i p = dot_i8(xk, loadu256(y->qs));
+            acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(dx * h2f(y->d)), _mm256_cvtepi32_ps(p), acc[c]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int c = 0; c < NY; c++) s[c] = hsum_ps(acc[c]);
+}
+NC_DISPATCH(vec_dot_nc_q8_0_q8_0, nc_q8_0, vec_dot_q8_0_q8_0)
+
+/* ---- Q4_0 / Q5_0 x Q8_0: signed quants (q - 8 or q - 16) through the sign
+ * trick: |q| <= 16, so 8 products stay within int16 (16 * 127 * 8) ---- */
+ALWAYS_INLINE void nc_q40_q50(int n, float *s, const void *vx, const void *vy, size_t by, const int NY, const bool five) {
+    const int nb = n / 32;
+    const size_t xsz = five ? sizeof(st_block_q5_0) : sizeof(st_block_q4_0);
+    const __m256i m4 = _mm256_set1_epi8(0x0F), shifts = _mm256_setr_epi64x(0, 0, 4, 4);
+    const __m256i off = _mm256_set1_epi8(five ? 16 : 8);
+    __m256 acc[NCMAX];
+#pragma GCC unroll 4
+    for (int c = 0; c < NY; c++) acc[c] = _mm256_setzero_ps();
+    int ib = 0;
+    for (; ib + 4 <= nb; ib += 4) {
+        const uint8_t *xb = (const uint8_t *)vx + (size_t)ib * xsz;
+        PF(xb);
+        PF(xb + 64);
+        __m256i q[4], aq[4];
+        __m256 dx;
+        if (five) {
+            const st_block_q5_0 *x = (const st_block_q5_0 *)xb;
+#pragma GCC unroll 4
+            for (int k = 0; k < 4; k++)
+                q[k] = _mm256_sub_epi8(_mm256_or_si256(nibbles32_b(x[k].qs, shifts, m4), bits_to_0x10(x[k].qh)), off);
+            dx = D4(x, d);
+        } else {
+            const st_block_q4_0 *x = (const st_block_q4_0 *)xb;
+#pragma GCC unroll 4
+            for (int k = 0; k < 4; k++) q[k] = _mm256_sub_epi8(nibbles32_b(x[k].qs, shifts, m4), off);
+            dx = D4(x, d);
+        }
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; k++) aq[k] = _mm256_sign_epi8(q[k], q[k]);
+#pragma GCC unroll 4
+        for (int c = 0; c < NY; c++) {
+            const st_block_q8_0 *y = NC_Y(st_block_q8_0, vy, by, c) + ib;
+            __m256i w[4];
+#pragma GCC unroll 4
+            for (int k = 0; k < 4; k++) w[k] = _mm256_maddubs_epi16(aq[k], _mm256_sign_epi8(loadu256(y[k].qs), q[k]));
+            const __m256i si = hsum4_i16(w[0], w[1], w[2], w[3]);
+            acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(si), _mm256_mul_ps(dx, D4(y, d)), acc[c]);
+        }
+    }
+    for (; ib < nb; ib++) {
+        __m256i q;
+        float dx;
+        if (five) {
+            const st_block_q5_0 *x = (const st_block_q5_0 *)vx + ib;
+            q = _mm256_sub_epi8(_mm256_or_si256(nibbles32(x->qs), bits_to_0x10(x->qh)), off);
+            dx = h2f(x->d);
+        } else {
+            const st_block_q4_0 *x = (const st_block_q4_0 *)vx + ib;
+            q = _mm256_sub_epi8(nibbles32(x->qs), off);
+            dx = h2f(x->d);
+        }
+#pragma GCC unroll 4
+        for (int c = 0; c < NY; c++) {
+            const st_block_q8_0 *y = NC_Y(st_block_q8_0, vy, by, c) + ib;
+            const __m256i p = dot_i8(q, loadu256(y->qs));
+            acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(dx * h2f(y->d)), _mm256_cvtepi32_ps(p), acc[c]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int c = 0; c < NY; c++) s[c] = hsum_ps(acc[c]);
+}
+ALWAYS_INLINE void nc_q4_0(int n, float *s, const void *vx, const void *vy, size_t by, const int NY) {
+    nc_q40_q50(n, s, vx, vy, by, NY, false);
+}
+ALWAYS_INLINE void nc_q5_0(int n, float *s, const void *vx, const void *vy, size_t by, const int NY) {
+    nc_q40_q50(n, s, vx, vy, by, NY, true);
+}
+NC_DISPATCH(vec_dot_nc_q4_0_q8_0, nc_q4_0, vec_dot_q4_0_q8_0)
+NC_DISPATCH(vec_dot_nc_q5_0_q8_0, nc_q5_0, vec_dot_q5_0_q8_0)
+
+/* ---- Q4_1 / Q5_1 x Q8_1: unsigned quants straight into maddubs, the min
+ * term m * s per block ---- */
+ALWAYS_INLINE void nc_q41_q51(int n, float *s, const void *vx, const void *vy, size_t by, const int NY, const bool five) {
+    const int nb = n / 32;
+    const size_t xsz = five ? sizeof(st_block_q5_1) : sizeof(st_block_q4_1);
+    const __m256i m4 = _mm256_set1_epi8(0x0F), shifts = _mm256_setr_epi64x(0, 0, 4, 4);
+    __m256 acc[NCMAX], accm[NCMAX];
+#pragma GCC unroll 4
+    for (int c = 0; c < NY; c++) acc[c] = accm[c] = _mm256_setzero_ps();
+    int ib = 0;
+    for (; ib + 4 <= nb; ib += 4) {
+        const uint8_t *xb = (const uint8_t *)vx + (size_t)ib * xsz;
+        PF(xb);
+        PF(xb + 64);
+        __m256i q[4];
+        __m256 dx, mx;
+        if (five) {
+            const st_block_q5_1 *x = (const st_block_q5_1 *)xb;
+#pragma GCC unroll 4
+            for (int k = 0; k < 4; k++) q[k] = _mm256_or_si256(nibbles32_b(x[k].qs, shifts, m4), bits_to_0x10(x[k].qh));
+            dx = D4(x, d);
+            mx = D4(x, m);
+        } else {
+            const st_block_q4_1 *x = (const st_block_q4_1 *)xb;
+#pragma GCC unroll 4
+            for (int k = 0; k < 4; k++) q[k] = nibbles32_b(x[k].qs, shifts, m4);
+            dx = D4(x, d);
+            mx = D4(x, m);
+        }
+#pragma GCC unroll 4
+        for (int c = 0; c < NY; c++) {
+            const st_block_q8_1 *y = NC_Y(st_block_q8_1, vy, by, c) + ib;
+            __m256i w[4];
+#pragma GCC unroll 4
+            for (int k = 0; k < 4; k++) w[k] = _mm256_maddubs_epi16(q[k], loadu256(y[k].qs));
+            const __m256i si = hsum4_i16(w[0], w[1], w[2], w[3]);
+            acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(si), _mm256_mul_ps(dx, D4(y, d)), acc[c]);
+            accm[c] = _mm256_fmadd_ps(mx, D4(y, s), accm[c]);
+        }
+    }
+    float summ[NCMAX];
+#pragma GCC unroll 4
+    for (int c = 0; c < NY; c++) summ[c] = hsum_ps128(_mm256_castps256_ps128(accm[c]));
+    for (; ib < nb; ib++) {
+        __m256i q;
+        float dx, mx;
+        if (five) {
+            const st_block_q5_1 *x = (const st_block_q5_1 *)vx + ib;
+            q = _mm256_or_si256(nibbles32(x->qs), bits_to_0x10(x->qh));
+            dx = h2f(x->d);
+            mx = h2f(x->m);
+        } else {
+            const st_block_q4_1 *x = (const st_block_q4_1 *)vx + ib;
+            q = nibbles32(x->qs);
+            dx = h2f(x->d);
+            mx = h2f(x->m);
+        }
+#pragma GCC unroll 4
+        for (int c = 0; c < NY; c++) {
+            const st_block_q8_1 *y = NC_Y(st_block_q8_1, vy, by, c) + ib;
+            const __m256i p = dot_u8(q, loadu256(y->qs));
+            acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(dx * h2f(y->d)), _mm256_cvtepi32_ps(p), acc[c]);
+            summ[c] += mx * h2f(y->s);
+        }
+    }
+#pragma GCC unroll 4
+    for (int c = 0; c < NY; c++) s[c] = hsum_ps(acc[c]) + summ[c];
+}
+ALWAYS_INLINE void nc_q4_1(int n, float *s, const void *vx, const void *vy, size_t by, const int NY) {
+    nc_q41_q51(n, s, vx, vy, by, NY, false);
+}
+ALWAYS_INLINE void nc_q5_1(int n, float *s, const void *vx, const void *vy, size_t by, const int NY) {
+    nc_q41_q51(n, s, vx, vy, by, NY, true);
+}
+NC_DISPATCH(vec_dot_nc_q4_1_q8_1, nc_q4_1, vec_dot_q4_1_q8_1)
+NC_DISPATCH(vec_dot_nc_q5_1_q8_1, nc_q5_1, vec_dot_q5_1_q8_1)
+
+/* ---- Q4_K / Q5_K x Q8_K ---- */
+ALWAYS_INLINE void nc_q4k_q5k(int n, float *s, const void *vx, const void *vy, size_t by, const int NY, const bool five) {
+    const int nb = n / ST_QK_K;
+    const size_t xsz = five ? sizeof(st_block_q5_K) : sizeof(st_block_q4_K);
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    const __m256i b0 = _mm256_set1_epi8(0x01), b1 = _mm256_set1_epi8(0x02);
+    __m256 acc[NCMAX];
+#pragma GCC unroll 4
+    for (int c = 0; c < NY; c++) acc[c] = _mm256_setzero_ps();
+    for (int i = 0; i < nb; i++) {
+        const uint8_t *xb = (const uint8_t *)vx + (size_t)i * xsz;
+        PF(xb);
+        PF(xb + 64);
+        PF(xb + 128);
+        /* Q4_K and Q5_K share d, dmin, scales at the same offsets */
+        const st_block_q4_K *x4 = (const st_block_q4_K *)xb;
+        const st_block_q5_K *x5 = (const st_block_q5_K *)xb;
+        const float dx = h2f(x4->d), mx = -h2f(x4->dmin);
+        const __m256i sm16 = _mm256_cvtepu8_epi16(k4_scales_mins(x4->scales)); /* lane0 scales, lane1 mins */
+        const __m128i mins = _mm256_extracti128_si256(sm16, 1);
+        const __m256i sc = _mm256_permute2x128_si256(sm16, sm16, 0x00);
+        const uint8_t *qs = five ? x5->qs : x4->qs;
+        __m256i hb = five ? loadu256(x5->qh) : _mm256_setzero_si256();
+        __m256i sumi[NCMAX];
+#pragma GCC unroll 4
+        for (int c = 0; c < NY; c++) sumi[c] = _mm256_setzero_si256();
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; j++) {
+            const __m256i b = loadu256(qs + 32 * j);
+            __m256i lo = _mm256_and_si256(b, m4);
+            __m256i hi = _mm256_and_si256(_mm256_srli_epi16(b, 4), m4);
+            if (five) {
+                lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(hb, b0), 4));
+                hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(hb, b1), 3));
+                hb = _mm256_srli_epi16(hb, 2);
+            }
+            const __m256i slo = _mm256_shuffle_epi8(sc, scale_shuffle(2 * j));
+            const __m256i shi = _mm256_shuffle_epi8(sc, scale_shuffle(2 * j + 1));
+#pragma GCC unroll 4
+            for (int c = 0; c < NY; c++) {
+                const int8_t *q8 = NC_Y(st_block_q8_K, vy, by, c)[i].qs + 64 * j;
+                const __m256i pl = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, loadu256(q8)), slo);
+                const __m256i ph = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, loadu256(q8 + 32)), shi);
+                sumi[c] = _mm256_add_epi32(sumi[c], _mm256_add_epi32(pl, ph));
+            }
+        }
+#pragma GCC unroll 4
+        for (int c = 0; c < NY; c++) {
+            const st_block_q8_K *y = NC_Y(st_block_q8_K, vy, by, c) + i;
+            const __m256i bs = loadu256(y->bsums);
+            const __m128i q8s = _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
+            const __m128i prodm = _mm_madd_epi16(mins, q8s);
+            acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(dx * y->d), _mm256_cvtepi32_ps(sumi[c]), acc[c]);
+            acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(mx * y->d), _mm256_cvtepi32_ps(_mm256_zextsi128_si256(prodm)), acc[c]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int c = 0; c < NY; c++) s[c] = hsum_ps(acc[c]);
+}
+ALWAYS_INLINE void nc_q4_K(int n, float *s, const void *vx, const void *vy, size_t by, const int NY) {
+    nc_q4k_q5k(n, s, vx, vy, by, NY, false);
+}
+ALWAYS_INLINE void nc_q5_K(int n, float *s, const void *vx, const void *vy, size_t by, const int NY) {
+    nc_q4k_q5k(n, s, vx, vy, by, NY, true);
+}
+NC_DISPATCH(vec_dot_nc_q4_K_q8_K, nc_q4_K, vec_dot_q4_K_q8_K)
+NC_DISPATCH(vec_dot_nc_q5_K_q8_K, nc_q5_K, vec_dot_q5_K_q8_K)
+
+/* ---- Q6_K x Q8_K ---- */
+ALWAYS_INLINE void nc_q6_K(int n, float *s, const void *vx, const void *vy, size_t by, const int NY) {
+    const st_block_q6_K *x = vx;
+    const int nb = n / ST_QK_K;
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    const __m256i m3 = _mm256_set1_epi8(0x03), m30 = _mm256_set1_epi8(0x30);
+    __m256 acc[NCMAX];
+#pragma GCC unroll 4
+    for (int c = 0; c < NY; c++) acc[c] = _mm256_setzero_ps();
+    for (int i = 0; i < nb; i++) {
+        PF(x + i);
+        PF((const char *)(x + i) + 64);
+        PF((const char *)(x + i) + 128);
+        PF((const char *)(x + i) + 192);
+        const float dx = h2f(x[i].d);
+        const __m256i s16 = _mm256_cvtepi8_epi16(loadu128(x[i].scales));
+        __m256i sumi[NCMAX];
+#pragma GCC unroll 4
+        for (int c = 0; c < NY; c++) sumi[c] = _mm256_setzero_si256();
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; h++) {
+            const __m256i sc = h == 0 ? _mm256_permute2x128_si256(s16, s16, 0x00)
+                                      : _mm256_permute2x128_si256(s16, s16, 0x11);
+            const uint8_t *ql = x[i].ql + 64 * h;
+            const uint8_t *qh = x[i].qh + 32 * h;
+#pragma GCC unroll 4
+            for (int k = 0; k < 4; k++) {
+                const __m256i l = loadu256(ql + 32 * (k & 1));
+                const __m256i hh = loadu256(qh);
+                __m256i q;
+                switch (k) {
+                case 0: q = _mm256_or_si256(_mm256_and_si256(l, m4), _mm256_slli_epi16(_mm256_and_si256(hh, m3), 4)); break;
+                case 1: q = _mm256_or_si256(_mm256_and_si256(l, m4), _mm256_and_si256(_mm256_slli_epi16(hh, 2), m30)); break;
+                case 2: q = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l, 4), m4), _mm256_and_si256(hh, m30)); break;
+                default:
+                    q = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l, 4), m4),
+                                        _mm256_and_si256(_mm256_srli_epi16(hh, 2), m30));
+                    break;
+                }
+                const __m256i sk = _mm256_shuffle_epi8(sc, scale_pair_shuffle(k));
+#pragma GCC unroll 4
+                for (int c = 0; c < NY; c++) {
+                    const int8_t *q8 = NC_Y(st_block_q8_K, vy, by, c)[i].qs + 128 * h + 32 * k;
+                    sumi[c] = _mm256_add_epi32(sumi[c], _mm256_madd_epi16(_mm256_maddubs_epi16(q, loadu256(q8)), sk));
+                }
+            }
+        }
+#pragma GCC unroll 4
+        for (int c = 0; c < NY; c++) {
+            const st_block_q8_K *y = NC_Y(st_block_q8_K, vy, by, c) + i;
+            const __m256i corr = _mm256_madd_epi16(s16, loadu256(y->bsums));
+            const __m256i si = _mm256_sub_epi32(sumi[c], _mm256_slli_epi32(corr, 5));
+            acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(dx * y->d), _mm256_cvtepi32_ps(si), acc[c]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int c = 0; c < NY; c++) s[c] = hsum_ps(acc[c]);
+}
+NC_DISPATCH(vec_dot_nc_q6_K_q8_K, nc_q6_K, vec_dot_q6_K_q8_K)
+
+/* ---- Q3_K x Q8_K ---- */
+ALWAYS_INLINE void nc_q3_K(int n, float *s, const void *vx, const void *vy, size_t by, const int NY) {
+    const st_block_q3_K *x = vx;
+    const int nb = n / ST_QK_K;
+    const __m256i m3 = _mm256_set1_epi8(3);
+    const __m256i c4 = _mm256_set1_epi8(4);
+    __m256 acc[NCMAX];
+#pragma GCC unroll 4
+    for (int c = 0; c < NY; c++) acc[c] = _mm256_setzero_ps();
+    for (int i = 0; i < nb; i++) {
+        PF(x + i);
+        PF((const char *)(x + i) + 64);
+        const float dx = h2f(x[i].d);
+        const __m256i s16 = _mm256_cvtepi8_epi16(_mm_sub_epi8(q3k_scales(x[i].scales), _mm_set1_epi8(32)));
+        const __m256i hm = loadu256(x[i].hmask);
+        __m256i sumi[NCMAX];
+#pragma GCC unroll 4
+        for (int c = 0; c < NY; c++) sumi[c] = _mm256_setzero_si256();
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; h++) {
+            const __m256i sc = h == 0 ? _mm256_permute2x128_si256(s16, s16, 0x00)
+                                      : _mm256_permute2x128_si256(s16, s16, 0x11);
+            const __m256i q2 = loadu256(x[i].qs + 32 * h);
+#pragma GCC unroll 4
+            for (int j = 0; j < 4; j++) {
+                const __m256i bit = _mm256_set1_epi8((char)(1 << (4 * h + j)));
+                const __m256i hb = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hm, bit), bit), c4);
+                const __m256i q = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q2, 2 * j), m3), hb);
+                const __m256i sk = _mm256_shuffle_epi8(sc, scale_pair_shuffle(j));
+#pragma GCC unroll 4
+                for (int c = 0; c < NY; c++) {
+                    const int8_t *q8 = NC_Y(st_block_q8_K, vy, by, c)[i].qs + 128 * h + 32 * j;
+                    sumi[c] = _mm256_add_epi32(sumi[c], _mm256_madd_epi16(_mm256_maddubs_epi16(q, loadu256(q8)), sk));
+                }
+            }
+        }
+#pragma GCC unroll 4
+        for (int c = 0; c < NY; c++) {
+            const st_block_q8_K *y = NC_Y(st_block_q8_K, vy, by, c) + i;
+            const __m256i corr = _mm256_madd_epi16(s16, loadu256(y->bsums));
+            const __m256i si = _mm256_sub_epi32(sumi[c], _mm256_slli_epi32(corr, 2));
+            acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(dx * y->d), _mm256_cvtepi32_ps(si), acc[c]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int c = 0; c < NY; c++) s[c] = hsum_ps(acc[c]);
+}
+NC_DISPATCH(vec_dot_nc_q3_K_q8_K, nc_q3_K, vec_dot_q3_K_q8_K)
+
+/* ---- Q2_K x Q8_K ---- */
+ALWAYS_INLINE void nc_q2_K(int n, float *s, const void *vx, const void *vy, size_t by, const int NY) {
+    const st_block_q2_K *x = vx;
+    const int nb = n / ST_QK_K;
+    const __m256i m3 = _mm256_set1_epi8(3);
+    const __m128i m4 = _mm_set1_epi8(0x0F);
+    __m256 acc[NCMAX];
+#pragma GCC unroll 4
+    for (int c = 0; c < NY; c++) acc[c] = _mm256_setzero_ps();
+    for (int i = 0; i < nb; i++) {
+        PF(x + i);
+        PF((const char *)(x + i) + 64);
+        const float dx = h2f(x[i].d), mx = -h2f(x[i].dmin);
+        const __m128i sc8 = loadu128(x[i].scales);
+        const __m256i mins = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sc8, 4), m4));
+        const __m256i s16 = _mm256_cvtepu8_epi16(_mm_and_si128(sc8, m4));
+        __m256i sumi[NCMAX];
+#pragma GCC unroll 4
+        for (int c = 0; c < NY; c++) sumi[c] = _mm256_setzero_si256();
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; h++) {
+            const __m256i sc = h == 0 ? _mm256_permute2x128_si256(s16, s16, 0x00)
+                                      : _mm256_permute2x128_si256(s16, s16, 0x11);
+            const __m256i q2 = loadu256(x[i].qs + 32 * h);
+#pragma GCC unroll 4
+            for (int j = 0; j < 4; j++) {
+                const __m256i q = _mm256_and_si256(_mm256_srli_epi16(q2, 2 * j), m3);
+                const __m256i sk = _mm256_shuffle_epi8(sc, scale_pair_shuffle(j));
+#pragma GCC unroll 4
+                for (int c = 0; c < NY; c++) {
+                    const int8_t *q8 = NC_Y(st_block_q8_K, vy, by, c)[i].qs + 128 * h + 32 * j;
+                    sumi[c] = _mm256_add_epi32(sumi[c], _mm256_madd_epi16(_mm256_maddubs_epi16(q, loadu256(q8)), sk));
+                }
+            }
+        }
+#pragma GCC unroll 4
+        for (int c = 0; c < NY; c++) {
+            const st_block_q8_K *y = NC_Y(st_block_q8_K, vy, by, c) + i;
+            const __m256i prodm = _mm256_madd_epi16(mins, loadu256(y->bsums));
+            acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(dx * y->d), _mm256_cvtepi32_ps(sumi[c]), acc[c]);
+            acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(mx * y->d), _mm256_cvtepi32_ps(prodm), acc[c]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int c = 0; c < NY; c++) s[c] = hsum_ps(acc[c]);
+}
+NC_DISPATCH(vec_dot_nc_q2_K_q8_K, nc_q2_K, vec_dot_q2_K_q8_K)
+
+/* ------------------------------------------------------------------------- */
 /* activation quantizers                                                      */
 
 ALWAYS_INLINE __m256 abs_ps(__m256 v) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), v); }
@@ -838,6 +1300,17 @@ void st_quant_avx2_install(st_type_traits *tbl) {
     tbl[ST_TYPE_Q4_K].vec_dot = vec_dot_q4_K_q8_K;
     tbl[ST_TYPE_Q5_K].vec_dot = vec_dot_q5_K_q8_K;
     tbl[ST_TYPE_Q6_K].vec_dot = vec_dot_q6_K_q8_K;
+
+    tbl[ST_TYPE_Q4_0].vec_dot_nc = vec_dot_nc_q4_0_q8_0;
+    tbl[ST_TYPE_Q4_1].vec_dot_nc = vec_dot_nc_q4_1_q8_1;
+    tbl[ST_TYPE_Q5_0].vec_dot_nc = vec_dot_nc_q5_0_q8_0;
+    tbl[ST_TYPE_Q5_1].vec_dot_nc = vec_dot_nc_q5_1_q8_1;
+    tbl[ST_TYPE_Q8_0].vec_dot_nc = vec_dot_nc_q8_0_q8_0;
+    tbl[ST_TYPE_Q2_K].vec_dot_nc = vec_dot_nc_q2_K_q8_K;
+    tbl[ST_TYPE_Q3_K].vec_dot_nc = vec_dot_nc_q3_K_q8_K;
+    tbl[ST_TYPE_Q4_K].vec_dot_nc = vec_dot_nc_q4_K_q8_K;
+    tbl[ST_TYPE_Q5_K].vec_dot_nc = vec_dot_nc_q5_K_q8_K;
+    tbl[ST_TYPE_Q6_K].vec_dot_nc = vec_dot_nc_q6_K_q8_K;
 
     tbl[ST_TYPE_Q8_0].from_float = from_float_q8_0;
     tbl[ST_TYPE_Q8_1].from_float = from_float_q8_1;

@@ -7,7 +7,9 @@
  *    for raw random bytes (every quant bit pattern) with sane fp16 scales;
  *  - from_float of the activation types Q8_0, Q8_1, Q8_K (and F16):
  *    bit-identical, including rounding ties and all-zero blocks;
- *  - to_float fast paths: bit-identical.
+ *  - to_float fast paths: bit-identical;
+ *  - vec_dot_nc (one weight row, 1..ST_VEC_DOT_NC_MAX activation rows): each
+ *    column equal to vec_dot within float rounding, for every type.
  * Skipped when the CPU (or STRATA_NO_SIMD) leaves the reference in place. */
 #include <criterion/criterion.h>
 #include <math.h>
@@ -237,6 +239,108 @@ Test(quant_simd_dot, pipeline_fast_activations) {
     free(ya);
     free(yb);
 }
+
+/* ---- vec_dot_nc (multi-column dots) ---------------------------------------- */
+
+/* vec_dot_nc of one weight row against ny activation rows `by` bytes apart
+ * (by larger than a row, so a kernel reading the wrong row shows) must give
+ * each column's vec_dot within float rounding: the fast nc against the fast
+ * and reference single dots, the reference nc exactly the reference dot. */
+static void check_nc(st_type t, const void *wrow, int n, int ny, const char *what) {
+    const st_type_traits *ref = st_type_traits_ref(t), *fast = st_type_traits_get(t);
+    const st_type vt = ref->vec_dot_type;
+    const size_t ysz = st_row_size(vt, n);
+    const size_t by = ysz + 64 + 2 * (rnd_u64() % 8);
+    uint8_t *y = malloc(by * ST_VEC_DOT_NC_MAX);
+    float *xf = malloc(sizeof(float) * (size_t)n), *act = malloc(sizeof(float) * (size_t)n);
+    ref->to_float(wrow, xf, n);
+    double mag[ST_VEC_DOT_NC_MAX];
+    for (int c = 0; c < ny; c++) {
+        rnd_floats(act, n, c == 2 ? 100.0f : 1.0f);
+        if (c == 1) /* an all-zero block */
+            for (int i = 0; i < n && i < 32; i++) act[i] = 0.0f;
+        st_type_traits_ref(vt)->from_float(act, y + (size_t)c * by, n);
+        st_type_traits_ref(vt)->to_float(y + (size_t)c * by, act, n);
+        mag[c] = 0;
+        for (int i = 0; i < n; i++) mag[c] += fabs((double)xf[i] * (double)act[i]);
+    }
+    float s_nc[ST_VEC_DOT_NC_MAX + 1], s_rnc[ST_VEC_DOT_NC_MAX + 1];
+    s_nc[ny] = s_rnc[ny] = 12345.0f; /* must stay untouched */
+    fast->vec_dot_nc(n, s_nc, wrow, y, by, ny);
+    ref->vec_dot_nc(n, s_rnc, wrow, y, by, ny);
+    cr_assert(s_nc[ny] == 12345.0f && s_rnc[ny] == 12345.0f, "%s %s n=%d ny=%d: wrote past s[ny-1]", what,
+              ref->name, n, ny);
+    for (int c = 0; c < ny; c++) {
+        float s_ref, s_fast;
+        ref->vec_dot(n, &s_ref, wrow, y + (size_t)c * by);
+        fast->vec_dot(n, &s_fast, wrow, y + (size_t)c * by);
+        cr_assert(memcmp(&s_rnc[c], &s_ref, sizeof s_ref) == 0, "%s %s n=%d ny=%d col %d: reference nc %.9g vs vec_dot %.9g",
+                  what, ref->name, n, ny, c, s_rnc[c], s_ref);
+        const double tol = 1e-5 * mag[c] + 1e-6 * fabs((double)s_ref) + 1e-30;
+        cr_assert(fabs((double)s_nc[c] - s_fast) <= tol && fabs((double)s_nc[c] - s_ref) <= tol,
+                  "%s %s n=%d ny=%d col %d: nc %.9g vs fast %.9g vs ref %.9g (sum|xy| %.6g)", what, ref->name, n,
+                  ny, c, s_nc[c], s_fast, s_ref, mag[c]);
+    }
+    free(y);
+    free(xf);
+    free(act);
+}
+
+static void nc_suite(st_type t) {
+    const st_type_traits *ref = st_type_traits_ref(t), *fast = st_type_traits_get(t);
+    cr_assert(ref->vec_dot_nc && fast->vec_dot_nc, "%s: no vec_dot_nc", ref->name);
+    const int bs = ref->blck_size;
+    const int lens32[] = {32, 64, 96, 128, 160, 224, 2048, 4192, 5632};
+    const int lensK[] = {256, 512, 768, 2048, 5632};
+    const int lensF[] = {1, 7, 8, 33, 256, 1001, 2048};
+    const int *lens = bs == 1 ? lensF : bs == 32 ? lens32 : lensK;
+    const int nlen = bs == 1 ? (int)(sizeof lensF / sizeof *lensF)
+                   : bs == 32 ? (int)(sizeof lens32 / sizeof *lens32) : (int)(sizeof lensK / sizeof *lensK);
+    for (int li = 0; li < nlen; li++) {
+        const int n = lens[li];
+        const size_t wsz = st_row_size(t, n);
+        void *w = malloc(wsz);
+        float *xf = malloc(sizeof(float) * (size_t)n);
+        for (int ny = 1; ny <= ST_VEC_DOT_NC_MAX; ny++) {
+            rnd_floats(xf, n, ny == 3 ? 30.0f : 0.05f);
+            cr_assert(st_quantize_row(t, xf, w, n) == wsz);
+            check_nc(t, w, n, ny, "quantized");
+            if (ref->is_quantized) {
+                raw_weight_row(t, w, n);
+                check_nc(t, w, n, ny, "raw-bytes");
+            }
+        }
+        free(w);
+        free(xf);
+    }
+}
+
+/* the quantized types must have a SIMD multi-column kernel, not the loop */
+static void require_simd_nc(st_type t) {
+    const st_type_traits *ref = st_type_traits_ref(t), *fast = st_type_traits_get(t);
+    cr_assert(fast->vec_dot_nc != ref->vec_dot_nc, "%s: no SIMD vec_dot_nc installed", ref->name);
+}
+
+#define NC_TEST(T, NAME, SIMD_NC)        \
+    Test(quant_simd_dot_nc, NAME) {      \
+        REQUIRE_SIMD();                  \
+        if (SIMD_NC) require_simd_nc(T); \
+        nc_suite(T);                     \
+    }
+
+NC_TEST(ST_TYPE_F32, f32, false)
+NC_TEST(ST_TYPE_F16, f16, false)
+NC_TEST(ST_TYPE_BF16, bf16, false)
+NC_TEST(ST_TYPE_Q4_0, q4_0, true)
+NC_TEST(ST_TYPE_Q4_1, q4_1, true)
+NC_TEST(ST_TYPE_Q5_0, q5_0, true)
+NC_TEST(ST_TYPE_Q5_1, q5_1, true)
+NC_TEST(ST_TYPE_Q8_0, q8_0, true)
+NC_TEST(ST_TYPE_Q2_K, q2_k, true)
+NC_TEST(ST_TYPE_Q3_K, q3_k, true)
+NC_TEST(ST_TYPE_Q4_K, q4_k, true)
+NC_TEST(ST_TYPE_Q5_K, q5_k, true)
+NC_TEST(ST_TYPE_Q6_K, q6_k, true)
 
 /* ---- from_float (activation quantizers): bit-identical ------------------- */
 
