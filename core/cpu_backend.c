@@ -13,6 +13,7 @@
 #include "backend.h"
 #include "quant.h"
 #include "threadpool.h"
+#include "vec.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -70,15 +71,20 @@ typedef struct {
     int n_row_tasks;
     st_vec_dot_fn dot;
     st_vec_dot_nc_fn dot_nc;
+    st_gemm_repack_fn repack; /* NULL: no gemm kernel, use dot_nc */
+    st_gemm_fn gemm;
+    uint8_t *rp_buf;          /* per thread: ST_GEMM_ROWS repacked rows, rp_bytes each */
+    size_t rp_bytes;
 } matmul_job;
 
 /* One task: a block of weight rows against a block of tokens. Decode (one
- * token): one vec_dot per row. Prompt: the tokens go in groups of up to
+ * token): one vec_dot per row. Prompt: where the type has a gemm kernel, each
+ * group of ST_GEMM_ROWS rows is repacked once into this thread's buffer (it
+ * stays in L1/L2) and multiplied with all the task's tokens; otherwise (and
+ * for the last rows short of a group) the tokens go in groups of up to
  * ST_VEC_DOT_NC_MAX through the multi-column kernel, which unpacks each weight
- * block once per group; the group's activations stay in L1 while the task's
- * weight rows (L1/L2) go past them. */
+ * block once per group of tokens. */
 static void matmul_task(void *p, int task, int thread) {
-    (void)thread;
     const matmul_job *j = p;
     int rt = task % j->n_row_tasks, tt = task / j->n_row_tasks;
     int64_t r0 = (int64_t)rt * j->rows_per_task;
@@ -94,6 +100,15 @@ static void matmul_task(void *p, int task, int thread) {
         for (int64_t r = r0; r < r1; r++)
             j->dot(n, &j->out[(size_t)t0 * j->out_stride + r], wd + (size_t)r * rb, j->xq + (size_t)t0 * j->xq_stride);
         return;
+    }
+    const uint8_t *y0 = j->xq + (size_t)t0 * j->xq_stride;
+    float *o0 = j->out + (size_t)t0 * j->out_stride;
+    if (j->gemm) {
+        uint8_t *buf = j->rp_buf + (size_t)thread * j->rp_bytes;
+        for (; r0 + ST_GEMM_ROWS <= r1; r0 += ST_GEMM_ROWS) {
+            j->repack(n, wd + (size_t)r0 * rb, rb, buf);
+            j->gemm(n, o0 + r0, (size_t)j->out_stride, buf, y0, j->xq_stride, t1 - t0);
+        }
     }
     float s[ST_VEC_DOT_NC_MAX];
     for (int t = t0; t < t1; t += ST_VEC_DOT_NC_MAX) {
@@ -141,6 +156,17 @@ static void matmul(cpu_be *be, const st_tensor *w, float *out, int out_stride, i
     j.dot = st_type_traits_get(w->type)->vec_dot;
     j.dot_nc = st_type_traits_get(w->type)->vec_dot_nc;
     int nth = st_tp_n_threads(be->tp);
+    const st_type_traits *tr = st_type_traits_get(w->type);
+    /* repacking 8 rows costs about what 2-3 tokens of vec_dot_nc do */
+    if (n_tok >= 4 && tr->gemm) {
+        j.rp_bytes = ((size_t)(w->ne0 / tr->blck_size) * tr->gemm_block_bytes + 63) & ~(size_t)63;
+        void *buf = NULL;
+        if (posix_memalign(&buf, 64, j.rp_bytes * (size_t)nth) == 0) {
+            j.rp_buf = buf;
+            j.repack = tr->gemm_repack;
+            j.gemm = tr->gemm;
+        }
+    }
     int64_t rows = w->ne1;
     /* decode: many small row chunks so threads finish together; prefill:
      * tiles of 16 rows x all tokens, so each weight row comes from memory
@@ -160,6 +186,7 @@ static void matmul(cpu_be *be, const st_tensor *w, float *out, int out_stride, i
     j.n_row_tasks = (int)((rows + j.rows_per_task - 1) / j.rows_per_task);
     int n_tok_tasks = (n_tok + j.tok_per_task - 1) / j.tok_per_task;
     st_tp_run(be->tp, matmul_task, &j, j.n_row_tasks * n_tok_tasks);
+    free(j.rp_buf);
 }
 
 /* ------------------------------------------------------------------ rope */
@@ -243,7 +270,7 @@ static void attn_task(void *p, int task, int thread) {
             M = s;
             ms = expf(Mold - M);
             if (be->kv_f32) for (int d = 0; d < hd; d++) acc[d] *= ms;
-            else for (int d = 0; d < hd; d++) acc16[d] = st_fp32_to_fp16(st_fp16_to_fp32(acc16[d]) * ms);
+            else st_vec_scale_f16(hd, acc16, ms);
         } else {
             vs = expf(s - M);
         }
@@ -251,9 +278,7 @@ static void attn_task(void *p, int task, int thread) {
             const float *vf = (const float *)v;
             for (int d = 0; d < hd; d++) acc[d] += vf[d] * vs;
         } else {
-            const st_fp16 *vh = (const st_fp16 *)v;
-            for (int d = 0; d < hd; d++)
-                acc16[d] = st_fp32_to_fp16(st_fp16_to_fp32(acc16[d]) + st_fp16_to_fp32(vh[d]) * vs);
+            st_vec_mad_f16(hd, acc16, (const st_fp16 *)v, vs);
         }
         S = S * ms + vs;
     }
