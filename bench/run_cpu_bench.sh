@@ -49,7 +49,7 @@ gcc "${CFLAGS[@]}" "$ROOT/bench/membw.c" -o "$MEMBW"
 # ---- models ------------------------------------------------------------------
 declare -A MODEL
 for t in $TYPES; do
-    lc="$(echo "$t" | tr 'A-Z' 'a-z')"
+    lc="${t,,}"
     f="$BENCH_DIR/$PRESET-$lc.gguf"
     MODEL[$t]="$f"
     if [[ ! -s "$f" ]]; then
