@@ -117,6 +117,22 @@ typedef void (*st_vec_dot_fn)(int n, float *s, const void *x, const void *y);
 typedef void (*st_vec_dot_nc_fn)(int n, float *s, const void *x, const void *y, size_t by, int ny);
 #define ST_VEC_DOT_NC_MAX 4
 
+/* Batched products on repacked weight rows, for prompt processing (optional:
+ * NULL where this CPU or type has none; the caller then uses vec_dot_nc).
+ * gemm_repack converts ST_GEMM_ROWS consecutive weight rows of n elements
+ * (x, rows bx bytes apart) into the kernel's interleaved layout at dst, which
+ * holds n / blck_size * gemm_block_bytes bytes and is 32-byte aligned. gemm
+ * then computes s[c * bs + r] = dot(row r, y + c * by) for r in
+ * [0, ST_GEMM_ROWS) and c in [0, ny), any ny >= 1, y rows of the vec_dot_type
+ * as for vec_dot. Repacking once per block of rows and reusing it for every
+ * token turns the per-token work into plain multiply-adds on 8 rows at once
+ * (one lane per row), with no per-block unpacking or horizontal sums. Results
+ * equal vec_dot's within float rounding (exact integer block sums; the float
+ * scaling is grouped differently). */
+#define ST_GEMM_ROWS 8
+typedef void (*st_gemm_repack_fn)(int n, const void *x, size_t bx, void *dst);
+typedef void (*st_gemm_fn)(int n, float *s, size_t bs, const void *xr, const void *y, size_t by, int ny);
+
 typedef struct st_type_traits {
     const char *name;        /* "Q4_K", "F16", ... */
     int blck_size;           /* elements per block (1 for plain types) */
@@ -128,6 +144,9 @@ typedef struct st_type_traits {
     st_from_float_fn from_float;  /* quantize a row; NULL where not provided */
     st_vec_dot_fn vec_dot;        /* NULL where not supported */
     st_vec_dot_nc_fn vec_dot_nc;  /* set wherever vec_dot is (SIMD or a loop over vec_dot) */
+    size_t gemm_block_bytes;      /* repacked bytes per blck_size elements of ST_GEMM_ROWS rows */
+    st_gemm_repack_fn gemm_repack; /* NULL where there is no gemm kernel */
+    st_gemm_fn gemm;
 } st_type_traits;
 
 /* Fastest kernels for this CPU (AVX2/FMA when cpuid says so). Valid for any

@@ -17,7 +17,10 @@
  *    16 activations), so they cost one madd per super-block;
  *  - signed x signed (Q8_0) uses the abs/sign pair.
  * Floats are accumulated in vectors; one horizontal sum at the end. */
+#include <cpuid.h>
 #include <immintrin.h>
+#include <stdbool.h>
+#include <stdlib.h>
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
@@ -177,31 +180,6 @@ ALWAYS_INLINE __m256i dot_u8(__m256i q, __m256i y) {
 /* Q8_0 x Q8_0, 4 blocks per step: per-block int32 partial sums are reduced
  * with a hadd tree to [b0 b1 b2 b3 | b0 b1 b2 b3] (low / high 16 elements),
  * which lines up with the scale vector: one convert and one FMA per 4 blocks. */
-static void vec_dot_q8_0_q8_0(int n, float *s, const void *vx, const void *vy) {
-    const st_block_q8_0 *x = vx;
-    const st_block_q8_0 *y = vy;
-    const int nb = n / ST_QK8_0;
-    __m256 acc = _mm256_setzero_ps();
-    int ib = 0;
-    for (; ib + 4 <= nb; ib += 4) {
-        PF(x + ib);
-        PF((const char *)(x + ib) + 64);
-        PF((const char *)(x + ib) + 128);
-        const __m256i p0 = dot_i8(loadu256(x[ib + 0].qs), loadu256(y[ib + 0].qs));
-        const __m256i p1 = dot_i8(loadu256(x[ib + 1].qs), loadu256(y[ib + 1].qs));
-        const __m256i p2 = dot_i8(loadu256(x[ib + 2].qs), loadu256(y[ib + 2].qs));
-        const __m256i p3 = dot_i8(loadu256(x[ib + 3].qs), loadu256(y[ib + 3].qs));
-        const __m256i h = _mm256_hadd_epi32(_mm256_hadd_epi32(p0, p1), _mm256_hadd_epi32(p2, p3));
-        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(h), SCALES4(x + ib, y + ib), acc);
-    }
-    __m256 acc1 = _mm256_setzero_ps();
-    for (; ib < nb; ib++) {
-        const __m256i p0 = dot_i8(loadu256(x[ib].qs), loadu256(y[ib].qs));
-        const __m256 d0 = _mm256_set1_ps(h2f(x[ib].d) * h2f(y[ib].d));
-        acc1 = _mm256_fmadd_ps(d0, _mm256_cvtepi32_ps(p0), acc1);
-    }
-    *s = hsum_ps(_mm256_add_ps(acc, acc1));
-}
 
 /* 16 packed nibbles -> [low nibbles | high nibbles] without a lane insert:
  * broadcast the 16 bytes to both lanes, shift the high lane's qwords by 4 */
@@ -214,36 +192,6 @@ ALWAYS_INLINE __m256i nibbles32_b(const uint8_t *qs, __m256i shifts, __m256i m4)
  * sums (maddubs of the unsigned nibbles minus maddubs of 8; |sum of 32| <=
  * 32 * 8 * 127 fits int16), then a hadd_epi16 tree and one madd give
  * [b0 b1 b2 b3 | b0 b1 b2 b3], scaled as in the Q8_0 kernel. */
-static void vec_dot_q4_0_q8_0(int n, float *s, const void *vx, const void *vy) {
-    const st_block_q4_0 *x = vx;
-    const st_block_q8_0 *y = vy;
-    const int nb = n / ST_QK4_0;
-    const __m256i off = _mm256_set1_epi8(8), m4 = _mm256_set1_epi8(0x0F);
-    const __m256i shifts = _mm256_setr_epi64x(0, 0, 4, 4);
-    __m256 acc = _mm256_setzero_ps();
-    int ib = 0;
-    for (; ib + 4 <= nb; ib += 4) {
-        PF(x + ib);
-        PF((const char *)(x + ib) + 64);
-        __m256i w[4];
-#pragma GCC unroll 4
-        for (int k = 0; k < 4; k++) {
-            const __m256i q = nibbles32_b(x[ib + k].qs, shifts, m4);
-            const __m256i yk = loadu256(y[ib + k].qs);
-            w[k] = _mm256_sub_epi16(_mm256_maddubs_epi16(q, yk), _mm256_maddubs_epi16(off, yk));
-        }
-        const __m256i h = _mm256_hadd_epi16(_mm256_hadd_epi16(w[0], w[1]), _mm256_hadd_epi16(w[2], w[3]));
-        const __m256i si = _mm256_madd_epi16(h, _mm256_set1_epi16(1));
-        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(si), SCALES4(x + ib, y + ib), acc);
-    }
-    __m256 acc1 = _mm256_setzero_ps();
-    for (; ib < nb; ib++) {
-        const __m256i p0 = dot_u8_off(nibbles32(x[ib].qs), loadu256(y[ib].qs), off);
-        const __m256 d0 = _mm256_set1_ps(h2f(x[ib].d) * h2f(y[ib].d));
-        acc1 = _mm256_fmadd_ps(d0, _mm256_cvtepi32_ps(p0), acc1);
-    }
-    *s = hsum_ps(_mm256_add_ps(acc, acc1));
-}
 
 /* m*s of 4 consecutive blocks (Q4_1/Q5_1 min term), as SCALES4 */
 #define MINS4(x, y)                                                                                         \
@@ -287,36 +235,6 @@ static void vec_dot_q4_1_q8_1(int n, float *s, const void *vx, const void *vy) {
     *s = hsum_ps(acc) + summ;
 }
 
-static void vec_dot_q5_0_q8_0(int n, float *s, const void *vx, const void *vy) {
-    const st_block_q5_0 *x = vx;
-    const st_block_q8_0 *y = vy;
-    const int nb = n / ST_QK5_0;
-    const __m256i off = _mm256_set1_epi8(16);
-    const __m256i m4 = _mm256_set1_epi8(0x0F), shifts = _mm256_setr_epi64x(0, 0, 4, 4);
-    __m256 acc = _mm256_setzero_ps();
-    int ib = 0;
-    for (; ib + 4 <= nb; ib += 4) {
-        PF(x + ib);
-        PF((const char *)(x + ib) + 64);
-        __m256i w[4];
-#pragma GCC unroll 4
-        for (int k = 0; k < 4; k++) {
-            const __m256i q = _mm256_or_si256(nibbles32_b(x[ib + k].qs, shifts, m4), bits_to_0x10(x[ib + k].qh));
-            const __m256i yk = loadu256(y[ib + k].qs);
-            w[k] = _mm256_sub_epi16(_mm256_maddubs_epi16(q, yk), _mm256_maddubs_epi16(off, yk));
-        }
-        const __m256i h = _mm256_hadd_epi16(_mm256_hadd_epi16(w[0], w[1]), _mm256_hadd_epi16(w[2], w[3]));
-        const __m256i si = _mm256_madd_epi16(h, _mm256_set1_epi16(1));
-        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(si), SCALES4(x + ib, y + ib), acc);
-    }
-    for (; ib < nb; ib++) {
-        const __m256i q = _mm256_or_si256(nibbles32(x[ib].qs), bits_to_0x10(x[ib].qh));
-        const __m256i p = dot_u8_off(q, loadu256(y[ib].qs), off);
-        const __m256 d = _mm256_set1_ps(h2f(x[ib].d) * h2f(y[ib].d));
-        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc);
-    }
-    *s = hsum_ps(acc);
-}
 
 static void vec_dot_q5_1_q8_1(int n, float *s, const void *vx, const void *vy) {
     const st_block_q5_1 *x = vx;
@@ -467,136 +385,8 @@ ALWAYS_INLINE __m128i k4_scales_mins(const uint8_t *scales) {
     return _mm_setr_epi32((int)u[0], (int)u[1], (int)u[2], (int)u[3]);
 }
 
-static void vec_dot_q4_K_q8_K(int n, float *s, const void *vx, const void *vy) {
-    const st_block_q4_K *x = vx;
-    const st_block_q8_K *y = vy;
-    const int nb = n / ST_QK_K;
-    const __m256i m4 = _mm256_set1_epi8(0x0F);
-    __m256 acc = _mm256_setzero_ps();
-    __m128 accm = _mm_setzero_ps();
-    for (int i = 0; i < nb; i++) {
-        PF(x + i);
-        PF((const char *)(x + i) + 64);
-        PF((const char *)(x + i) + 128);
-        const float d = y[i].d * h2f(x[i].d);
-        const float dmin = -y[i].d * h2f(x[i].dmin);
-        const __m128i sm = k4_scales_mins(x[i].scales);
-        const __m256i sm16 = _mm256_cvtepu8_epi16(sm); /* lane0 scales, lane1 mins */
-        const __m256i bs = loadu256(y[i].bsums);
-        const __m128i q8s = _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
-        const __m128i prodm = _mm_madd_epi16(_mm256_extracti128_si256(sm16, 1), q8s);
-        accm = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(prodm), accm);
-        const __m256i sc = _mm256_permute2x128_si256(sm16, sm16, 0x00);
-        const uint8_t *q4 = x[i].qs;
-        const int8_t *q8 = y[i].qs;
-        __m256i sumi = _mm256_setzero_si256();
-#pragma GCC unroll 4
-        for (int j = 0; j < 4; j++) {
-            const __m256i b = loadu256(q4 + 32 * j);
-            const __m256i lo = _mm256_and_si256(b, m4);
-            const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(b, 4), m4);
-            const __m256i pl = _mm256_maddubs_epi16(lo, loadu256(q8 + 64 * j));
-            const __m256i ph = _mm256_maddubs_epi16(hi, loadu256(q8 + 64 * j + 32));
-            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(pl, _mm256_shuffle_epi8(sc, scale_shuffle(2 * j))));
-            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(ph, _mm256_shuffle_epi8(sc, scale_shuffle(2 * j + 1))));
-        }
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
-    }
-    *s = hsum_ps(acc) + hsum_ps128(accm);
-}
 
-static void vec_dot_q5_K_q8_K(int n, float *s, const void *vx, const void *vy) {
-    const st_block_q5_K *x = vx;
-    const st_block_q8_K *y = vy;
-    const int nb = n / ST_QK_K;
-    const __m256i m4 = _mm256_set1_epi8(0x0F);
-    const __m256i b0 = _mm256_set1_epi8(0x01), b1 = _mm256_set1_epi8(0x02);
-    __m256 acc = _mm256_setzero_ps();
-    __m128 accm = _mm_setzero_ps();
-    for (int i = 0; i < nb; i++) {
-        PF(x + i);
-        PF((const char *)(x + i) + 64);
-        PF((const char *)(x + i) + 128);
-        const float d = y[i].d * h2f(x[i].d);
-        const float dmin = -y[i].d * h2f(x[i].dmin);
-        const __m128i sm = k4_scales_mins(x[i].scales);
-        const __m256i sm16 = _mm256_cvtepu8_epi16(sm);
-        const __m256i bs = loadu256(y[i].bsums);
-        const __m128i q8s = _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
-        const __m128i prodm = _mm_madd_epi16(_mm256_extracti128_si256(sm16, 1), q8s);
-        accm = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(prodm), accm);
-        const __m256i sc = _mm256_permute2x128_si256(sm16, sm16, 0x00);
-        const uint8_t *q5 = x[i].qs;
-        const int8_t *q8 = y[i].qs;
-        __m256i hb = loadu256(x[i].qh);
-        __m256i sumi = _mm256_setzero_si256();
-#pragma GCC unroll 4
-        for (int j = 0; j < 4; j++) {
-            const __m256i b = loadu256(q5 + 32 * j);
-            const __m256i lo = _mm256_or_si256(_mm256_and_si256(b, m4),
-                                               _mm256_slli_epi16(_mm256_and_si256(hb, b0), 4));
-            const __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(b, 4), m4),
-                                               _mm256_slli_epi16(_mm256_and_si256(hb, b1), 3));
-            hb = _mm256_srli_epi16(hb, 2);
-            const __m256i pl = _mm256_maddubs_epi16(lo, loadu256(q8 + 64 * j));
-            const __m256i ph = _mm256_maddubs_epi16(hi, loadu256(q8 + 64 * j + 32));
-            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(pl, _mm256_shuffle_epi8(sc, scale_shuffle(2 * j))));
-            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(ph, _mm256_shuffle_epi8(sc, scale_shuffle(2 * j + 1))));
-        }
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
-    }
-    *s = hsum_ps(acc) + hsum_ps128(accm);
-}
 
-static void vec_dot_q6_K_q8_K(int n, float *s, const void *vx, const void *vy) {
-    const st_block_q6_K *x = vx;
-    const st_block_q8_K *y = vy;
-    const int nb = n / ST_QK_K;
-    const __m256i m4 = _mm256_set1_epi8(0x0F);
-    const __m256i m3 = _mm256_set1_epi8(0x03), m30 = _mm256_set1_epi8(0x30);
-    __m256 acc = _mm256_setzero_ps();
-    for (int i = 0; i < nb; i++) {
-        PF(x + i);
-        PF((const char *)(x + i) + 64);
-        PF((const char *)(x + i) + 128);
-        PF((const char *)(x + i) + 192);
-        const float d = y[i].d * h2f(x[i].d);
-        /* value = q - 32 with q in 0..63; the -32 goes through bsums since
-         * scales and bsums both cover 16 elements */
-        const __m256i s16 = _mm256_cvtepi8_epi16(loadu128(x[i].scales));
-        const __m256i corr = _mm256_madd_epi16(s16, loadu256(y[i].bsums));
-        const uint8_t *ql = x[i].ql;
-        const uint8_t *qh = x[i].qh;
-        const int8_t *q8 = y[i].qs;
-        __m256i sumi = _mm256_setzero_si256();
-#pragma GCC unroll 2
-        for (int h = 0; h < 2; h++) {
-            const __m256i sc = h == 0 ? _mm256_permute2x128_si256(s16, s16, 0x00)
-                                      : _mm256_permute2x128_si256(s16, s16, 0x11);
-            const __m256i l0 = loadu256(ql + 64 * h);
-            const __m256i l1 = loadu256(ql + 64 * h + 32);
-            const __m256i hh = loadu256(qh + 32 * h);
-            const __m256i q1 = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_slli_epi16(_mm256_and_si256(hh, m3), 4));
-            const __m256i q2 = _mm256_or_si256(_mm256_and_si256(l1, m4),
-                                               _mm256_and_si256(_mm256_slli_epi16(hh, 2), m30));
-            const __m256i q3 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(hh, m30));
-            const __m256i q4 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
-                                               _mm256_and_si256(_mm256_srli_epi16(hh, 2), m30));
-            const __m256i p1 = _mm256_maddubs_epi16(q1, loadu256(q8 + 128 * h));
-            const __m256i p2 = _mm256_maddubs_epi16(q2, loadu256(q8 + 128 * h + 32));
-            const __m256i p3 = _mm256_maddubs_epi16(q3, loadu256(q8 + 128 * h + 64));
-            const __m256i p4 = _mm256_maddubs_epi16(q4, loadu256(q8 + 128 * h + 96));
-            const __m256i a = _mm256_add_epi32(_mm256_madd_epi16(p1, _mm256_shuffle_epi8(sc, scale_pair_shuffle(0))),
-                                               _mm256_madd_epi16(p2, _mm256_shuffle_epi8(sc, scale_pair_shuffle(1))));
-            const __m256i b = _mm256_add_epi32(_mm256_madd_epi16(p3, _mm256_shuffle_epi8(sc, scale_pair_shuffle(2))),
-                                               _mm256_madd_epi16(p4, _mm256_shuffle_epi8(sc, scale_pair_shuffle(3))));
-            sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(a, b));
-        }
-        sumi = _mm256_sub_epi32(sumi, _mm256_slli_epi32(corr, 5));
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
-    }
-    *s = hsum_ps(acc);
-}
 
 /* ------------------------------------------------------------------------- */
 /* multi-column dots (st_vec_dot_nc_fn)                                        */
@@ -643,14 +433,49 @@ ALWAYS_INLINE __m256i hsum4_i16(__m256i w0, __m256i w1, __m256i w2, __m256i w3) 
     return _mm256_madd_epi16(h, _mm256_set1_epi16(1));
 }
 
-/* ---- Q8_0 x Q8_0 ---- */
+
+/* acc += c[k] * d[k] for k = 0..3 in this order, one rounding each (fmaf):
+ * the canonical order of the 32-element types (see below) */
+ALWAYS_INLINE float chain4(float acc, __m128 c, __m128 d) {
+    float cf[4], df[4];
+    _mm_storeu_ps(cf, c);
+    _mm_storeu_ps(df, d);
+    acc = fmaf(cf[0], df[0], acc);
+    acc = fmaf(cf[1], df[1], acc);
+    acc = fmaf(cf[2], df[2], acc);
+    return fmaf(cf[3], df[3], acc);
+}
+
+ALWAYS_INLINE int hsum_i32(__m256i v) {
+    __m128i u = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    u = _mm_add_epi32(u, _mm_shuffle_epi32(u, 0x4E));
+    u = _mm_add_epi32(u, _mm_shuffle_epi32(u, 0xB1));
+    return _mm_cvtsi128_si32(u);
+}
+
+/* [b0L b1L b2L b3L | b0H b1H b2H b3H] -> [b0 b1 b2 b3] */
+ALWAYS_INLINE __m128i halves_add(__m256i h) {
+    return _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+}
+
+/* fp16 d fields of 4 consecutive blocks -> [d0 d1 d2 d3] */
+#define D4X(b, f)                                                                                      \
+    _mm_cvtph_ps(_mm_cvtsi64_si128((long long)((uint64_t)(b)[0].f | ((uint64_t)(b)[1].f << 16) |       \
+                                               ((uint64_t)(b)[2].f << 32) | ((uint64_t)(b)[3].f << 48))))
+
+/* ---- Q8_0 x Q8_0 ----
+ * Canonical float order of the 32-element types (Q4_0, Q5_0, Q8_0), shared
+ * by vec_dot (NY = 1), vec_dot_nc and the gemm kernels so that a token gives
+ * bit-identical results whichever path and batch size computes it: per
+ * block, the exact integer sum isum; then acc = fmaf(isum, dx * dy, acc) over
+ * the blocks in order (dx * dy is exact: two fp16 values). */
 ALWAYS_INLINE void nc_q8_0(int n, float *s, const void *vx, const void *vy, size_t by, const int NY) {
     const st_block_q8_0 *x = vx;
     const int nb = n / ST_QK8_0;
     const __m256i ones = _mm256_set1_epi16(1);
-    __m256 acc[NCMAX];
+    float acc[NCMAX];
 #pragma GCC unroll 4
-    for (int c = 0; c < NY; c++) acc[c] = _mm256_setzero_ps();
+    for (int c = 0; c < NY; c++) acc[c] = 0.0f;
     int ib = 0;
     for (; ib + 4 <= nb; ib += 4) {
         PF(x + ib);
@@ -662,7 +487,7 @@ ALWAYS_INLINE void nc_q8_0(int n, float *s, const void *vx, const void *vy, size
             const __m256i xk = loadu256(x[ib + k].qs);
             ax[k] = _mm256_sign_epi8(xk, xk);
         }
-        const __m256 dx = D4(x + ib, d);
+        const __m128 dx = D4X(x + ib, d);
 #pragma GCC unroll 4
         for (int c = 0; c < NY; c++) {
             const st_block_q8_0 *y = NC_Y(st_block_q8_0, vy, by, c) + ib;
@@ -673,7 +498,7 @@ ALWAYS_INLINE void nc_q8_0(int n, float *s, const void *vx, const void *vy, size
                 p[k] = _mm256_madd_epi16(_mm256_maddubs_epi16(ax[k], sy), ones);
             }
             const __m256i h = _mm256_hadd_epi32(_mm256_hadd_epi32(p[0], p[1]), _mm256_hadd_epi32(p[2], p[3]));
-            acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(h), _mm256_mul_ps(dx, D4(y, d)), acc[c]);
+            acc[c] = chain4(acc[c], _mm_cvtepi32_ps(halves_add(h)), _mm_mul_ps(dx, D4X(y, d)));
         }
     }
     for (; ib < nb; ib++) {
@@ -682,43 +507,44 @@ ALWAYS_INLINE void nc_q8_0(int n, float *s, const void *vx, const void *vy, size
 #pragma GCC unroll 4
         for (int c = 0; c < NY; c++) {
             const st_block_q8_0 *y = NC_Y(st_block_q8_0, vy, by, c) + ib;
-            const __m256i p = dot_i8(xk, loadu256(y->qs));
-            acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(dx * h2f(y->d)), _mm256_cvtepi32_ps(p), acc[c]);
+            acc[c] = fmaf((float)hsum_i32(dot_i8(xk, loadu256(y->qs))), dx * h2f(y->d), acc[c]);
         }
     }
 #pragma GCC unroll 4
-    for (int c = 0; c < NY; c++) s[c] = hsum_ps(acc[c]);
+    for (int c = 0; c < NY; c++) s[c] = acc[c];
 }
-NC_DISPATCH(vec_dot_nc_q8_0_q8_0, nc_q8_0, vec_dot_q8_0_q8_0)
+static void vec_dot_q8_0_seq(int n, float *s, const void *x, const void *y) { nc_q8_0(n, s, x, y, 0, 1); }
+NC_DISPATCH(vec_dot_nc_q8_0_q8_0, nc_q8_0, vec_dot_q8_0_seq)
 
 /* ---- Q4_0 / Q5_0 x Q8_0: signed quants (q - 8 or q - 16) through the sign
- * trick: |q| <= 16, so 8 products stay within int16 (16 * 127 * 8) ---- */
+ * trick: |q| <= 16, so 8 products stay within int16 (16 * 127 * 8); the
+ * canonical order of Q8_0 ---- */
 ALWAYS_INLINE void nc_q40_q50(int n, float *s, const void *vx, const void *vy, size_t by, const int NY, const bool five) {
     const int nb = n / 32;
     const size_t xsz = five ? sizeof(st_block_q5_0) : sizeof(st_block_q4_0);
     const __m256i m4 = _mm256_set1_epi8(0x0F), shifts = _mm256_setr_epi64x(0, 0, 4, 4);
     const __m256i off = _mm256_set1_epi8(five ? 16 : 8);
-    __m256 acc[NCMAX];
+    float acc[NCMAX];
 #pragma GCC unroll 4
-    for (int c = 0; c < NY; c++) acc[c] = _mm256_setzero_ps();
+    for (int c = 0; c < NY; c++) acc[c] = 0.0f;
     int ib = 0;
     for (; ib + 4 <= nb; ib += 4) {
         const uint8_t *xb = (const uint8_t *)vx + (size_t)ib * xsz;
         PF(xb);
         PF(xb + 64);
         __m256i q[4], aq[4];
-        __m256 dx;
+        __m128 dx;
         if (five) {
             const st_block_q5_0 *x = (const st_block_q5_0 *)xb;
 #pragma GCC unroll 4
             for (int k = 0; k < 4; k++)
                 q[k] = _mm256_sub_epi8(_mm256_or_si256(nibbles32_b(x[k].qs, shifts, m4), bits_to_0x10(x[k].qh)), off);
-            dx = D4(x, d);
+            dx = D4X(x, d);
         } else {
             const st_block_q4_0 *x = (const st_block_q4_0 *)xb;
 #pragma GCC unroll 4
             for (int k = 0; k < 4; k++) q[k] = _mm256_sub_epi8(nibbles32_b(x[k].qs, shifts, m4), off);
-            dx = D4(x, d);
+            dx = D4X(x, d);
         }
 #pragma GCC unroll 4
         for (int k = 0; k < 4; k++) aq[k] = _mm256_sign_epi8(q[k], q[k]);
@@ -729,7 +555,7 @@ ALWAYS_INLINE void nc_q40_q50(int n, float *s, const void *vx, const void *vy, s
 #pragma GCC unroll 4
             for (int k = 0; k < 4; k++) w[k] = _mm256_maddubs_epi16(aq[k], _mm256_sign_epi8(loadu256(y[k].qs), q[k]));
             const __m256i si = hsum4_i16(w[0], w[1], w[2], w[3]);
-            acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(si), _mm256_mul_ps(dx, D4(y, d)), acc[c]);
+            acc[c] = chain4(acc[c], _mm_cvtepi32_ps(halves_add(si)), _mm_mul_ps(dx, D4X(y, d)));
         }
     }
     for (; ib < nb; ib++) {
@@ -747,12 +573,11 @@ ALWAYS_INLINE void nc_q40_q50(int n, float *s, const void *vx, const void *vy, s
 #pragma GCC unroll 4
         for (int c = 0; c < NY; c++) {
             const st_block_q8_0 *y = NC_Y(st_block_q8_0, vy, by, c) + ib;
-            const __m256i p = dot_i8(q, loadu256(y->qs));
-            acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(dx * h2f(y->d)), _mm256_cvtepi32_ps(p), acc[c]);
+            acc[c] = fmaf((float)hsum_i32(dot_i8(q, loadu256(y->qs))), dx * h2f(y->d), acc[c]);
         }
     }
 #pragma GCC unroll 4
-    for (int c = 0; c < NY; c++) s[c] = hsum_ps(acc[c]);
+    for (int c = 0; c < NY; c++) s[c] = acc[c];
 }
 ALWAYS_INLINE void nc_q4_0(int n, float *s, const void *vx, const void *vy, size_t by, const int NY) {
     nc_q40_q50(n, s, vx, vy, by, NY, false);
@@ -760,8 +585,10 @@ ALWAYS_INLINE void nc_q4_0(int n, float *s, const void *vx, const void *vy, size
 ALWAYS_INLINE void nc_q5_0(int n, float *s, const void *vx, const void *vy, size_t by, const int NY) {
     nc_q40_q50(n, s, vx, vy, by, NY, true);
 }
-NC_DISPATCH(vec_dot_nc_q4_0_q8_0, nc_q4_0, vec_dot_q4_0_q8_0)
-NC_DISPATCH(vec_dot_nc_q5_0_q8_0, nc_q5_0, vec_dot_q5_0_q8_0)
+static void vec_dot_q4_0_seq(int n, float *s, const void *x, const void *y) { nc_q4_0(n, s, x, y, 0, 1); }
+static void vec_dot_q5_0_seq(int n, float *s, const void *x, const void *y) { nc_q5_0(n, s, x, y, 0, 1); }
+NC_DISPATCH(vec_dot_nc_q4_0_q8_0, nc_q4_0, vec_dot_q4_0_seq)
+NC_DISPATCH(vec_dot_nc_q5_0_q8_0, nc_q5_0, vec_dot_q5_0_seq)
 
 /* ---- Q4_1 / Q5_1 x Q8_1: unsigned quants straight into maddubs, the min
  * term m * s per block ---- */
@@ -840,15 +667,20 @@ ALWAYS_INLINE void nc_q5_1(int n, float *s, const void *vx, const void *vy, size
 NC_DISPATCH(vec_dot_nc_q4_1_q8_1, nc_q4_1, vec_dot_q4_1_q8_1)
 NC_DISPATCH(vec_dot_nc_q5_1_q8_1, nc_q5_1, vec_dot_q5_1_q8_1)
 
-/* ---- Q4_K / Q5_K x Q8_K ---- */
+/* ---- Q4_K / Q5_K x Q8_K ----
+ * Canonical float order of Q4_K/Q5_K, shared by vec_dot (NY = 1),
+ * vec_dot_nc and the gemm kernel, so that a token's result does not depend
+ * on the path or the batch: per super-block, the exact integer sums
+ *   S = sum_j sc[j] * (q . y over sub-block j),  M = sum_j m[j] * ysum[j]
+ * then u = fmaf(d, S, -(dmin * M)) and acc = fmaf(u, y.d, acc). */
 ALWAYS_INLINE void nc_q4k_q5k(int n, float *s, const void *vx, const void *vy, size_t by, const int NY, const bool five) {
     const int nb = n / ST_QK_K;
     const size_t xsz = five ? sizeof(st_block_q5_K) : sizeof(st_block_q4_K);
     const __m256i m4 = _mm256_set1_epi8(0x0F);
     const __m256i b0 = _mm256_set1_epi8(0x01), b1 = _mm256_set1_epi8(0x02);
-    __m256 acc[NCMAX];
+    float acc[NCMAX];
 #pragma GCC unroll 4
-    for (int c = 0; c < NY; c++) acc[c] = _mm256_setzero_ps();
+    for (int c = 0; c < NY; c++) acc[c] = 0.0f;
     for (int i = 0; i < nb; i++) {
         const uint8_t *xb = (const uint8_t *)vx + (size_t)i * xsz;
         PF(xb);
@@ -857,7 +689,7 @@ ALWAYS_INLINE void nc_q4k_q5k(int n, float *s, const void *vx, const void *vy, s
         /* Q4_K and Q5_K share d, dmin, scales at the same offsets */
         const st_block_q4_K *x4 = (const st_block_q4_K *)xb;
         const st_block_q5_K *x5 = (const st_block_q5_K *)xb;
-        const float dx = h2f(x4->d), mx = -h2f(x4->dmin);
+        const float dx = h2f(x4->d), dmx = h2f(x4->dmin);
         const __m256i sm16 = _mm256_cvtepu8_epi16(k4_scales_mins(x4->scales)); /* lane0 scales, lane1 mins */
         const __m128i mins = _mm256_extracti128_si256(sm16, 1);
         const __m256i sc = _mm256_permute2x128_si256(sm16, sm16, 0x00);
@@ -893,12 +725,14 @@ ALWAYS_INLINE void nc_q4k_q5k(int n, float *s, const void *vx, const void *vy, s
             const __m256i bs = loadu256(y->bsums);
             const __m128i q8s = _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
             const __m128i prodm = _mm_madd_epi16(mins, q8s);
-            acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(dx * y->d), _mm256_cvtepi32_ps(sumi[c]), acc[c]);
-            acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(mx * y->d), _mm256_cvtepi32_ps(_mm256_zextsi128_si256(prodm)), acc[c]);
+            __m128i m = _mm_add_epi32(prodm, _mm_shuffle_epi32(prodm, 0x4E));
+            m = _mm_add_epi32(m, _mm_shuffle_epi32(m, 0xB1));
+            const float u = fmaf(dx, (float)hsum_i32(sumi[c]), -(dmx * (float)_mm_cvtsi128_si32(m)));
+            acc[c] = fmaf(u, y->d, acc[c]);
         }
     }
 #pragma GCC unroll 4
-    for (int c = 0; c < NY; c++) s[c] = hsum_ps(acc[c]);
+    for (int c = 0; c < NY; c++) s[c] = acc[c];
 }
 ALWAYS_INLINE void nc_q4_K(int n, float *s, const void *vx, const void *vy, size_t by, const int NY) {
     nc_q4k_q5k(n, s, vx, vy, by, NY, false);
@@ -906,18 +740,23 @@ ALWAYS_INLINE void nc_q4_K(int n, float *s, const void *vx, const void *vy, size
 ALWAYS_INLINE void nc_q5_K(int n, float *s, const void *vx, const void *vy, size_t by, const int NY) {
     nc_q4k_q5k(n, s, vx, vy, by, NY, true);
 }
-NC_DISPATCH(vec_dot_nc_q4_K_q8_K, nc_q4_K, vec_dot_q4_K_q8_K)
-NC_DISPATCH(vec_dot_nc_q5_K_q8_K, nc_q5_K, vec_dot_q5_K_q8_K)
+static void vec_dot_q4_K_seq(int n, float *s, const void *x, const void *y) { nc_q4_K(n, s, x, y, 0, 1); }
+static void vec_dot_q5_K_seq(int n, float *s, const void *x, const void *y) { nc_q5_K(n, s, x, y, 0, 1); }
+NC_DISPATCH(vec_dot_nc_q4_K_q8_K, nc_q4_K, vec_dot_q4_K_seq)
+NC_DISPATCH(vec_dot_nc_q5_K_q8_K, nc_q5_K, vec_dot_q5_K_seq)
 
-/* ---- Q6_K x Q8_K ---- */
+/* ---- Q6_K x Q8_K ----
+ * Canonical order, shared with the gemm kernel: per super-block the exact
+ * integer S = sum_j sc[j] * (q . y - 32 * bsum[j]) over the 16 sub-blocks (q
+ * the unsigned 6-bit quants), then acc = fmaf(d * y.d, S, acc). */
 ALWAYS_INLINE void nc_q6_K(int n, float *s, const void *vx, const void *vy, size_t by, const int NY) {
     const st_block_q6_K *x = vx;
     const int nb = n / ST_QK_K;
     const __m256i m4 = _mm256_set1_epi8(0x0F);
     const __m256i m3 = _mm256_set1_epi8(0x03), m30 = _mm256_set1_epi8(0x30);
-    __m256 acc[NCMAX];
+    float acc[NCMAX];
 #pragma GCC unroll 4
-    for (int c = 0; c < NY; c++) acc[c] = _mm256_setzero_ps();
+    for (int c = 0; c < NY; c++) acc[c] = 0.0f;
     for (int i = 0; i < nb; i++) {
         PF(x + i);
         PF((const char *)(x + i) + 64);
@@ -962,13 +801,14 @@ ALWAYS_INLINE void nc_q6_K(int n, float *s, const void *vx, const void *vy, size
             const st_block_q8_K *y = NC_Y(st_block_q8_K, vy, by, c) + i;
             const __m256i corr = _mm256_madd_epi16(s16, loadu256(y->bsums));
             const __m256i si = _mm256_sub_epi32(sumi[c], _mm256_slli_epi32(corr, 5));
-            acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(dx * y->d), _mm256_cvtepi32_ps(si), acc[c]);
+            acc[c] = fmaf(dx * y->d, (float)hsum_i32(si), acc[c]);
         }
     }
 #pragma GCC unroll 4
-    for (int c = 0; c < NY; c++) s[c] = hsum_ps(acc[c]);
+    for (int c = 0; c < NY; c++) s[c] = acc[c];
 }
-NC_DISPATCH(vec_dot_nc_q6_K_q8_K, nc_q6_K, vec_dot_q6_K_q8_K)
+static void vec_dot_q6_K_seq(int n, float *s, const void *x, const void *y) { nc_q6_K(n, s, x, y, 0, 1); }
+NC_DISPATCH(vec_dot_nc_q6_K_q8_K, nc_q6_K, vec_dot_q6_K_seq)
 
 /* ---- Q3_K x Q8_K ---- */
 ALWAYS_INLINE void nc_q3_K(int n, float *s, const void *vx, const void *vy, size_t by, const int NY) {
@@ -1026,9 +866,9 @@ ALWAYS_INLINE void nc_q2_K(int n, float *s, const void *vx, const void *vy, size
     const int nb = n / ST_QK_K;
     const __m256i m3 = _mm256_set1_epi8(3);
     const __m128i m4 = _mm_set1_epi8(0x0F);
-    __m256 acc[NCMAX];
+    __m256 acc[NCMAX], accm[NCMAX];
 #pragma GCC unroll 4
-    for (int c = 0; c < NY; c++) acc[c] = _mm256_setzero_ps();
+    for (int c = 0; c < NY; c++) acc[c] = accm[c] = _mm256_setzero_ps();
     for (int i = 0; i < nb; i++) {
         PF(x + i);
         PF((const char *)(x + i) + 64);
@@ -1061,13 +901,352 @@ ALWAYS_INLINE void nc_q2_K(int n, float *s, const void *vx, const void *vy, size
             const st_block_q8_K *y = NC_Y(st_block_q8_K, vy, by, c) + i;
             const __m256i prodm = _mm256_madd_epi16(mins, loadu256(y->bsums));
             acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(dx * y->d), _mm256_cvtepi32_ps(sumi[c]), acc[c]);
-            acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(mx * y->d), _mm256_cvtepi32_ps(prodm), acc[c]);
+            accm[c] = _mm256_fmadd_ps(_mm256_set1_ps(mx * y->d), _mm256_cvtepi32_ps(prodm), accm[c]);
         }
     }
 #pragma GCC unroll 4
-    for (int c = 0; c < NY; c++) s[c] = hsum_ps(acc[c]);
+    for (int c = 0; c < NY; c++) s[c] = hsum_ps(_mm256_add_ps(acc[c], accm[c]));
 }
 NC_DISPATCH(vec_dot_nc_q2_K_q8_K, nc_q2_K, vec_dot_q2_K_q8_K)
+
+/* ------------------------------------------------------------------------- */
+/* repacked 8-row GEMM (AVX-VNNI)                                             */
+/*
+ * For prompt processing the caller repacks ST_GEMM_ROWS = 8 weight rows at a
+ * time into an interleaved layout and reuses it for every token: one 32-byte
+ * vector holds 4 consecutive quants of each of the 8 rows (one dword lane per
+ * row), so a dot product step is one vpdpbusd of that vector with the
+ * token's 4 matching activation bytes broadcast to all lanes, and the 8 lanes
+ * end up holding the 8 rows' sums: no unpacking, no horizontal sums, and the
+ * block scales of the 8 rows are one vector. vpdpbusd multiplies unsigned by
+ * signed bytes and adds into int32 without saturation.
+ *
+ * Layouts, per block of blck_size elements of the 8 rows (lane r = row r):
+ *  - 32-element types (Q4_0, Q5_0, Q8_0), 320 bytes: float d[8]; int32
+ *    corr[8] = -128 * sum(w) of the row's block; int8 w[8 chunks][8][4], the
+ *    signed quants (q - 8, q - 16, q). The activations are flipped to
+ *    unsigned (y + 128, an xor with 0x80), and corr takes the 128 back out.
+ *  - Q4_K, 2560 bytes per super-block: float fsc[8][8] = d * scale and
+ *    fmn[8][8] = dmin * min per 32-element sub-block; uint8 q[64][8][4].
+ *  - Q6_K, 2560 bytes: float fsc[16][8] = d * scale per 16 elements; uint8
+ *    q[64][8][4], the unsigned 6-bit quants (the -32 goes through bsums).
+ * The integer sum of each (sub-)block is exact; it is scaled in float. */
+
+/* acc += u8 x s8 dot products of 4 bytes, per int32 lane (AVX-VNNI, VEX
+ * encoded; written as asm so the file needs no -mavxvnni and the kernels are
+ * only reached after cpuid said so) */
+ALWAYS_INLINE __m256i dpbusd(__m256i acc, __m256i u, __m256i s) {
+    __asm__("%{vex%} vpdpbusd %2, %1, %0" : "+x"(acc) : "x"(u), "xm"(s));
+    return acc;
+}
+
+ALWAYS_INLINE __m256i bcast4(const void *p) {
+    int32_t v;
+    memcpy(&v, p, 4);
+    return _mm256_set1_epi32(v);
+}
+
+/* 8x8 transpose of 32-bit lanes: r[i] lane j -> r[j] lane i */
+ALWAYS_INLINE void tr8x8(__m256i r[8]) {
+    const __m256 t0 = _mm256_unpacklo_ps(_mm256_castsi256_ps(r[0]), _mm256_castsi256_ps(r[1]));
+    const __m256 t1 = _mm256_unpackhi_ps(_mm256_castsi256_ps(r[0]), _mm256_castsi256_ps(r[1]));
+    const __m256 t2 = _mm256_unpacklo_ps(_mm256_castsi256_ps(r[2]), _mm256_castsi256_ps(r[3]));
+    const __m256 t3 = _mm256_unpackhi_ps(_mm256_castsi256_ps(r[2]), _mm256_castsi256_ps(r[3]));
+    const __m256 t4 = _mm256_unpacklo_ps(_mm256_castsi256_ps(r[4]), _mm256_castsi256_ps(r[5]));
+    const __m256 t5 = _mm256_unpackhi_ps(_mm256_castsi256_ps(r[4]), _mm256_castsi256_ps(r[5]));
+    const __m256 t6 = _mm256_unpacklo_ps(_mm256_castsi256_ps(r[6]), _mm256_castsi256_ps(r[7]));
+    const __m256 t7 = _mm256_unpackhi_ps(_mm256_castsi256_ps(r[6]), _mm256_castsi256_ps(r[7]));
+    const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+    const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+    const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+    const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+    r[0] = _mm256_castps_si256(_mm256_permute2f128_ps(u0, u4, 0x20));
+    r[1] = _mm256_castps_si256(_mm256_permute2f128_ps(u1, u5, 0x20));
+    r[2] = _mm256_castps_si256(_mm256_permute2f128_ps(u2, u6, 0x20));
+    r[3] = _mm256_castps_si256(_mm256_permute2f128_ps(u3, u7, 0x20));
+    r[4] = _mm256_castps_si256(_mm256_permute2f128_ps(u0, u4, 0x31));
+    r[5] = _mm256_castps_si256(_mm256_permute2f128_ps(u1, u5, 0x31));
+    r[6] = _mm256_castps_si256(_mm256_permute2f128_ps(u2, u6, 0x31));
+    r[7] = _mm256_castps_si256(_mm256_permute2f128_ps(u3, u7, 0x31));
+}
+
+/* transposes 8 rows' 32-byte vectors and stores the 8 chunk vectors at dst */
+ALWAYS_INLINE void tr_store(uint8_t *dst, __m256i v[8]) {
+    tr8x8(v);
+    for (int k = 0; k < 8; k++) _mm256_store_si256((__m256i *)(dst + 32 * k), v[k]);
+}
+
+#define R8B32_BYTES 320
+#define R8K_BYTES 2560
+
+/* ---- 32-element types ---- */
+
+ALWAYS_INLINE void repack_b32(int n, const void *vx, size_t bx, void *vdst, const int type) {
+    const int nb = n / 32;
+    uint8_t *dst = vdst;
+    const __m256i m4 = _mm256_set1_epi8(0x0F), shifts = _mm256_setr_epi64x(0, 0, 4, 4);
+    const __m256i ones = _mm256_set1_epi8(1);
+    for (int b = 0; b < nb; b++, dst += R8B32_BYTES) {
+        __m256i v[8];
+        float *d = (float *)dst;
+        for (int r = 0; r < 8; r++) {
+            const uint8_t *row = (const uint8_t *)vx + (size_t)r * bx;
+            if (type == ST_TYPE_Q8_0) {
+                const st_block_q8_0 *x = (const st_block_q8_0 *)row + b;
+                v[r] = loadu256(x->qs);
+                d[r] = h2f(x->d);
+            } else if (type == ST_TYPE_Q4_0) {
+                const st_block_q4_0 *x = (const st_block_q4_0 *)row + b;
+                v[r] = _mm256_sub_epi8(nibbles32_b(x->qs, shifts, m4), _mm256_set1_epi8(8));
+                d[r] = h2f(x->d);
+            } else {
+                const st_block_q5_0 *x = (const st_block_q5_0 *)row + b;
+                v[r] = _mm256_sub_epi8(_mm256_or_si256(nibbles32_b(x->qs, shifts, m4), bits_to_0x10(x->qh)),
+                                       _mm256_set1_epi8(16));
+                d[r] = h2f(x->d);
+            }
+        }
+        tr8x8(v);
+        __m256i sw = _mm256_setzero_si256();
+        for (int k = 0; k < 8; k++) {
+            _mm256_store_si256((__m256i *)(dst + 64 + 32 * k), v[k]);
+            sw = dpbusd(sw, ones, v[k]);
+        }
+        _mm256_store_si256((__m256i *)(dst + 32), _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(sw, 7)));
+    }
+}
+static void gemm_repack_q8_0(int n, const void *x, size_t bx, void *dst) { repack_b32(n, x, bx, dst, ST_TYPE_Q8_0); }
+static void gemm_repack_q4_0(int n, const void *x, size_t bx, void *dst) { repack_b32(n, x, bx, dst, ST_TYPE_Q4_0); }
+static void gemm_repack_q5_0(int n, const void *x, size_t bx, void *dst) { repack_b32(n, x, bx, dst, ST_TYPE_Q5_0); }
+
+ALWAYS_INLINE void gemm_b32_cols(int n, float *s, size_t bs, const uint8_t *xr, const uint8_t *vy, size_t by, const int NY) {
+    const int nb = n / 32;
+    const __m256i flip = _mm256_set1_epi8((char)0x80);
+    __m256 acc[NCMAX];
+    uint8_t yt[NCMAX][32] __attribute__((aligned(32)));
+#pragma GCC unroll 4
+    for (int c = 0; c < NY; c++) acc[c] = _mm256_setzero_ps();
+    for (int b = 0; b < nb; b++, xr += R8B32_BYTES) {
+        __m256i isum[NCMAX];
+#pragma GCC unroll 4
+        for (int c = 0; c < NY; c++) {
+            const st_block_q8_0 *y = NC_Y(st_block_q8_0, vy, by, c) + b;
+            _mm256_store_si256((__m256i *)yt[c], _mm256_xor_si256(loadu256(y->qs), flip));
+            isum[c] = _mm256_load_si256((const __m256i *)(xr + 32));
+        }
+#pragma GCC unroll 8
+        for (int k = 0; k < 8; k++) {
+            const __m256i w = _mm256_load_si256((const __m256i *)(xr + 64 + 32 * k));
+#pragma GCC unroll 4
+            for (int c = 0; c < NY; c++) isum[c] = dpbusd(isum[c], bcast4(yt[c] + 4 * k), w);
+        }
+        const __m256 dx = _mm256_load_ps((const float *)xr);
+#pragma GCC unroll 4
+        for (int c = 0; c < NY; c++) {
+            const st_block_q8_0 *y = NC_Y(st_block_q8_0, vy, by, c) + b;
+            const __m256 d = _mm256_mul_ps(dx, _mm256_broadcast_ss(&st_fp16_table[y->d]));
+            acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[c]), d, acc[c]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int c = 0; c < NY; c++) _mm256_storeu_ps(s + (size_t)c * bs, acc[c]);
+}
+
+/* ---- Q4_K ---- */
+
+/* Q4_K layout, 2560 bytes per super-block of 8 rows: int32 sc[8][8] (scale of
+ * sub-block j, row r); int16 mn[4][8][2] (the mins of sub-blocks 2k, 2k+1 of
+ * row r); float d[8], dmin[8]; at 512: uint8 q[64][8][4]. */
+static void gemm_repack_q4_K(int n, const void *vx, size_t bx, void *vdst) {
+    const int nb = n / ST_QK_K;
+    uint8_t *dst = vdst;
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    for (int i = 0; i < nb; i++, dst += R8K_BYTES) {
+        int32_t *sc = (int32_t *)dst;
+        int16_t *mn = (int16_t *)(dst + 256);
+        float *d = (float *)(dst + 384), *dmin = (float *)(dst + 416);
+        for (int r = 0; r < 8; r++) {
+            const st_block_q4_K *x = (const st_block_q4_K *)((const uint8_t *)vx + (size_t)r * bx) + i;
+            uint8_t sm[16];
+            _mm_storeu_si128((__m128i *)sm, k4_scales_mins(x->scales));
+            for (int j = 0; j < 8; j++) {
+                sc[8 * j + r] = sm[j];
+                mn[16 * (j >> 1) + 2 * r + (j & 1)] = sm[8 + j];
+            }
+            d[r] = h2f(x->d);
+            dmin[r] = h2f(x->dmin);
+        }
+        for (int j = 0; j < 4; j++) {
+            __m256i lo[8], hi[8];
+            for (int r = 0; r < 8; r++) {
+                const st_block_q4_K *x = (const st_block_q4_K *)((const uint8_t *)vx + (size_t)r * bx) + i;
+                const __m256i b = loadu256(x->qs + 32 * j);
+                lo[r] = _mm256_and_si256(b, m4);
+                hi[r] = _mm256_and_si256(_mm256_srli_epi16(b, 4), m4);
+            }
+            tr_store(dst + 512 + 256 * (2 * j), lo);
+            tr_store(dst + 512 + 256 * (2 * j + 1), hi);
+        }
+    }
+}
+
+ALWAYS_INLINE void gemm_q4_K_cols(int n, float *s, size_t bs, const uint8_t *xr, const uint8_t *vy, size_t by, const int NY) {
+    const int nb = n / ST_QK_K;
+    const __m256i ones16 = _mm256_set1_epi16(1);
+    __m256 acc[NCMAX];
+#pragma GCC unroll 4
+    for (int c = 0; c < NY; c++) acc[c] = _mm256_setzero_ps();
+    for (int i = 0; i < nb; i++, xr += R8K_BYTES) {
+        const uint8_t *q = xr + 512;
+        __m256i S[NCMAX];
+#pragma GCC unroll 4
+        for (int c = 0; c < NY; c++) S[c] = _mm256_setzero_si256();
+        for (int j = 0; j < 8; j++) {
+            __m256i isum[NCMAX];
+#pragma GCC unroll 4
+            for (int c = 0; c < NY; c++) isum[c] = _mm256_setzero_si256();
+#pragma GCC unroll 8
+            for (int k = 0; k < 8; k++) {
+                const __m256i w = _mm256_load_si256((const __m256i *)(q + 256 * j + 32 * k));
+#pragma GCC unroll 4
+                for (int c = 0; c < NY; c++)
+                    isum[c] = dpbusd(isum[c], w, bcast4(NC_Y(st_block_q8_K, vy, by, c)[i].qs + 32 * j + 4 * k));
+            }
+            const __m256i scj = _mm256_load_si256((const __m256i *)(xr + 32 * j));
+#pragma GCC unroll 4
+            for (int c = 0; c < NY; c++) S[c] = _mm256_add_epi32(S[c], _mm256_mullo_epi32(isum[c], scj));
+        }
+        const __m256 d = _mm256_load_ps((const float *)(xr + 384)), dmin = _mm256_load_ps((const float *)(xr + 416));
+#pragma GCC unroll 4
+        for (int c = 0; c < NY; c++) {
+            const st_block_q8_K *y = NC_Y(st_block_q8_K, vy, by, c) + i;
+            /* sub-block activation sums as int16 pairs (2k, 2k+1) in dwords 0, 1, 4, 5 */
+            const __m256i ys32 = _mm256_madd_epi16(loadu256(y->bsums), ones16);
+            const __m256i ys16 = _mm256_packs_epi32(ys32, ys32);
+            __m256i M = _mm256_setzero_si256();
+#pragma GCC unroll 4
+            for (int k = 0; k < 4; k++) {
+                const __m256i pr = _mm256_permutevar8x32_epi32(ys16, _mm256_set1_epi32((k & 1) + 4 * (k >> 1)));
+                M = _mm256_add_epi32(M, _mm256_madd_epi16(_mm256_load_si256((const __m256i *)(xr + 256 + 32 * k)), pr));
+            }
+            const __m256 u = _mm256_fmsub_ps(d, _mm256_cvtepi32_ps(S[c]), _mm256_mul_ps(dmin, _mm256_cvtepi32_ps(M)));
+            acc[c] = _mm256_fmadd_ps(u, _mm256_set1_ps(y->d), acc[c]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int c = 0; c < NY; c++) _mm256_storeu_ps(s + (size_t)c * bs, acc[c]);
+}
+
+/* ---- Q6_K ---- */
+
+/* Q6_K layout, R8K6_BYTES per super-block of 8 rows: int32 sc[16][8]; float
+ * d[8]; at 576: uint8 q[64][8][4], the unsigned 6-bit quants. */
+#define R8K6_BYTES 2624
+static void gemm_repack_q6_K(int n, const void *vx, size_t bx, void *vdst) {
+    const int nb = n / ST_QK_K;
+    uint8_t *dst = vdst;
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    const __m256i m3 = _mm256_set1_epi8(0x03), m30 = _mm256_set1_epi8(0x30);
+    for (int i = 0; i < nb; i++, dst += R8K6_BYTES) {
+        int32_t *sc = (int32_t *)dst;
+        float *d = (float *)(dst + 512);
+        for (int r = 0; r < 8; r++) {
+            const st_block_q6_K *x = (const st_block_q6_K *)((const uint8_t *)vx + (size_t)r * bx) + i;
+            d[r] = h2f(x->d);
+            for (int j = 0; j < 16; j++) sc[8 * j + r] = x->scales[j];
+        }
+        for (int h = 0; h < 2; h++) {
+            __m256i q[4][8];
+            for (int r = 0; r < 8; r++) {
+                const st_block_q6_K *x = (const st_block_q6_K *)((const uint8_t *)vx + (size_t)r * bx) + i;
+                const __m256i l0 = loadu256(x->ql + 64 * h), l1 = loadu256(x->ql + 64 * h + 32);
+                const __m256i hh = loadu256(x->qh + 32 * h);
+                q[0][r] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_slli_epi16(_mm256_and_si256(hh, m3), 4));
+                q[1][r] = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_and_si256(_mm256_slli_epi16(hh, 2), m30));
+                q[2][r] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(hh, m30));
+                q[3][r] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                                          _mm256_and_si256(_mm256_srli_epi16(hh, 2), m30));
+            }
+            for (int v = 0; v < 4; v++) tr_store(dst + 576 + 256 * (4 * h + v), q[v]);
+        }
+    }
+}
+
+ALWAYS_INLINE void gemm_q6_K_cols(int n, float *s, size_t bs, const uint8_t *xr, const uint8_t *vy, size_t by, const int NY) {
+    const int nb = n / ST_QK_K;
+    __m256 acc[NCMAX];
+    int32_t off[NCMAX][16] __attribute__((aligned(32)));
+#pragma GCC unroll 4
+    for (int c = 0; c < NY; c++) acc[c] = _mm256_setzero_ps();
+    for (int i = 0; i < nb; i++, xr += R8K6_BYTES) {
+        __m256i S[NCMAX];
+#pragma GCC unroll 4
+        for (int c = 0; c < NY; c++) {
+            const st_block_q8_K *y = NC_Y(st_block_q8_K, vy, by, c) + i;
+            /* -32 * the activation sums of the 16 sub-blocks */
+            const __m256i b16 = loadu256(y->bsums);
+            _mm256_store_si256((__m256i *)off[c], _mm256_slli_epi32(_mm256_sub_epi32(_mm256_setzero_si256(),
+                                                     _mm256_cvtepi16_epi32(_mm256_castsi256_si128(b16))), 5));
+            _mm256_store_si256((__m256i *)(off[c] + 8), _mm256_slli_epi32(_mm256_sub_epi32(_mm256_setzero_si256(),
+                                                     _mm256_cvtepi16_epi32(_mm256_extracti128_si256(b16, 1))), 5));
+            S[c] = _mm256_setzero_si256();
+        }
+        const uint8_t *q = xr + 576;
+        for (int j = 0; j < 16; j++) {
+            __m256i isum[NCMAX];
+#pragma GCC unroll 4
+            for (int c = 0; c < NY; c++) isum[c] = _mm256_set1_epi32(off[c][j]);
+#pragma GCC unroll 4
+            for (int k = 0; k < 4; k++) {
+                const __m256i w = _mm256_load_si256((const __m256i *)(q + 128 * j + 32 * k));
+#pragma GCC unroll 4
+                for (int c = 0; c < NY; c++)
+                    isum[c] = dpbusd(isum[c], w, bcast4(NC_Y(st_block_q8_K, vy, by, c)[i].qs + 16 * j + 4 * k));
+            }
+            const __m256i scj = _mm256_load_si256((const __m256i *)(xr + 32 * j));
+#pragma GCC unroll 4
+            for (int c = 0; c < NY; c++) S[c] = _mm256_add_epi32(S[c], _mm256_mullo_epi32(isum[c], scj));
+        }
+        const __m256 d = _mm256_load_ps((const float *)(xr + 512));
+#pragma GCC unroll 4
+        for (int c = 0; c < NY; c++)
+            acc[c] = _mm256_fmadd_ps(_mm256_mul_ps(d, _mm256_set1_ps(NC_Y(st_block_q8_K, vy, by, c)[i].d)),
+                                     _mm256_cvtepi32_ps(S[c]), acc[c]);
+    }
+#pragma GCC unroll 4
+    for (int c = 0; c < NY; c++) _mm256_storeu_ps(s + (size_t)c * bs, acc[c]);
+}
+
+/* any number of columns: groups of 4, then the rest */
+#define GEMM_COLS(name, kern)                                                                                \
+    static void name(int n, float *s, size_t bs, const void *xr, const void *y, size_t by, int ny) {        \
+        const uint8_t *yb = y;                                                                              \
+        int c = 0;                                                                                          \
+        for (; c + 4 <= ny; c += 4) kern(n, s + (size_t)c * bs, bs, xr, yb + (size_t)c * by, by, 4);       \
+        switch (ny - c) {                                                                                   \
+        case 3: kern(n, s + (size_t)c * bs, bs, xr, yb + (size_t)c * by, by, 3); break;                     \
+        case 2: kern(n, s + (size_t)c * bs, bs, xr, yb + (size_t)c * by, by, 2); break;                     \
+        case 1: kern(n, s + (size_t)c * bs, bs, xr, yb + (size_t)c * by, by, 1); break;                     \
+        default: break;                                                                                     \
+        }                                                                                                   \
+    }
+GEMM_COLS(gemm_b32_vnni, gemm_b32_cols)
+GEMM_COLS(gemm_q4_K_vnni, gemm_q4_K_cols)
+GEMM_COLS(gemm_q6_K_vnni, gemm_q6_K_cols)
+
+/* AVX-VNNI: CPUID.(EAX=7,ECX=1):EAX bit 4 (the YMM state check was done by
+ * the caller's AVX2 test); STRATA_NO_VNNI=1 turns it off (tests, comparisons) */
+static bool cpu_has_avx_vnni(void) {
+    const char *e = getenv("STRATA_NO_VNNI");
+    if (e && *e && strcmp(e, "0") != 0) return false;
+    unsigned a, b, c, d;
+    if (__get_cpuid_max(0, NULL) < 7) return false;
+    __cpuid_count(7, 1, a, b, c, d);
+    (void)b;
+    (void)c;
+    (void)d;
+    return (a >> 4) & 1;
+}
 
 /* ------------------------------------------------------------------------- */
 /* activation quantizers                                                      */
@@ -1299,16 +1478,16 @@ void st_quant_avx2_install(st_type_traits *tbl) {
     tbl[ST_TYPE_F32].vec_dot = vec_dot_f32;
     tbl[ST_TYPE_F16].vec_dot = vec_dot_f16;
     tbl[ST_TYPE_BF16].vec_dot = vec_dot_bf16;
-    tbl[ST_TYPE_Q4_0].vec_dot = vec_dot_q4_0_q8_0;
+    tbl[ST_TYPE_Q4_0].vec_dot = vec_dot_q4_0_seq;
     tbl[ST_TYPE_Q4_1].vec_dot = vec_dot_q4_1_q8_1;
-    tbl[ST_TYPE_Q5_0].vec_dot = vec_dot_q5_0_q8_0;
+    tbl[ST_TYPE_Q5_0].vec_dot = vec_dot_q5_0_seq;
     tbl[ST_TYPE_Q5_1].vec_dot = vec_dot_q5_1_q8_1;
-    tbl[ST_TYPE_Q8_0].vec_dot = vec_dot_q8_0_q8_0;
+    tbl[ST_TYPE_Q8_0].vec_dot = vec_dot_q8_0_seq;
     tbl[ST_TYPE_Q2_K].vec_dot = vec_dot_q2_K_q8_K;
     tbl[ST_TYPE_Q3_K].vec_dot = vec_dot_q3_K_q8_K;
-    tbl[ST_TYPE_Q4_K].vec_dot = vec_dot_q4_K_q8_K;
-    tbl[ST_TYPE_Q5_K].vec_dot = vec_dot_q5_K_q8_K;
-    tbl[ST_TYPE_Q6_K].vec_dot = vec_dot_q6_K_q8_K;
+    tbl[ST_TYPE_Q4_K].vec_dot = vec_dot_q4_K_seq;
+    tbl[ST_TYPE_Q5_K].vec_dot = vec_dot_q5_K_seq;
+    tbl[ST_TYPE_Q6_K].vec_dot = vec_dot_q6_K_seq;
 
     tbl[ST_TYPE_Q4_0].vec_dot_nc = vec_dot_nc_q4_0_q8_0;
     tbl[ST_TYPE_Q4_1].vec_dot_nc = vec_dot_nc_q4_1_q8_1;
@@ -1320,6 +1499,21 @@ void st_quant_avx2_install(st_type_traits *tbl) {
     tbl[ST_TYPE_Q4_K].vec_dot_nc = vec_dot_nc_q4_K_q8_K;
     tbl[ST_TYPE_Q5_K].vec_dot_nc = vec_dot_nc_q5_K_q8_K;
     tbl[ST_TYPE_Q6_K].vec_dot_nc = vec_dot_nc_q6_K_q8_K;
+
+    if (cpu_has_avx_vnni()) {
+        tbl[ST_TYPE_Q8_0].gemm_repack = gemm_repack_q8_0;
+        tbl[ST_TYPE_Q4_0].gemm_repack = gemm_repack_q4_0;
+        tbl[ST_TYPE_Q5_0].gemm_repack = gemm_repack_q5_0;
+        tbl[ST_TYPE_Q8_0].gemm = tbl[ST_TYPE_Q4_0].gemm = tbl[ST_TYPE_Q5_0].gemm = gemm_b32_vnni;
+        tbl[ST_TYPE_Q8_0].gemm_block_bytes = tbl[ST_TYPE_Q4_0].gemm_block_bytes = tbl[ST_TYPE_Q5_0].gemm_block_bytes =
+            R8B32_BYTES;
+        tbl[ST_TYPE_Q4_K].gemm_repack = gemm_repack_q4_K;
+        tbl[ST_TYPE_Q4_K].gemm = gemm_q4_K_vnni;
+        tbl[ST_TYPE_Q4_K].gemm_block_bytes = R8K_BYTES;
+        tbl[ST_TYPE_Q6_K].gemm_repack = gemm_repack_q6_K;
+        tbl[ST_TYPE_Q6_K].gemm = gemm_q6_K_vnni;
+        tbl[ST_TYPE_Q6_K].gemm_block_bytes = R8K6_BYTES;
+    }
 
     tbl[ST_TYPE_Q8_0].from_float = from_float_q8_0;
     tbl[ST_TYPE_Q8_1].from_float = from_float_q8_1;

@@ -9,7 +9,9 @@
  *    bit-identical, including rounding ties and all-zero blocks;
  *  - to_float fast paths: bit-identical;
  *  - vec_dot_nc (one weight row, 1..ST_VEC_DOT_NC_MAX activation rows): each
- *    column equal to vec_dot within float rounding, for every type.
+ *    column bit-identical to vec_dot, for every type;
+ *  - gemm on repacked rows (where the CPU has it): 8 rows x ny columns
+ *    bit-identical to vec_dot.
  * Skipped when the CPU (or STRATA_NO_SIMD) leaves the reference in place. */
 #include <criterion/criterion.h>
 #include <math.h>
@@ -244,8 +246,8 @@ Test(quant_simd_dot, pipeline_fast_activations) {
 
 /* vec_dot_nc of one weight row against ny activation rows `by` bytes apart
  * (by larger than a row, so a kernel reading the wrong row shows) must give
- * each column's vec_dot within float rounding: the fast nc against the fast
- * and reference single dots, the reference nc exactly the reference dot. */
+ * each column's vec_dot exactly (fast nc = fast vec_dot, reference nc =
+ * reference vec_dot), and so the reference within float rounding. */
 static void check_nc(st_type t, const void *wrow, int n, int ny, const char *what) {
     const st_type_traits *ref = st_type_traits_ref(t), *fast = st_type_traits_get(t);
     const st_type vt = ref->vec_dot_type;
@@ -276,6 +278,10 @@ static void check_nc(st_type t, const void *wrow, int n, int ny, const char *wha
         fast->vec_dot(n, &s_fast, wrow, y + (size_t)c * by);
         cr_assert(memcmp(&s_rnc[c], &s_ref, sizeof s_ref) == 0, "%s %s n=%d ny=%d col %d: reference nc %.9g vs vec_dot %.9g",
                   what, ref->name, n, ny, c, s_rnc[c], s_ref);
+        /* bit-identical to the fast vec_dot: a token's result must not depend
+         * on the batch it came in (decode uses vec_dot, prompts vec_dot_nc) */
+        cr_assert(memcmp(&s_nc[c], &s_fast, sizeof s_fast) == 0,
+                  "%s %s n=%d ny=%d col %d: nc %.9g differs from vec_dot %.9g", what, ref->name, n, ny, c, s_nc[c], s_fast);
         const double tol = 1e-5 * mag[c] + 1e-6 * fabs((double)s_ref) + 1e-30;
         cr_assert(fabs((double)s_nc[c] - s_fast) <= tol && fabs((double)s_nc[c] - s_ref) <= tol,
                   "%s %s n=%d ny=%d col %d: nc %.9g vs fast %.9g vs ref %.9g (sum|xy| %.6g)", what, ref->name, n,
@@ -341,6 +347,121 @@ NC_TEST(ST_TYPE_Q3_K, q3_k, true)
 NC_TEST(ST_TYPE_Q4_K, q4_k, true)
 NC_TEST(ST_TYPE_Q5_K, q5_k, true)
 NC_TEST(ST_TYPE_Q6_K, q6_k, true)
+
+/* ---- gemm on repacked rows (where the CPU has a kernel) ---------------------- */
+
+/* 8 weight rows repacked, ny activation rows: s[c * bs + r] bit-identical to
+ * the fast vec_dot of row r and column c (and so within float rounding of the
+ * reference); nothing else of s written. */
+static void check_gemm(st_type t, const uint8_t *w, size_t bx, int n, int ny, const char *what) {
+    const st_type_traits *ref = st_type_traits_ref(t), *fast = st_type_traits_get(t);
+    const st_type vt = ref->vec_dot_type;
+    const size_t ysz = st_row_size(vt, n);
+    const size_t by = ysz + 32 + 2 * (rnd_u64() % 8);
+    const size_t bs = ST_GEMM_ROWS + 3;
+    uint8_t *y = malloc(by * (size_t)ny);
+    void *xr = NULL;
+    cr_assert(posix_memalign(&xr, 64, (size_t)(n / ref->blck_size) * fast->gemm_block_bytes) == 0);
+    float *s = malloc(sizeof(float) * bs * (size_t)ny);
+    float *xf = malloc(sizeof(float) * (size_t)n), *act = malloc(sizeof(float) * (size_t)n);
+    double *mag = calloc((size_t)ny * ST_GEMM_ROWS, sizeof(double));
+    for (int c = 0; c < ny; c++) {
+        rnd_floats(act, n, c % 3 == 2 ? 100.0f : 1.0f);
+        if (c % 3 == 1)
+            for (int i = 0; i < n && i < 64; i++) act[i] = 0.0f;
+        st_type_traits_ref(vt)->from_float(act, y + (size_t)c * by, n);
+    }
+    for (int r = 0; r < ST_GEMM_ROWS; r++) {
+        ref->to_float(w + (size_t)r * bx, xf, n);
+        for (int c = 0; c < ny; c++) {
+            st_type_traits_ref(vt)->to_float(y + (size_t)c * by, act, n);
+            for (int i = 0; i < n; i++) mag[c * ST_GEMM_ROWS + r] += fabs((double)xf[i] * (double)act[i]);
+        }
+    }
+    for (size_t i = 0; i < bs * (size_t)ny; i++) s[i] = 12345.0f;
+    fast->gemm_repack(n, w, bx, xr);
+    fast->gemm(n, s, bs, xr, y, by, ny);
+    for (int c = 0; c < ny; c++) {
+        for (int r = 0; r < (int)bs; r++) {
+            const float got = s[(size_t)c * bs + r];
+            if (r >= ST_GEMM_ROWS) {
+                cr_assert(got == 12345.0f, "%s %s n=%d ny=%d: wrote s[%d * bs + %d]", what, ref->name, n, ny, c, r);
+                continue;
+            }
+            float s_ref, s_fast;
+            ref->vec_dot(n, &s_ref, w + (size_t)r * bx, y + (size_t)c * by);
+            fast->vec_dot(n, &s_fast, w + (size_t)r * bx, y + (size_t)c * by);
+            cr_assert(memcmp(&got, &s_fast, sizeof got) == 0, "%s %s n=%d ny=%d row %d col %d: gemm %.9g differs from vec_dot %.9g",
+                      what, ref->name, n, ny, r, c, got, s_fast);
+            const double m = mag[c * ST_GEMM_ROWS + r];
+            const double tol = 2e-5 * m + 1e-6 * fabs((double)s_ref) + 1e-30;
+            cr_assert(fabs((double)got - s_ref) <= tol, "%s %s n=%d ny=%d row %d col %d: gemm %.9g vs ref %.9g (sum|xy| %.6g)",
+                      what, ref->name, n, ny, r, c, got, s_ref, m);
+        }
+    }
+    free(y);
+    free(xr);
+    free(s);
+    free(xf);
+    free(act);
+    free(mag);
+}
+
+static void gemm_suite(st_type t) {
+    const st_type_traits *ref = st_type_traits_ref(t), *fast = st_type_traits_get(t);
+    if (!fast->gemm) cr_skip_test("%s: no gemm kernel on this CPU", ref->name);
+    cr_assert(fast->gemm_repack && fast->gemm_block_bytes > 0);
+    const int bs = ref->blck_size;
+    const int lens32[] = {32, 64, 96, 2048, 5632};
+    const int lensK[] = {256, 512, 2048, 5632};
+    const int *lens = bs == 32 ? lens32 : lensK;
+    const int nlen = bs == 32 ? (int)(sizeof lens32 / sizeof *lens32) : (int)(sizeof lensK / sizeof *lensK);
+    const int nys[] = {1, 2, 3, 4, 5, 7, 9};
+    for (int li = 0; li < nlen; li++) {
+        const int n = lens[li];
+        const size_t rsz = st_row_size(t, n), bx = rsz + 2 * ref->type_size;
+        uint8_t *w = malloc(bx * ST_GEMM_ROWS);
+        float *xf = malloc(sizeof(float) * (size_t)n);
+        for (size_t k = 0; k < sizeof nys / sizeof *nys; k++) {
+            for (int r = 0; r < ST_GEMM_ROWS; r++) {
+                rnd_floats(xf, n, (k + r) % 5 == 3 ? 30.0f : 0.05f);
+                cr_assert(st_quantize_row(t, xf, w + (size_t)r * bx, n) == rsz);
+            }
+            check_gemm(t, w, bx, n, nys[k], "quantized");
+            for (int r = 0; r < ST_GEMM_ROWS; r++) raw_weight_row(t, w + (size_t)r * bx, n);
+            check_gemm(t, w, bx, n, nys[k], "raw-bytes");
+        }
+        free(w);
+        free(xf);
+    }
+}
+
+#define GEMM_TEST(T, NAME)           \
+    Test(quant_simd_gemm, NAME) {    \
+        REQUIRE_SIMD();              \
+        gemm_suite(T);               \
+    }
+
+GEMM_TEST(ST_TYPE_Q4_0, q4_0)
+GEMM_TEST(ST_TYPE_Q5_0, q5_0)
+GEMM_TEST(ST_TYPE_Q8_0, q8_0)
+GEMM_TEST(ST_TYPE_Q4_K, q4_k)
+GEMM_TEST(ST_TYPE_Q6_K, q6_k)
+
+/* with AVX-VNNI turned off the gemm kernels are absent and vec_dot_nc (the
+ * AVX2 kernels) is what the caller gets: run the nc tests that way too */
+static void no_vnni(void) { setenv("STRATA_NO_VNNI", "1", 1); }
+#define NC_TEST_NOVNNI(T, NAME)                                          \
+    Test(quant_simd_dot_nc_novnni, NAME, .init = no_vnni) {             \
+        REQUIRE_SIMD();                                                  \
+        cr_assert(st_type_traits_get(T)->gemm == NULL, "gemm present with STRATA_NO_VNNI"); \
+        require_simd_nc(T);                                              \
+        nc_suite(T);                                                     \
+    }
+NC_TEST_NOVNNI(ST_TYPE_Q4_0, q4_0)
+NC_TEST_NOVNNI(ST_TYPE_Q8_0, q8_0)
+NC_TEST_NOVNNI(ST_TYPE_Q4_K, q4_k)
+NC_TEST_NOVNNI(ST_TYPE_Q6_K, q6_k)
 
 /* ---- from_float (activation quantizers): bit-identical ------------------- */
 
