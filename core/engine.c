@@ -83,7 +83,10 @@ st_status st_session_new(st_model *m, const st_session_params *pp, st_session **
     int nth = m->params.n_threads > 0 ? m->params.n_threads : st_physical_cores();
     if ((rc = st_tp_new(nth, &s->tp, err))) goto fail;
     if ((rc = st_cpu_backend_new(&m->hp, p.n_ctx, p.n_batch, p.kv_f32, s->tp, &s->be, err))) goto fail;
-    if ((rc = st_store_new(m, s->be, &s->store, err))) goto fail;
+    st_store_config sc;
+    st_store_config_from_session(&sc, &p);
+    sc.host_slots = true; /* the CPU backend's slots are host memory: reads go straight into them */
+    if ((rc = st_store_new(m, s->be, &sc, &s->store, err))) goto fail;
     s->n_logits_cap = 1;
     s->logits = malloc((size_t)m->hp.n_vocab * sizeof(float));
     s->embd = malloc((size_t)p.n_batch * m->hp.n_embd * sizeof(float));
@@ -137,9 +140,11 @@ static st_status forward_batch(st_session *s, const int32_t *tok, int n, bool al
     for (int il = 0; il < hp->n_layer; il++) {
         if (atomic_load_explicit(&s->cancel, memory_order_relaxed))
             return st_error_set(err, ST_ERR_CANCELLED, "cancelled");
-        st_store_hint(s->store, il + 1, 1);
         const st_layer *L = st_store_acquire(s->store, il, err);
         if (!L) return err ? err->code : ST_ERR_INTERNAL;
+        /* the layers after this one (cyclic: after the last comes layer 0 of
+         * the next token) start loading while this one computes */
+        st_store_hint(s->store, il + 1, 0);
         rc = s->be->ops->layer(s->be, il, L, err);
         st_store_release(s->store, il);
         if (rc) return rc;
@@ -263,13 +268,12 @@ void st_session_stats(const st_session *s, st_stats *o) {
     o->n_past = atomic_load(&w->n_past_pub);
     o->n_ctx = s->p.n_ctx;
     o->n_layer = s->m->hp.n_layer;
-    st_store_stats ss;
-    st_store_get_stats(s->store, &ss);
-    o->layer_acquires = ss.acquires;
-    o->layer_sync_loads = ss.sync_loads;
-    o->stall_ns = ss.stall_ns;
-    o->bytes_read = ss.bytes_read;
-    o->resident_bytes = ss.resident_bytes;
+    st_store_get_stats(s->store, &o->store);
+    o->layer_acquires = o->store.acquires;
+    o->layer_sync_loads = o->store.sync_loads;
+    o->stall_ns = o->store.stall_ns;
+    o->bytes_read = o->store.bytes_read;
+    o->resident_bytes = o->store.resident_bytes;
     o->rss_bytes = st_rss_bytes();
     o->peak_rss_bytes = st_peak_rss_bytes();
     o->n_threads = st_tp_n_threads(s->tp);

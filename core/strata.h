@@ -48,10 +48,26 @@ const st_tokenizer *st_model_tokenizer(const st_model *m);
 const char *st_model_path(const st_model *m);
 
 /* ---- session: a context (KV cache) over a model ---- */
+/* The layer store (docs/STORE.md). With neither cache_layers nor mem_budget
+ * the layers are used in place from the mmap (no copies, no threads). With
+ * either, at most that many layers are resident in slots, streamed from the
+ * file with prefetch. */
+typedef enum { ST_CACHE_RING = 0, ST_CACHE_LRU = 1 } st_cache_policy;
+#define ST_PREFETCH_AUTO 0    /* adaptive prefetch distance */
+#define ST_PREFETCH_OFF (-1)  /* no prefetch threads: every load is synchronous */
+
 typedef struct st_session_params {
     int n_ctx;        /* context length; 0 = min(model's training context, 4096) */
     int n_batch;      /* prompt tokens per forward batch; 0 = 512 */
     bool kv_f32;      /* KV cache in F32 instead of F16 */
+    /* layer store; all 0 = the default (layers in place from the mmap) */
+    int cache_layers;        /* budget in layers; 0 = none */
+    uint64_t mem_budget;     /* budget in bytes (layer slots + resident output tensors); 0 = none */
+    st_cache_policy cache_policy;
+    int prefetch;            /* ST_PREFETCH_AUTO, ST_PREFETCH_OFF, or a fixed distance in layers */
+    int prefetch_threads;    /* 0 = auto */
+    int ring_slots;          /* streaming slots of the ring policy; 0 = auto */
+    bool direct_io;          /* O_DIRECT reads into aligned slots (falls back to pread if unsupported) */
 } st_session_params;
 
 void st_session_params_default(st_session_params *p);
@@ -112,6 +128,58 @@ void st_session_cancel(st_session *s);
 /* ---- statistics: a snapshot any thread may take at any time ---- */
 typedef enum { ST_PHASE_IDLE = 0, ST_PHASE_PREFILL, ST_PHASE_DECODE } st_phase;
 
+typedef enum {
+    ST_LAYER_ABSENT = 0,   /* not in memory */
+    ST_LAYER_LOADING,      /* a read into a slot is queued or running */
+    ST_LAYER_RESIDENT,     /* in a slot, may be evicted */
+    ST_LAYER_PINNED,       /* in a slot for good (the ring policy's pinned set) */
+    ST_LAYER_MAPPED,       /* used in place from the mmap (no budget) */
+} st_layer_state;
+
+#define ST_STATS_MAX_LAYERS 512  /* per-layer arrays below cover this many layers */
+
+typedef struct st_store_figures {
+    bool budgeted;             /* false: layers in place from the mmap */
+    st_cache_policy policy;
+    uint64_t budget_bytes;     /* the byte budget asked for (0 = given in layers) */
+    uint64_t slot_bytes;       /* bytes of one slot (the largest layer, aligned) */
+    uint64_t fixed_bytes;      /* resident non-layer tensors counted in the budget (output, output_norm) */
+    int n_slots, n_pinned, n_ring;
+    int slots_used;            /* slots holding a layer (resident or loading) now */
+    /* acquisitions */
+    uint64_t acquires;
+    uint64_t ready;            /* found resident: did not wait */
+    uint64_t sync_loads;       /* loaded by the acquiring thread */
+    uint64_t waits;            /* waited for a prefetch in flight */
+    uint64_t stall_ns;         /* time acquisitions spent waiting or loading */
+    uint64_t errors;           /* acquisitions that failed (read errors) */
+    /* reads */
+    uint64_t loads;            /* layer loads completed (prefetch + sync) */
+    uint64_t bytes_read;
+    uint64_t read_busy_ns;     /* wall time during which at least one read was running */
+    double read_mbps;          /* bytes_read / read_busy_ns, MB/s (1e6) */
+    /* prefetch */
+    bool prefetch_on;
+    bool direct_io;            /* O_DIRECT in use */
+    int prefetch_threads;
+    int distance;              /* prefetch distance now */
+    int distance_max;          /* the most it reached */
+    int distance_limit;        /* the most the slots allow */
+    uint64_t issued;           /* prefetch requests queued */
+    uint64_t dedup;            /* requests for layers already resident or in flight, dropped */
+    uint64_t dropped_full;     /* requests dropped because the queue was full */
+    uint64_t no_slot;          /* requests not made because no slot could take them */
+    uint64_t cancelled;        /* queued requests cancelled (shutdown) */
+    int queue_cap, queue_depth, queue_peak;
+    /* residency */
+    uint64_t resident_bytes;       /* layer bytes resident now */
+    uint64_t peak_resident_bytes;
+    uint64_t slot_alloc_bytes;     /* bytes of slot memory allocated */
+    int n_layer;
+    uint8_t layer_state[ST_STATS_MAX_LAYERS];  /* st_layer_state of each layer */
+    int16_t slot_layer[ST_STATS_MAX_LAYERS];   /* layer in each slot, -1 = empty */
+} st_store_figures;
+
 typedef struct st_stats {
     st_phase phase;
     uint64_t n_prompt;       /* prompt tokens evaluated by the last generate */
@@ -128,6 +196,7 @@ typedef struct st_stats {
     uint64_t stall_ns;
     uint64_t bytes_read;
     uint64_t resident_bytes;
+    st_store_figures store;   /* everything the layer store knows */
     /* process */
     uint64_t rss_bytes;       /* current resident set */
     uint64_t peak_rss_bytes;  /* VmHWM */
