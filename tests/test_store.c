@@ -65,7 +65,7 @@ typedef struct {
 static ssize_t fault_read(void *ctx, int fd, void *buf, size_t n, uint64_t off) {
     fault *f = ctx;
     atomic_fetch_add(&f->calls, 1);
-    bool hit = off < f->hi && off + n > f->lo;
+    bool hit = off >= (f->lo & ~(uint64_t)4095) && off < f->hi; /* reads that start in the range */
     switch (f->mode) {
     case FI_NONE: break;
     case FI_DELAY: sleep_us(f->delay_us); break;
@@ -75,7 +75,7 @@ static ssize_t fault_read(void *ctx, int fd, void *buf, size_t n, uint64_t off) 
     case FI_SHORT: /* half of what was asked, then end of file */
         if (hit) {
             atomic_fetch_add(&f->failures, 1);
-            if (off >= f->lo + 4096) return 0;
+            if (off != (f->lo & ~(uint64_t)4095)) return 0;
             ssize_t r = pread(fd, buf, n / 2, (off_t)off);
             return r;
         }
@@ -266,4 +266,516 @@ Test(store, partial_reads_are_continued, .init = open_model, .fini = close_model
         free_result(&r);
     }
     free_result(&ref);
+}
+
+/* ------------------------------------------------------------ store-level tests with a test backend */
+
+/* Slots from malloc; `opaque` makes the store treat them as device memory
+ * (staging buffer + slot_upload), the path a Vulkan backend takes. */
+typedef struct {
+    st_backend base;
+    atomic_int slots, uploads;
+    atomic_ullong upload_bytes;
+} test_be;
+
+static void *tb_alloc(st_backend *b, size_t n) {
+    atomic_fetch_add(&((test_be *)b)->slots, 1);
+    return malloc(n);
+}
+static void tb_free(st_backend *b, void *p) {
+    atomic_fetch_sub(&((test_be *)b)->slots, 1);
+    free(p);
+}
+static st_status tb_upload(st_backend *b, void *slot, size_t off, const void *src, size_t n, st_error *err) {
+    (void)err;
+    test_be *t = (test_be *)b;
+    atomic_fetch_add(&t->uploads, 1);
+    atomic_fetch_add(&t->upload_bytes, n);
+    memcpy((uint8_t *)slot + off, src, n);
+    return ST_OK;
+}
+static const st_backend_ops tb_ops = {.name = "test", .slot_alloc = tb_alloc, .slot_free = tb_free, .slot_upload = tb_upload};
+
+static test_be g_be = {.base = {.ops = &tb_ops}};
+
+static st_store *new_store(const st_store_config *c) {
+    st_store *s = NULL;
+    st_error err = {0};
+    cr_assert_eq(st_store_new(g_model, &g_be.base, c, &s, &err), ST_OK, "%s", err.msg);
+    return s;
+}
+
+static st_store_config cfg_layers(int n, st_cache_policy pol, int prefetch, bool host) {
+    st_store_config c;
+    st_store_config_default(&c);
+    c.cache_layers = n;
+    c.policy = pol;
+    c.prefetch = prefetch;
+    c.host_slots = host;
+    return c;
+}
+
+/* The acquired layer's tensors hold exactly the file's bytes. */
+static void check_layer(const st_layer *L, int il) {
+    cr_assert_not_null(L, "layer %d", il);
+    const uint8_t *file = st_gguf_base(g_model->gguf);
+    for (int k = 0; k < ST_LAYER_N_TENSORS; k++) {
+        const st_tensor *t = st_layer_tensor((st_layer *)L, k);
+        const st_tensor *ref = st_layer_tensor(&g_model->layers[il], k);
+        cr_assert_eq(t->nbytes, ref->nbytes);
+        cr_assert_eq(t->file_offset, ref->file_offset);
+        cr_assert(!memcmp(t->data, file + t->file_offset, t->nbytes), "layer %d tensor %d differs from the file", il, k);
+    }
+}
+
+static st_store_figures figs(const st_store *s) {
+    st_store_figures f;
+    st_store_get_stats(s, &f);
+    return f;
+}
+
+static void layer_range(int il, uint64_t *lo, uint64_t *hi) {
+    *lo = UINT64_MAX;
+    *hi = 0;
+    for (int k = 0; k < ST_LAYER_N_TENSORS; k++) {
+        const st_tensor *t = st_layer_tensor(&g_model->layers[il], k);
+        if (t->file_offset < *lo) *lo = t->file_offset;
+        if (t->file_offset + t->nbytes > *hi) *hi = t->file_offset + t->nbytes;
+    }
+}
+
+Test(store, slots_hold_the_file_bytes, .init = open_model, .fini = close_model, .timeout = 60) {
+    for (int host = 0; host < 2; host++)
+        for (int direct = 0; direct < 2; direct++)
+            for (int pol = 0; pol < 2; pol++)
+                for (int pf = 0; pf < 2; pf++) {
+                    st_store_config c = cfg_layers(3, pol, pf ? ST_PREFETCH_AUTO : ST_PREFETCH_OFF, host);
+                    c.direct_io = direct;
+                    int up0 = atomic_load(&g_be.uploads);
+                    st_store *s = new_store(&c);
+                    cr_assert_eq(atomic_load(&g_be.slots), 3);
+                    for (int pass = 0; pass < 3; pass++)
+                        for (int il = 0; il < 8; il++) {
+                            st_error err = {0};
+                            const st_layer *L = st_store_acquire(s, il, &err);
+                            cr_assert_not_null(L, "%s", err.msg);
+                            st_store_hint(s, il + 1, 0);
+                            check_layer(L, il);
+                            st_store_release(s, il);
+                        }
+                    st_store_figures f = figs(s);
+                    cr_assert_eq(f.acquires, 24);
+                    cr_assert(f.peak_resident_bytes <= 3 * f.slot_bytes);
+                    cr_assert_leq(f.slots_used, 3);
+                    if (!host) cr_assert_gt(atomic_load(&g_be.uploads), up0, "device slots are filled by slot_upload");
+                    else cr_assert_eq(atomic_load(&g_be.uploads), up0, "host slots are read into directly");
+                    st_store_free(s);
+                    cr_assert_eq(atomic_load(&g_be.slots), 0, "every slot freed");
+                }
+}
+
+Test(store, budget_arithmetic, .init = open_model, .fini = close_model) {
+    /* more layers than the model has: all resident, pinned */
+    st_store_config c = cfg_layers(100, ST_CACHE_RING, ST_PREFETCH_AUTO, true);
+    st_store *s = new_store(&c);
+    st_store_figures f = figs(s);
+    cr_assert_eq(f.n_slots, 8);
+    cr_assert_eq(f.n_pinned, 8);
+    st_store_free(s);
+    /* a byte budget too small for the output tensors and one slot: a clear error */
+    c = cfg_layers(0, ST_CACHE_RING, ST_PREFETCH_AUTO, true);
+    c.mem_budget = 4 << 20;
+    st_error err = {0};
+    cr_assert_eq(st_store_new(g_model, &g_be.base, &c, &s, &err), ST_ERR_ARG);
+    cr_assert(strstr(err.msg, "too small") && strstr(err.msg, "MiB"), "%s", err.msg);
+    cr_log_info("%s", err.msg);
+    /* exactly 4 slots: the budget is never exceeded by slots + output tensors */
+    c.mem_budget = 0;
+    c.cache_layers = 1;
+    s = new_store(&c);
+    f = figs(s);
+    st_store_free(s);
+    c.cache_layers = 0;
+    c.mem_budget = f.fixed_bytes + 4 * f.slot_bytes + f.slot_bytes - 1;
+    s = new_store(&c);
+    st_store_figures g = figs(s);
+    cr_assert_eq(g.n_slots, 4);
+    cr_assert_leq(g.slot_alloc_bytes + g.fixed_bytes, c.mem_budget);
+    st_store_free(s);
+    /* ring slots: auto and explicit */
+    c = cfg_layers(6, ST_CACHE_RING, ST_PREFETCH_AUTO, true);
+    c.ring_slots = 4;
+    s = new_store(&c);
+    g = figs(s);
+    cr_assert_eq(g.n_pinned, 2);
+    cr_assert_eq(g.n_ring, 4);
+    cr_assert_eq(g.distance_limit, 3);
+    st_store_free(s);
+}
+
+/* ------------------------------------------------------------ faults */
+
+static void assert_session_error(const st_session_params *sp, const char *want, int layer) {
+    int32_t ids[MAXT];
+    int64_t n = st_tok_encode(st_model_tokenizer(g_model), k_text, strlen(k_text), true, false, ids, MAXT);
+    st_session *s = NULL;
+    st_error err = {0};
+    cr_assert_eq(st_session_new(g_model, sp, &s, &err), ST_OK, "%s", err.msg);
+    st_status rc = st_session_eval(s, ids, (int)n, false, &err);
+    cr_assert_eq(rc, ST_ERR_IO, "eval with a failing read: %s (%s)", st_status_str(rc), err.msg);
+    char lay[32];
+    snprintf(lay, sizeof lay, "layer %d", layer);
+    cr_assert(strstr(err.msg, lay), "the message names the layer: %s", err.msg);
+    cr_assert(strstr(err.msg, "tiny-14m-q8_0.gguf"), "the message names the file: %s", err.msg);
+    cr_assert(strstr(err.msg, "offset"), "the message gives the offset: %s", err.msg);
+    cr_assert(strstr(err.msg, want), "expected '%s' in: %s", want, err.msg);
+    cr_assert_eq(st_session_n_past(s), 0, "a failed eval leaves the cache as it was");
+    st_stats ss;
+    st_session_stats(s, &ss);
+    cr_assert_geq(ss.store.errors, 1);
+    cr_log_info("prefetch %d: %s", sp->prefetch, err.msg);
+    st_session_free(s);
+}
+
+Test(store, read_errors_surface_at_acquire, .init = open_model, .fini = close_model, .timeout = 30) {
+    static fault f = {.mode = FI_EIO};
+    layer_range(3, &f.lo, &f.hi);
+    st_store_set_default_read(fault_read, &f);
+    for (int pf = 0; pf < 2; pf++) {
+        st_session_params sp = params(0);
+        sp.cache_layers = 2;
+        sp.prefetch = pf ? ST_PREFETCH_AUTO : ST_PREFETCH_OFF;
+        f.mode = FI_EIO;
+        assert_session_error(&sp, "Input/output error", 3);
+        f.mode = FI_SHORT;
+        assert_session_error(&sp, "short read", 3);
+    }
+    cr_assert_gt(atomic_load(&f.failures), 0);
+    /* once the file reads again, the same session recovers */
+    st_session_params sp = params(0);
+    sp.cache_layers = 2;
+    st_session *s = NULL;
+    st_error err = {0};
+    cr_assert_eq(st_session_new(g_model, &sp, &s, &err), ST_OK);
+    int32_t ids[4] = {1, 450, 3234, 338};
+    f.mode = FI_EIO;
+    cr_assert_eq(st_session_eval(s, ids, 4, false, &err), ST_ERR_IO);
+    f.mode = FI_NONE;
+    cr_assert_eq(st_session_eval(s, ids, 4, false, &err), ST_OK, "after the fault is gone: %s", err.msg);
+    st_session_free(s);
+}
+
+Test(store, slow_reads_stall_but_give_the_same_output, .init = open_model, .fini = close_model, .timeout = 60) {
+    run_result ref, r;
+    st_session_params sp = params(0);
+    run_session(&sp, &ref);
+    static fault f = {.mode = FI_DELAY, .delay_us = 1500};
+    st_store_set_default_read(fault_read, &f);
+    sp.cache_layers = 4;
+    sp.ring_slots = 4;
+    run_session(&sp, &r);
+    assert_identical(&ref, &r, "1.5 ms per read");
+    cr_assert_gt(r.fig.stall_ns, 0);
+    cr_assert_gt(r.fig.distance_max, 1, "the distance grows while acquisitions stall");
+    cr_log_info("slow reads: ready %.1f%%, waits %llu, stall %.1f ms, distance max %d of %d",
+                100.0 * r.fig.ready / r.fig.acquires, (unsigned long long)r.fig.waits, r.fig.stall_ns / 1e6,
+                r.fig.distance_max, r.fig.distance_limit);
+    free_result(&r);
+    free_result(&ref);
+}
+
+/* ------------------------------------------------------------ shutdown, de-dup, backpressure */
+
+static double now_s(void) { return st_now_ns() / 1e9; }
+
+static void wait_for(atomic_int *v, int want) {
+    double t0 = now_s();
+    while (atomic_load(v) != want) {
+        cr_assert(now_s() - t0 < 10, "timed out waiting");
+        sleep_us(200);
+    }
+}
+
+typedef struct { st_store *s; } shut_arg;
+static void *shutdown_thread(void *a) {
+    st_store_shutdown(((shut_arg *)a)->s);
+    return NULL;
+}
+
+/* One reader thread blocked inside a read, a queue of 2 full: the counts are
+ * exact, shutdown cancels the queue and waits for the read in flight. */
+Test(store, dedup_backpressure_and_shutdown_with_a_full_queue, .init = open_model, .fini = close_model, .timeout = 30) {
+    static fault f = {.mode = FI_GATE};
+    f.main = pthread_self();
+    st_store_config c = cfg_layers(7, ST_CACHE_LRU, ST_PREFETCH_AUTO, true);
+    c.prefetch_threads = 1;
+    c.queue_cap = 2;
+    c.read = fault_read;
+    c.read_ctx = &f;
+    st_store *s = new_store(&c);
+    st_error err = {0};
+    const st_layer *L = st_store_acquire(s, 0, &err); /* the main thread's reads pass */
+    check_layer(L, 0);
+    st_store_hint(s, 1, 1);
+    wait_for(&f.blocked, 1); /* layer 1 is in flight, blocked */
+    st_store_figures fg = figs(s);
+    cr_assert_eq(fg.issued, 1);
+    cr_assert_eq(fg.layer_state[1], ST_LAYER_LOADING);
+    cr_assert_eq(fg.queue_depth, 0);
+
+    st_store_hint(s, 1, 6); /* 1: in flight (de-dup); 2, 3: queued; 4: queue full */
+    fg = figs(s);
+    cr_assert_eq(fg.issued, 3);
+    cr_assert_eq(fg.dedup, 1);
+    cr_assert_eq(fg.dropped_full, 1);
+    cr_assert_eq(fg.queue_depth, 2);
+    cr_assert_eq(fg.queue_peak, 2);
+    cr_assert_eq(fg.layer_state[2], ST_LAYER_LOADING);
+    cr_assert_eq(fg.layer_state[3], ST_LAYER_LOADING);
+    cr_assert_eq(fg.layer_state[4], ST_LAYER_ABSENT);
+    st_store_hint(s, 2, 2); /* both queued already */
+    cr_assert_eq(figs(s).dedup, 3);
+
+    /* shutdown: the queue is cancelled at once, the read in flight is waited for */
+    shut_arg a = {s};
+    pthread_t th;
+    pthread_create(&th, NULL, shutdown_thread, &a);
+    double t0 = now_s();
+    while (figs(s).cancelled < 2) {
+        cr_assert(now_s() - t0 < 10, "queued requests not cancelled");
+        sleep_us(200);
+    }
+    fg = figs(s);
+    cr_assert_eq(fg.layer_state[2], ST_LAYER_ABSENT);
+    cr_assert_eq(fg.layer_state[3], ST_LAYER_ABSENT);
+    cr_assert_eq(fg.layer_state[1], ST_LAYER_LOADING, "still in flight");
+    cr_assert_eq(fg.queue_depth, 0);
+    sleep_us(20000);
+    atomic_store(&f.gate_open, true);
+    pthread_join(th, NULL);
+    fg = figs(s);
+    cr_assert_eq(fg.layer_state[1], ST_LAYER_RESIDENT, "the read in flight completed");
+    cr_assert_eq(fg.cancelled, 2);
+    /* after shutdown: hints do nothing, acquire loads synchronously */
+    uint64_t issued = fg.issued;
+    st_store_hint(s, 2, 3);
+    cr_assert_eq(figs(s).issued, issued);
+    st_store_release(s, 0);
+    for (int il = 1; il < 8; il++) {
+        L = st_store_acquire(s, il, &err);
+        check_layer(L, il);
+        st_store_release(s, il);
+    }
+    fg = figs(s);
+    cr_assert_eq(fg.ready, 1, "layer 1 was resident");
+    cr_assert_eq(fg.sync_loads, 1 + 6);
+    st_store_free(s);
+}
+
+/* Shutdown with reads in flight on several threads and more queued. */
+Test(store, shutdown_with_reads_in_flight, .init = open_model, .fini = close_model, .timeout = 30) {
+    static fault f = {.mode = FI_DELAY, .delay_us = 100000};
+    st_store_config c = cfg_layers(7, ST_CACHE_LRU, ST_PREFETCH_AUTO, true);
+    c.prefetch_threads = 2;
+    c.queue_cap = 8;
+    c.read = fault_read;
+    c.read_ctx = &f;
+    for (int rep = 0; rep < 2; rep++) {
+        st_store *s = new_store(&c);
+        st_store_hint(s, 1, 6);
+        st_store_figures fg = figs(s);
+        cr_assert_eq(fg.issued, 6);
+        sleep_us(20000); /* let both workers start a read */
+        double t0 = now_s();
+        if (rep == 0) st_store_shutdown(s);
+        st_store_free(s); /* (rep 1: free shuts down itself) */
+        double dt = now_s() - t0;
+        cr_assert_lt(dt, 1.0, "shutdown took %.3f s with 100 ms reads in flight", dt);
+        cr_log_info("shutdown with 2 reads in flight and 4 queued: %.1f ms", dt * 1e3);
+    }
+}
+
+/* The session is freed while its prefetches are queued and in flight. */
+Test(store, session_freed_mid_generation, .init = open_model, .fini = close_model, .timeout = 30) {
+    static fault f = {.mode = FI_DELAY, .delay_us = 30000};
+    st_store_set_default_read(fault_read, &f);
+    for (int rep = 0; rep < 3; rep++) {
+        st_session_params sp = params(0);
+        sp.cache_layers = 6;
+        sp.ring_slots = 4;
+        sp.prefetch_threads = 2;
+        st_session *s = NULL;
+        st_error err = {0};
+        cr_assert_eq(st_session_new(g_model, &sp, &s, &err), ST_OK);
+        int32_t ids[3] = {1, 450, 3234};
+        cr_assert_eq(st_session_eval(s, ids, 3, false, &err), ST_OK, "%s", err.msg);
+        st_stats ss;
+        st_session_stats(s, &ss);
+        cr_assert_gt(ss.store.issued, 0);
+        double t0 = now_s();
+        st_session_free(s);
+        double dt = now_s() - t0;
+        cr_assert_lt(dt, 1.0, "free took %.3f s", dt);
+    }
+}
+
+/* ------------------------------------------------------------ process RSS */
+
+/* A llama model big enough to see in the RSS (8 layers of 13.6 MiB, Q8_0,
+ * embeddings tied), random weights, the tiny model's tokenizer. */
+static void write_big_model(const char *path) {
+    const int E = 1024, F = 2816, NL = 8, NV = 32000;
+    st_gguf *voc = NULL;
+    st_error err = {0};
+    cr_assert_eq(st_gguf_open(tu_source_path(MODEL), &voc, &err), ST_OK, "%s", err.msg);
+    st_gguf_writer *w = NULL;
+    cr_assert_eq(st_gguf_writer_open(path, &w, &err), ST_OK, "%s", err.msg);
+    st_gguf_writer_kv_str(w, "general.architecture", "llama");
+    st_gguf_writer_kv_str(w, "general.name", "store-rss-test");
+    st_gguf_writer_kv_u32(w, "llama.context_length", 256);
+    st_gguf_writer_kv_u32(w, "llama.embedding_length", (uint32_t)E);
+    st_gguf_writer_kv_u32(w, "llama.block_count", (uint32_t)NL);
+    st_gguf_writer_kv_u32(w, "llama.feed_forward_length", (uint32_t)F);
+    st_gguf_writer_kv_u32(w, "llama.attention.head_count", 8);
+    st_gguf_writer_kv_u32(w, "llama.attention.head_count_kv", 8);
+    st_gguf_writer_kv_u32(w, "llama.rope.dimension_count", (uint32_t)(E / 8));
+    st_gguf_writer_kv_f32(w, "llama.attention.layer_norm_rms_epsilon", 1e-5f);
+    st_gguf_writer_kv_f32(w, "llama.rope.freq_base", 10000.0f);
+    st_gguf_writer_kv_u32(w, "llama.vocab_size", (uint32_t)NV);
+    for (int64_t i = 0; i < st_gguf_n_kv(voc); i++) {
+        st_gguf_str k = st_gguf_key(voc, i);
+        if (k.len >= 10 && !memcmp(k.ptr, "tokenizer.", 10)) st_gguf_writer_kv_copy(w, voc, i);
+    }
+    struct { char name[64]; int type; int64_t ne[2]; int nd; } t[2 + 9 * 8];
+    int nt = 0;
+#define ADD(nm, ty, a, b, d) do { snprintf(t[nt].name, 64, "%s", nm); t[nt].type = ty; t[nt].ne[0] = a; t[nt].ne[1] = b; t[nt].nd = d; nt++; } while (0)
+    ADD("token_embd.weight", ST_TYPE_Q8_0, E, NV, 2);
+    ADD("output_norm.weight", ST_TYPE_F32, E, 1, 1);
+    for (int l = 0; l < NL; l++) {
+        char n[64];
+        const char *mats[] = {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"};
+        for (int k = 0; k < 7; k++) {
+            snprintf(n, sizeof n, "blk.%d.%s.weight", l, mats[k]);
+            if (k < 4) ADD(n, ST_TYPE_Q8_0, E, E, 2);
+            else if (k < 6) ADD(n, ST_TYPE_Q8_0, E, F, 2);
+            else ADD(n, ST_TYPE_Q8_0, F, E, 2);
+        }
+        snprintf(n, sizeof n, "blk.%d.attn_norm.weight", l);
+        ADD(n, ST_TYPE_F32, E, 1, 1);
+        snprintf(n, sizeof n, "blk.%d.ffn_norm.weight", l);
+        ADD(n, ST_TYPE_F32, E, 1, 1);
+    }
+#undef ADD
+    for (int i = 0; i < nt; i++) st_gguf_writer_add_tensor(w, t[i].name, (st_type)t[i].type, t[i].nd, t[i].ne);
+    cr_assert_eq(st_gguf_writer_write_header(w, &err), ST_OK, "%s", err.msg);
+    size_t maxb = (size_t)NV * E / 32 * 34;
+    uint8_t *buf = malloc(maxb);
+    uint32_t rng = 12345;
+    for (int i = 0; i < nt; i++) {
+        size_t n;
+        if (t[i].type == ST_TYPE_F32) {
+            n = (size_t)t[i].ne[0] * 4;
+            for (size_t j = 0; j < n / 4; j++) ((float *)buf)[j] = 1.0f;
+        } else {
+            size_t nb = (size_t)(t[i].ne[0] * t[i].ne[1] / 32);
+            n = nb * 34;
+            for (size_t b = 0; b < nb; b++) {
+                uint8_t *blk = buf + b * 34;
+                blk[0] = 0x00; blk[1] = 0x14; /* fp16 0.00098 */
+                for (int q = 0; q < 32; q++) { rng = rng * 1664525u + 1013904223u; blk[2 + q] = (uint8_t)(rng >> 24); }
+            }
+        }
+        cr_assert_eq(st_gguf_writer_write_tensor_data(w, buf, n, &err), ST_OK, "%s", err.msg);
+    }
+    free(buf);
+    cr_assert_eq(st_gguf_writer_close(w, &err), ST_OK, "%s", err.msg);
+    st_gguf_close(voc);
+}
+
+typedef struct { uint64_t peak_rss, slots, fixed, peak_resident, layer_bytes; int n_slots; } rss_result;
+
+/* In a child process (a fresh RSS): open, optionally run 4 + 4 tokens. */
+static rss_result measure_rss(const char *path, int cache_layers, uint64_t mem_budget, bool run) {
+    int fds[2];
+    cr_assert_eq(pipe(fds), 0);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        close(fds[0]);
+        rss_result r = {0};
+        st_model_params mp;
+        st_model_params_default(&mp);
+        mp.n_threads = 2;
+        st_model *m = NULL;
+        st_error err = {0};
+        if (st_model_open(path, &mp, &m, &err)) _exit(3);
+        if (run) {
+            st_session_params sp;
+            st_session_params_default(&sp);
+            sp.n_ctx = 64;
+            sp.cache_layers = cache_layers;
+            sp.mem_budget = mem_budget;
+            st_session *s = NULL;
+            if (st_session_new(m, &sp, &s, &err)) _exit(4);
+            int32_t ids[4] = {1, 450, 3234, 338};
+            st_gen_params gp;
+            st_gen_params_default(&gp);
+            gp.sampling.temp = 0;
+            gp.n_predict = 4;
+            gp.ignore_eos = true;
+            if (st_generate(s, ids, 4, &gp, NULL, NULL, &err)) _exit(5);
+            st_stats ss;
+            st_session_stats(s, &ss);
+            r.slots = ss.store.slot_alloc_bytes;
+            r.fixed = ss.store.fixed_bytes;
+            r.peak_resident = ss.store.peak_resident_bytes;
+            r.n_slots = ss.store.n_slots;
+            r.peak_rss = st_peak_rss_bytes();
+            st_session_free(s);
+        } else {
+            r.peak_rss = st_peak_rss_bytes();
+        }
+        st_model_info info;
+        st_model_get_info(m, &info);
+        r.layer_bytes = info.layer_bytes;
+        st_model_close(m);
+        if (write(fds[1], &r, sizeof r) != sizeof r) _exit(6);
+        _exit(0);
+    }
+    close(fds[1]);
+    rss_result r = {0};
+    ssize_t got = read(fds[0], &r, sizeof r);
+    close(fds[0]);
+    int st = 0;
+    waitpid(pid, &st, 0);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child failed (status %d)", st);
+    cr_assert_eq(got, (ssize_t)sizeof r);
+    return r;
+}
+
+Test(store, process_rss_stays_within_the_budget, .timeout = 120) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/store-rss.gguf", tu_tmpdir());
+    write_big_model(path);
+    const double MiB = 1048576.0;
+    rss_result base = measure_rss(path, 0, 0, false);
+    rss_result none = measure_rss(path, 0, 0, true);
+    rss_result two = measure_rss(path, 2, 0, true);
+    rss_result bud = measure_rss(path, 0, 48u << 20, true);
+    unlink(path);
+    cr_log_info("peak RSS: model open %.1f MiB; no budget %.1f MiB; 2 layers %.1f MiB (slots %.1f); "
+                "48 MiB budget %.1f MiB (%d slots %.1f + output %.1f); layers %.1f MiB",
+                base.peak_rss / MiB, none.peak_rss / MiB, two.peak_rss / MiB, two.slots / MiB, bud.peak_rss / MiB,
+                bud.n_slots, bud.slots / MiB, bud.fixed / MiB, base.layer_bytes / MiB);
+    uint64_t layer = base.layer_bytes / 8;
+    /* without a budget every layer is touched through the mmap */
+    cr_assert_gt(none.peak_rss, base.peak_rss + 7 * layer);
+    /* with one: at most the slots more, + the output matrix, activations and KV */
+    const uint64_t slack = 24u << 20;
+    cr_assert_leq(two.peak_resident, 2 * layer + 2 * 16384);
+    cr_assert_leq(two.peak_rss, base.peak_rss + two.slots + two.fixed + slack, "2 layers: %.1f MiB",
+                  two.peak_rss / MiB);
+    cr_assert_lt(two.peak_rss + 5 * layer, none.peak_rss);
+    cr_assert_leq(bud.slots + bud.fixed, 48u << 20);
+    cr_assert_leq(bud.peak_rss, base.peak_rss + (48u << 20) + slack, "48 MiB budget: %.1f MiB", bud.peak_rss / MiB);
 }
