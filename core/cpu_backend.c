@@ -107,6 +107,12 @@ static void matmul_task(void *p, int task, int thread) {
         uint8_t *buf = j->rp_buf + (size_t)thread * j->rp_bytes;
         for (; r0 + ST_GEMM_ROWS <= r1; r0 += ST_GEMM_ROWS) {
             j->repack(n, wd + (size_t)r0 * rb, rb, buf);
+            /* the next group's rows come from memory while this one computes
+             * (the repack would otherwise wait for them) */
+            int64_t pr1 = r0 + 2 * ST_GEMM_ROWS;
+            if (pr1 > j->w->ne1) pr1 = j->w->ne1;
+            const uint8_t *pf0 = wd + (size_t)(r0 + ST_GEMM_ROWS) * rb, *pf1 = wd + (size_t)pr1 * rb;
+            for (const uint8_t *pf = pf0; pf < pf1; pf += 64) __builtin_prefetch(pf, 0, 2);
             j->gemm(n, o0 + r0, (size_t)j->out_stride, buf, y0, j->xq_stride, t1 - t0);
         }
     }
@@ -179,7 +185,9 @@ static void matmul(cpu_be *be, const st_tensor *w, float *out, int out_stride, i
         j.rows_per_task = (int)rpt;
         j.tok_per_task = 1;
     } else {
-        j.rows_per_task = 16;
+        /* gemm: longer runs of row groups, so that prefetching the next group
+         * overlaps most of them, where there are enough tiles to share out */
+        j.rows_per_task = j.gemm && rows / 64 >= (int64_t)nth * 4 ? 64 : 16;
         j.tok_per_task = n_tok;
         if ((rows + 15) / 16 < (int64_t)nth * 4) j.tok_per_task = 8 * ST_VEC_DOT_NC_MAX;
     }

@@ -1027,19 +1027,28 @@ ALWAYS_INLINE void gemm_b32_cols(int n, float *s, size_t bs, const uint8_t *xr, 
 #pragma GCC unroll 4
     for (int c = 0; c < NY; c++) acc[c] = _mm256_setzero_ps();
     for (int b = 0; b < nb; b++, xr += R8B32_BYTES) {
-        __m256i isum[NCMAX];
+        /* two accumulators per column: vpdpbusd's latency (5) would leave
+         * 4 dependency chains short of its throughput (2 per cycle) */
+        __m256i isum[NCMAX], isum2[NCMAX];
 #pragma GCC unroll 4
         for (int c = 0; c < NY; c++) {
             const st_block_q8_0 *y = NC_Y(st_block_q8_0, vy, by, c) + b;
             _mm256_store_si256((__m256i *)yt[c], _mm256_xor_si256(loadu256(y->qs), flip));
             isum[c] = _mm256_load_si256((const __m256i *)(xr + 32));
+            isum2[c] = _mm256_setzero_si256();
         }
 #pragma GCC unroll 8
-        for (int k = 0; k < 8; k++) {
+        for (int k = 0; k < 8; k += 2) {
             const __m256i w = _mm256_load_si256((const __m256i *)(xr + 64 + 32 * k));
+            const __m256i w2 = _mm256_load_si256((const __m256i *)(xr + 96 + 32 * k));
 #pragma GCC unroll 4
-            for (int c = 0; c < NY; c++) isum[c] = dpbusd(isum[c], bcast4(yt[c] + 4 * k), w);
+            for (int c = 0; c < NY; c++) {
+                isum[c] = dpbusd(isum[c], bcast4(yt[c] + 4 * k), w);
+                isum2[c] = dpbusd(isum2[c], bcast4(yt[c] + 4 * k + 4), w2);
+            }
         }
+#pragma GCC unroll 4
+        for (int c = 0; c < NY; c++) isum[c] = _mm256_add_epi32(isum[c], isum2[c]);
         const __m256 dx = _mm256_load_ps((const float *)xr);
 #pragma GCC unroll 4
         for (int c = 0; c < NY; c++) {
@@ -1102,19 +1111,24 @@ ALWAYS_INLINE void gemm_q4_K_cols(int n, float *s, size_t bs, const uint8_t *xr,
 #pragma GCC unroll 4
         for (int c = 0; c < NY; c++) S[c] = _mm256_setzero_si256();
         for (int j = 0; j < 8; j++) {
-            __m256i isum[NCMAX];
+            __m256i isum[NCMAX], isum2[NCMAX];
 #pragma GCC unroll 4
-            for (int c = 0; c < NY; c++) isum[c] = _mm256_setzero_si256();
+            for (int c = 0; c < NY; c++) isum[c] = isum2[c] = _mm256_setzero_si256();
 #pragma GCC unroll 8
-            for (int k = 0; k < 8; k++) {
+            for (int k = 0; k < 8; k += 2) {
                 const __m256i w = _mm256_load_si256((const __m256i *)(q + 256 * j + 32 * k));
+                const __m256i w2 = _mm256_load_si256((const __m256i *)(q + 256 * j + 32 * k + 32));
 #pragma GCC unroll 4
-                for (int c = 0; c < NY; c++)
-                    isum[c] = dpbusd(isum[c], w, bcast4(NC_Y(st_block_q8_K, vy, by, c)[i].qs + 32 * j + 4 * k));
+                for (int c = 0; c < NY; c++) {
+                    const int8_t *yq = NC_Y(st_block_q8_K, vy, by, c)[i].qs + 32 * j + 4 * k;
+                    isum[c] = dpbusd(isum[c], w, bcast4(yq));
+                    isum2[c] = dpbusd(isum2[c], w2, bcast4(yq + 4));
+                }
             }
             const __m256i scj = _mm256_load_si256((const __m256i *)(xr + 32 * j));
 #pragma GCC unroll 4
-            for (int c = 0; c < NY; c++) S[c] = _mm256_add_epi32(S[c], _mm256_mullo_epi32(isum[c], scj));
+            for (int c = 0; c < NY; c++)
+                S[c] = _mm256_add_epi32(S[c], _mm256_mullo_epi32(_mm256_add_epi32(isum[c], isum2[c]), scj));
         }
         const __m256 d = _mm256_load_ps((const float *)(xr + 384)), dmin = _mm256_load_ps((const float *)(xr + 416));
 #pragma GCC unroll 4
@@ -1193,19 +1207,27 @@ ALWAYS_INLINE void gemm_q6_K_cols(int n, float *s, size_t bs, const uint8_t *xr,
         }
         const uint8_t *q = xr + 576;
         for (int j = 0; j < 16; j++) {
-            __m256i isum[NCMAX];
+            __m256i isum[NCMAX], isum2[NCMAX];
 #pragma GCC unroll 4
-            for (int c = 0; c < NY; c++) isum[c] = _mm256_set1_epi32(off[c][j]);
+            for (int c = 0; c < NY; c++) {
+                isum[c] = _mm256_set1_epi32(off[c][j]);
+                isum2[c] = _mm256_setzero_si256();
+            }
 #pragma GCC unroll 4
-            for (int k = 0; k < 4; k++) {
+            for (int k = 0; k < 4; k += 2) {
                 const __m256i w = _mm256_load_si256((const __m256i *)(q + 128 * j + 32 * k));
+                const __m256i w2 = _mm256_load_si256((const __m256i *)(q + 128 * j + 32 * k + 32));
 #pragma GCC unroll 4
-                for (int c = 0; c < NY; c++)
-                    isum[c] = dpbusd(isum[c], w, bcast4(NC_Y(st_block_q8_K, vy, by, c)[i].qs + 16 * j + 4 * k));
+                for (int c = 0; c < NY; c++) {
+                    const int8_t *yq = NC_Y(st_block_q8_K, vy, by, c)[i].qs + 16 * j + 4 * k;
+                    isum[c] = dpbusd(isum[c], w, bcast4(yq));
+                    isum2[c] = dpbusd(isum2[c], w2, bcast4(yq + 4));
+                }
             }
             const __m256i scj = _mm256_load_si256((const __m256i *)(xr + 32 * j));
 #pragma GCC unroll 4
-            for (int c = 0; c < NY; c++) S[c] = _mm256_add_epi32(S[c], _mm256_mullo_epi32(isum[c], scj));
+            for (int c = 0; c < NY; c++)
+                S[c] = _mm256_add_epi32(S[c], _mm256_mullo_epi32(_mm256_add_epi32(isum[c], isum2[c]), scj));
         }
         const __m256 d = _mm256_load_ps((const float *)(xr + 512));
 #pragma GCC unroll 4
