@@ -572,7 +572,7 @@ const st_layer *st_store_acquire(st_store *s, int il, st_error *err) {
     s->cursor = il;
     layer_t *ly = &s->L[il];
     uint64_t t0 = 0;
-    bool waited = false;
+    bool loaded = false;
     const st_layer *res = NULL;
     for (;;) {
         if (ly->state == LS_RESIDENT) {
@@ -589,12 +589,9 @@ const st_layer *st_store_acquire(st_store *s, int il, st_error *err) {
             st_error_set(err, ly->err_code, "%s", ly->err_msg);
             ly->state = LS_ABSENT; /* reported once; a later acquire tries again */
             publish_layer(s, il);
-            atomic_fetch_add_explicit(&s->errors, 1, memory_order_relaxed);
             break;
         }
         if (ly->state == LS_LOADING) {
-            if (!waited) atomic_fetch_add_explicit(&s->waits, 1, memory_order_relaxed);
-            waited = true;
             wait_cv(s);
             continue;
         }
@@ -605,7 +602,7 @@ const st_layer *st_store_acquire(st_store *s, int il, st_error *err) {
             break;
         }
         assign(s, il, sl);
-        atomic_fetch_add_explicit(&s->sync_loads, 1, memory_order_relaxed);
+        loaded = true;
         pthread_mutex_unlock(&s->mu);
         st_error e = {0};
         st_status rc = load_layer(s, il, sl, s->sync_staging, true, &e);
@@ -613,8 +610,10 @@ const st_layer *st_store_acquire(st_store *s, int il, st_error *err) {
         finish_load_locked(s, il, rc, &e);
     }
     pthread_mutex_unlock(&s->mu);
+    /* each acquisition is counted once: ready, failed, loaded here, or waited */
     if (t0) atomic_fetch_add_explicit(&s->stall_ns, st_now_ns() - t0, memory_order_relaxed);
-    else atomic_fetch_add_explicit(&s->ready, 1, memory_order_relaxed);
+    _Atomic uint64_t *ctr = !t0 ? &s->ready : !res ? &s->errors : loaded ? &s->sync_loads : &s->waits;
+    atomic_fetch_add_explicit(ctr, 1, memory_order_relaxed);
     return res;
 }
 

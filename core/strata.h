@@ -148,11 +148,12 @@ typedef struct st_store_figures {
     int slots_used;            /* slots holding a layer (resident or loading) now */
     /* acquisitions */
     uint64_t acquires;
+    /* each acquisition is exactly one of ready / waits / sync_loads / errors */
     uint64_t ready;            /* found resident: did not wait */
+    uint64_t waits;            /* waited for a load in flight (a prefetch) */
     uint64_t sync_loads;       /* loaded by the acquiring thread */
-    uint64_t waits;            /* waited for a prefetch in flight */
+    uint64_t errors;           /* failed (read error, short read) */
     uint64_t stall_ns;         /* time acquisitions spent waiting or loading */
-    uint64_t errors;           /* acquisitions that failed (read errors) */
     /* reads */
     uint64_t loads;            /* layer loads completed (prefetch + sync) */
     uint64_t bytes_read;
