@@ -985,7 +985,7 @@ ALWAYS_INLINE void repack_b32(int n, const void *vx, size_t bx, void *vdst, cons
     const int nb = n / 32;
     uint8_t *dst = vdst;
     const __m256i m4 = _mm256_set1_epi8(0x0F), shifts = _mm256_setr_epi64x(0, 0, 4, 4);
-    const __m256i ones = _mm256_set1_epi8(1);
+    const __m256i ones = _mm256_set1_epi8(1), ones16 = _mm256_set1_epi16(1);
     for (int b = 0; b < nb; b++, dst += R8B32_BYTES) {
         __m256i v[8];
         float *d = (float *)dst;
@@ -1010,7 +1010,7 @@ ALWAYS_INLINE void repack_b32(int n, const void *vx, size_t bx, void *vdst, cons
         __m256i sw = _mm256_setzero_si256();
         for (int k = 0; k < 8; k++) {
             _mm256_store_si256((__m256i *)(dst + 64 + 32 * k), v[k]);
-            sw = dpbusd(sw, ones, v[k]);
+            sw = _mm256_add_epi32(sw, _mm256_madd_epi16(_mm256_maddubs_epi16(ones, v[k]), ones16));
         }
         _mm256_store_si256((__m256i *)(dst + 32), _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(sw, 7)));
     }
@@ -1063,8 +1063,8 @@ ALWAYS_INLINE void gemm_b32_cols(int n, float *s, size_t bs, const uint8_t *xr, 
 
 /* ---- Q4_K ---- */
 
-/* Q4_K layout, 2560 bytes per super-block of 8 rows: int32 sc[8][8] (scale of
- * sub-block j, row r); int16 mn[4][8][2] (the mins of sub-blocks 2k, 2k+1 of
+/* Q4_K layout, 2560 bytes per super-block of 8 rows: sc[8][8] (scale of
+ * sub-block j, row r, as the int16 pair (sc, sc)); int16 mn[4][8][2] (the mins of sub-blocks 2k, 2k+1 of
  * row r); float d[8], dmin[8]; at 512: uint8 q[64][8][4]. */
 static void gemm_repack_q4_K(int n, const void *vx, size_t bx, void *vdst) {
     const int nb = n / ST_QK_K;
@@ -1079,7 +1079,7 @@ static void gemm_repack_q4_K(int n, const void *vx, size_t bx, void *vdst) {
             uint8_t sm[16];
             _mm_storeu_si128((__m128i *)sm, k4_scales_mins(x->scales));
             for (int j = 0; j < 8; j++) {
-                sc[8 * j + r] = sm[j];
+                sc[8 * j + r] = (int32_t)((uint32_t)sm[j] * 0x10001u); /* int16 pair (sc, sc) */
                 mn[16 * (j >> 1) + 2 * r + (j & 1)] = sm[8 + j];
             }
             d[r] = h2f(x->d);
@@ -1125,7 +1125,7 @@ ALWAYS_INLINE void gemm_q4_K_cols(int n, float *s, size_t bs, const uint8_t *xr,
                     isum2[c] = dpbusd(isum2[c], w2, bcast4(yq + 4));
                 }
             }
-            const __m256i scj = _mm256_load_si256((const __m256i *)(xr + 32 * j));
+            const __m256i scj = _mm256_and_si256(_mm256_load_si256((const __m256i *)(xr + 32 * j)), _mm256_set1_epi32(0xFFFF));
 #pragma GCC unroll 4
             for (int c = 0; c < NY; c++)
                 S[c] = _mm256_add_epi32(S[c], _mm256_mullo_epi32(_mm256_add_epi32(isum[c], isum2[c]), scj));
@@ -1153,7 +1153,8 @@ ALWAYS_INLINE void gemm_q4_K_cols(int n, float *s, size_t bs, const uint8_t *xr,
 
 /* ---- Q6_K ---- */
 
-/* Q6_K layout, R8K6_BYTES per super-block of 8 rows: int32 sc[16][8]; float
+/* Q6_K layout, R8K6_BYTES per super-block of 8 rows: sc[16][8] as int16 pairs
+ * (sc, sc); float
  * d[8]; at 576: uint8 q[64][8][4], the unsigned 6-bit quants. */
 #define R8K6_BYTES 2624
 static void gemm_repack_q6_K(int n, const void *vx, size_t bx, void *vdst) {
@@ -1167,7 +1168,8 @@ static void gemm_repack_q6_K(int n, const void *vx, size_t bx, void *vdst) {
         for (int r = 0; r < 8; r++) {
             const st_block_q6_K *x = (const st_block_q6_K *)((const uint8_t *)vx + (size_t)r * bx) + i;
             d[r] = h2f(x->d);
-            for (int j = 0; j < 16; j++) sc[8 * j + r] = x->scales[j];
+            for (int j = 0; j < 16; j++) /* int16 pair (sc, sc) */
+                sc[8 * j + r] = (int32_t)(((uint32_t)(uint16_t)x->scales[j] << 16) | (uint16_t)x->scales[j]);
         }
         for (int h = 0; h < 2; h++) {
             __m256i q[4][8];
@@ -1224,10 +1226,178 @@ ALWAYS_INLINE void gemm_q6_K_cols(int n, float *s, size_t bs, const uint8_t *xr,
                     isum2[c] = dpbusd(isum2[c], w2, bcast4(yq + 4));
                 }
             }
-            const __m256i scj = _mm256_load_si256((const __m256i *)(xr + 32 * j));
+            const __m256i scj = _mm256_srai_epi32(_mm256_load_si256((const __m256i *)(xr + 32 * j)), 16);
 #pragma GCC unroll 4
             for (int c = 0; c < NY; c++)
                 S[c] = _mm256_add_epi32(S[c], _mm256_mullo_epi32(_mm256_add_epi32(isum[c], isum2[c]), scj));
+        }
+        const __m256 d = _mm256_load_ps((const float *)(xr + 512));
+#pragma GCC unroll 4
+        for (int c = 0; c < NY; c++)
+            acc[c] = _mm256_fmadd_ps(_mm256_mul_ps(d, _mm256_set1_ps(NC_Y(st_block_q8_K, vy, by, c)[i].d)),
+                                     _mm256_cvtepi32_ps(S[c]), acc[c]);
+    }
+#pragma GCC unroll 4
+    for (int c = 0; c < NY; c++) _mm256_storeu_ps(s + (size_t)c * bs, acc[c]);
+}
+
+
+/* ---- the same products without VNNI (AVX2 only) ----
+ * vpmaddubsw (u8 x s8 -> int16 pair sums) and vpmaddwd instead of vpdpbusd,
+ * on the same repacked layouts; where the int16 partial sums would overflow
+ * they are widened earlier. The integer block sums are the same exact values,
+ * and the float steps those of the VNNI kernels. */
+
+/* kind 0: Q4_0 (|w| <= 8: 8 chunks of y' * w stay within int16), 1: Q5_0
+ * (|w| <= 16: 4 chunks), 2: Q8_0 (signed x signed: the sign trick, widened
+ * per chunk) */
+ALWAYS_INLINE void gemm_b32_avx2_cols(int n, float *s, size_t bs, const uint8_t *xr, const uint8_t *vy, size_t by,
+                                      const int NY, const int kind) {
+    const int nb = n / 32;
+    const __m256i flip = _mm256_set1_epi8((char)0x80), ones = _mm256_set1_epi16(1);
+    __m256 acc[NCMAX];
+    uint8_t yt[NCMAX][32] __attribute__((aligned(32)));
+#pragma GCC unroll 4
+    for (int c = 0; c < NY; c++) acc[c] = _mm256_setzero_ps();
+    for (int b = 0; b < nb; b++, xr += R8B32_BYTES) {
+        __m256i isum[NCMAX];
+#pragma GCC unroll 4
+        for (int c = 0; c < NY; c++) {
+            const st_block_q8_0 *y = NC_Y(st_block_q8_0, vy, by, c) + b;
+            const __m256i yv = loadu256(y->qs);
+            _mm256_store_si256((__m256i *)yt[c], kind == 2 ? yv : _mm256_xor_si256(yv, flip));
+            isum[c] = kind == 2 ? _mm256_setzero_si256() : _mm256_load_si256((const __m256i *)(xr + 32));
+        }
+        if (kind == 2) {
+#pragma GCC unroll 8
+            for (int k = 0; k < 8; k++) {
+                const __m256i w = _mm256_load_si256((const __m256i *)(xr + 64 + 32 * k));
+                const __m256i aw = _mm256_sign_epi8(w, w);
+#pragma GCC unroll 4
+                for (int c = 0; c < NY; c++) {
+                    const __m256i p = _mm256_maddubs_epi16(aw, _mm256_sign_epi8(bcast4(yt[c] + 4 * k), w));
+                    isum[c] = _mm256_add_epi32(isum[c], _mm256_madd_epi16(p, ones));
+                }
+            }
+        } else {
+            const int per = kind == 0 ? 8 : 4;
+#pragma GCC unroll 2
+            for (int k0 = 0; k0 < 8; k0 += per) {
+                __m256i p16[NCMAX];
+#pragma GCC unroll 4
+                for (int c = 0; c < NY; c++) p16[c] = _mm256_setzero_si256();
+#pragma GCC unroll 8
+                for (int k = k0; k < k0 + per; k++) {
+                    const __m256i w = _mm256_load_si256((const __m256i *)(xr + 64 + 32 * k));
+#pragma GCC unroll 4
+                    for (int c = 0; c < NY; c++) p16[c] = _mm256_add_epi16(p16[c], _mm256_maddubs_epi16(bcast4(yt[c] + 4 * k), w));
+                }
+#pragma GCC unroll 4
+                for (int c = 0; c < NY; c++) isum[c] = _mm256_add_epi32(isum[c], _mm256_madd_epi16(p16[c], ones));
+            }
+        }
+        const __m256 dx = _mm256_load_ps((const float *)xr);
+#pragma GCC unroll 4
+        for (int c = 0; c < NY; c++) {
+            const st_block_q8_0 *y = NC_Y(st_block_q8_0, vy, by, c) + b;
+            const __m256 d = _mm256_mul_ps(dx, _mm256_broadcast_ss(&st_fp16_table[y->d]));
+            acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[c]), d, acc[c]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int c = 0; c < NY; c++) _mm256_storeu_ps(s + (size_t)c * bs, acc[c]);
+}
+ALWAYS_INLINE void gemm_q4_0_avx2_cols(int n, float *s, size_t bs, const uint8_t *xr, const uint8_t *vy, size_t by, const int NY) {
+    gemm_b32_avx2_cols(n, s, bs, xr, vy, by, NY, 0);
+}
+ALWAYS_INLINE void gemm_q5_0_avx2_cols(int n, float *s, size_t bs, const uint8_t *xr, const uint8_t *vy, size_t by, const int NY) {
+    gemm_b32_avx2_cols(n, s, bs, xr, vy, by, NY, 1);
+}
+ALWAYS_INLINE void gemm_q8_0_avx2_cols(int n, float *s, size_t bs, const uint8_t *xr, const uint8_t *vy, size_t by, const int NY) {
+    gemm_b32_avx2_cols(n, s, bs, xr, vy, by, NY, 2);
+}
+
+/* Q4_K: q <= 15, so the 8 chunks of a sub-block sum within int16 (16 * 15 *
+ * 127); one vpmaddwd with the (sc, sc) pairs applies the scale. */
+ALWAYS_INLINE void gemm_q4_K_avx2_cols(int n, float *s, size_t bs, const uint8_t *xr, const uint8_t *vy, size_t by, const int NY) {
+    const int nb = n / ST_QK_K;
+    const __m256i ones16 = _mm256_set1_epi16(1);
+    __m256 acc[NCMAX];
+#pragma GCC unroll 4
+    for (int c = 0; c < NY; c++) acc[c] = _mm256_setzero_ps();
+    for (int i = 0; i < nb; i++, xr += R8K_BYTES) {
+        const uint8_t *q = xr + 512;
+        __m256i S[NCMAX];
+#pragma GCC unroll 4
+        for (int c = 0; c < NY; c++) S[c] = _mm256_setzero_si256();
+        for (int j = 0; j < 8; j++) {
+            __m256i p16[NCMAX];
+#pragma GCC unroll 4
+            for (int c = 0; c < NY; c++) p16[c] = _mm256_setzero_si256();
+#pragma GCC unroll 8
+            for (int k = 0; k < 8; k++) {
+                const __m256i w = _mm256_load_si256((const __m256i *)(q + 256 * j + 32 * k));
+#pragma GCC unroll 4
+                for (int c = 0; c < NY; c++)
+                    p16[c] = _mm256_add_epi16(p16[c], _mm256_maddubs_epi16(w, bcast4(NC_Y(st_block_q8_K, vy, by, c)[i].qs + 32 * j + 4 * k)));
+            }
+            const __m256i scj = _mm256_load_si256((const __m256i *)(xr + 32 * j));
+#pragma GCC unroll 4
+            for (int c = 0; c < NY; c++) S[c] = _mm256_add_epi32(S[c], _mm256_madd_epi16(p16[c], scj));
+        }
+        const __m256 d = _mm256_load_ps((const float *)(xr + 384)), dmin = _mm256_load_ps((const float *)(xr + 416));
+#pragma GCC unroll 4
+        for (int c = 0; c < NY; c++) {
+            const st_block_q8_K *y = NC_Y(st_block_q8_K, vy, by, c) + i;
+            const __m256i ys32 = _mm256_madd_epi16(loadu256(y->bsums), ones16);
+            const __m256i ys16 = _mm256_packs_epi32(ys32, ys32);
+            __m256i M = _mm256_setzero_si256();
+#pragma GCC unroll 4
+            for (int k = 0; k < 4; k++) {
+                const __m256i pr = _mm256_permutevar8x32_epi32(ys16, _mm256_set1_epi32((k & 1) + 4 * (k >> 1)));
+                M = _mm256_add_epi32(M, _mm256_madd_epi16(_mm256_load_si256((const __m256i *)(xr + 256 + 32 * k)), pr));
+            }
+            const __m256 u = _mm256_fmsub_ps(d, _mm256_cvtepi32_ps(S[c]), _mm256_mul_ps(dmin, _mm256_cvtepi32_ps(M)));
+            acc[c] = _mm256_fmadd_ps(u, _mm256_set1_ps(y->d), acc[c]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int c = 0; c < NY; c++) _mm256_storeu_ps(s + (size_t)c * bs, acc[c]);
+}
+
+/* Q6_K: q <= 63, so two chunks sum within int16 (4 * 63 * 127); the -32 *
+ * bsum of a sub-block goes in as one more vpmaddwd of (sc, sc) with
+ * (-16 * bsum, -16 * bsum) (|16 * bsum| <= 16 * 16 * 127 fits int16). */
+ALWAYS_INLINE void gemm_q6_K_avx2_cols(int n, float *s, size_t bs, const uint8_t *xr, const uint8_t *vy, size_t by, const int NY) {
+    const int nb = n / ST_QK_K;
+    __m256 acc[NCMAX];
+    int16_t off[NCMAX][16] __attribute__((aligned(32)));
+#pragma GCC unroll 4
+    for (int c = 0; c < NY; c++) acc[c] = _mm256_setzero_ps();
+    for (int i = 0; i < nb; i++, xr += R8K6_BYTES) {
+        __m256i S[NCMAX];
+#pragma GCC unroll 4
+        for (int c = 0; c < NY; c++) {
+            const st_block_q8_K *y = NC_Y(st_block_q8_K, vy, by, c) + i;
+            _mm256_store_si256((__m256i *)off[c], _mm256_sub_epi16(_mm256_setzero_si256(), _mm256_slli_epi16(loadu256(y->bsums), 4)));
+            S[c] = _mm256_setzero_si256();
+        }
+        const uint8_t *q = xr + 576;
+        for (int j = 0; j < 16; j++) {
+            const __m256i scj = _mm256_load_si256((const __m256i *)(xr + 32 * j));
+#pragma GCC unroll 4
+            for (int c = 0; c < NY; c++) {
+                const int8_t *yq = NC_Y(st_block_q8_K, vy, by, c)[i].qs + 16 * j;
+                const __m256i w0 = _mm256_load_si256((const __m256i *)(q + 128 * j));
+                const __m256i w1 = _mm256_load_si256((const __m256i *)(q + 128 * j + 32));
+                const __m256i w2 = _mm256_load_si256((const __m256i *)(q + 128 * j + 64));
+                const __m256i w3 = _mm256_load_si256((const __m256i *)(q + 128 * j + 96));
+                const __m256i p01 = _mm256_add_epi16(_mm256_maddubs_epi16(w0, bcast4(yq)), _mm256_maddubs_epi16(w1, bcast4(yq + 4)));
+                const __m256i p23 = _mm256_add_epi16(_mm256_maddubs_epi16(w2, bcast4(yq + 8)), _mm256_maddubs_epi16(w3, bcast4(yq + 12)));
+                const __m256i o = _mm256_set1_epi16(off[c][j]);
+                S[c] = _mm256_add_epi32(S[c], _mm256_add_epi32(_mm256_madd_epi16(p01, scj), _mm256_madd_epi16(p23, scj)));
+                S[c] = _mm256_add_epi32(S[c], _mm256_madd_epi16(o, scj));
+            }
         }
         const __m256 d = _mm256_load_ps((const float *)(xr + 512));
 #pragma GCC unroll 4
@@ -1255,9 +1425,15 @@ ALWAYS_INLINE void gemm_q6_K_cols(int n, float *s, size_t bs, const uint8_t *xr,
 GEMM_COLS(gemm_b32_vnni, gemm_b32_cols)
 GEMM_COLS(gemm_q4_K_vnni, gemm_q4_K_cols)
 GEMM_COLS(gemm_q6_K_vnni, gemm_q6_K_cols)
+GEMM_COLS(gemm_q4_0_avx2, gemm_q4_0_avx2_cols)
+GEMM_COLS(gemm_q5_0_avx2, gemm_q5_0_avx2_cols)
+GEMM_COLS(gemm_q8_0_avx2, gemm_q8_0_avx2_cols)
+GEMM_COLS(gemm_q4_K_avx2, gemm_q4_K_avx2_cols)
+GEMM_COLS(gemm_q6_K_avx2, gemm_q6_K_avx2_cols)
 
 /* AVX-VNNI: CPUID.(EAX=7,ECX=1):EAX bit 4 (the YMM state check was done by
- * the caller's AVX2 test); STRATA_NO_VNNI=1 turns it off (tests, comparisons) */
+ * the caller's AVX2 test); STRATA_NO_VNNI=1 turns it off (tests, comparisons:
+ * the AVX2 gemm kernels are used instead) */
 static bool cpu_has_avx_vnni(void) {
     const char *e = getenv("STRATA_NO_VNNI");
     if (e && *e && strcmp(e, "0") != 0) return false;
@@ -1522,18 +1698,25 @@ void st_quant_avx2_install(st_type_traits *tbl) {
     tbl[ST_TYPE_Q5_K].vec_dot_nc = vec_dot_nc_q5_K_q8_K;
     tbl[ST_TYPE_Q6_K].vec_dot_nc = vec_dot_nc_q6_K_q8_K;
 
-    if (cpu_has_avx_vnni()) {
+    /* gemm on repacked rows: the VNNI kernels where cpuid has AVX-VNNI, else
+     * the AVX2 ones (same layouts, same results); STRATA_NO_GEMM=1 leaves
+     * prompts to vec_dot_nc */
+    const char *no_gemm = getenv("STRATA_NO_GEMM");
+    if (!(no_gemm && *no_gemm && strcmp(no_gemm, "0") != 0)) {
+        const bool vnni = cpu_has_avx_vnni();
         tbl[ST_TYPE_Q8_0].gemm_repack = gemm_repack_q8_0;
         tbl[ST_TYPE_Q4_0].gemm_repack = gemm_repack_q4_0;
         tbl[ST_TYPE_Q5_0].gemm_repack = gemm_repack_q5_0;
-        tbl[ST_TYPE_Q8_0].gemm = tbl[ST_TYPE_Q4_0].gemm = tbl[ST_TYPE_Q5_0].gemm = gemm_b32_vnni;
+        tbl[ST_TYPE_Q8_0].gemm = vnni ? gemm_b32_vnni : gemm_q8_0_avx2;
+        tbl[ST_TYPE_Q4_0].gemm = vnni ? gemm_b32_vnni : gemm_q4_0_avx2;
+        tbl[ST_TYPE_Q5_0].gemm = vnni ? gemm_b32_vnni : gemm_q5_0_avx2;
         tbl[ST_TYPE_Q8_0].gemm_block_bytes = tbl[ST_TYPE_Q4_0].gemm_block_bytes = tbl[ST_TYPE_Q5_0].gemm_block_bytes =
             R8B32_BYTES;
         tbl[ST_TYPE_Q4_K].gemm_repack = gemm_repack_q4_K;
-        tbl[ST_TYPE_Q4_K].gemm = gemm_q4_K_vnni;
+        tbl[ST_TYPE_Q4_K].gemm = vnni ? gemm_q4_K_vnni : gemm_q4_K_avx2;
         tbl[ST_TYPE_Q4_K].gemm_block_bytes = R8K_BYTES;
         tbl[ST_TYPE_Q6_K].gemm_repack = gemm_repack_q6_K;
-        tbl[ST_TYPE_Q6_K].gemm = gemm_q6_K_vnni;
+        tbl[ST_TYPE_Q6_K].gemm = vnni ? gemm_q6_K_vnni : gemm_q6_K_avx2;
         tbl[ST_TYPE_Q6_K].gemm_block_bytes = R8K6_BYTES;
     }
 

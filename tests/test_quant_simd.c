@@ -10,8 +10,8 @@
  *  - to_float fast paths: bit-identical;
  *  - vec_dot_nc (one weight row, 1..ST_VEC_DOT_NC_MAX activation rows): each
  *    column bit-identical to vec_dot, for every type;
- *  - gemm on repacked rows (where the CPU has it): 8 rows x ny columns
- *    bit-identical to vec_dot.
+ *  - gemm on repacked rows (AVX-VNNI kernels where the CPU has them, and the
+ *    AVX2 ones): 8 rows x ny columns bit-identical to vec_dot.
  * Skipped when the CPU (or STRATA_NO_SIMD) leaves the reference in place. */
 #include <criterion/criterion.h>
 #include <math.h>
@@ -448,20 +448,27 @@ GEMM_TEST(ST_TYPE_Q8_0, q8_0)
 GEMM_TEST(ST_TYPE_Q4_K, q4_k)
 GEMM_TEST(ST_TYPE_Q6_K, q6_k)
 
-/* with AVX-VNNI turned off the gemm kernels are absent and vec_dot_nc (the
- * AVX2 kernels) is what the caller gets: run the nc tests that way too */
+/* with AVX-VNNI turned off (or absent) the AVX2 gemm kernels are used: the
+ * same layouts, the same results */
 static void no_vnni(void) { setenv("STRATA_NO_VNNI", "1", 1); }
-#define NC_TEST_NOVNNI(T, NAME)                                          \
-    Test(quant_simd_dot_nc_novnni, NAME, .init = no_vnni) {             \
+#define GEMM_TEST_AVX2(T, NAME)                                          \
+    Test(quant_simd_gemm_avx2, NAME, .init = no_vnni) {                 \
         REQUIRE_SIMD();                                                  \
-        cr_assert(st_type_traits_get(T)->gemm == NULL, "gemm present with STRATA_NO_VNNI"); \
-        require_simd_nc(T);                                              \
-        nc_suite(T);                                                     \
+        cr_assert(st_type_traits_get(T)->gemm != NULL, "no AVX2 gemm"); \
+        gemm_suite(T);                                                   \
     }
-NC_TEST_NOVNNI(ST_TYPE_Q4_0, q4_0)
-NC_TEST_NOVNNI(ST_TYPE_Q8_0, q8_0)
-NC_TEST_NOVNNI(ST_TYPE_Q4_K, q4_k)
-NC_TEST_NOVNNI(ST_TYPE_Q6_K, q6_k)
+GEMM_TEST_AVX2(ST_TYPE_Q4_0, q4_0)
+GEMM_TEST_AVX2(ST_TYPE_Q5_0, q5_0)
+GEMM_TEST_AVX2(ST_TYPE_Q8_0, q8_0)
+GEMM_TEST_AVX2(ST_TYPE_Q4_K, q4_k)
+GEMM_TEST_AVX2(ST_TYPE_Q6_K, q6_k)
+
+/* STRATA_NO_GEMM=1: no gemm kernels, prompts go through vec_dot_nc */
+static void no_gemm(void) { setenv("STRATA_NO_GEMM", "1", 1); }
+Test(quant_simd_gemm_off, env, .init = no_gemm) {
+    REQUIRE_SIMD();
+    for (int t = 0; t < ST_TYPE_COUNT; t++) cr_assert(st_type_traits_get((st_type)t)->gemm == NULL, "type %d", t);
+}
 
 /* ---- from_float (activation quantizers): bit-identical ------------------- */
 
