@@ -14,6 +14,7 @@
  * printed by the markdown or JSON printer as each test finishes. */
 #include "app.h"
 #include "args.h"
+#include "store_opts.h"
 #include "strata.h"
 
 #include <math.h>
@@ -58,6 +59,9 @@ typedef struct bench_result {
     double avg_ts, stddev_ts;
     double avg_gbps;        /* pass_bytes x forward passes per second, mean over reps */
     uint64_t peak_rss_bytes; /* of the process, after the test */
+    /* the layer store over the timed repetitions (counters: differences) */
+    bool budgeted;
+    st_store_figures store;
     char timestamp[32];     /* UTC, ISO 8601, when the test started */
 } bench_result;
 
@@ -84,11 +88,19 @@ static void result_stats(bench_result *r) {
 
 /* ---------------------------------------------------------------------------
  * printers */
-static void print_md_header(FILE *f) {
-    fprintf(f, "| %-24s | %10s | %8s | %-7s | %7s | %10s | %20s | %8s |\n", "model", "size", "params", "backend",
+/* with a budget, the layer store's columns follow */
+static void print_md_header(FILE *f, bool store) {
+    fprintf(f, "| %-24s | %10s | %8s | %-7s | %7s | %10s | %20s | %8s |", "model", "size", "params", "backend",
             "threads", "test", "t/s", "GB/s");
-    fprintf(f, "| %-24s | %10s | %8s | %-7s | %7s | %10s | %20s | %8s |\n", "------------------------", "---------:",
+    if (store)
+        fprintf(f, " %-14s | %7s | %9s | %9s | %9s | %4s | %9s |", "store", "ready", "stall/tok", "MiB/tok", "read GB/s",
+                "dist", "peak MiB");
+    fprintf(f, "\n| %-24s | %10s | %8s | %-7s | %7s | %10s | %20s | %8s |", "------------------------", "---------:",
             "-------:", "-------", "------:", "---------:", "-------------------:", "-------:");
+    if (store)
+        fprintf(f, " %-14s | %7s | %9s | %9s | %8s | %4s | %9s |", "--------------", "------:", "--------:", "--------:",
+                "--------:", "---:", "--------:");
+    fprintf(f, "\n");
     fflush(f);
 }
 
@@ -100,8 +112,21 @@ static void print_md_row(FILE *f, const bench_result *r) {
     else snprintf(params, sizeof params, "%.2f M", r->n_params / 1e6);
     snprintf(ts, sizeof ts, "%.2f ± %.2f", r->avg_ts, r->stddev_ts);
     /* "±" is two bytes but one column: widen the field by one */
-    fprintf(f, "| %-24s | %10s | %8s | %-7s | %7d | %10s | %21s | %8.2f |\n", r->model_label, size, params,
+    fprintf(f, "| %-24s | %10s | %8s | %-7s | %7d | %10s | %21s | %8.2f |", r->model_label, size, params,
             r->backend, r->n_threads, r->test, ts, r->avg_gbps);
+    if (r->budgeted) {
+        const st_store_figures *t = &r->store;
+        char mode[32], ready[16];
+        snprintf(mode, sizeof mode, "%s %d+%d/%d%s", t->policy == ST_CACHE_LRU ? "lru" : "ring", t->n_pinned, t->n_ring,
+                 t->n_layer, t->prefetch_on ? "" : " sync");
+        snprintf(ready, sizeof ready, "%.1f%%", t->acquires ? 100.0 * t->ready / t->acquires : 100.0);
+        int toks = r->kind == TEST_TG ? r->n_gen : r->n_prompt;
+        double per = (double)toks * (r->reps ? r->reps : 1);
+        fprintf(f, " %-14s | %7s | %6.1f ms | %9.1f | %9.2f | %4d | %9.1f |", mode, ready, t->stall_ns / 1e6 / per,
+                t->bytes_read / 1048576.0 / per, t->read_busy_ns ? t->bytes_read / (double)t->read_busy_ns : 0.0,
+                t->distance_max, t->peak_resident_bytes / 1048576.0);
+    }
+    fprintf(f, "\n");
     fflush(f);
 }
 
@@ -142,6 +167,25 @@ static void print_json(FILE *f, const bench_result *r) {
     for (int i = 0; i < r->reps; i++) fprintf(f, "%s%llu", i ? ", " : "", (unsigned long long)r->samples_ns[i]);
     fprintf(f, "], \"avg_ts\": %.6g, \"stddev_ts\": %.6g, \"avg_gbps\": %.6g, \"peak_rss_bytes\": %llu", r->avg_ts,
             r->stddev_ts, r->avg_gbps, (unsigned long long)r->peak_rss_bytes);
+    if (r->budgeted) {
+        const st_store_figures *t = &r->store;
+        fprintf(f,
+                ", \"store\": {\"policy\": \"%s\", \"n_slots\": %d, \"n_pinned\": %d, \"n_ring\": %d, \"slot_bytes\": %llu, "
+                "\"budget_bytes\": %llu, \"fixed_bytes\": %llu, \"prefetch\": %s, \"prefetch_threads\": %d, "
+                "\"direct_io\": %s, \"acquires\": %llu, \"ready\": %llu, \"waits\": %llu, \"sync_loads\": %llu, "
+                "\"errors\": %llu, \"stall_ns\": %llu, \"bytes_read\": %llu, \"read_busy_ns\": %llu, \"issued\": %llu, "
+                "\"dedup\": %llu, \"dropped_full\": %llu, \"no_slot\": %llu, \"distance_max\": %d, "
+                "\"distance_limit\": %d, \"queue_peak\": %d, \"peak_resident_bytes\": %llu}",
+                t->policy == ST_CACHE_LRU ? "lru" : "ring", t->n_slots, t->n_pinned, t->n_ring,
+                (unsigned long long)t->slot_bytes, (unsigned long long)t->budget_bytes,
+                (unsigned long long)t->fixed_bytes, t->prefetch_on ? "true" : "false", t->prefetch_threads,
+                t->direct_io ? "true" : "false", (unsigned long long)t->acquires, (unsigned long long)t->ready,
+                (unsigned long long)t->waits, (unsigned long long)t->sync_loads, (unsigned long long)t->errors,
+                (unsigned long long)t->stall_ns, (unsigned long long)t->bytes_read,
+                (unsigned long long)t->read_busy_ns, (unsigned long long)t->issued, (unsigned long long)t->dedup,
+                (unsigned long long)t->dropped_full, (unsigned long long)t->no_slot, t->distance_max,
+                t->distance_limit, t->queue_peak, (unsigned long long)t->peak_resident_bytes);
+    }
     fputs(", \"timestamp\": ", f);
     json_str(f, r->timestamp);
     fputs(", \"strata_version\": ", f);
@@ -280,7 +324,13 @@ static void help(void) {
            "      --no-warmup       skip the warm-up run\n"
            "      --json            print one JSON object per test (JSON Lines) instead of the table\n"
            "  -v, --verbose         print each repetition's time on stderr\n"
-           "  -h, --help            this text\n");
+           "  -h, --help            this text\n"
+           "\n"
+           "With a layer-store budget (below), each row adds the store's figures over the timed\n"
+           "repetitions: layout (pinned+streaming/layers), ready-when-needed rate, stall and MiB\n"
+           "read per token, read throughput while reading, prefetch distance reached, peak\n"
+           "resident layer bytes.\n"
+           "\n%s", store_opts_help);
 }
 
 /* "128,512" -> list; each value in lo..hi */
@@ -313,8 +363,11 @@ int cmd_bench(int argc, char **argv) {
     long reps = 5, batch = 512;
     uint64_t seed = 1;
     bool json = false, warmup = true, verbose = false;
+    st_session_params store_p;
+    st_session_params_default(&store_p);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
+        int reps_store_rc;
 #define VAL() do { if (!(v = arg_value(argc, argv, &i, CMD))) return 2; } while (0)
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { help(); return 0; }
         else if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
@@ -336,6 +389,7 @@ int cmd_bench(int argc, char **argv) {
         else if (!strcmp(a, "--json")) json = true;
         else if (!strcmp(a, "--no-warmup")) warmup = false;
         else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) verbose = true;
+        else if ((reps_store_rc = store_opt_parse(CMD, argc, argv, &i, &store_p)) != 0) { if (reps_store_rc < 0) return 2; }
         else { fprintf(stderr, "strata " CMD ": unknown option '%s' (see strata " CMD " --help)\n", a); return 2; }
 #undef VAL
     }
@@ -379,8 +433,7 @@ int cmd_bench(int argc, char **argv) {
                 rc = 1;
                 break;
             }
-            st_session_params sp;
-            st_session_params_default(&sp);
+            st_session_params sp = store_p;
             sp.n_ctx = max_len;
             sp.n_batch = (int)batch;
             if (st_session_new(m, &sp, &s, &err)) {
@@ -432,6 +485,8 @@ int cmd_bench(int argc, char **argv) {
                 uint64_t ns;
                 st_status st = ST_OK;
                 if (warmup) st = run_once(&r, kind, n, &ns, &err);
+                st_stats s0;
+                st_session_stats(s, &s0);
                 for (int rep = 0; rep < reps && !st; rep++) {
                     st = run_once(&r, kind, n, &ns, &err);
                     if (st) break;
@@ -445,10 +500,18 @@ int cmd_bench(int argc, char **argv) {
                 if (st == ST_ERR_CANCELLED || g_stop) { fprintf(stderr, "strata " CMD ": interrupted\n"); rc = 130; break; }
                 if (st) { fprintf(stderr, "strata " CMD ": %s %s: %s\n", md.label, b->test, err.msg); rc = 1; break; }
                 b->peak_rss_bytes = st_peak_rss_bytes();
+                st_stats s1;
+                st_session_stats(s, &s1);
+                b->budgeted = s1.store.budgeted;
+                b->store = s1.store; /* layout, peaks; the counters become differences */
+#define D(f) b->store.f = s1.store.f - s0.store.f
+                D(acquires); D(ready); D(waits); D(sync_loads); D(errors); D(stall_ns); D(loads); D(bytes_read);
+                D(read_busy_ns); D(issued); D(dedup); D(dropped_full); D(no_slot); D(cancelled);
+#undef D
                 result_stats(b);
                 if (json) print_json(stdout, b);
                 else {
-                    if (n_res == 1) print_md_header(stdout);
+                    if (n_res == 1) print_md_header(stdout, b->budgeted);
                     print_md_row(stdout, b);
                 }
             }
@@ -458,9 +521,13 @@ int cmd_bench(int argc, char **argv) {
         }
     }
     signal(SIGINT, SIG_DFL);
-    if (!json && n_res > 0)
+    if (!json && n_res > 0) {
         printf("\npeak RSS: %.1f MiB   (GB/s: weight bytes read per forward pass x passes per second)\n",
                st_peak_rss_bytes() / 1048576.0);
+        if (res[0].budgeted)
+            printf("store: pinned+streaming slots/layers; ready = acquisitions that did not wait; read GB/s = bytes "
+                   "read / time a read was running\n");
+    }
     for (int i = 0; i < n_res; i++) result_free(&res[i]);
     free(res);
     free(toks);

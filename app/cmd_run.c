@@ -2,6 +2,7 @@
  * tokens to stdout, with a statistics line on stderr. */
 #include "app.h"
 #include "args.h"
+#include "store_opts.h"
 #include "strata.h"
 
 #include <signal.h>
@@ -32,16 +33,9 @@ static void help(void) {
            "      --ids               print generated token ids instead of text\n"
            "      --no-echo           do not print the prompt before the continuation\n"
            "      --kv-f32            keep the KV cache in F32 (default F16)\n"
-           "\n"
-           "Layer store (default: the layers are used in place from the mmap):\n"
-           "      --cache-layers N    keep at most N layers resident, stream the rest from the file\n"
-           "      --mem-budget SIZE   bytes for resident layers + output tensors, e.g. 2G or 512M\n"
-           "      --cache-policy P    ring (default: pinned layers + a ring of streaming slots) or lru\n"
-           "      --prefetch D        auto (adaptive distance, default), off (synchronous loads), or N layers ahead\n"
-           "      --prefetch-threads K  reader threads (default: auto)\n"
-           "      --ring-slots N      streaming slots of the ring policy (default: auto)\n"
-           "      --direct-io         read with O_DIRECT (bypasses the page cache)\n"
-           "  -h, --help              this text\n");
+
+           "  -h, --help              this text\n"
+           "\n%s", store_opts_help);
 }
 
 static st_session *g_session;
@@ -82,40 +76,6 @@ static char *read_text_file(const char *path) {
     return buf;
 }
 
-/* One line always (the store's mode); with a budget, its figures. */
-static void print_store_figures(FILE *f, const st_store_figures *t) {
-    if (!t->budgeted) {
-        fprintf(f, "layer store: mmap (no budget: %d layers used in place, no copies, no prefetch threads)\n", t->n_layer);
-        return;
-    }
-    fprintf(f, "layer store: %s, %d slots of %.1f MiB (%d pinned + %d streaming) for %d layers, budget %s%.1f MiB%s, "
-               "prefetch %s",
-            t->policy == ST_CACHE_LRU ? "lru" : "ring", t->n_slots, t->slot_bytes / 1048576.0, t->n_pinned, t->n_ring,
-            t->n_layer, t->budget_bytes ? "" : "(layers) ", (t->slot_alloc_bytes + t->fixed_bytes) / 1048576.0,
-            t->direct_io ? ", O_DIRECT" : "", t->prefetch_on ? "on" : "off");
-    if (t->prefetch_on)
-        fprintf(f, " (%d threads, distance %d now, %d max, %d limit)", t->prefetch_threads, t->distance,
-                t->distance_max, t->distance_limit);
-    fprintf(f, "\n");
-    double sec = t->read_busy_ns / 1e9;
-    fprintf(f,
-            "  acquisitions %llu: ready when needed %.2f%%, waited for prefetch %llu, sync loads %llu, errors %llu, "
-            "stall %.1f ms\n",
-            (unsigned long long)t->acquires, t->acquires ? 100.0 * t->ready / t->acquires : 100.0,
-            (unsigned long long)t->waits, (unsigned long long)t->sync_loads, (unsigned long long)t->errors,
-            t->stall_ns / 1e6);
-    fprintf(f, "  read %.1f MiB in %llu loads, %.1f MB/s while reading (%.2f s busy)\n", t->bytes_read / 1048576.0,
-            (unsigned long long)t->loads, t->read_mbps, sec);
-    fprintf(f,
-            "  prefetch requests %llu, de-duplicated %llu, dropped (queue full) %llu, no slot %llu, cancelled %llu; "
-            "queue peak %d of %d\n",
-            (unsigned long long)t->issued, (unsigned long long)t->dedup, (unsigned long long)t->dropped_full,
-            (unsigned long long)t->no_slot, (unsigned long long)t->cancelled, t->queue_peak, t->queue_cap);
-    fprintf(f, "  resident layer bytes: %.1f MiB now, %.1f MiB peak; slot memory %.1f MiB; slots used %d of %d\n",
-            t->resident_bytes / 1048576.0, t->peak_resident_bytes / 1048576.0, t->slot_alloc_bytes / 1048576.0,
-            t->slots_used, t->n_slots);
-}
-
 int cmd_run(int argc, char **argv) {
     const char *model = NULL, *prompt = "Once upon a time", *file = NULL;
     long n_predict = 64, threads = 0, ctx = 0, batch = 0;
@@ -148,24 +108,7 @@ int cmd_run(int argc, char **argv) {
         else if (!strcmp(a, "--ids")) ids = true;
         else if (!strcmp(a, "--no-echo")) echo = false;
         else if (!strcmp(a, "--kv-f32")) kv_f32 = true;
-        else if (!strcmp(a, "--cache-layers")) { VAL(); if (!arg_int("run", a, v, 1, 1 << 20, &l)) return 2; sp.cache_layers = (int)l; }
-        else if (!strcmp(a, "--mem-budget")) { VAL(); if (!arg_size("run", a, v, &sp.mem_budget)) return 2; if (!sp.mem_budget) { fprintf(stderr, "strata run: --mem-budget must be positive\n"); return 2; } }
-        else if (!strcmp(a, "--cache-policy")) {
-            VAL();
-            if (!strcmp(v, "ring")) sp.cache_policy = ST_CACHE_RING;
-            else if (!strcmp(v, "lru")) sp.cache_policy = ST_CACHE_LRU;
-            else { fprintf(stderr, "strata run: --cache-policy expects ring or lru, got '%s'\n", v); return 2; }
-        }
-        else if (!strcmp(a, "--prefetch")) {
-            VAL();
-            if (!strcmp(v, "auto")) sp.prefetch = ST_PREFETCH_AUTO;
-            else if (!strcmp(v, "off")) sp.prefetch = ST_PREFETCH_OFF;
-            else if (!arg_int("run", a, v, 1, 64, &l)) { fprintf(stderr, "strata run: --prefetch expects auto, off or a distance\n"); return 2; }
-            else sp.prefetch = (int)l;
-        }
-        else if (!strcmp(a, "--prefetch-threads")) { VAL(); if (!arg_int("run", a, v, 1, 64, &l)) return 2; sp.prefetch_threads = (int)l; }
-        else if (!strcmp(a, "--ring-slots")) { VAL(); if (!arg_int("run", a, v, 1, 1 << 20, &l)) return 2; sp.ring_slots = (int)l; }
-        else if (!strcmp(a, "--direct-io")) sp.direct_io = true;
+        else if ((l = store_opt_parse("run", argc, argv, &i, &sp)) != 0) { if (l < 0) return 2; }
         else { fprintf(stderr, "strata run: unknown option '%s' (see strata run --help)\n", a); return 2; }
 #undef VAL
     }
@@ -228,7 +171,7 @@ int cmd_run(int argc, char **argv) {
             "first token: %.1f ms | peak memory: %.1f MiB | threads: %d\n",
             (unsigned long long)ss.n_prompt, pt > 0 ? ss.n_prompt / pt : 0.0, (unsigned long long)ss.n_gen,
             gt > 0 ? ss.n_gen / gt : 0.0, ss.ttft_ns / 1e6, ss.peak_rss_bytes / 1048576.0, ss.n_threads);
-    print_store_figures(stderr, &ss.store);
+    store_print_figures(stderr, &ss.store);
 out:
     free(toks);
     free(ptext);

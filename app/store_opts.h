@@ -1,0 +1,17 @@
+/* store_opts.h — the layer store's command-line options (shared by run and
+ * bench) and the report of its figures. */
+#ifndef ST_STORE_OPTS_H
+#define ST_STORE_OPTS_H
+
+#include "strata.h"
+#include <stdio.h>
+
+/* The options' help lines. */
+extern const char *const store_opts_help;
+/* If argv[*i] is a store option, parses it (and its value, advancing *i)
+ * into p: returns 1, or -1 after printing an error. 0: not a store option. */
+int store_opt_parse(const char *cmd, int argc, char **argv, int *i, st_session_params *p);
+/* One line always (the store's mode); with a budget, its figures. */
+void store_print_figures(FILE *f, const st_store_figures *t);
+
+#endif
