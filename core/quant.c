@@ -1309,6 +1309,33 @@ static pthread_once_t g_fast_once = PTHREAD_ONCE_INIT;
 __attribute__((weak)) void st_quant_avx2_install(st_type_traits *tbl) { (void)tbl; }
 #endif
 
+/* AVX-VNNI decode kernels (quant_avxvnni.c, built with -mavxvnni), installed
+ * over the AVX2 ones; the same static-library caveat as above. */
+void st_quant_avxvnni_install(st_type_traits *tbl);
+#if !__has_include("quant_avxvnni.c")
+__attribute__((weak)) void st_quant_avxvnni_install(st_type_traits *tbl) { (void)tbl; }
+#endif
+
+/* AVX-VNNI: CPUID.(EAX=7,ECX=1):EAX bit 4 (VEX-encoded vpdpbusd/vpdpwssd on
+ * YMM; the YMM state check is part of cpu_has_avx2_hw). STRATA_NO_VNNI=1
+ * keeps the AVX2 kernels (benchmarks, tests). */
+static bool cpu_has_avxvnni_hw(void) {
+#ifdef ST_X86
+    const char *v = getenv("STRATA_NO_VNNI");
+    if (v && *v && strcmp(v, "0") != 0) return false;
+    if (__get_cpuid_max(0, NULL) < 7) return false;
+    unsigned a, b, c, d;
+    __cpuid_count(7, 1, a, b, c, d);
+    (void)b;
+    (void)c;
+    (void)d;
+    return (a >> 4) & 1u;
+#else
+    return false;
+#endif
+}
+static bool g_use_avxvnni;
+
 /* Multi-column fallback of the fast table for types whose vec_dot was
  * replaced by a SIMD kernel but that have no multi-column SIMD kernel: one
  * call of the fast vec_dot per activation row. */
@@ -1347,6 +1374,8 @@ static void fast_init(void) {
     memcpy(g_fast, g_ref, sizeof g_fast);
     g_use_avx2 = !no_simd_env() && cpu_has_avx2_hw();
     if (g_use_avx2) st_quant_avx2_install(g_fast);
+    g_use_avxvnni = g_use_avx2 && cpu_has_avxvnni_hw();
+    if (g_use_avxvnni) st_quant_avxvnni_install(g_fast);
     /* a SIMD vec_dot without a SIMD vec_dot_nc: loop over the SIMD vec_dot */
     for (int t = 0; t < ST_TYPE_COUNT; t++)
         if (g_fast[t].vec_dot != g_ref[t].vec_dot && g_fast[t].vec_dot_nc == g_ref[t].vec_dot_nc && g_nc_fast[t])
@@ -1356,6 +1385,11 @@ static void fast_init(void) {
 bool st_cpu_has_avx2(void) {
     pthread_once(&g_fast_once, fast_init);
     return g_use_avx2;
+}
+
+bool st_cpu_has_avxvnni(void) {
+    pthread_once(&g_fast_once, fast_init);
+    return g_use_avxvnni;
 }
 
 const st_type_traits *st_type_traits_get(st_type t) {
