@@ -39,6 +39,7 @@ typedef struct {
     int slot;
     int refs;
     bool pinned;
+    bool used;        /* acquired since it was loaded (lru: a prefetch never evicts an unused prefetch) */
     st_status err_code;
     char err_msg[sizeof(((st_error *)0)->msg)];
 } layer_t;
@@ -281,6 +282,7 @@ static int pick_slot(st_store *s, int j, bool for_acquire) {
             if (!for_acquire && dy <= dj) continue;
             score = (uint64_t)dy;
         } else {
+            if (!for_acquire && !ly->used) continue;
             score = UINT64_MAX - s->slots[k].tick;
         }
         if (best < 0 || score > best_score) { best = k; best_score = score; }
@@ -299,6 +301,7 @@ static void assign(st_store *s, int il, int sl) {
     }
     set_slot(s, sl, il);
     s->L[il].slot = sl;
+    s->L[il].used = false;
     s->L[il].state = LS_LOADING;
     point_layer(s, il, sl);
     publish_layer(s, il);
@@ -577,6 +580,7 @@ const st_layer *st_store_acquire(st_store *s, int il, st_error *err) {
     for (;;) {
         if (ly->state == LS_RESIDENT) {
             ly->refs++;
+            ly->used = true;
             s->slots[ly->slot].tick = ++s->tick;
             res = &ly->view;
             break;
