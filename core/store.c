@@ -401,7 +401,12 @@ static st_status store_slots_init(st_store *s, st_error *err) {
         s->n_pinned = c->policy == ST_CACHE_RING ? nl : 0;
         s->dist_limit = nl - 1 < 4 ? nl - 1 : 4;
     } else if (c->policy == ST_CACHE_RING) {
-        int r = c->ring_slots > 0 ? c->ring_slots : (n <= 3 ? n : n / 4 < 2 ? 2 : n / 4 > 4 ? 4 : n / 4);
+        /* auto: 4 streaming slots (prefetch distance 3), or all of them when
+         * fewer. A smaller ring pins more layers (fewer bytes per token) but
+         * leaves the reader idle while the pinned layers compute and absorbs
+         * no jitter: on tinyllama with 6 of 22 layers, rings of 2/3/4 were
+         * ready when needed 83/97/99.9% of the time. */
+        int r = c->ring_slots > 0 ? c->ring_slots : n < 4 ? n : 4;
         if (r > n) r = n;
         s->n_ring = r;
         s->n_pinned = n - r;
