@@ -16,7 +16,19 @@
  *  - for the K-quants the offset / min terms go through Q8_K's bsums (sums of
  *    16 activations), so they cost one madd per super-block;
  *  - signed x signed (Q8_0) uses the abs/sign pair.
- * Floats are accumulated in vectors; one horizontal sum at the end. */
+ *
+ * Three kinds of products, for decode and for prompts:
+ *  - vec_dot: one weight row, one activation row;
+ *  - vec_dot_nc: one weight row, up to 4 activation rows (each weight block
+ *    unpacked once for all of them);
+ *  - gemm: 8 weight rows repacked once into an interleaved layout (one dword
+ *    lane per row), then any number of activation rows (AVX-VNNI vpdpbusd
+ *    where the CPU has it, AVX2 maddubs/madd otherwise).
+ * For Q4_0, Q5_0, Q8_0, Q4_K, Q5_K and Q6_K all three follow one canonical
+ * order of float operations per type (exact integer block sums, then the
+ * same float steps in the same order; documented at the kernels), so a
+ * token's logits are bit-identical whatever batch it is evaluated in. For the
+ * other types vec_dot_nc repeats vec_dot's operations per column. */
 #include <cpuid.h>
 #include <immintrin.h>
 #include <stdbool.h>
