@@ -14,6 +14,7 @@
 #include "error.h"
 #include "gguf.h"
 #include "tokenizer.h"
+#include "chat.h"
 #include <stdbool.h>
 #include <stdint.h>
 
