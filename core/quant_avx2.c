@@ -938,11 +938,9 @@ NC_DISPATCH(vec_dot_nc_q2_K_q8_K, nc_q2_K, vec_dot_q2_K_q8_K)
  *    corr[8] = -128 * sum(w) of the row's block; int8 w[8 chunks][8][4], the
  *    signed quants (q - 8, q - 16, q). The activations are flipped to
  *    unsigned (y + 128, an xor with 0x80), and corr takes the 128 back out.
- *  - Q4_K, 2560 bytes per super-block: float fsc[8][8] = d * scale and
- *    fmn[8][8] = dmin * min per 32-element sub-block; uint8 q[64][8][4].
- *  - Q6_K, 2560 bytes: float fsc[16][8] = d * scale per 16 elements; uint8
- *    q[64][8][4], the unsigned 6-bit quants (the -32 goes through bsums).
- * The integer sum of each (sub-)block is exact; it is scaled in float. */
+ *  - Q4_K / Q5_K and Q6_K: described at their repack functions.
+ * The integer sums are exact; the float steps follow each type's canonical
+ * order (see vec_dot_nc), so the results equal vec_dot's bit for bit. */
 
 /* acc += u8 x s8 dot products of 4 bytes, per int32 lane (AVX-VNNI, VEX
  * encoded; written as asm so the file needs no -mavxvnni and the kernels are
@@ -1078,16 +1076,19 @@ ALWAYS_INLINE void gemm_b32_cols(int n, float *s, size_t bs, const uint8_t *xr, 
 /* Q4_K layout, 2560 bytes per super-block of 8 rows: sc[8][8] (scale of
  * sub-block j, row r, as the int16 pair (sc, sc)); int16 mn[4][8][2] (the mins of sub-blocks 2k, 2k+1 of
  * row r); float d[8], dmin[8]; at 512: uint8 q[64][8][4]. */
-static void gemm_repack_q4_K(int n, const void *vx, size_t bx, void *vdst) {
+ALWAYS_INLINE void repack_q45_K(int n, const void *vx, size_t bx, void *vdst, const bool five) {
     const int nb = n / ST_QK_K;
+    const size_t xsz = five ? sizeof(st_block_q5_K) : sizeof(st_block_q4_K);
     uint8_t *dst = vdst;
     const __m256i m4 = _mm256_set1_epi8(0x0F);
+    const __m256i b0 = _mm256_set1_epi8(0x01), b1 = _mm256_set1_epi8(0x02);
     for (int i = 0; i < nb; i++, dst += R8K_BYTES) {
         int32_t *sc = (int32_t *)dst;
         int16_t *mn = (int16_t *)(dst + 256);
         float *d = (float *)(dst + 384), *dmin = (float *)(dst + 416);
+        /* Q4_K and Q5_K share d, dmin, scales at the same offsets */
         for (int r = 0; r < 8; r++) {
-            const st_block_q4_K *x = (const st_block_q4_K *)((const uint8_t *)vx + (size_t)r * bx) + i;
+            const st_block_q4_K *x = (const st_block_q4_K *)((const uint8_t *)vx + (size_t)r * bx + (size_t)i * xsz);
             uint8_t sm[16];
             _mm_storeu_si128((__m128i *)sm, k4_scales_mins(x->scales));
             for (int j = 0; j < 8; j++) {
@@ -1097,19 +1098,32 @@ static void gemm_repack_q4_K(int n, const void *vx, size_t bx, void *vdst) {
             d[r] = h2f(x->d);
             dmin[r] = h2f(x->dmin);
         }
+        __m256i hb[8];
+        if (five)
+            for (int r = 0; r < 8; r++)
+                hb[r] = loadu256(((const st_block_q5_K *)((const uint8_t *)vx + (size_t)r * bx + (size_t)i * xsz))->qh);
         for (int j = 0; j < 4; j++) {
             __m256i lo[8], hi[8];
             for (int r = 0; r < 8; r++) {
-                const st_block_q4_K *x = (const st_block_q4_K *)((const uint8_t *)vx + (size_t)r * bx) + i;
-                const __m256i b = loadu256(x->qs + 32 * j);
+                const uint8_t *xb = (const uint8_t *)vx + (size_t)r * bx + (size_t)i * xsz;
+                const uint8_t *qs = five ? ((const st_block_q5_K *)xb)->qs : ((const st_block_q4_K *)xb)->qs;
+                const __m256i b = loadu256(qs + 32 * j);
                 lo[r] = _mm256_and_si256(b, m4);
                 hi[r] = _mm256_and_si256(_mm256_srli_epi16(b, 4), m4);
+                if (five) {
+                    lo[r] = _mm256_or_si256(lo[r], _mm256_slli_epi16(_mm256_and_si256(hb[r], b0), 4));
+                    hi[r] = _mm256_or_si256(hi[r], _mm256_slli_epi16(_mm256_and_si256(hb[r], b1), 3));
+                    hb[r] = _mm256_srli_epi16(hb[r], 2);
+                }
             }
             tr_store(dst + 512 + 256 * (2 * j), lo);
             tr_store(dst + 512 + 256 * (2 * j + 1), hi);
         }
     }
 }
+static void gemm_repack_q4_K(int n, const void *x, size_t bx, void *dst) { repack_q45_K(n, x, bx, dst, false); }
+/* Q5_K: the same layout with the 5-bit quants (the VNNI kernel is Q4_K's) */
+static void gemm_repack_q5_K(int n, const void *x, size_t bx, void *dst) { repack_q45_K(n, x, bx, dst, true); }
 
 ALWAYS_INLINE void gemm_q4_K_cols(int n, float *s, size_t bs, const uint8_t *xr, const uint8_t *vy, size_t by, const int NY) {
     const int nb = n / ST_QK_K;
@@ -1331,7 +1345,9 @@ ALWAYS_INLINE void gemm_q8_0_avx2_cols(int n, float *s, size_t bs, const uint8_t
 
 /* Q4_K: q <= 15, so the 8 chunks of a sub-block sum within int16 (16 * 15 *
  * 127); one vpmaddwd with the (sc, sc) pairs applies the scale. */
-ALWAYS_INLINE void gemm_q4_K_avx2_cols(int n, float *s, size_t bs, const uint8_t *xr, const uint8_t *vy, size_t by, const int NY) {
+ALWAYS_INLINE void gemm_q45_K_avx2_cols(int n, float *s, size_t bs, const uint8_t *xr, const uint8_t *vy, size_t by,
+                                       const int NY, const bool five) {
+    const int per = five ? 4 : 8; /* Q5_K: q <= 31, 4 chunks per int16 partial sum */
     const int nb = n / ST_QK_K;
     const __m256i ones16 = _mm256_set1_epi16(1);
     __m256 acc[NCMAX];
@@ -1343,19 +1359,22 @@ ALWAYS_INLINE void gemm_q4_K_avx2_cols(int n, float *s, size_t bs, const uint8_t
 #pragma GCC unroll 4
         for (int c = 0; c < NY; c++) S[c] = _mm256_setzero_si256();
         for (int j = 0; j < 8; j++) {
-            __m256i p16[NCMAX];
-#pragma GCC unroll 4
-            for (int c = 0; c < NY; c++) p16[c] = _mm256_setzero_si256();
-#pragma GCC unroll 8
-            for (int k = 0; k < 8; k++) {
-                const __m256i w = _mm256_load_si256((const __m256i *)(q + 256 * j + 32 * k));
-#pragma GCC unroll 4
-                for (int c = 0; c < NY; c++)
-                    p16[c] = _mm256_add_epi16(p16[c], _mm256_maddubs_epi16(w, bcast4(NC_Y(st_block_q8_K, vy, by, c)[i].qs + 32 * j + 4 * k)));
-            }
             const __m256i scj = _mm256_load_si256((const __m256i *)(xr + 32 * j));
+#pragma GCC unroll 2
+            for (int k0 = 0; k0 < 8; k0 += per) {
+                __m256i p16[NCMAX];
 #pragma GCC unroll 4
-            for (int c = 0; c < NY; c++) S[c] = _mm256_add_epi32(S[c], _mm256_madd_epi16(p16[c], scj));
+                for (int c = 0; c < NY; c++) p16[c] = _mm256_setzero_si256();
+#pragma GCC unroll 8
+                for (int k = k0; k < k0 + per; k++) {
+                    const __m256i w = _mm256_load_si256((const __m256i *)(q + 256 * j + 32 * k));
+#pragma GCC unroll 4
+                    for (int c = 0; c < NY; c++)
+                        p16[c] = _mm256_add_epi16(p16[c], _mm256_maddubs_epi16(w, bcast4(NC_Y(st_block_q8_K, vy, by, c)[i].qs + 32 * j + 4 * k)));
+                }
+#pragma GCC unroll 4
+                for (int c = 0; c < NY; c++) S[c] = _mm256_add_epi32(S[c], _mm256_madd_epi16(p16[c], scj));
+            }
         }
         const __m256 d = _mm256_load_ps((const float *)(xr + 384)), dmin = _mm256_load_ps((const float *)(xr + 416));
 #pragma GCC unroll 4
@@ -1375,6 +1394,13 @@ ALWAYS_INLINE void gemm_q4_K_avx2_cols(int n, float *s, size_t bs, const uint8_t
     }
 #pragma GCC unroll 4
     for (int c = 0; c < NY; c++) _mm256_storeu_ps(s + (size_t)c * bs, acc[c]);
+}
+
+ALWAYS_INLINE void gemm_q4_K_avx2_cols(int n, float *s, size_t bs, const uint8_t *xr, const uint8_t *vy, size_t by, const int NY) {
+    gemm_q45_K_avx2_cols(n, s, bs, xr, vy, by, NY, false);
+}
+ALWAYS_INLINE void gemm_q5_K_avx2_cols(int n, float *s, size_t bs, const uint8_t *xr, const uint8_t *vy, size_t by, const int NY) {
+    gemm_q45_K_avx2_cols(n, s, bs, xr, vy, by, NY, true);
 }
 
 /* Q6_K: q <= 63, so two chunks sum within int16 (4 * 63 * 127); the -32 *
@@ -1441,6 +1467,7 @@ GEMM_COLS(gemm_q4_0_avx2, gemm_q4_0_avx2_cols)
 GEMM_COLS(gemm_q5_0_avx2, gemm_q5_0_avx2_cols)
 GEMM_COLS(gemm_q8_0_avx2, gemm_q8_0_avx2_cols)
 GEMM_COLS(gemm_q4_K_avx2, gemm_q4_K_avx2_cols)
+GEMM_COLS(gemm_q5_K_avx2, gemm_q5_K_avx2_cols)
 GEMM_COLS(gemm_q6_K_avx2, gemm_q6_K_avx2_cols)
 
 /* AVX-VNNI: CPUID.(EAX=7,ECX=1):EAX bit 4 (the YMM state check was done by
@@ -1727,6 +1754,9 @@ void st_quant_avx2_install(st_type_traits *tbl) {
         tbl[ST_TYPE_Q4_K].gemm_repack = gemm_repack_q4_K;
         tbl[ST_TYPE_Q4_K].gemm = vnni ? gemm_q4_K_vnni : gemm_q4_K_avx2;
         tbl[ST_TYPE_Q4_K].gemm_block_bytes = R8K_BYTES;
+        tbl[ST_TYPE_Q5_K].gemm_repack = gemm_repack_q5_K;
+        tbl[ST_TYPE_Q5_K].gemm = vnni ? gemm_q4_K_vnni : gemm_q5_K_avx2;
+        tbl[ST_TYPE_Q5_K].gemm_block_bytes = R8K_BYTES;
         tbl[ST_TYPE_Q6_K].gemm_repack = gemm_repack_q6_K;
         tbl[ST_TYPE_Q6_K].gemm = vnni ? gemm_q6_K_vnni : gemm_q6_K_avx2;
         tbl[ST_TYPE_Q6_K].gemm_block_bytes = R8K6_BYTES;

@@ -446,6 +446,7 @@ GEMM_TEST(ST_TYPE_Q4_0, q4_0)
 GEMM_TEST(ST_TYPE_Q5_0, q5_0)
 GEMM_TEST(ST_TYPE_Q8_0, q8_0)
 GEMM_TEST(ST_TYPE_Q4_K, q4_k)
+GEMM_TEST(ST_TYPE_Q5_K, q5_k)
 GEMM_TEST(ST_TYPE_Q6_K, q6_k)
 
 /* with AVX-VNNI turned off (or absent) the AVX2 gemm kernels are used: the
@@ -461,6 +462,7 @@ GEMM_TEST_AVX2(ST_TYPE_Q4_0, q4_0)
 GEMM_TEST_AVX2(ST_TYPE_Q5_0, q5_0)
 GEMM_TEST_AVX2(ST_TYPE_Q8_0, q8_0)
 GEMM_TEST_AVX2(ST_TYPE_Q4_K, q4_k)
+GEMM_TEST_AVX2(ST_TYPE_Q5_K, q5_k)
 GEMM_TEST_AVX2(ST_TYPE_Q6_K, q6_k)
 
 /* STRATA_NO_GEMM=1: no gemm kernels, prompts go through vec_dot_nc */
