@@ -14,6 +14,7 @@ static void usage(FILE *f) {
             "commands:\n"
             "  run        generate text from a prompt\n"
             "  tokenize   show the token ids and pieces of a text\n"
+            "  template   render a conversation with a model's chat template\n"
             "  info       show a GGUF file's metadata and tensor table\n"
             "  bench      measure prompt and generation speed (like llama-bench)\n"
             "  genmodel   write a random-weight llama GGUF of a named shape (for benchmarks)\n"
@@ -29,6 +30,7 @@ int main(int argc, char **argv) {
     if (!strcmp(c, "--version")) { printf("strata %s\n", STRATA_VERSION); return 0; }
     if (!strcmp(c, "run")) return cmd_run(argc - 1, argv + 1);
     if (!strcmp(c, "tokenize")) return cmd_tokenize(argc - 1, argv + 1);
+    if (!strcmp(c, "template")) return cmd_template(argc - 1, argv + 1);
     if (!strcmp(c, "info")) return cmd_info(argc - 1, argv + 1);
     if (!strcmp(c, "bench")) return cmd_bench(argc - 1, argv + 1);
     if (!strcmp(c, "genmodel")) return cmd_genmodel(argc - 1, argv + 1);

@@ -768,7 +768,7 @@ st_status st_chat_render(st_chat_family f, const st_chat_msg *msgs, int n, const
     char *fold_text = NULL;
     if (st_chat_refuses_system(f) && eq(msgs[0].role, "system")) {
         if (pp->no_fold)
-            return st_error_set(err, ST_ERR_ARG, "%s template: system role not supported (it would be folded into the first user message without no_fold)",
+            return st_error_set(err, ST_ERR_ARG, "%s template: system role not supported (and folding it into the first user message was turned off)",
                                 NAMES[f]);
         if (n < 2 || !eq(msgs[1].role, "user"))
             return st_error_set(err, ST_ERR_ARG,
