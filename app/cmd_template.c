@@ -263,7 +263,7 @@ static bool parse_conversation(const char *text, size_t len, msg_list *l, char *
         bool found = false;
         j.p++;
         jws(&j);
-        if (j.p < j.end && *j.p == '}') j.p++;
+        if (j.p < j.end && *j.p == '}') { j.p++; ok = true; }
         else for (;;) {
             char *key = NULL;
             jws(&j);
