@@ -2,6 +2,8 @@
  * tokens to stdout, with a statistics line on stderr. */
 #include "app.h"
 #include "args.h"
+#include "db_opts.h"
+#include "run_save.h"
 #include "store_opts.h"
 #include "strata.h"
 
@@ -33,9 +35,12 @@ static void help(void) {
            "      --ids               print generated token ids instead of text\n"
            "      --no-echo           do not print the prompt before the continuation\n"
            "      --kv-f32            keep the KV cache in F32 (default F16)\n"
+           "      --save              save the prompt and the reply as a conversation (strata history)\n"
+           "      --title TEXT        the saved conversation's title (default: the prompt's first line)\n"
+           "%s"
 
            "  -h, --help              this text\n"
-           "\n%s", store_opts_help);
+           "\n%s", db_opts_help, store_opts_help);
 }
 
 static st_session *g_session;
@@ -45,13 +50,14 @@ static void on_sigint(int sig) {
     if (g_session) st_session_cancel(g_session);
 }
 
-typedef struct { bool ids; int n; } out_state;
+typedef struct { bool ids; int n; run_saver *save; } out_state;
 
 static bool on_token(void *user, int32_t token, const char *piece, int len) {
     out_state *o = user;
     if (o->ids) printf("%s%d", o->n ? " " : "", token);
     else fwrite(piece, 1, (size_t)len, stdout);
     o->n++;
+    run_save_piece(o->save, piece, len);
     fflush(stdout);
     return true;
 }
@@ -79,7 +85,8 @@ static char *read_text_file(const char *path) {
 int cmd_run(int argc, char **argv) {
     const char *model = NULL, *prompt = "Once upon a time", *file = NULL;
     long n_predict = 64, threads = 0, ctx = 0, batch = 0;
-    bool ids = false, echo = true, kv_f32 = false;
+    bool ids = false, echo = true, kv_f32 = false, save = false;
+    const char *db_path = NULL, *title = NULL;
     st_session_params sp;
     st_session_params_default(&sp);
     st_gen_params gp;
@@ -108,6 +115,9 @@ int cmd_run(int argc, char **argv) {
         else if (!strcmp(a, "--ids")) ids = true;
         else if (!strcmp(a, "--no-echo")) echo = false;
         else if (!strcmp(a, "--kv-f32")) kv_f32 = true;
+        else if (!strcmp(a, "--save")) save = true;
+        else if (!strcmp(a, "--title")) { VAL(); title = v; }
+        else if (!strcmp(a, "--db")) { VAL(); db_path = v; }
         else if ((l = store_opt_parse("run", argc, argv, &i, &sp)) != 0) { if (l < 0) return 2; }
         else { fprintf(stderr, "strata run: unknown option '%s' (see strata run --help)\n", a); return 2; }
 #undef VAL
@@ -153,7 +163,7 @@ int cmd_run(int argc, char **argv) {
 
     g_session = s;
     signal(SIGINT, on_sigint);
-    out_state os = {ids, 0};
+    out_state os = {ids, 0, save ? run_save_begin(db_path, title, m, prompt, (int)n, &gp) : NULL};
     st_status st = st_generate(s, toks, (int)n, &gp, on_token, &os, &err);
     signal(SIGINT, SIG_DFL);
     g_session = NULL;
@@ -172,6 +182,7 @@ int cmd_run(int argc, char **argv) {
             (unsigned long long)ss.n_prompt, pt > 0 ? ss.n_prompt / pt : 0.0, (unsigned long long)ss.n_gen,
             gt > 0 ? ss.n_gen / gt : 0.0, ss.ttft_ns / 1e6, ss.peak_rss_bytes / 1048576.0, ss.n_threads);
     store_print_figures(stderr, &ss.store);
+    run_save_end(os.save, st, s);
 out:
     free(toks);
     free(ptext);

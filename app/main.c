@@ -18,6 +18,7 @@ static void usage(FILE *f) {
             "  info       show a GGUF file's metadata and tensor table\n"
             "  bench      measure prompt and generation speed (like llama-bench)\n"
             "  genmodel   write a random-weight llama GGUF of a named shape (for benchmarks)\n"
+            "  history    list, show, search, export and delete saved conversations\n"
             "\n"
             "`strata <command> --help` describes each command.\n",
             STRATA_VERSION);
@@ -34,6 +35,7 @@ int main(int argc, char **argv) {
     if (!strcmp(c, "info")) return cmd_info(argc - 1, argv + 1);
     if (!strcmp(c, "bench")) return cmd_bench(argc - 1, argv + 1);
     if (!strcmp(c, "genmodel")) return cmd_genmodel(argc - 1, argv + 1);
+    if (!strcmp(c, "history")) return cmd_history(argc - 1, argv + 1);
     fprintf(stderr, "strata: unknown command '%s'\n\n", c);
     usage(stderr);
     return 2;

@@ -58,7 +58,11 @@ uint64_t st_rss_bytes(void) { return proc_status_kb("VmRSS") * 1024; }
 
 void st_session_params_default(st_session_params *p) {
     memset(p, 0, sizeof *p);
+    p->device = -1;
 }
+
+static st_gpu_backend_fn g_gpu_backend;
+void st_register_gpu_backend(st_gpu_backend_fn fn) { g_gpu_backend = fn; }
 
 void st_gen_params_default(st_gen_params *p) {
     p->n_predict = -1;
@@ -82,10 +86,16 @@ st_status st_session_new(st_model *m, const st_session_params *pp, st_session **
     st_status rc;
     int nth = m->params.n_threads > 0 ? m->params.n_threads : st_physical_cores();
     if ((rc = st_tp_new(nth, &s->tp, err))) goto fail;
-    if ((rc = st_cpu_backend_new(&m->hp, p.n_ctx, p.n_batch, p.kv_f32, s->tp, &s->be, err))) goto fail;
+    if (p.backend != ST_BACKEND_CPU) { /* a GPU backend (auto: if there is one) */
+        rc = g_gpu_backend ? g_gpu_backend(m, &p, &s->be, err)
+                           : st_error_set(err, ST_ERR_UNSUPPORTED, "this strata was built without a GPU backend");
+        if (rc && p.backend != ST_BACKEND_AUTO) goto fail;
+    }
+    if (!s->be && (rc = st_cpu_backend_new(&m->hp, p.n_ctx, p.n_batch, p.kv_f32, s->tp, &s->be, err))) goto fail;
     st_store_config sc;
     st_store_config_from_session(&sc, &p);
-    sc.host_slots = true; /* the CPU backend's slots are host memory: reads go straight into them */
+    /* the CPU backend's slots are host memory: reads go straight into them */
+    sc.host_slots = !strcmp(s->be->ops->name, "cpu");
     if ((rc = st_store_new(m, s->be, &sc, &s->store, err))) goto fail;
     s->n_logits_cap = 1;
     s->logits = malloc((size_t)m->hp.n_vocab * sizeof(float));

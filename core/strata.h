@@ -57,6 +57,8 @@ typedef enum { ST_CACHE_RING = 0, ST_CACHE_LRU = 1 } st_cache_policy;
 #define ST_PREFETCH_AUTO 0    /* adaptive prefetch distance */
 #define ST_PREFETCH_OFF (-1)  /* no prefetch threads: every load is synchronous */
 
+typedef enum { ST_BACKEND_CPU = 0, ST_BACKEND_VULKAN = 1, ST_BACKEND_AUTO = 2 } st_backend_kind;
+
 typedef struct st_session_params {
     int n_ctx;        /* context length; 0 = min(model's training context, 4096) */
     int n_batch;      /* prompt tokens per forward batch; 0 = 512 */
@@ -69,7 +71,18 @@ typedef struct st_session_params {
     int prefetch_threads;    /* 0 = auto */
     int ring_slots;          /* streaming slots of the ring policy; 0 = auto */
     bool direct_io;          /* O_DIRECT reads into aligned slots (falls back to pread if unsupported) */
+    /* compute backend (docs/VULKAN.md) */
+    st_backend_kind backend; /* ST_BACKEND_CPU (the default), ST_BACKEND_VULKAN, ST_BACKEND_AUTO */
+    int device;              /* Vulkan device index (strata devices); -1 = choose (a discrete GPU first) */
 } st_session_params;
+
+/* GPU backends live outside core (gpu/): a program that links one registers
+ * it (st_vk_register()), and sessions asking for ST_BACKEND_VULKAN, or
+ * ST_BACKEND_AUTO, get it from this hook. AUTO: the hook fails when there is
+ * no suitable device and the session falls back to the CPU. */
+typedef struct st_backend st_backend;
+typedef st_status (*st_gpu_backend_fn)(const st_model *m, const st_session_params *p, st_backend **out, st_error *err);
+void st_register_gpu_backend(st_gpu_backend_fn fn);
 
 void st_session_params_default(st_session_params *p);
 st_status st_session_new(st_model *m, const st_session_params *p, st_session **out, st_error *err);
