@@ -158,7 +158,7 @@ const st_type_traits *st_type_traits_ref(st_type t);
 /* true when the running CPU has AVX2+FMA+F16C and the SIMD kernels are used */
 bool st_cpu_has_avx2(void);
 /* true when, on top of that, the CPU has AVX-VNNI and its decode kernels
- * (vec_dot for Q4_0, Q5_0, Q8_0, Q4_K, Q5_K, Q6_K) are used; STRATA_NO_VNNI=1
+ * (vec_dot for Q4_0, Q5_0, Q8_0, Q2_K..Q6_K) are used; STRATA_NO_VNNI=1
  * turns them off. Results are bit-identical either way. */
 bool st_cpu_has_avxvnni(void);
 

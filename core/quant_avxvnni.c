@@ -381,6 +381,119 @@ static void vec_dot_q6_K(int n, float *s, const void *vx, const void *vy) {
 }
 
 /* ------------------------------------------------------------------------- */
+/* Q2_K / Q3_K x Q8_K: the float order of these two is per lane (8 float     */
+/* accumulators, summed at the end), so the integer partial sums must land in */
+/* the same lanes as in the AVX2 kernels: vpdpwssd(acc, p, sc) is exactly     */
+/* acc + madd(p, sc) lane by lane.                                            */
+
+/* k-th pair of scales: scale 2k over the low lane, 2k+1 over the high lane */
+#define R8(a, b) a, b, a, b, a, b, a, b, a, b, a, b, a, b, a, b
+static const uint8_t k_pair[4][32] __attribute__((aligned(32))) = {
+    {R8(0, 1), R8(2, 3)}, {R8(4, 5), R8(6, 7)}, {R8(8, 9), R8(10, 11)}, {R8(12, 13), R8(14, 15)}};
+#undef R8
+ALWAYS_INLINE __m256i pair_bcast(__m256i v, int k) {
+    return _mm256_shuffle_epi8(v, _mm256_load_si256((const __m256i *)k_pair[k]));
+}
+
+/* the same horizontal sum as quant_avx2.c's (the order matters) */
+ALWAYS_INLINE float hsum_ps(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+static void vec_dot_q2_K(int n, float *s, const void *vx, const void *vy) {
+    const st_block_q2_K *x = vx;
+    const st_block_q8_K *y = vy;
+    const int nb = n / ST_QK_K;
+    const __m256i m3 = _mm256_set1_epi8(3);
+    const __m128i m4 = _mm_set1_epi8(0x0F);
+    __m256 acc = _mm256_setzero_ps(), accm = _mm256_setzero_ps();
+    for (int i = 0; i < nb; i++) {
+        PF(x + i);
+        PF((const char *)(x + i) + 64);
+        const float d = y[i].d * h2f(x[i].d);
+        const float dmin = -y[i].d * h2f(x[i].dmin);
+        const __m128i sc8 = loadu128(x[i].scales);
+        const __m256i mins = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sc8, 4), m4));
+        const __m256i prodm = _mm256_madd_epi16(mins, loadu256(y[i].bsums));
+        accm = _mm256_fmadd_ps(_mm256_set1_ps(dmin), _mm256_cvtepi32_ps(prodm), accm);
+        const __m256i s16 = _mm256_cvtepu8_epi16(_mm_and_si128(sc8, m4));
+        __m256i sumi = _mm256_setzero_si256();
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; h++) {
+            const __m256i sc = _mm256_permute2x128_si256(s16, s16, h == 0 ? 0x00 : 0x11);
+            const __m256i q2 = loadu256(x[i].qs + 32 * h);
+#pragma GCC unroll 4
+            for (int j = 0; j < 4; j++) {
+                const __m256i q = _mm256_and_si256(_mm256_srli_epi16(q2, 2 * j), m3);
+                const __m256i p = _mm256_maddubs_epi16(q, loadu256(y[i].qs + 128 * h + 32 * j));
+                sumi = dpwssd(sumi, p, pair_bcast(sc, j));
+            }
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+    }
+    *s = hsum_ps(_mm256_add_ps(acc, accm));
+}
+
+/* Q3_K's 16 6-bit scales (0..63) from the 12 packed bytes: low 4 bits from
+ * the nibbles of bytes 0..7, high 2 bits from bytes 8..11 */
+ALWAYS_INLINE __m128i q3k_scales(const uint8_t *scales) {
+    const uint32_t kmask1 = 0x03030303, kmask2 = 0x0f0f0f0f;
+    uint32_t aux[4];
+    memcpy(aux, scales, 12);
+    const uint32_t tmp = aux[2];
+    aux[2] = ((aux[0] >> 4) & kmask2) | (((tmp >> 4) & kmask1) << 4);
+    aux[3] = ((aux[1] >> 4) & kmask2) | (((tmp >> 6) & kmask1) << 4);
+    aux[0] = (aux[0] & kmask2) | (((tmp >> 0) & kmask1) << 4);
+    aux[1] = (aux[1] & kmask2) | (((tmp >> 2) & kmask1) << 4);
+    return _mm_setr_epi32((int)aux[0], (int)aux[1], (int)aux[2], (int)aux[3]);
+}
+
+static void vec_dot_q3_K(int n, float *s, const void *vx, const void *vy) {
+    const st_block_q3_K *x = vx;
+    const st_block_q8_K *y = vy;
+    const int nb = n / ST_QK_K;
+    const __m256i m3 = _mm256_set1_epi8(3);
+    const __m256i c4 = _mm256_set1_epi8(4);
+    __m256 acc = _mm256_setzero_ps();
+    for (int i = 0; i < nb; i++) {
+        PF(x + i);
+        PF((const char *)(x + i) + 64);
+        const float d = y[i].d * h2f(x[i].d);
+        /* value = q2 + 4*hbit - 4, scale = sc - 32:
+         * sum = sum(sc * (q2 + 4h) * y) - 4 * sum(sc * bsums), the second
+         * term folded into the accumulator's start (|4 sc| <= 128) */
+        const __m128i sc8 = _mm_sub_epi8(q3k_scales(x[i].scales), _mm_set1_epi8(32));
+        const __m256i s16 = _mm256_cvtepi8_epi16(sc8);
+        const __m256i hm = loadu256(x[i].hmask);
+        /* 4 integer accumulators (lane-wise sums are exact in any order) */
+        __m256i sa[4];
+        sa[0] = _mm256_madd_epi16(loadu256(y[i].bsums), _mm256_sub_epi16(_mm256_setzero_si256(), _mm256_slli_epi16(s16, 2)));
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; h++) {
+            const __m256i sc = _mm256_permute2x128_si256(s16, s16, h == 0 ? 0x00 : 0x11);
+            const __m256i q2 = loadu256(x[i].qs + 32 * h);
+#pragma GCC unroll 4
+            for (int j = 0; j < 4; j++) {
+                const __m256i bit = _mm256_set1_epi8((char)(1 << (4 * h + j)));
+                const __m256i hb = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hm, bit), bit), c4);
+                const __m256i q = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q2, 2 * j), m3), hb);
+                const __m256i p = _mm256_maddubs_epi16(q, loadu256(y[i].qs + 128 * h + 32 * j));
+                if (h == 0 && j > 0)
+                    sa[j] = _mm256_madd_epi16(p, pair_bcast(sc, j));
+                else
+                    sa[j] = dpwssd(sa[j], p, pair_bcast(sc, j));
+            }
+        }
+        const __m256i sumi = _mm256_add_epi32(_mm256_add_epi32(sa[0], sa[1]), _mm256_add_epi32(sa[2], sa[3]));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+    }
+    *s = hsum_ps(acc);
+}
+
+/* ------------------------------------------------------------------------- */
 
 void st_quant_avxvnni_install(st_type_traits *tbl) {
     tbl[ST_TYPE_Q4_0].vec_dot = vec_dot_q4_0;
@@ -389,4 +502,6 @@ void st_quant_avxvnni_install(st_type_traits *tbl) {
     tbl[ST_TYPE_Q4_K].vec_dot = vec_dot_q4_K;
     tbl[ST_TYPE_Q5_K].vec_dot = vec_dot_q5_K;
     tbl[ST_TYPE_Q6_K].vec_dot = vec_dot_q6_K;
+    tbl[ST_TYPE_Q2_K].vec_dot = vec_dot_q2_K;
+    tbl[ST_TYPE_Q3_K].vec_dot = vec_dot_q3_K;
 }

@@ -66,7 +66,8 @@ static bool cpu_avxvnni(void) {
 
 static void no_vnni(void) { setenv("STRATA_NO_VNNI", "1", 1); }
 
-static const st_type k_types[] = {ST_TYPE_Q4_0, ST_TYPE_Q5_0, ST_TYPE_Q8_0, ST_TYPE_Q4_K, ST_TYPE_Q5_K, ST_TYPE_Q6_K};
+static const st_type k_types[] = {ST_TYPE_Q4_0, ST_TYPE_Q5_0, ST_TYPE_Q8_0, ST_TYPE_Q2_K,
+                                  ST_TYPE_Q3_K, ST_TYPE_Q4_K, ST_TYPE_Q5_K, ST_TYPE_Q6_K};
 
 static st_type_traits g_avx2[ST_TYPE_COUNT], g_vnni[ST_TYPE_COUNT];
 
@@ -94,6 +95,8 @@ static void scale_fields(st_type t, size_t *d, size_t *dmin) {
     case ST_TYPE_Q4_0: *d = offsetof(st_block_q4_0, d); break;
     case ST_TYPE_Q5_0: *d = offsetof(st_block_q5_0, d); break;
     case ST_TYPE_Q8_0: *d = offsetof(st_block_q8_0, d); break;
+    case ST_TYPE_Q2_K: *d = offsetof(st_block_q2_K, d), *dmin = offsetof(st_block_q2_K, dmin); break;
+    case ST_TYPE_Q3_K: *d = offsetof(st_block_q3_K, d); break;
     case ST_TYPE_Q4_K: *d = offsetof(st_block_q4_K, d), *dmin = offsetof(st_block_q4_K, dmin); break;
     case ST_TYPE_Q5_K: *d = offsetof(st_block_q5_K, d), *dmin = offsetof(st_block_q5_K, dmin); break;
     case ST_TYPE_Q6_K: *d = offsetof(st_block_q6_K, d); break;
@@ -223,6 +226,8 @@ static void suite(st_type t) {
 VNNI_TEST(ST_TYPE_Q4_0, q4_0)
 VNNI_TEST(ST_TYPE_Q5_0, q5_0)
 VNNI_TEST(ST_TYPE_Q8_0, q8_0)
+VNNI_TEST(ST_TYPE_Q2_K, q2_k)
+VNNI_TEST(ST_TYPE_Q3_K, q3_k)
 VNNI_TEST(ST_TYPE_Q4_K, q4_k)
 VNNI_TEST(ST_TYPE_Q5_K, q5_k)
 VNNI_TEST(ST_TYPE_Q6_K, q6_k)
