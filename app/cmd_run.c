@@ -5,6 +5,7 @@
 #include "db_opts.h"
 #include "run_save.h"
 #include "store_opts.h"
+#include "backend_opts.h"
 #include "strata.h"
 
 #include <signal.h>
@@ -35,12 +36,16 @@ static void help(void) {
            "      --ids               print generated token ids instead of text\n"
            "      --no-echo           do not print the prompt before the continuation\n"
            "      --kv-f32            keep the KV cache in F32 (default F16)\n"
+           "      --chat              one-shot chat: PROMPT is a user message, rendered with the model's\n"
+           "                          chat template (docs/CHAT.md); stops at the end of the turn; no echo\n"
+           "      --system TEXT       with --chat: a system message\n"
+           "      --chat-template NAME  with --chat: this template family instead of the model's\n"
            "      --save              save the prompt and the reply as a conversation (strata history)\n"
            "      --title TEXT        the saved conversation's title (default: the prompt's first line)\n"
            "%s"
 
            "  -h, --help              this text\n"
-           "\n%s", db_opts_help, store_opts_help);
+           "\n%s\n%s", db_opts_help, store_opts_help, backend_opts_help);
 }
 
 static st_session *g_session;
@@ -85,10 +90,12 @@ static char *read_text_file(const char *path) {
 int cmd_run(int argc, char **argv) {
     const char *model = NULL, *prompt = "Once upon a time", *file = NULL;
     long n_predict = 64, threads = 0, ctx = 0, batch = 0;
-    bool ids = false, echo = true, kv_f32 = false, save = false;
+    const char *chat_system = NULL, *chat_tmpl = NULL;
+    bool ids = false, echo = true, kv_f32 = false, chat = false, save = false;
     const char *db_path = NULL, *title = NULL;
     st_session_params sp;
     st_session_params_default(&sp);
+    backend_opts_default(&sp);
     st_gen_params gp;
     st_gen_params_default(&gp);
     for (int i = 1; i < argc; i++) {
@@ -115,10 +122,14 @@ int cmd_run(int argc, char **argv) {
         else if (!strcmp(a, "--ids")) ids = true;
         else if (!strcmp(a, "--no-echo")) echo = false;
         else if (!strcmp(a, "--kv-f32")) kv_f32 = true;
+        else if (!strcmp(a, "--chat")) chat = true;
+        else if (!strcmp(a, "--system")) { VAL(); chat_system = v; }
+        else if (!strcmp(a, "--chat-template")) { VAL(); chat_tmpl = v; }
         else if (!strcmp(a, "--save")) save = true;
         else if (!strcmp(a, "--title")) { VAL(); title = v; }
         else if (!strcmp(a, "--db")) { VAL(); db_path = v; }
         else if ((l = store_opt_parse("run", argc, argv, &i, &sp)) != 0) { if (l < 0) return 2; }
+        else if ((l = backend_opt_parse("run", argc, argv, &i, &sp)) != 0) { if (l < 0) return 2; }
         else { fprintf(stderr, "strata run: unknown option '%s' (see strata run --help)\n", a); return 2; }
 #undef VAL
     }
@@ -140,20 +151,28 @@ int cmd_run(int argc, char **argv) {
     st_model *m = NULL;
     st_session *s = NULL;
     int32_t *toks = NULL;
+    st_chat_prompt cp = {0};
     int rc = 1;
     if (st_model_open(model, &mp, &m, &err)) { fprintf(stderr, "strata run: %s\n", err.msg); goto out; }
     sp.n_ctx = (int)ctx;
     sp.n_batch = (int)batch;
     sp.kv_f32 = kv_f32;
     if (st_session_new(m, &sp, &s, &err)) { fprintf(stderr, "strata run: %s\n", err.msg); goto out; }
+    backend_report(stderr, "run", &sp, s);
 
     const st_tokenizer *tok = st_model_tokenizer(m);
+    if (chat) { /* the prompt becomes a user turn of the model's chat template */
+        if (st_chat_model_prompt(m, chat_tmpl, chat_system, prompt, &cp, &err)) { fprintf(stderr, "strata run: %s\n", err.msg); goto out; }
+        if (cp.fallback) fprintf(stderr, "strata run: %s\n", cp.notice);
+        prompt = cp.text;
+        echo = false;
+    }
     size_t plen = strlen(prompt);
-    int64_t n = st_tok_encode(tok, prompt, plen, true, false, NULL, 0);
+    int64_t n = st_tok_encode(tok, prompt, plen, chat ? cp.add_special : true, chat, NULL, 0);
     if (n < 0) { fprintf(stderr, "strata run: cannot tokenize the prompt\n"); goto out; }
     toks = malloc((size_t)(n > 0 ? n : 1) * sizeof *toks);
     if (!toks) goto out;
-    st_tok_encode(tok, prompt, plen, true, false, toks, n);
+    st_tok_encode(tok, prompt, plen, chat ? cp.add_special : true, chat, toks, n);
     if (n == 0) { fprintf(stderr, "strata run: the prompt is empty and the model adds no BOS token\n"); goto out; }
     if (n >= st_session_n_ctx(s)) {
         fprintf(stderr, "strata run: the prompt has %lld tokens, the context only %d (use -c)\n", (long long)n, st_session_n_ctx(s));
@@ -184,6 +203,7 @@ int cmd_run(int argc, char **argv) {
     store_print_figures(stderr, &ss.store);
     run_save_end(os.save, st, s);
 out:
+    st_chat_prompt_free(&cp);
     free(toks);
     free(ptext);
     st_session_free(s);
