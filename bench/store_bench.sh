@@ -92,7 +92,7 @@ run() { # label, then strata bench options
     local label="$1"; shift
     log "$label"
     "$STRATA" bench -m "$MODEL" -p 0 -n "$TG" -r "$REPS" "${THREAD_ARGS[@]}" --json "$@" |
-        jq -c --arg label "$label" '. + {label: $label}' >>"$OUT"
+        jq -c --arg lbl "$label" '. + {"label": $lbl}' >>"$OUT"
 }
 
 cat "$MODEL" >/dev/null   # the no-budget rate is the compute-bound one: weights in the page cache
@@ -101,7 +101,7 @@ run "none, --prefetch off" --prefetch off
 if [[ -n "${BASELINE:-}" ]]; then
     log "baseline binary $BASELINE"
     "$BASELINE" bench -m "$MODEL" -p 0 -n "$TG" -r "$REPS" "${THREAD_ARGS[@]}" --json |
-        jq -c '. + {label: "baseline binary"}' >>"$OUT"
+        jq -c '. + {"label": "baseline binary"}' >>"$OUT"
 fi
 for pct in $BUDGETS; do
     layers=$(( (N_LAYER * pct + 99) / 100 ))
