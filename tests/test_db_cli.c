@@ -1,0 +1,403 @@
+/* test_db_cli.c — the database through the strata binary: `strata run --save`
+ * killed with SIGKILL at random moments (the file stays intact and keeps
+ * every prompt and reply the process reported saved), Ctrl-C keeps a stopped
+ * reply, bad databases (not SQLite, newer schema, missing or read-only
+ * directory, full disk) leave generation working, and `strata history`. */
+#include "testutil.h"
+
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define STRATA STRATA_BINARY_DIR "/strata"
+
+static const char *model(void) {
+    static char p[4096];
+    snprintf(p, sizeof p, "%s", tu_source_path("assets/tiny-14m-q8_0.gguf"));
+    return p;
+}
+
+/* /dev/shm when there is one (every commit fsyncs; some disks take 100 ms) */
+static const char *fast_dir(void) {
+    static char dir[256];
+    if (!dir[0]) {
+        snprintf(dir, sizeof dir, "/dev/shm/strata-test-cli-XXXXXX");
+        if (access("/dev/shm", W_OK) != 0 || !mkdtemp(dir)) snprintf(dir, sizeof dir, "%s", tu_tmpdir());
+    }
+    return dir;
+}
+
+static void path_in(char *buf, size_t n, const char *dir, const char *name) {
+    static int k;
+    snprintf(buf, n, "%s/cli%d-%d-%s", dir, (int)getpid(), k++, name);
+}
+
+static uint64_t now_us(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+/* starts argv with stdout/stderr to files; fsize > 0: RLIMIT_FSIZE (a full disk) */
+static pid_t spawn(char *const argv[], const char *out, const char *err, long fsize) {
+    pid_t pid = fork();
+    cr_assert_neq(pid, -1);
+    if (pid == 0) {
+        int o = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644), e = open(err, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (o < 0 || e < 0) _exit(127);
+        dup2(o, 1);
+        dup2(e, 2);
+        int nul = open("/dev/null", O_RDONLY);
+        if (nul >= 0) dup2(nul, 0);
+        if (fsize > 0) {
+            struct rlimit rl = {(rlim_t)fsize, (rlim_t)fsize};
+            setrlimit(RLIMIT_FSIZE, &rl);
+            signal(SIGXFSZ, SIG_IGN); /* writes past the limit fail with EFBIG */
+        }
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    return pid;
+}
+
+typedef struct {
+    int status;  /* exit status, or 128 + signal */
+    char *out, *err;
+} result;
+
+static void result_free(result *r) { free(r->out); free(r->err); }
+
+static result run_cmd(char *const argv[], long fsize) {
+    char out[4200], err[4200];
+    path_in(out, sizeof out, fast_dir(), "out");
+    path_in(err, sizeof err, fast_dir(), "err");
+    pid_t pid = spawn(argv, out, err, fsize);
+    int st;
+    cr_assert_eq(waitpid(pid, &st, 0), pid);
+    result r = {WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st), tu_read_file(out, NULL), tu_read_file(err, NULL)};
+    if (!r.out) r.out = strdup("");
+    if (!r.err) r.err = strdup("");
+    unlink(out);
+    unlink(err);
+    return r;
+}
+
+static sqlite3 *open_raw(const char *db) {
+    sqlite3 *h;
+    cr_assert_eq(sqlite3_open_v2(db, &h, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK, "%s", db);
+    sqlite3_busy_timeout(h, 5000);
+    return h;
+}
+
+static char *q_text(sqlite3 *h, const char *sql, int64_t arg) {
+    sqlite3_stmt *st;
+    cr_assert_eq(sqlite3_prepare_v2(h, sql, -1, &st, NULL), SQLITE_OK, "%s: %s", sql, sqlite3_errmsg(h));
+    sqlite3_bind_int64(st, 1, arg);
+    char *s = NULL;
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL) s = strdup((const char *)sqlite3_column_text(st, 0));
+    else cr_assert(rc == SQLITE_ROW || rc == SQLITE_DONE, "%s: %s", sql, sqlite3_errmsg(h));
+    sqlite3_finalize(st);
+    return s;
+}
+
+static void assert_intact(sqlite3 *h) {
+    char *ic = q_text(h, "PRAGMA integrity_check", 0);
+    cr_assert_str_eq(ic, "ok");
+    free(ic);
+    char *msg = NULL;
+    cr_assert_eq(sqlite3_exec(h, "INSERT INTO messages_fts(messages_fts) VALUES ('integrity-check')", NULL, NULL, &msg),
+                 SQLITE_OK, "FTS index: %s", msg ? msg : "");
+}
+
+/* ---------------------------------------------------------------------------
+ * crash safety */
+typedef struct {
+    int64_t conv;      /* reported saved before generation */
+    char prompt[64];
+    int64_t msg;       /* reply reported saved (0: none) */
+    char *reply;
+} saved;
+
+static void kill_runs(const char *dir, int iterations, uint64_t seed) {
+    char db[4200], out[4200], err[4200];
+    path_in(db, sizeof db, dir, "crash.db");
+    path_in(out, sizeof out, dir, "crash.out");
+    path_in(err, sizeof err, dir, "crash.err");
+    saved *sv = calloc((size_t)iterations, sizeof *sv);
+    int n_sv = 0, n_replies = 0, n_early = 0;
+    uint64_t full_us = 0;
+    srand((unsigned)seed);
+    uint64_t cal[3];
+    for (int it = -3; it < iterations; it++) {
+        char prompt[64], npred[16], seedbuf[16];
+        snprintf(prompt, sizeof prompt, "Story %d: the little fox", it);
+        snprintf(npred, sizeof npred, "%d", 4 + (it & 7));
+        snprintf(seedbuf, sizeof seedbuf, "%d", it + 2);
+        char *argv[] = {STRATA, "run", "-m", (char *)model(), "-t", "1", "-n", npred, "--seed", seedbuf, "--no-echo",
+                        "--save", "--db", db, "-p", prompt, NULL};
+        unlink(out); /* a child killed before it opens them must not leave the last run's */
+        unlink(err);
+        uint64_t t0 = now_us();
+        pid_t pid = spawn(argv, out, err, 0);
+        int st;
+        if (it < 0) {
+            /* runs to the end: how long a whole run takes (the median of 3) */
+            cr_assert_eq(waitpid(pid, &st, 0), pid);
+            cal[it + 3] = now_us() - t0;
+            cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+            if (it == -1) {
+                uint64_t a = cal[0], b = cal[1], c = cal[2];
+                full_us = a > b ? (b > c ? b : a > c ? c : a) : (a > c ? a : b > c ? c : b);
+            }
+        } else {
+            /* a moment anywhere in the run (even iterations), or around its end (odd) */
+            uint64_t delay = it & 1 ? full_us / 2 + (uint64_t)rand() % (full_us + 1)
+                                    : (uint64_t)rand() % (full_us + 1);
+            usleep((useconds_t)delay);
+            kill(pid, SIGKILL);
+            cr_assert_eq(waitpid(pid, &st, 0), pid);
+        }
+        /* what the process said it had saved */
+        char *e = tu_read_file(err, NULL), *o = tu_read_file(out, NULL);
+        const char *p;
+        long long conv = 0, c2 = 0, mid = 0;
+        if (e && (p = strstr(e, "saving as conversation "))) sscanf(p, "saving as conversation %lld", &conv);
+        if (e && (p = strstr(e, "reply saved (conversation "))) sscanf(p, "reply saved (conversation %lld, message %lld", &c2, &mid);
+        if (it >= 0 && conv) {
+            saved *s = &sv[n_sv++];
+            s->conv = conv;
+            snprintf(s->prompt, sizeof s->prompt, "%s", prompt);
+            if (mid) {
+                cr_assert_eq(c2, conv);
+                cr_assert(o && strlen(o) > 0);
+                o[strlen(o) - 1] = 0; /* the newline after the reply */
+                s->msg = mid;
+                s->reply = strdup(o);
+                n_replies++;
+            }
+        }
+        if (it >= 0 && !mid) n_early++;
+        free(e);
+        free(o);
+        /* the file is intact and holds everything reported saved, so far */
+        if (access(db, F_OK) != 0) continue; /* killed before it was created */
+        sqlite3 *h = open_raw(db);
+        assert_intact(h);
+        for (int i = 0; i < n_sv; i++) {
+            char *u = q_text(h, "SELECT content FROM messages WHERE conversation_id = ?1 AND role = 'user'", sv[i].conv);
+            cr_assert(u && !strcmp(u, sv[i].prompt), "iteration %d: conversation %lld lost its prompt '%s' (has '%s')",
+                      it, (long long)sv[i].conv, sv[i].prompt, u ? u : "(none)");
+            free(u);
+            if (!sv[i].msg) continue;
+            char *r = q_text(h, "SELECT content FROM messages WHERE id = ?1 AND role = 'assistant' AND stopped = 0",
+                             sv[i].msg);
+            cr_assert(r, "iteration %d: reply %lld was reported saved and is gone", it, (long long)sv[i].msg);
+            cr_assert_str_eq(r, sv[i].reply, "reply %lld differs from what was printed", (long long)sv[i].msg);
+            free(r);
+        }
+        sqlite3_close(h);
+    }
+    /* the random moments covered both sides of the commits */
+    cr_assert_geq(n_replies, iterations / 10, "only %d of %d runs completed (a run takes %llu us)", n_replies,
+                  iterations, (unsigned long long)full_us);
+    cr_assert_geq(n_early, iterations / 10, "only %d of %d runs were killed before the reply was saved", n_early,
+                  iterations);
+    cr_log_info("%d kills: %d replies saved, %d killed before (a whole run: %llu us)", iterations, n_replies,
+                n_early, (unsigned long long)full_us);
+    for (int i = 0; i < n_sv; i++) free(sv[i].reply);
+    free(sv);
+}
+
+Test(crash, sigkill_100_times, .timeout = 120) {
+    kill_runs(fast_dir(), 100, (uint64_t)time(NULL));
+}
+
+/* the same on the disk, where commits wait for fsync and kills land in it */
+Test(crash, sigkill_on_disk, .timeout = 120) {
+    kill_runs(tu_tmpdir(), 12, (uint64_t)time(NULL) + 1);
+}
+
+/* ---------------------------------------------------------------------------
+ * a reply stopped with Ctrl-C is kept, marked stopped */
+Test(run_save, ctrl_c_keeps_stopped_reply, .timeout = 60) {
+    char db[4200], out[4200], err[4200];
+    path_in(db, sizeof db, fast_dir(), "stop.db");
+    path_in(out, sizeof out, fast_dir(), "stop.out");
+    path_in(err, sizeof err, fast_dir(), "stop.err");
+    char *argv[] = {STRATA, "run", "-m", (char *)model(), "-t", "1", "-n", "100000", "--ignore-eos", "-c", "2048",
+                    "--no-echo", "--save", "--db", db, "--title", "stopped one", "-p", "Once", NULL};
+    pid_t pid = spawn(argv, out, err, 0);
+    /* wait for some output, then Ctrl-C */
+    for (int i = 0; i < 2000; i++) {
+        struct stat sb;
+        if (stat(out, &sb) == 0 && sb.st_size > 20) break;
+        usleep(5000);
+    }
+    kill(pid, SIGINT);
+    int st;
+    cr_assert_eq(waitpid(pid, &st, 0), pid);
+    char *e = tu_read_file(err, NULL), *o = tu_read_file(out, NULL);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "%s", e);
+    cr_assert(strstr(e, "reply saved, marked stopped"), "%s", e);
+    o[strlen(o) - 1] = 0;
+    sqlite3 *h = open_raw(db);
+    char *r = q_text(h, "SELECT content FROM messages WHERE role = 'assistant' AND stopped = 1", 0);
+    cr_assert(r && !strcmp(r, o), "stored '%s' printed '%s'", r, o);
+    char *t = q_text(h, "SELECT title FROM conversations", 0);
+    cr_assert_str_eq(t, "stopped one");
+    free(r);
+    free(t);
+    free(e);
+    free(o);
+    sqlite3_close(h);
+}
+
+/* ---------------------------------------------------------------------------
+ * bad databases: a clear error, and the text is generated anyway */
+static void run_with_bad_db(const char *db, long fsize, const char *expect) {
+    char *argv[] = {STRATA, "run", "-m", (char *)model(), "-t", "1", "-n", "6", "--no-echo", "--save", "--db",
+                    (char *)db, "-p", "Once upon a time", NULL};
+    result r = run_cmd(argv, fsize);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    cr_assert_gt(strlen(r.out), 3, "no text generated:\n%s", r.err);
+    cr_assert(strstr(r.err, expect), "expected '%s' in:\n%s", expect, r.err);
+    cr_assert(strstr(r.err, "without saving") || strstr(r.err, "could not save the reply"), "%s", r.err);
+    result_free(&r);
+}
+
+Test(run_save, bad_databases_still_generate, .timeout = 60) {
+    char p[4200];
+    /* not a SQLite file: refused, untouched */
+    path_in(p, sizeof p, fast_dir(), "notes.txt");
+    FILE *f = fopen(p, "w");
+    fputs("my notes, not a database\n", f);
+    fclose(f);
+    run_with_bad_db(p, 0, "not a SQLite database");
+    char *c = tu_read_file(p, NULL);
+    cr_assert_str_eq(c, "my notes, not a database\n");
+    free(c);
+    /* a newer schema */
+    path_in(p, sizeof p, fast_dir(), "newer.db");
+    sqlite3 *h;
+    sqlite3_open(p, &h);
+    sqlite3_exec(h, "CREATE TABLE t (x); PRAGMA user_version = 1000;", NULL, NULL, NULL);
+    sqlite3_close(h);
+    run_with_bad_db(p, 0, "newer than this strata");
+    /* a missing directory */
+    path_in(p, sizeof p, fast_dir(), "missing/dir/x.db");
+    run_with_bad_db(p, 0, "does not exist");
+    /* a read-only directory (/proc for root, who may write anywhere else) */
+    if (geteuid() == 0) snprintf(p, sizeof p, "/proc/strata-test.db");
+    else {
+        path_in(p, sizeof p, fast_dir(), "ro");
+        mkdir(p, 0555);
+        strcat(p, "/x.db");
+    }
+    run_with_bad_db(p, 0, "cannot create");
+}
+
+Test(run_save, full_disk_still_generates, .timeout = 60) {
+    char db[4200];
+    path_in(db, sizeof db, tu_tmpdir(), "full.db");
+    /* a database with a conversation in it; then no file may grow past 8 KiB */
+    char *argv[] = {STRATA, "run", "-m", (char *)model(), "-t", "1", "-n", "4", "--no-echo", "--save", "--db", db,
+                    "-p", "first", NULL};
+    result r = run_cmd(argv, 0);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    result_free(&r);
+    struct stat sb;
+    stat(db, &sb);
+    run_with_bad_db(db, 8192, "cannot save this conversation");
+    sqlite3 *h = open_raw(db);
+    assert_intact(h);
+    char *n = q_text(h, "SELECT count(*) FROM messages", 0);
+    cr_assert_str_eq(n, "2");
+    free(n);
+    sqlite3_close(h);
+}
+
+/* ---------------------------------------------------------------------------
+ * strata history */
+static result history(const char *db, const char *a1, const char *a2, const char *a3) {
+    char *argv[] = {STRATA, "history", (char *)a1, "--db", (char *)db, (char *)a2, (char *)a3, NULL};
+    return run_cmd(argv, 0);
+}
+
+Test(history_cli, list_show_search_export_rm, .timeout = 60) {
+    char db[4200];
+    path_in(db, sizeof db, fast_dir(), "hist.db");
+    result r = history(db, "list", NULL, NULL);
+    cr_assert_eq(r.status, 0);
+    cr_assert(strstr(r.out, "no conversations yet"), "%s", r.out);
+    result_free(&r);
+    const char *prompts[] = {"The old lighthouse keeper", "A recipe for pancakes"};
+    for (int i = 0; i < 2; i++) {
+        char *argv[] = {STRATA, "run", "-m", (char *)model(), "-t", "1", "-n", "6", "--save", "--db", db, "-p",
+                        (char *)prompts[i], NULL};
+        r = run_cmd(argv, 0);
+        cr_assert_eq(r.status, 0, "%s", r.err);
+        result_free(&r);
+    }
+    r = history(db, "list", NULL, NULL);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    cr_assert(strstr(r.out, "The old lighthouse keeper") && strstr(r.out, "A recipe for pancakes"), "%s", r.out);
+    cr_assert(strstr(r.out, "A recipe") < strstr(r.out, "The old"), "newest first:\n%s", r.out);
+    result_free(&r);
+    r = history(db, "show", "1", NULL);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    cr_assert(strstr(r.out, "── user") && strstr(r.out, "── assistant") && strstr(r.out, "tok/s"), "%s", r.out);
+    result_free(&r);
+    r = history(db, "search", "lighthouse", NULL);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    cr_assert(strstr(r.out, "**lighthouse**") && strstr(r.out, "conversation 1"), "%s", r.out);
+    result_free(&r);
+    r = history(db, "export", "2", "--format");
+    cr_assert_neq(r.status, 0); /* --format without its value */
+    result_free(&r);
+    char *argv[] = {STRATA, "history", "export", "2", "--format", "json", "--db", db, NULL};
+    r = run_cmd(argv, 0);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    cJSON *j = cJSON_Parse(r.out);
+    cr_assert(j, "%s", r.out);
+    cr_assert_str_eq(cJSON_GetObjectItem(j, "title")->valuestring, "A recipe for pancakes");
+    cr_assert_eq(cJSON_GetArraySize(cJSON_GetObjectItem(j, "messages")), 2);
+    cJSON_Delete(j);
+    result_free(&r);
+    r = history(db, "export", "2", NULL);
+    cr_assert(strstr(r.out, "# A recipe for pancakes") && strstr(r.out, "## Assistant"), "%s", r.out);
+    result_free(&r);
+    r = history(db, "rm", "1", NULL);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    cr_assert(strstr(r.out, "deleted conversation 1 (2 messages)"), "%s", r.out);
+    result_free(&r);
+    r = history(db, "show", "1", NULL);
+    cr_assert_neq(r.status, 0);
+    cr_assert(strstr(r.err, "no conversation 1"), "%s", r.err);
+    result_free(&r);
+    r = history(db, "search", "lighthouse", NULL);
+    cr_assert(strstr(r.out, "no messages match"), "%s", r.out);
+    result_free(&r);
+    /* every subcommand has --help */
+    const char *subs[] = {"list", "show", "search", "export", "rm"};
+    for (int i = 0; i < 5; i++) {
+        r = history(db, subs[i], "--help", NULL);
+        cr_assert_eq(r.status, 0);
+        cr_assert(strstr(r.out, "usage: strata history"), "%s", r.out);
+        result_free(&r);
+    }
+    r = history(db, "show", "abc", NULL);
+    cr_assert_eq(r.status, 2);
+    result_free(&r);
+}
