@@ -1,5 +1,9 @@
-/* tokenizer.c — the SentencePiece (llama) tokenizer, behaving as llama.cpp's
- * LLAMA_VOCAB_TYPE_SPM path in llama-vocab.cpp:
+/* tokenizer.c — the vocabulary shared by both tokenizer kinds (tokens, types,
+ * special ids, end-of-generation set, special-token partition, rendered
+ * pieces), the dispatch on tokenizer.ggml.model ("llama" -> SentencePiece,
+ * "gpt2" -> byte-level BPE in tokenizer_bpe.c), and the SentencePiece
+ * tokenizer itself, behaving as llama.cpp's LLAMA_VOCAB_TYPE_SPM path in
+ * llama-vocab.cpp:
  *
  *   encode:  split the text around special tokens (tokenizer_st_partition),
  *            then for each raw fragment: optional "▁" prefix (only at the start
@@ -12,7 +16,7 @@
  *
  * Written from scratch against the documented behaviour; no code copied. */
 #define _GNU_SOURCE
-#include "tokenizer.h"
+#include "tokenizer_impl.h"
 
 #include <ctype.h>
 #include <limits.h>
@@ -20,55 +24,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* token attributes, as llama.cpp's llama_token_attr bits */
-enum {
-    ATTR_UNKNOWN = 1 << 0,
-    ATTR_UNUSED = 1 << 1,
-    ATTR_NORMAL = 1 << 2,
-    ATTR_CONTROL = 1 << 3,
-    ATTR_USER_DEFINED = 1 << 4,
-    ATTR_BYTE = 1 << 5,
-    ATTR_LSTRIP = 1 << 7,
-    ATTR_RSTRIP = 1 << 8,
-};
-
 #define SPACE_MARK "\xE2\x96\x81" /* U+2581 "▁" */
 #define SPACE_MARK_LEN 3
-
-struct st_tokenizer {
-    int32_t n_vocab;
-    /* token texts: NUL-terminated strings inside `blob` */
-    char *blob;
-    size_t *off;
-    uint32_t *len;
-    float *score;
-    int32_t *type;   /* effective GGUF token type */
-    uint16_t *attr;  /* llama.cpp attribute bits */
-    /* rendered pieces (token_to_piece with special = true), inside `pblob` */
-    char *pblob;
-    size_t *poff;
-    uint32_t *plen;
-    uint8_t *eog;
-    uint32_t max_token_len;
-
-    /* text -> id: open addressing, linear probing; -1 = empty slot */
-    int32_t *ht;
-    uint32_t ht_mask;
-
-    /* control / user-defined / unknown tokens, longest text first */
-    int32_t *special;
-    int32_t n_special;
-
-    int32_t byte_tok[256];  /* byte -> token (-1: none) */
-
-    int32_t bos, eos, unk, sep, pad, mask, eot, eom;
-    bool add_bos, add_eos, add_space_prefix;
-};
 
 /* ------------------------------------------------------------------ */
 /* hash map                                                            */
 
-static uint64_t hash_bytes(const char *s, size_t n) {
+uint64_t st_tok__hash(const char *s, size_t n) {
     uint64_t h = 1469598103934665603ull;
     for (size_t i = 0; i < n; i++) {
         h ^= (uint8_t)s[i];
@@ -79,7 +41,7 @@ static uint64_t hash_bytes(const char *s, size_t n) {
 
 static int32_t lookup(const st_tokenizer *t, const char *s, size_t n) {
     if (n > t->max_token_len) return -1;
-    uint32_t i = (uint32_t)hash_bytes(s, n) & t->ht_mask;
+    uint32_t i = (uint32_t)st_tok__hash(s, n) & t->ht_mask;
     for (;;) {
         int32_t id = t->ht[i];
         if (id < 0) return -1;
@@ -87,6 +49,8 @@ static int32_t lookup(const st_tokenizer *t, const char *s, size_t n) {
         i = (i + 1) & t->ht_mask;
     }
 }
+
+int32_t st_tok__lookup(const st_tokenizer *t, const char *s, size_t n) { return lookup(t, s, n); }
 
 /* ------------------------------------------------------------------ */
 /* loading                                                             */
@@ -105,6 +69,7 @@ void st_tok_free(st_tokenizer *t) {
     free(t->eog);
     free(t->ht);
     free(t->special);
+    st_bpe_free(t->bpe);
     free(t);
 }
 
@@ -189,15 +154,19 @@ static bool contains_ci(const char *hay, size_t n, const char *needle) {
     return false;
 }
 
-/* Appends the rendered piece of token id (special = true) to the piece blob. */
+/* The rendered piece of token id (special = true), written to dst unless
+ * dst is NULL; returns its length. */
 static size_t render_piece(const st_tokenizer *t, int32_t id, char *dst) {
     const char *s = t->blob + t->off[id];
     uint32_t n = t->len[id];
     uint16_t a = t->attr[id];
     if (a & (ATTR_UNKNOWN | ATTR_CONTROL | ATTR_USER_DEFINED)) {
-        memcpy(dst, s, n);
+        if (dst) memcpy(dst, s, n);
         return n;
     }
+    if (t->bpe) /* BPE: normal tokens byte-decoded, all other types render as nothing */
+        return (a & ATTR_NORMAL) ? st_bpe_decode_text(s, n, dst) : 0;
+    if (!dst) return n; /* the SPM renderings are never longer than the text */
     if (a & ATTR_NORMAL) {
         size_t k = 0;
         for (uint32_t i = 0; i < n;) {
@@ -232,10 +201,27 @@ st_status st_tok_load(const st_gguf *g, st_tokenizer **out, st_error *err) {
         return st_error_set(err, ST_ERR_FORMAT, "tokenizer: missing key tokenizer.ggml.model");
     if (!st_gguf_get_str(g, "tokenizer.ggml.model", &model))
         return st_error_set(err, ST_ERR_FORMAT, "tokenizer: tokenizer.ggml.model is not a string");
-    if (!(model.len == 5 && memcmp(model.ptr, "llama", 5) == 0)) {
+    bool is_bpe = model.len == 4 && memcmp(model.ptr, "gpt2", 4) == 0;
+    if (!is_bpe && !(model.len == 5 && memcmp(model.ptr, "llama", 5) == 0)) {
         int n = model.len > 64 ? 64 : (int)model.len;
-        return st_error_set(err, ST_ERR_UNSUPPORTED, "tokenizer model '%.*s' not supported yet (supported: llama)",
-                            n, model.ptr);
+        return st_error_set(err, ST_ERR_UNSUPPORTED,
+                            "tokenizer model '%.*s' not supported (supported: llama, gpt2)", n, model.ptr);
+    }
+    /* BPE: the pre-tokenizer (tokenizer.ggml.pre; absent: "default") */
+    const st_bpe_pre *pre = NULL;
+    if (is_bpe) {
+        st_gguf_str ps = {"default", 7};
+        if (st_gguf_find_key(g, "tokenizer.ggml.pre") >= 0 && !st_gguf_get_str(g, "tokenizer.ggml.pre", &ps))
+            return st_error_set(err, ST_ERR_FORMAT, "tokenizer: tokenizer.ggml.pre is not a string");
+        pre = st_bpe_find_pre(ps.ptr, ps.len);
+        if (!pre) {
+            int n = ps.len > 64 ? 64 : (int)ps.len;
+            char names[512];
+            st_bpe_pre_names(names, sizeof names);
+            return st_error_set(err, ST_ERR_UNSUPPORTED,
+                                "BPE pre-tokenizer '%.*s' (tokenizer.ggml.pre) not supported (supported: %s)", n,
+                                ps.ptr, names);
+        }
     }
 
     int64_t ki = st_gguf_find_key(g, "tokenizer.ggml.tokens");
@@ -357,7 +343,7 @@ st_status st_tok_load(const st_gguf *g, st_tokenizer **out, st_error *err) {
     }
     for (int32_t i = 0; i < n; i++) {
         const char *s = t->blob + t->off[i];
-        uint32_t h = (uint32_t)hash_bytes(s, t->len[i]) & t->ht_mask;
+        uint32_t h = (uint32_t)st_tok__hash(s, t->len[i]) & t->ht_mask;
         while (t->ht[h] >= 0) {
             int32_t o = t->ht[h];
             if (t->len[o] == t->len[i] && memcmp(t->blob + t->off[o], s, t->len[i]) == 0) {
@@ -370,14 +356,23 @@ st_status st_tok_load(const st_gguf *g, st_tokenizer **out, st_error *err) {
         t->ht[h] = i;
     }
 
-    /* SPM defaults, then the keys */
-    t->bos = 1 < n ? 1 : -1;
-    t->eos = 2 < n ? 2 : -1;
-    t->unk = 0;
+    /* defaults (as llama.cpp's for SPM / BPE), then the keys */
     t->sep = t->pad = t->mask = t->eot = t->eom = -1;
-    t->add_bos = true;
     t->add_eos = false;
-    t->add_space_prefix = true;
+    if (is_bpe) {
+        t->bos = t->eos = 11 < n ? 11 : -1;
+        t->unk = -1;
+        t->add_bos = pre->add_bos;
+        t->add_space_prefix = false;
+        t->clean_spaces = pre->clean_spaces;
+    } else {
+        t->bos = 1 < n ? 1 : -1;
+        t->eos = 2 < n ? 2 : -1;
+        t->unk = 0;
+        t->add_bos = true;
+        t->add_space_prefix = true;
+        t->clean_spaces = false;
+    }
     int32_t fim_pre = -1, fim_suf = -1, fim_mid = -1, fim_pad = -1, fim_rep = -1, fim_sep = -1;
     struct { const char *key; int32_t *id; } ids[] = {
         {"tokenizer.ggml.bos_token_id", &t->bos},
@@ -412,6 +407,7 @@ st_status st_tok_load(const st_gguf *g, st_tokenizer **out, st_error *err) {
         goto fail;
     }
     if (t->unk >= n) t->unk = -1;
+    if (is_bpe && (rc = st_bpe_init(t, g, pre, err))) goto fail;
 
     /* special tokens recognised by their text, as llama.cpp does */
     t->eot = detect_by_text(t, t->eot, EOT_TEXTS);
@@ -480,6 +476,10 @@ st_status st_tok_load(const st_gguf *g, st_tokenizer **out, st_error *err) {
     qsort_r(t->special, (size_t)t->n_special, sizeof *t->special, cmp_special, t);
 
     /* rendered pieces (as llama.cpp's cache_token_to_piece, special = true) */
+    if (is_bpe) {
+        total = 1;
+        for (int32_t i = 0; i < n; i++) total += render_piece(t, i, NULL);
+    }
     t->pblob = malloc(total);
     if (!t->pblob) {
         rc = st_error_set(err, ST_ERR_NOMEM, "tokenizer: out of memory");
@@ -506,8 +506,14 @@ st_status st_tok_load(const st_gguf *g, st_tokenizer **out, st_error *err) {
         }
     }
 
-    /* byte fallback: "<0xNN>", else the single byte as a token */
-    for (int b = 0; b < 256; b++) {
+    /* byte tokens: BPE: the byte's GPT-2 character; SPM (fallback): "<0xNN>",
+     * else the single byte as a token */
+    for (int b = 0; b < 256 && is_bpe; b++) {
+        char buf[4];
+        int k = st_utf8_encode(st_gpt2_byte_to_cpt((uint8_t)b), buf);
+        t->byte_tok[b] = lookup(t, buf, (size_t)k);
+    }
+    for (int b = 0; b < 256 && !is_bpe; b++) {
         char buf[8];
         snprintf(buf, sizeof buf, "<0x%02X>", b);
         int32_t id = find_cstr(t, buf);
@@ -560,16 +566,8 @@ int32_t st_tok_find(const st_tokenizer *t, const char *text, size_t len) {
 /* ------------------------------------------------------------------ */
 /* encoding                                                            */
 
-typedef struct {
-    int32_t *ids;
-    int64_t cap;
-    int64_t n;
-} outbuf;
-
-static inline void emit(outbuf *o, int32_t id) {
-    if (o->n < o->cap) o->ids[o->n] = id;
-    o->n++;
-}
+typedef st_tok_out outbuf;
+#define emit st_tok__emit
 
 typedef struct {
     uint32_t off;  /* into the escaped text */
@@ -592,7 +590,7 @@ typedef struct {
     size_t heap_n, heap_cap;
 } scratch;
 
-static bool grow(void **p, size_t *cap, size_t need, size_t elem) {
+bool st_tok__grow(void **p, size_t *cap, size_t need, size_t elem) {
     if (need <= *cap) return true;
     size_t c = *cap ? *cap : 64;
     while (c < need) c *= 2;
@@ -602,6 +600,7 @@ static bool grow(void **p, size_t *cap, size_t need, size_t elem) {
     *cap = c;
     return true;
 }
+#define grow st_tok__grow
 
 /* a comes out of the queue before b: higher score, then leftmost */
 static inline bool before(const bigram_t *a, const bigram_t *b) {
@@ -807,6 +806,7 @@ int64_t st_tok_encode(const st_tokenizer *t, const char *text, size_t len, bool 
     frag_t *fr = NULL;
     size_t nfr = 0, capfr = 0;
     scratch s = {0};
+    st_bpe_scratch *bs = NULL;
     int64_t ret = -1;
 
     if (len > 0) {
@@ -825,6 +825,8 @@ int64_t st_tok_encode(const st_tokenizer *t, const char *text, size_t len, bool 
         if (fr[f].tok >= 0) {
             emit(&o, fr[f].tok);
             prev_special = true;
+        } else if (t->bpe) {
+            if (!st_bpe_fragment(t, &bs, text + fr[f].off, fr[f].len, &o)) goto done;
         } else {
             if (!spm_fragment(t, &s, text + fr[f].off, fr[f].len, t->add_space_prefix && prev_special, &o))
                 goto done;
@@ -838,6 +840,7 @@ done:
     free(s.text);
     free(s.sym);
     free(s.heap);
+    st_bpe_scratch_free(bs);
     return ret;
 }
 
@@ -899,5 +902,20 @@ int64_t st_tok_detokenize(const st_tokenizer *t, const int32_t *ids, int64_t n, 
         n--;
     }
     if (remove_special && t->add_eos && n > 0 && ids[n - 1] == t->eos) n--;
-    return decode_impl(t, ids, n, buf, cap, strip_at, unparse_special);
+    if (!t->clean_spaces) return decode_impl(t, ids, n, buf, cap, strip_at, unparse_special);
+    /* clean_up_tokenization_spaces works on the whole text: render it all,
+     * clean, then copy what fits */
+    int64_t need = decode_impl(t, ids, n, NULL, 0, strip_at, unparse_special);
+    if (need < 0) return -1;
+    char *tmp = malloc((size_t)need + 1);
+    if (!tmp) return -1;
+    decode_impl(t, ids, n, tmp, need + 1, strip_at, unparse_special);
+    int64_t m = (int64_t)st_bpe_clean_spaces(tmp, (size_t)need);
+    if (cap > 0) {
+        int64_t k = m < cap - 1 ? m : cap - 1;
+        memcpy(buf, tmp, (size_t)k);
+        buf[k] = 0;
+    }
+    free(tmp);
+    return m;
 }

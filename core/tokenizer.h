@@ -1,8 +1,16 @@
-/* tokenizer.h — the SentencePiece (llama) tokenizer built from a GGUF vocab,
- * behaving exactly as llama.cpp's llm_tokenizer_spm: score-driven bigram
- * merges, byte fallback to <0xNN>, add_bos/add_eos from the GGUF keys,
- * control tokens, and detokenization with leading-space handling.
- * (BPE vocabularies, tokenizer.ggml.model = "gpt2", come with a later issue.) */
+/* tokenizer.h — the tokenizer built from a GGUF vocab, behaving exactly as
+ * llama.cpp's, of either kind tokenizer.ggml.model names:
+ *   "llama": SentencePiece (llm_tokenizer_spm): score-driven bigram merges,
+ *            byte fallback to <0xNN>, detokenization with leading-space
+ *            handling;
+ *   "gpt2":  byte-level BPE (llm_tokenizer_bpe): the pre-tokenizer that
+ *            tokenizer.ggml.pre selects (gpt-2, llama-bpe, qwen2, default and
+ *            relatives), merges by rank from tokenizer.ggml.merges, byte-level
+ *            detokenization (core/tokenizer_bpe.c, core/unicode.c).
+ * Both: add_bos/add_eos from the GGUF keys (BPE: add_bos defaults to true
+ * for the Llama-3 pre-tokenizer, else false), control / user-defined tokens,
+ * end-of-generation tokens found by id keys and by text. Other models give
+ * ST_ERR_UNSUPPORTED naming them. */
 #ifndef ST_TOKENIZER_H
 #define ST_TOKENIZER_H
 
@@ -46,17 +54,19 @@ int st_tok_type(const st_tokenizer *t, int32_t id);
 int64_t st_tok_encode(const st_tokenizer *t, const char *text, size_t len,
                       bool add_special, bool parse_special, int32_t *ids, int64_t cap);
 
-/* The raw vocabulary string of a token ("▁Hello", "<0x0A>", "<s>"). */
+/* The raw vocabulary string of a token ("▁Hello", "<0x0A>", "<s>", BPE "Ġworld"). */
 const char *st_tok_piece(const st_tokenizer *t, int32_t id);
 
-/* Text of one token as llama.cpp's token_to_piece renders it: "▁" becomes a
- * space, byte tokens become their byte, control tokens render as nothing
- * unless `special`. Writes up to cap bytes (not NUL-terminated); returns the
+/* Text of one token as llama.cpp's token_to_piece renders it: SPM: "▁"
+ * becomes a space, byte tokens become their byte; BPE: each character of a
+ * normal token becomes its byte (a multi-byte character may span tokens);
+ * control tokens render as nothing unless `special`. Writes up to cap bytes (not NUL-terminated); returns the
  * length needed. */
 int st_tok_token_to_piece(const st_tokenizer *t, int32_t id, char *buf, int cap, bool special);
 
 /* Detokenizes ids into buf as llama.cpp's detokenize does (a leading space
- * after BOS is removed when the vocab adds a space prefix). NUL-terminates
+ * after BOS is removed when the vocab adds a space prefix), but never cleans
+ * up spaces (BPE: decode(encode(text)) == text for valid UTF-8). NUL-terminates
  * when cap > 0; returns the length needed without the NUL. */
 int64_t st_tok_decode(const st_tokenizer *t, const int32_t *ids, int64_t n,
                       char *buf, int64_t cap, bool remove_leading_space, bool special);
@@ -73,9 +83,13 @@ int32_t st_tok_find(const st_tokenizer *t, const char *text, size_t len);
  * first token's piece loses one leading space when the vocab adds a space
  * prefix, except that with remove_special a leading BOS is dropped and then
  * nothing is stripped (so [BOS, "▁Hello"] gives " Hello"); with remove_special
- * a trailing EOS is dropped when add_eos. NUL-terminates when cap > 0;
+ * a trailing EOS is dropped when add_eos. BPE vocabs whose pre-tokenizer
+ * sets clean_spaces (gpt-2, llama-bpe, ...) then get llama.cpp's
+ * clean_up_tokenization_spaces (" ," -> ",", " 's" -> "'s", ...); the length
+ * returned is that of the cleaned text. NUL-terminates when cap > 0;
  * returns the length needed without the NUL, -1 on a bad id. st_tok_decode
- * differs only in stripping the space of the token after a leading BOS. */
+ * differs in stripping the space of the token after a leading BOS and in
+ * never cleaning up spaces. */
 int64_t st_tok_detokenize(const st_tokenizer *t, const int32_t *ids, int64_t n,
                           char *buf, int64_t cap, bool remove_special, bool unparse_special);
 

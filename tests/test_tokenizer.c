@@ -319,19 +319,15 @@ Test(tokenizer, token_to_piece) {
 
 /* ---- errors -------------------------------------------------------------- */
 
-Test(tokenizer, gpt2_unsupported) {
+/* BPE vocabularies load since the BPE tokenizer (tests/test_tokenizer_bpe.c
+ * covers them and the unsupported-model error) */
+Test(tokenizer, gpt2_loads_as_bpe) {
     const char *p = tu_shared_path("refs/tokenizer/ggml-vocab-gpt-2.gguf");
     if (!tu_file_exists(p)) cr_skip_test("shared test data absent (%s)", p);
-    st_error err = {0};
-    st_gguf *g = NULL;
-    cr_assert_eq(st_gguf_open(p, &g, &err), ST_OK, "%s", err.msg);
-    st_tokenizer *t = (st_tokenizer *)(uintptr_t)1;
-    st_status rc = st_tok_load(g, &t, &err);
-    st_gguf_close(g);
-    cr_expect_eq(rc, ST_ERR_UNSUPPORTED);
-    cr_expect_null(t);
-    cr_expect_eq(err.code, ST_ERR_UNSUPPORTED);
-    cr_expect_str_eq(err.msg, "tokenizer model 'gpt2' not supported yet (supported: llama)");
+    st_tokenizer *t = load_tok(p);
+    cr_expect_eq(st_tok_n_vocab(t), 50257);
+    cr_expect(!st_tok_add_space_prefix(t));
+    st_tok_free(t);
 }
 
 Test(tokenizer, null_args) {
