@@ -622,6 +622,7 @@ Test(store, session_freed_mid_generation, .init = open_model, .fini = close_mode
 }
 
 /* ------------------------------------------------------------ process RSS */
+#ifndef STORE_TEST_NO_RSS
 
 /* A llama model big enough to see in the RSS (8 layers of 13.6 MiB, Q8_0,
  * embeddings tied), random weights, the tiny model's tokenizer. */
@@ -781,3 +782,4 @@ Test(store, process_rss_stays_within_the_budget, .timeout = 120) {
     cr_assert_leq(bud.slots + bud.fixed, 48u << 20);
     cr_assert_leq(bud.peak_rss, base.peak_rss + (48u << 20) + slack, "48 MiB budget: %.1f MiB", bud.peak_rss / MiB);
 }
+#endif
