@@ -183,6 +183,17 @@ static bool search_cb(void *user, const st_db_search_hit *h) {
 }
 
 int cmd_history(int argc, char **argv) {
+    /* options may come before the subcommand: strata history --db X list */
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--db")) { i++; continue; }
+        if (argv[i][0] == '-' && strcmp(argv[i], "-h") && strcmp(argv[i], "--help")) break;
+        if (i > 1) { /* rotate the subcommand to argv[1] */
+            char *sub = argv[i];
+            memmove(&argv[2], &argv[1], (size_t)(i - 1) * sizeof *argv);
+            argv[1] = sub;
+        }
+        break;
+    }
     if (argc < 2) { help_main(stderr); return 2; }
     hargs a = {.sub = argv[1], .limit = -1, .format = "md"};
     if (!strcmp(a.sub, "-h") || !strcmp(a.sub, "--help") || !strcmp(a.sub, "help")) { help_main(stdout); return 0; }
@@ -190,7 +201,8 @@ int cmd_history(int argc, char **argv) {
     bool known = false;
     for (size_t i = 0; i < sizeof subs / sizeof subs[0]; i++) known |= !strcmp(a.sub, subs[i]);
     if (!known) {
-        fprintf(stderr, "strata " CMD ": unknown command '%s'\n\n", a.sub);
+        if (a.sub[0] == '-') fprintf(stderr, "strata " CMD ": which command? (list, show, search, export, rm)\n\n");
+        else fprintf(stderr, "strata " CMD ": unknown command '%s'\n\n", a.sub);
         help_main(stderr);
         return 2;
     }
