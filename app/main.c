@@ -10,8 +10,10 @@ static void usage(FILE *f) {
             "strata %s — run Llama-family GGUF models locally\n"
             "\n"
             "usage: strata <command> [options]\n"
+            "       strata              (no command: the chat app on the bundled model)\n"
             "\n"
             "commands:\n"
+            "  chat       the terminal app: chat with live engine panels\n"
             "  run        generate text from a prompt\n"
             "  tokenize   show the token ids and pieces of a text\n"
             "  template   render a conversation with a model's chat template\n"
@@ -25,10 +27,11 @@ static void usage(FILE *f) {
 }
 
 int main(int argc, char **argv) {
-    if (argc < 2) { usage(stderr); return 2; }
+    if (argc < 2) return cmd_chat(argc, argv);
     const char *c = argv[1];
     if (!strcmp(c, "-h") || !strcmp(c, "--help") || !strcmp(c, "help")) { usage(stdout); return 0; }
     if (!strcmp(c, "--version")) { printf("strata %s\n", STRATA_VERSION); return 0; }
+    if (!strcmp(c, "chat")) return cmd_chat(argc - 1, argv + 1);
     if (!strcmp(c, "run")) return cmd_run(argc - 1, argv + 1);
     if (!strcmp(c, "tokenize")) return cmd_tokenize(argc - 1, argv + 1);
     if (!strcmp(c, "template")) return cmd_template(argc - 1, argv + 1);

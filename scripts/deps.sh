@@ -2,7 +2,7 @@
 # Installs what strata needs to build and test on Debian 12 (run as root, or
 # with sudo available).
 set -euo pipefail
-pkgs=(build-essential cmake pkg-config libcriterion-dev libcjson-dev libsqlite3-dev)
+pkgs=(build-essential cmake pkg-config libcriterion-dev libcjson-dev libsqlite3-dev libncurses-dev tmux)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

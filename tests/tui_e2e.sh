@@ -1,0 +1,223 @@
+#!/usr/bin/env bash
+# tui_e2e.sh — end-to-end test of the terminal app in a real terminal: drives
+# `strata chat` inside tmux at 100x30 on the bundled 8-layer model with a
+# budget of 4 layers (so the layer map shows streaming), and checks the
+# screen with capture-pane: a prompt gets a streamed reply, the panels show
+# numbers (tok/s, ready rate) and a layer map of one cell per layer, the
+# History screen, resizes to 60x20 and 130x40 (also mid-generation), Esc
+# stops a reply (kept), F10 quits; then TERM=vt100 (no colours), Ctrl-Q.
+#
+#   tests/tui_e2e.sh path/to/strata [capture-dir]
+#
+# With a capture dir, the screens are also written there as text (for
+# docs/TUI.md). Exit 77 (skipped) when tmux is not installed.
+set -uo pipefail
+STRATA=${1:?usage: tui_e2e.sh path/to/strata [capture-dir]}
+CAPDIR=${2:-}
+STRATA=$(cd "$(dirname "$STRATA")" && pwd)/$(basename "$STRATA")
+command -v tmux >/dev/null || { echo "tmux not installed: skipped"; exit 77; }
+export LC_ALL=C.UTF-8 LANG=C.UTF-8
+TMP=$(mktemp -d /tmp/strata-tui.XXXXXX)
+SOCK="strata-e2e-$$"
+export XDG_STATE_HOME="$TMP/state"
+T() { tmux -L "$SOCK" -f /dev/null "$@"; }
+cleanup() { T kill-server >/dev/null 2>&1; rm -rf "$TMP"; }
+trap cleanup EXIT
+fail() {
+    echo "FAIL: $*"
+    echo "---- screen ----"
+    T capture-pane -p -t e2e 2>/dev/null
+    echo "---- stderr ----"
+    cat "$TMP/err.log" 2>/dev/null
+    exit 1
+}
+screen() { T capture-pane -p -t e2e; }
+# wait_for TEXT [SECONDS]: until the screen shows TEXT (fixed string)
+wait_for() {
+    local n=$(( ${2:-15} * 20 ))
+    for ((i = 0; i < n; i++)); do
+        screen | grep -qF -- "$1" && return 0
+        sleep 0.05
+    done
+    fail "'$1' did not appear within ${2:-15} s"
+}
+wait_gone() {
+    local n=$(( ${2:-15} * 20 ))
+    for ((i = 0; i < n; i++)); do
+        screen | grep -qF -- "$1" || return 0
+        sleep 0.05
+    done
+    fail "'$1' still on the screen after ${2:-15} s"
+}
+wait_re() {
+    local n=$(( ${2:-15} * 20 ))
+    for ((i = 0; i < n; i++)); do
+        screen | grep -qE -- "$1" && return 0
+        sleep 0.05
+    done
+    fail "/$1/ did not appear within ${2:-15} s"
+}
+check() { screen | grep -qE -- "$1" || fail "$2 (no match for /$1/)"; }
+capture() { [ -n "$CAPDIR" ] && screen > "$CAPDIR/$1.txt"; return 0; }
+width_ok() {
+    local w=$1 line
+    while IFS= read -r line; do
+        [ ${#line} -le "$w" ] || fail "a line is wider than $w columns: '$line'"
+    done < <(screen)
+}
+[ -n "$CAPDIR" ] && mkdir -p "$CAPDIR"
+
+# ---- chat at 100x30 with a layer budget ------------------------------------
+T new-session -d -s e2e -x 100 -y 30 \
+    "TERM=tmux-256color '$STRATA' chat --cache-layers 4 --seed 7 -n 48 2>'$TMP/err.log'; echo \$? > '$TMP/rc'" \
+    || fail "tmux did not start"
+T set-option -t e2e -g status off >/dev/null
+wait_for "ready" 20
+check "strata-tiny-14m: Q8_0, 8 layers" "the model's line"
+wait_for "Layers 8" 5
+capture chat-empty
+T send-keys -t e2e -l "Once upon a time there was a little fox"
+T send-keys -t e2e Enter
+wait_for "tok/s · prompt" 30              # the reply's figures: it has ended
+s=$(screen)
+grep -q "^You" <<<"$s" || fail "no user message"
+grep -qF "Once upon a time there was a little fox" <<<"$s" || fail "the user's text is missing"
+# the reply: the header, then at least one line of text under it
+grep -qE "^strata-tiny-14m +[0-9]+ tok · [0-9.]+ tok/s" <<<"$s" || fail "no reply header with figures"
+reply=$(awk '/^strata-tiny-14m +[0-9]+ tok/{f=1; next} f' <<<"$s" | cut -c1-60 | grep -E '^  [^ ]' | head -1)
+[ -n "$reply" ] || fail "the reply has no text"
+# panels: numbers
+check "decode [0-9]+\.[0-9]+ tok/s" "decode tok/s"
+check "prompt [0-9]+\.[0-9]+ tok/s" "prompt tok/s"
+check "ready [0-9]+\.[0-9]% when needed" "ready-when-needed rate"
+check "sync [0-9]+ · waits [0-9]+ · stall" "sync loads and stall"
+check "slots [0-9]/4" "slot occupancy"
+check "rss [0-9.]+ (MiB|KiB|GiB)" "process memory"
+# the layer map: the line under "Layers 8", exactly 8 cells
+map=$(grep -A1 -F "Layers 8" <<<"$s" | tail -1 | sed 's/.*│//; s/ *$//')
+[ "${#map}" -eq 8 ] || fail "layer map '$map' has ${#map} cells, expected 8"
+[[ "$map" =~ ^[·░▓█▪]{8}$ ]] || fail "layer map '$map' has unknown cells"
+[[ "$map" == *[▓█░]* ]] || fail "layer map '$map' shows no resident layer"
+capture chat
+
+# ---- the other screens ----------------------------------------------------------
+T send-keys -t e2e F3
+wait_for "── History"
+if screen | grep -qF "history database not available"; then
+    echo "note: history database not available in this build"
+else
+    wait_for "Once upon a time there was a little fox" 5
+fi
+capture history
+T send-keys -t e2e F4
+wait_for "── Bench"
+capture bench
+T send-keys -t e2e F1
+wait_for "keys and commands"
+check "Esc or Ctrl-C" "the help lists the stop key"
+capture help
+T send-keys -t e2e F2
+wait_for "── Message"
+
+# ---- resizes ---------------------------------------------------------------------
+T resize-window -t e2e -x 60 -y 20
+wait_for "Speed"
+sleep 0.3
+width_ok 60
+s=$(screen)
+# panels below the chat: the Speed box starts under the input rule, no side border
+msg_line=$(grep -n "Message" <<<"$s" | head -1 | cut -d: -f1)
+speed_line=$(grep -n "Speed" <<<"$s" | head -1 | cut -d: -f1)
+[ -n "$msg_line" ] && [ -n "$speed_line" ] && [ "$speed_line" -gt "$msg_line" ] || fail "60x20: the panels are not below the chat"
+grep -qE "decode [0-9.]+ tok/s" <<<"$s" || fail "60x20: no decode figure"
+map=$(grep -A1 -F "Layers 8" <<<"$s" | tail -1 | sed 's/^.*Layers 8.*$//' )
+grep -qE "[·░▓█▪]{8}" <<<"$s" || fail "60x20: no layer map"
+capture chat-60x20
+T resize-window -t e2e -x 130 -y 40
+sleep 0.3
+wait_for "Speed"
+width_ok 130
+s=$(screen)
+col=$(grep -F "Speed" <<<"$s" | head -1 | sed 's/Speed.*//' | wc -m)
+[ "$col" -gt 80 ] || fail "130x40: the panels are not beside the chat (Speed at column $col)"
+[ "$(grep -c "│" <<<"$s")" -ge 30 ] || fail "130x40: no side border"
+capture chat-130x40
+T resize-window -t e2e -x 100 -y 30
+sleep 0.2
+
+# ---- stop a reply with Esc (resizing while it streams) --------------------------
+T send-keys -t e2e -l "/clear"
+T send-keys -t e2e Enter
+T send-keys -t e2e -l "/max 400"
+T send-keys -t e2e Enter
+T send-keys -t e2e -l "Tell me a long story about a dragon"
+T send-keys -t e2e Enter
+wait_re "● generating [0-9.]+ tok/s" 10    # tokens are arriving
+T resize-window -t e2e -x 80 -y 24
+T resize-window -t e2e -x 100 -y 30
+T send-keys -t e2e Escape
+wait_re "^strata-tiny-14m  stopped  [0-9]+ tok" 10
+sleep 0.3
+s=$(screen)
+# laid out again for 100x30: the status line is the last row
+tail -1 <<<"$s" | grep -qF "strata-tiny-14m │" || fail "not laid out for 100x30 after the resizes"
+grep -qF "Tell me a long story about a dragon" <<<"$s" || fail "the stopped turn is gone"
+ntok=$(grep -oE "^strata-tiny-14m  stopped  [0-9]+ tok" <<<"$s" | tail -1 | grep -oE "[0-9]+ tok" | cut -d' ' -f1)
+[ -n "$ntok" ] && [ "$ntok" -lt 400 ] || fail "the reply was not stopped early ($ntok tokens)"
+reply=$(awk '/^strata-tiny-14m  stopped/{f=1; next} f' <<<"$s" | cut -c1-60 | grep -E '^  [^ ]' | head -1)
+[ -n "$reply" ] || fail "the partial reply was not kept"
+capture chat-stopped
+
+# ---- a follow-up reuses the cache --------------------------------------------------
+T send-keys -t e2e -l "/max 8"
+T send-keys -t e2e Enter
+T send-keys -t e2e -l "And then?"
+T send-keys -t e2e Enter
+wait_for "And then?" 5
+sleep 0.2
+for ((i = 0; i < 200; i++)); do
+    [ "$(screen | grep -cE "tok/s · prompt")" -ge 2 ] && break
+    sleep 0.05
+done
+cached=$(screen | grep -oE "prompt [0-9]+ \(\+[0-9]+ cached\)" | tail -1 | grep -oE "\+[0-9]+" | tr -d +)
+[ -n "$cached" ] && [ "$cached" -gt 10 ] || fail "the follow-up did not reuse the KV cache (cached: '$cached')"
+
+# ---- quit with F10 -------------------------------------------------------------------
+T send-keys -t e2e F10
+for ((i = 0; i < 100; i++)); do [ -s "$TMP/rc" ] && break; sleep 0.05; done
+[ -s "$TMP/rc" ] || fail "F10 did not quit"
+[ "$(cat "$TMP/rc")" = 0 ] || fail "exit status $(cat "$TMP/rc")"
+[ -s "$TMP/err.log" ] && fail "stderr: $(cat "$TMP/err.log")"
+
+# ---- TERM=vt100: no colours, still usable; Ctrl-Q quits ----------------------------
+rm -f "$TMP/rc"
+T new-session -d -s e2e -x 80 -y 24 \
+    "TERM=vt100 '$STRATA' chat -n 24 2>'$TMP/err.log'; echo \$? > '$TMP/rc'" || fail "tmux did not start (vt100)"
+wait_for "ready" 20
+T send-keys -t e2e -l "Hello"
+T send-keys -t e2e Enter
+wait_for "tok/s · prompt" 30
+check "decode [0-9.]+ tok/s" "vt100: panels"
+capture chat-vt100
+T send-keys -t e2e C-q
+for ((i = 0; i < 100; i++)); do [ -s "$TMP/rc" ] && break; sleep 0.05; done
+[ -s "$TMP/rc" ] || fail "Ctrl-Q did not quit (vt100)"
+[ "$(cat "$TMP/rc")" = 0 ] || fail "vt100: exit status $(cat "$TMP/rc")"
+
+# ---- 20x6: still alive ------------------------------------------------------------------
+rm -f "$TMP/rc"
+T new-session -d -s e2e -x 20 -y 6 \
+    "'$STRATA' chat 2>'$TMP/err.log'; echo \$? > '$TMP/rc'" || fail "tmux did not start (20x6)"
+wait_for "strata-tiny" 20
+T send-keys -t e2e -l "Hi"
+T send-keys -t e2e Enter
+sleep 1
+width_ok 20
+T resize-window -t e2e -x 5 -y 2
+sleep 0.2
+T resize-window -t e2e -x 20 -y 6
+sleep 0.2
+T send-keys -t e2e F10
+for ((i = 0; i < 100; i++)); do [ -s "$TMP/rc" ] && break; sleep 0.05; done
+[ "$(cat "$TMP/rc" 2>/dev/null)" = 0 ] || fail "20x6: did not quit cleanly"
+echo "tui_e2e: all checks passed"
