@@ -375,7 +375,7 @@ Test(store, slots_hold_the_file_bytes, .init = open_model, .fini = close_model, 
                 }
 }
 
-Test(store, budget_arithmetic, .init = open_model, .fini = close_model) {
+Test(store, budget_arithmetic, .init = open_model, .fini = close_model, .timeout = 30) {
     /* more layers than the model has: all resident, pinned */
     st_store_config c = cfg_layers(100, ST_CACHE_RING, ST_PREFETCH_AUTO, true);
     st_store *s = new_store(&c);
