@@ -9,6 +9,7 @@ int cmd_template(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_genmodel(int argc, char **argv);
+int cmd_devices(int argc, char **argv);
 int cmd_chat(int argc, char **argv);
 int cmd_history(int argc, char **argv);
 

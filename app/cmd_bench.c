@@ -15,6 +15,7 @@
 #include "app.h"
 #include "args.h"
 #include "store_opts.h"
+#include "backend_opts.h"
 #include "strata.h"
 
 #include <math.h>
@@ -330,7 +331,7 @@ static void help(void) {
            "repetitions: layout (pinned+streaming/layers), ready-when-needed rate, stall and MiB\n"
            "read per token, read throughput while reading, prefetch distance reached, peak\n"
            "resident layer bytes.\n"
-           "\n%s", store_opts_help);
+           "\n%s\n%s", store_opts_help, backend_opts_help);
 }
 
 /* "128,512" -> list; each value in lo..hi */
@@ -365,6 +366,7 @@ int cmd_bench(int argc, char **argv) {
     bool json = false, warmup = true, verbose = false;
     st_session_params store_p;
     st_session_params_default(&store_p);
+    backend_opts_default(&store_p);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
         int reps_store_rc;
@@ -390,6 +392,7 @@ int cmd_bench(int argc, char **argv) {
         else if (!strcmp(a, "--no-warmup")) warmup = false;
         else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) verbose = true;
         else if ((reps_store_rc = store_opt_parse(CMD, argc, argv, &i, &store_p)) != 0) { if (reps_store_rc < 0) return 2; }
+        else if ((reps_store_rc = backend_opt_parse(CMD, argc, argv, &i, &store_p)) != 0) { if (reps_store_rc < 0) return 2; }
         else { fprintf(stderr, "strata " CMD ": unknown option '%s' (see strata " CMD " --help)\n", a); return 2; }
 #undef VAL
     }

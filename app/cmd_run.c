@@ -5,6 +5,7 @@
 #include "db_opts.h"
 #include "run_save.h"
 #include "store_opts.h"
+#include "backend_opts.h"
 #include "strata.h"
 
 #include <signal.h>
@@ -44,7 +45,7 @@ static void help(void) {
            "%s"
 
            "  -h, --help              this text\n"
-           "\n%s", db_opts_help, store_opts_help);
+           "\n%s\n%s", db_opts_help, store_opts_help, backend_opts_help);
 }
 
 static st_session *g_session;
@@ -94,6 +95,7 @@ int cmd_run(int argc, char **argv) {
     const char *db_path = NULL, *title = NULL;
     st_session_params sp;
     st_session_params_default(&sp);
+    backend_opts_default(&sp);
     st_gen_params gp;
     st_gen_params_default(&gp);
     for (int i = 1; i < argc; i++) {
@@ -127,6 +129,7 @@ int cmd_run(int argc, char **argv) {
         else if (!strcmp(a, "--title")) { VAL(); title = v; }
         else if (!strcmp(a, "--db")) { VAL(); db_path = v; }
         else if ((l = store_opt_parse("run", argc, argv, &i, &sp)) != 0) { if (l < 0) return 2; }
+        else if ((l = backend_opt_parse("run", argc, argv, &i, &sp)) != 0) { if (l < 0) return 2; }
         else { fprintf(stderr, "strata run: unknown option '%s' (see strata run --help)\n", a); return 2; }
 #undef VAL
     }
@@ -155,6 +158,7 @@ int cmd_run(int argc, char **argv) {
     sp.n_batch = (int)batch;
     sp.kv_f32 = kv_f32;
     if (st_session_new(m, &sp, &s, &err)) { fprintf(stderr, "strata run: %s\n", err.msg); goto out; }
+    backend_report(stderr, "run", &sp, s);
 
     const st_tokenizer *tok = st_model_tokenizer(m);
     if (chat) { /* the prompt becomes a user turn of the model's chat template */

@@ -3,6 +3,9 @@
 # with sudo available).
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config libcriterion-dev libcjson-dev libsqlite3-dev libncurses-dev tmux)
+# the Vulkan backend: shader compiler, headers and loader, lavapipe (the Vulkan
+# device CI tests on), validation layers (enabled by the tests)
+pkgs+=(glslang-tools spirv-tools libvulkan-dev mesa-vulkan-drivers vulkan-validationlayers vulkan-tools)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -1,0 +1,878 @@
+/* vk_backend.c — the llama forward pass on a Vulkan device, implementing
+ * core's backend interface (core/backend.h). The math is the CPU backend's
+ * (core/cpu_backend.c), kernel for kernel; see docs/VULKAN.md.
+ *
+ * A forward pass records one command buffer: begin() copies the batch's
+ * embeddings and RoPE table (computed on the host exactly as the CPU does)
+ * into device buffers, layer() records the block's kernels, end() records the
+ * final norm and LM head, submits, waits and copies the logits back.
+ *
+ * Where weights live. The st_layer handed to layer() points either
+ *  - into the mmap (the layer store without a budget): the backend keeps a
+ *    device copy of each layer, keyed by its index and checked against the
+ *    tensors' host pointers, uploaded through the staging buffer the first
+ *    time the layer is used (so the whole model ends up resident); the same
+ *    for the output norm and output matrix, keyed by host pointer; or
+ *  - into a slot (the layer store with a budget, host_slots = false):
+ *    slot_alloc() reserves an address range of the slot's size that is never
+ *    mapped (PROT_NONE) and allocates device memory of that size; the store
+ *    computes tensor addresses inside that range as if it were memory, and
+ *    the backend maps an address back to (device buffer, offset). A layer
+ *    read from a slot is submitted at the end of layer() and the slot
+ *    remembers that submission (a timeline semaphore value): slot_upload()
+ *    makes the copy into the slot wait for it on the GPU, so a slot is never
+ *    overwritten while a kernel still reads it. */
+#define _GNU_SOURCE
+#include "vk_backend.h"
+
+#include "model.h"
+#include "quant.h"
+#include "vk_ctx.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#define NCB 4 /* command buffers in rotation */
+
+typedef struct slot_rec {
+    uint8_t *va;                /* reserved, never mapped */
+    size_t size;
+    vk_alloc mem;
+    _Atomic uint64_t last_use;  /* timeline value of the last submission reading it */
+} slot_rec;
+
+typedef struct layer_copy {
+    const void *key[ST_LAYER_N_TENSORS];
+    uint64_t bytes;
+    vk_alloc mem;
+    VkDeviceSize off[ST_LAYER_N_TENSORS];
+    bool valid;
+} layer_copy;
+
+typedef struct fixed_copy {
+    const void *key;
+    uint64_t nbytes;
+    vk_alloc mem;
+} fixed_copy;
+
+#define MAX_FIXED 8
+
+typedef struct vk_be {
+    st_backend base;
+    st_vk_ctx *c;
+    st_hparams hp;
+    int n_ctx, n_batch, dkv, maxn;
+    bool kv_f32;
+    size_t kv_elt;
+
+    /* device buffers */
+    vk_alloc x, xb, q, k, v, hb, hb2;  /* activations, F32 */
+    vk_alloc aq, ad, ab;               /* quantized activations: int8 x4 words, block scales, bsums */
+    vk_alloc cs;                       /* [n_batch][n_rot] cos/sin */
+    vk_alloc logits;                   /* [n_batch][n_vocab] */
+    vk_alloc kc, vc;                   /* [n_layer][n_ctx][dkv] */
+    vk_hbuf in;                        /* host: embeddings + RoPE table */
+    vk_hbuf out;                       /* host: logits read-back */
+
+    VkCommandPool pool;
+    VkCommandBuffer cb[NCB];
+    uint64_t cb_value[NCB];            /* timeline value of cb's last submission */
+    bool cb_ts[NCB];                   /* timestamps written, not yet read */
+    int cur;
+    bool recording;
+    VkSemaphore tl;
+    uint64_t submitted;
+    VkFence fence;                     /* for submissions waited on at once (a fence wait is prompt on lavapipe) */
+    VkQueryPool qp;
+
+    int n_tok, pos0;
+    float *cs_host;
+
+    layer_copy *lc;
+    fixed_copy fc[MAX_FIXED];
+    int nfc;
+    pthread_mutex_t mu_slots;
+    slot_rec **slots;
+    int nslots, capslots;
+
+    _Atomic uint64_t busy_ns, submits, weight_bytes, uploaded;
+} vk_be;
+
+/* ------------------------------------------------------------ commands */
+
+static st_status vkerr(VkResult r, const char *what, st_error *err) {
+    if (r == VK_SUCCESS) return ST_OK;
+    return st_error_set(err, ST_ERR_INTERNAL, "vulkan: %s failed (%s)", what, vk_result_str(r));
+}
+
+static st_status wait_value(vk_be *be, uint64_t v, st_error *err) {
+    if (v == 0) return ST_OK;
+    VkSemaphoreWaitInfo wi = {.sType = VK_STRUCTURE_TYPE_SEMAPHORE_WAIT_INFO, .semaphoreCount = 1, .pSemaphores = &be->tl, .pValues = &v};
+    return vkerr(vkWaitSemaphores(be->c->dev, &wi, UINT64_MAX), "vkWaitSemaphores", err);
+}
+
+/* Adds the GPU time of finished command buffers to busy_ns. */
+static void collect_ts(vk_be *be) {
+    if (!be->qp) return;
+    uint64_t done = 0;
+    vkGetSemaphoreCounterValue(be->c->dev, be->tl, &done);
+    for (int i = 0; i < NCB; i++) {
+        if (!be->cb_ts[i] || be->cb_value[i] > done) continue;
+        uint64_t t[2];
+        if (vkGetQueryPoolResults(be->c->dev, be->qp, (uint32_t)(2 * i), 2, sizeof t, t, sizeof t[0], VK_QUERY_RESULT_64_BIT) == VK_SUCCESS &&
+            t[1] >= t[0])
+            atomic_fetch_add(&be->busy_ns, (uint64_t)((double)(t[1] - t[0]) * be->c->ts_period));
+        be->cb_ts[i] = false;
+    }
+}
+
+static st_status cb_begin(vk_be *be, st_error *err) {
+    if (be->recording) return ST_OK;
+    st_status rc = wait_value(be, be->cb_value[be->cur], err);
+    if (rc) return rc;
+    collect_ts(be);
+    VkCommandBuffer cb = be->cb[be->cur];
+    if ((rc = vkerr(vkResetCommandBuffer(cb, 0), "vkResetCommandBuffer", err))) return rc;
+    VkCommandBufferBeginInfo bi = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO, .flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT};
+    if ((rc = vkerr(vkBeginCommandBuffer(cb, &bi), "vkBeginCommandBuffer", err))) return rc;
+    if (be->qp) {
+        vkCmdResetQueryPool(cb, be->qp, (uint32_t)(2 * be->cur), 2);
+        vkCmdWriteTimestamp(cb, VK_PIPELINE_STAGE_TOP_OF_PIPE_BIT, be->qp, (uint32_t)(2 * be->cur));
+    }
+    be->recording = true;
+    return ST_OK;
+}
+
+/* Ends and submits the command buffer being recorded (waiting on the GPU
+ * for the uploads made so far); with wait, until it has run. */
+static st_status cb_submit(vk_be *be, bool wait, st_error *err) {
+    if (!be->recording) return wait ? wait_value(be, be->submitted, err) : ST_OK;
+    st_vk_ctx *c = be->c;
+    VkCommandBuffer cb = be->cb[be->cur];
+    if (be->qp) vkCmdWriteTimestamp(cb, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, be->qp, (uint32_t)(2 * be->cur + 1));
+    be->recording = false;
+    st_status rc = vkerr(vkEndCommandBuffer(cb), "vkEndCommandBuffer", err);
+    if (rc) return rc;
+    uint64_t up = atomic_load(&c->up_value);
+    uint64_t sig = be->submitted + 1;
+    VkPipelineStageFlags stage = VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT;
+    VkTimelineSemaphoreSubmitInfo ts = {.sType = VK_STRUCTURE_TYPE_TIMELINE_SEMAPHORE_SUBMIT_INFO,
+                                        .waitSemaphoreValueCount = up ? 1 : 0,
+                                        .pWaitSemaphoreValues = &up,
+                                        .signalSemaphoreValueCount = 1,
+                                        .pSignalSemaphoreValues = &sig};
+    VkSubmitInfo si = {.sType = VK_STRUCTURE_TYPE_SUBMIT_INFO,
+                       .pNext = &ts,
+                       .waitSemaphoreCount = up ? 1 : 0,
+                       .pWaitSemaphores = &c->up_sem,
+                       .pWaitDstStageMask = &stage,
+                       .commandBufferCount = 1,
+                       .pCommandBuffers = &cb,
+                       .signalSemaphoreCount = 1,
+                       .pSignalSemaphores = &be->tl};
+    if (wait) vkResetFences(c->dev, 1, &be->fence);
+    pthread_mutex_lock(&c->mu_qc);
+    VkResult r = vkQueueSubmit(c->q_compute, 1, &si, wait ? be->fence : VK_NULL_HANDLE);
+    pthread_mutex_unlock(&c->mu_qc);
+    if ((rc = vkerr(r, "vkQueueSubmit", err))) return rc;
+    be->submitted = sig;
+    be->cb_value[be->cur] = sig;
+    be->cb_ts[be->cur] = be->qp != VK_NULL_HANDLE;
+    be->cur = (be->cur + 1) % NCB;
+    atomic_fetch_add(&be->submits, 1);
+    if (wait) {
+        rc = vkerr(vkWaitForFences(c->dev, 1, &be->fence, VK_TRUE, UINT64_MAX), "vkWaitForFences", err);
+        collect_ts(be);
+    }
+    return rc;
+}
+
+/* ------------------------------------------------------------ weights */
+
+static slot_rec *slot_find(vk_be *be, const void *p) {
+    slot_rec *r = NULL;
+    pthread_mutex_lock(&be->mu_slots);
+    for (int i = 0; i < be->nslots; i++)
+        if ((const uint8_t *)p >= be->slots[i]->va && (const uint8_t *)p < be->slots[i]->va + be->slots[i]->size) {
+            r = be->slots[i];
+            break;
+        }
+    pthread_mutex_unlock(&be->mu_slots);
+    return r;
+}
+
+/* A weight on the device: buffer range + offset of the tensor's first byte. */
+typedef struct {
+    const vk_alloc *mem;
+    VkDeviceSize off;
+    slot_rec *slot;  /* set when it lives in a slot */
+} dev_tensor;
+
+static bool type_ok(st_type t) {
+    switch (t) {
+    case ST_TYPE_F32: case ST_TYPE_F16: case ST_TYPE_Q4_0: case ST_TYPE_Q8_0:
+    case ST_TYPE_Q4_K: case ST_TYPE_Q5_K: case ST_TYPE_Q6_K:
+        return true;
+    default:
+        return false;
+    }
+}
+
+static st_status check_type(const st_tensor *t, bool norm, const char *what, st_error *err) {
+    if (norm ? (t->type == ST_TYPE_F32 || t->type == ST_TYPE_F16) : type_ok(t->type)) return ST_OK;
+    return st_error_set(err, ST_ERR_UNSUPPORTED,
+                        "vulkan backend: %s has type %s, which it cannot compute with yet (%s); use --backend cpu",
+                        what, st_type_name(t->type) ? st_type_name(t->type) : "?",
+                        norm ? "norms: F32 F16" : "supported: F32 F16 Q4_0 Q8_0 Q4_K Q5_K Q6_K");
+}
+
+static st_status fixed_tensor(vk_be *be, const st_tensor *t, dev_tensor *out, st_error *err) {
+    slot_rec *s = slot_find(be, t->data);
+    if (s) {
+        *out = (dev_tensor){&s->mem, (VkDeviceSize)((const uint8_t *)t->data - s->va), s};
+        return ST_OK;
+    }
+    for (int i = 0; i < be->nfc; i++)
+        if (be->fc[i].key == t->data && be->fc[i].nbytes == t->nbytes) {
+            *out = (dev_tensor){&be->fc[i].mem, 0, NULL};
+            return ST_OK;
+        }
+    if (be->nfc == MAX_FIXED) return st_error_set(err, ST_ERR_INTERNAL, "vulkan backend: too many output tensors");
+    fixed_copy *f = &be->fc[be->nfc];
+    st_status rc = vk_alloc_dev(be->c, t->nbytes, &f->mem, err);
+    if (!rc) rc = vk_upload(be->c, &f->mem, 0, t->data, t->nbytes, VK_NULL_HANDLE, 0, err);
+    if (rc) {
+        vk_free_dev(be->c, &f->mem);
+        return rc;
+    }
+    f->key = t->data;
+    f->nbytes = t->nbytes;
+    be->nfc++;
+    atomic_fetch_add(&be->weight_bytes, t->nbytes);
+    atomic_fetch_add(&be->uploaded, t->nbytes);
+    *out = (dev_tensor){&f->mem, 0, NULL};
+    return ST_OK;
+}
+
+/* The device copies of layer il's tensors (from its slot, or its resident
+ * copy, uploaded now if missing or stale). */
+static st_status layer_tensors(vk_be *be, int il, const st_layer *L, dev_tensor dt[ST_LAYER_N_TENSORS], st_error *err) {
+    slot_rec *s = slot_find(be, L->wq.data);
+    if (s) {
+        for (int k = 0; k < ST_LAYER_N_TENSORS; k++) {
+            const st_tensor *t = st_layer_tensor((st_layer *)L, k);
+            if ((const uint8_t *)t->data < s->va || (const uint8_t *)t->data + t->nbytes > s->va + s->size)
+                return st_error_set(err, ST_ERR_INTERNAL, "vulkan backend: layer %d: tensor %d lies outside its slot", il, k);
+            dt[k] = (dev_tensor){&s->mem, (VkDeviceSize)((const uint8_t *)t->data - s->va), s};
+        }
+        return ST_OK;
+    }
+    layer_copy *lc = &be->lc[il];
+    bool same = lc->valid;
+    for (int k = 0; k < ST_LAYER_N_TENSORS && same; k++) same = lc->key[k] == st_layer_tensor((st_layer *)L, k)->data;
+    if (!same) {
+        if (lc->valid) {
+            st_status rc = cb_submit(be, true, err); /* the old copy may be in use */
+            if (rc) return rc;
+            atomic_fetch_sub(&be->weight_bytes, lc->bytes);
+            vk_free_dev(be->c, &lc->mem);
+            lc->valid = false;
+        }
+        VkDeviceSize total = 0;
+        for (int k = 0; k < ST_LAYER_N_TENSORS; k++) {
+            lc->off[k] = total;
+            total += (st_layer_tensor((st_layer *)L, k)->nbytes + 255) & ~(VkDeviceSize)255;
+        }
+        st_status rc = vk_alloc_dev(be->c, total, &lc->mem, err);
+        lc->bytes = 0;
+        for (int k = 0; k < ST_LAYER_N_TENSORS && !rc; k++) {
+            const st_tensor *t = st_layer_tensor((st_layer *)L, k);
+            rc = vk_upload(be->c, &lc->mem, lc->off[k], t->data, t->nbytes, VK_NULL_HANDLE, 0, err);
+            if (!rc) {
+                atomic_fetch_add(&be->uploaded, t->nbytes);
+                atomic_fetch_add(&be->weight_bytes, t->nbytes);
+                lc->bytes += t->nbytes;
+            }
+        }
+        if (rc) {
+            atomic_fetch_sub(&be->weight_bytes, lc->bytes);
+            vk_free_dev(be->c, &lc->mem);
+            return rc;
+        }
+        for (int k = 0; k < ST_LAYER_N_TENSORS; k++) lc->key[k] = st_layer_tensor((st_layer *)L, k)->data;
+        lc->valid = true;
+    }
+    for (int k = 0; k < ST_LAYER_N_TENSORS; k++) dt[k] = (dev_tensor){&lc->mem, lc->off[k], NULL};
+    return ST_OK;
+}
+
+/* ------------------------------------------------------------ kernels */
+
+static st_status pipe(vk_be *be, vk_pipe_id id, VkPipeline *p, st_error *err) {
+    *p = vk_pipeline(be->c, id, err);
+    return *p ? ST_OK : (err && err->code ? err->code : ST_ERR_INTERNAL);
+}
+
+static uint32_t groups(const vk_be *be, uint64_t invocations) {
+    return (uint32_t)((invocations + be->c->wg - 1) / be->c->wg);
+}
+
+static st_status rec_rmsnorm(vk_be *be, VkCommandBuffer cb, const vk_alloc *xin, uint32_t x_off, const dev_tensor *w,
+                             st_type wt, const vk_alloc *o, int n_rows, st_error *err) {
+    VkPipeline p;
+    st_status rc = pipe(be, VKP_RMSNORM, &p, err);
+    if (rc) return rc;
+    uint32_t D = (uint32_t)be->hp.n_embd, skip;
+    vk_bind b[3] = {vk_bind_all(xin), vk_bind_range(be->c, w->mem, w->off, (VkDeviceSize)D * (wt == ST_TYPE_F32 ? 4 : 2), &skip), vk_bind_all(o)};
+    struct { uint32_t n, x_off, x_stride, w_off, w_type, o_off, o_stride; float eps; } pc = {
+        D, x_off, D, skip, wt == ST_TYPE_F32 ? 0u : 1u, 0, D, be->hp.rms_eps};
+    vk_dispatch(be->c, cb, p, b, 3, &pc, sizeof pc, (uint32_t)n_rows, 1, 1);
+    return ST_OK;
+}
+
+/* Quantizes n_rows rows of n floats of `in` to the activation type of weight
+ * type wt (nothing to do for float weights). */
+static st_status rec_quantize(vk_be *be, VkCommandBuffer cb, st_type wt, const vk_alloc *in, uint32_t n, int n_rows, st_error *err) {
+    if (wt == ST_TYPE_F32 || wt == ST_TYPE_F16) return ST_OK;
+    VkPipeline p;
+    st_status rc = pipe(be, VKP_QUANTIZE, &p, err);
+    if (rc) return rc;
+    uint32_t kind = st_type_traits_get(wt)->vec_dot_type == ST_TYPE_Q8_K ? 1 : 0;
+    uint32_t bsz = kind ? 256 : 32;
+    uint32_t gx, gy;
+    vk_grid(be->c, groups(be, (uint64_t)(n / bsz) * (uint32_t)n_rows), &gx, &gy);
+    vk_bind b[4] = {vk_bind_all(in), vk_bind_all(&be->aq), vk_bind_all(&be->ad), vk_bind_all(&be->ab)};
+    struct { uint32_t n, n_rows, x_off, x_stride, kind, gx; } pc = {n, (uint32_t)n_rows, 0, n, kind, gx};
+    vk_dispatch(be->c, cb, p, b, 4, &pc, sizeof pc, gx, gy, 1);
+    return ST_OK;
+}
+
+static vk_pipe_id matvec_pipe(st_type t) {
+    switch (t) {
+    case ST_TYPE_F32: return VKP_MATVEC_F32;
+    case ST_TYPE_F16: return VKP_MATVEC_F16;
+    case ST_TYPE_Q4_0: return VKP_MATVEC_Q4_0;
+    case ST_TYPE_Q8_0: return VKP_MATVEC_Q8_0;
+    case ST_TYPE_Q4_K: return VKP_MATVEC_Q4_K;
+    case ST_TYPE_Q5_K: return VKP_MATVEC_Q5_K;
+    default: return VKP_MATVEC_Q6_K;
+    }
+}
+
+/* o[t][r] (+)= dot(W row r, activations of token t) for t < n_tok. For float
+ * weights the activations are the floats of xin (rows of ncols), for
+ * quantized ones what rec_quantize left. o rows are o_stride apart. */
+static st_status rec_matvec(vk_be *be, VkCommandBuffer cb, const st_tensor *w, const dev_tensor *dw, const vk_alloc *xin,
+                            const vk_bind *ob, uint32_t o_off, uint32_t o_stride, bool add, int n_tok, st_error *err) {
+    VkPipeline p;
+    st_status rc = pipe(be, matvec_pipe(w->type), &p, err);
+    if (rc) return rc;
+    uint32_t skip;
+    vk_bind wb = vk_bind_range(be->c, dw->mem, dw->off, w->nbytes, &skip);
+    if (wb.range > be->c->ssbo_range)
+        return st_error_set(err, ST_ERR_UNSUPPORTED, "vulkan backend: a %.1f MiB weight exceeds the device's storage buffer range (%.1f MiB)",
+                            w->nbytes / 1048576.0, be->c->ssbo_range / 1048576.0);
+    bool flt = w->type == ST_TYPE_F32 || w->type == ST_TYPE_F16;
+    vk_bind b[5] = {wb, vk_bind_all(flt ? xin : &be->aq), vk_bind_all(&be->ad), vk_bind_all(&be->ab), *ob};
+    uint32_t gx, gy;
+    vk_grid(be->c, (uint32_t)w->ne1, &gx, &gy);
+    struct { uint32_t n, nrows, w_off, row_bytes, x_off, x_stride, o_off, o_stride, add, gx; } pc = {
+        (uint32_t)w->ne0, (uint32_t)w->ne1, skip, (uint32_t)w->row_bytes, 0, (uint32_t)w->ne0, o_off, o_stride, add ? 1u : 0u, gx};
+    vk_dispatch(be->c, cb, p, b, 5, &pc, sizeof pc, gx, gy, (uint32_t)n_tok);
+    return ST_OK;
+}
+
+/* ------------------------------------------------------------ backend methods */
+
+static st_status vk_begin(st_backend *b, const float *x, int n_tok, int pos0, st_error *err) {
+    vk_be *be = (vk_be *)b;
+    const st_hparams *hp = &be->hp;
+    if (n_tok < 1 || n_tok > be->n_batch)
+        return st_error_set(err, ST_ERR_ARG, "batch of %d tokens (expected 1..%d)", n_tok, be->n_batch);
+    if (pos0 < 0 || pos0 + n_tok > be->n_ctx)
+        return st_error_set(err, ST_ERR_CONTEXT, "context full: %d + %d tokens exceed the context of %d", pos0, n_tok, be->n_ctx);
+    /* a pass that failed half-way left a command buffer open: drop it */
+    if (be->recording) {
+        vkEndCommandBuffer(be->cb[be->cur]);
+        be->recording = false;
+    }
+    st_status rc = wait_value(be, be->submitted, err);
+    if (rc) return rc;
+    be->n_tok = n_tok;
+    be->pos0 = pos0;
+    /* the RoPE table, as the CPU backend builds it */
+    float theta_scale = powf(hp->rope_base, -2.0f / (float)hp->n_rot);
+    for (int t = 0; t < n_tok; t++) {
+        float *cs = be->cs_host + (size_t)t * hp->n_rot;
+        float theta = (float)(pos0 + t) * hp->rope_scale;
+        for (int i = 0; i < hp->n_rot / 2; i++) {
+            cs[2 * i] = cosf(theta);
+            cs[2 * i + 1] = sinf(theta);
+            theta *= theta_scale;
+        }
+    }
+    size_t xb = (size_t)n_tok * hp->n_embd * sizeof(float), cb_ = (size_t)n_tok * hp->n_rot * sizeof(float);
+    size_t cs_at = (size_t)be->n_batch * hp->n_embd * sizeof(float);
+    memcpy(be->in.map, x, xb);
+    memcpy((uint8_t *)be->in.map + cs_at, be->cs_host, cb_);
+    if ((rc = cb_begin(be, err))) return rc;
+    VkCommandBuffer cb = be->cb[be->cur];
+    VkBufferCopy c1 = {0, be->x.off, xb}, c2 = {cs_at, be->cs.off, cb_};
+    vkCmdCopyBuffer(cb, be->in.buf, be->x.buf, 1, &c1);
+    vkCmdCopyBuffer(cb, be->in.buf, be->cs.buf, 1, &c2);
+    vk_barrier(cb);
+    return ST_OK;
+}
+
+static st_status vk_layer(st_backend *b, int il, const st_layer *L, st_error *err) {
+    vk_be *be = (vk_be *)b;
+    const st_hparams *hp = &be->hp;
+    st_vk_ctx *c = be->c;
+    int T = be->n_tok;
+    uint32_t D = (uint32_t)hp->n_embd, DKV = (uint32_t)be->dkv, F = (uint32_t)hp->n_ff;
+    static const char *const names[ST_LAYER_N_TENSORS] = {"attn_norm", "attn_q", "attn_k", "attn_v", "attn_output",
+                                                          "ffn_norm", "ffn_gate", "ffn_up", "ffn_down"};
+    st_status rc;
+    for (int k = 0; k < ST_LAYER_N_TENSORS; k++) {
+        char what[64];
+        snprintf(what, sizeof what, "blk.%d.%s", il, names[k]);
+        if ((rc = check_type(st_layer_tensor((st_layer *)L, k), k == 0 || k == 5, what, err))) return rc;
+    }
+    dev_tensor dt[ST_LAYER_N_TENSORS];
+    if ((rc = layer_tensors(be, il, L, dt, err))) return rc;
+    if (!be->recording) return st_error_set(err, ST_ERR_ARG, "vulkan backend: layer() without begin()");
+    VkCommandBuffer cb = be->cb[be->cur];
+
+    /* attention */
+    if ((rc = rec_rmsnorm(be, cb, &be->x, 0, &dt[0], L->attn_norm.type, &be->xb, T, err))) return rc;
+    const st_tensor *qkv[3] = {&L->wq, &L->wk, &L->wv};
+    const vk_alloc *qkv_out[3] = {&be->q, &be->k, &be->v};
+    uint32_t qkv_n[3] = {D, DKV, DKV};
+    for (int i = 0; i < 3; i++) {
+        st_type prev = i ? st_type_traits_get(qkv[i - 1]->type)->vec_dot_type : ST_TYPE_COUNT;
+        if (st_type_traits_get(qkv[i]->type)->vec_dot_type != prev &&
+            (rc = rec_quantize(be, cb, qkv[i]->type, &be->xb, D, T, err)))
+            return rc;
+        vk_bind ob = vk_bind_all(qkv_out[i]);
+        if ((rc = rec_matvec(be, cb, qkv[i], &dt[1 + i], &be->xb, &ob, 0, qkv_n[i], false, T, err))) return rc;
+    }
+    VkPipeline p;
+    uint32_t gx, gy;
+    /* RoPE on the queries */
+    if ((rc = pipe(be, VKP_ROPE_Q, &p, err))) return rc;
+    {
+        vk_grid(c, groups(be, (uint64_t)T * hp->n_head * (hp->n_rot / 2)), &gx, &gy);
+        vk_bind bb[2] = {vk_bind_all(&be->q), vk_bind_all(&be->cs)};
+        struct { uint32_t n_head, head_dim, n_rot, n_tok, off, stride, gx; } pc = {
+            (uint32_t)hp->n_head, (uint32_t)hp->head_dim, (uint32_t)hp->n_rot, (uint32_t)T, 0, D, gx};
+        vk_dispatch(c, cb, p, bb, 2, &pc, sizeof pc, gx, gy, 1);
+    }
+    /* keys (with RoPE) and values into the cache */
+    VkDeviceSize layer_bytes = (VkDeviceSize)be->n_ctx * DKV * be->kv_elt;
+    VkDeviceSize used = (VkDeviceSize)(be->pos0 + T) * DKV * be->kv_elt;
+    uint32_t kskip, vskip;
+    vk_bind kcb = vk_bind_range(c, &be->kc, (VkDeviceSize)il * layer_bytes, used, &kskip);
+    vk_bind vcb = vk_bind_range(c, &be->vc, (VkDeviceSize)il * layer_bytes, used, &vskip);
+    if (kcb.range > c->ssbo_range)
+        return st_error_set(err, ST_ERR_UNSUPPORTED, "vulkan backend: a layer's KV cache (%.1f MiB) exceeds the device's storage buffer range",
+                            kcb.range / 1048576.0);
+    if ((rc = pipe(be, VKP_KV_STORE, &p, err))) return rc;
+    {
+        vk_grid(c, groups(be, (uint64_t)T * DKV), &gx, &gy);
+        vk_bind bb[5] = {vk_bind_all(&be->k), vk_bind_all(&be->v), vk_bind_all(&be->cs), kcb, vcb};
+        struct { uint32_t n_kv, head_dim, n_rot, n_tok, k_off, v_off, stride, cache_off, kv_f32, gx; } pc = {
+            DKV, (uint32_t)hp->head_dim, (uint32_t)hp->n_rot, (uint32_t)T, 0, 0, DKV,
+            (uint32_t)(kskip / be->kv_elt) + (uint32_t)be->pos0 * DKV, be->kv_f32 ? 1u : 0u, gx};
+        vk_dispatch(c, cb, p, bb, 5, &pc, sizeof pc, gx, gy, 1);
+    }
+    /* attention: one workgroup per (head, token) */
+    if ((rc = pipe(be, VKP_ATTN, &p, err))) return rc;
+    {
+        vk_bind bb[4] = {vk_bind_all(&be->q), kcb, vcb, vk_bind_all(&be->xb)};
+        struct { uint32_t n_head, n_head_kv, head_dim, pos0, q_off, q_stride, kv_off, kv_stride, o_off, o_stride, kv_f32; float scale; } pc = {
+            (uint32_t)hp->n_head, (uint32_t)hp->n_head_kv, (uint32_t)hp->head_dim, (uint32_t)be->pos0, 0, D,
+            (uint32_t)(kskip / be->kv_elt), DKV, 0, D, be->kv_f32 ? 1u : 0u, 1.0f / sqrtf((float)hp->head_dim)};
+        vk_dispatch(c, cb, p, bb, 4, &pc, sizeof pc, (uint32_t)hp->n_head, (uint32_t)T, 1);
+    }
+    vk_bind xbind = vk_bind_all(&be->x);
+    if ((rc = rec_quantize(be, cb, L->wo.type, &be->xb, D, T, err))) return rc;
+    if ((rc = rec_matvec(be, cb, &L->wo, &dt[4], &be->xb, &xbind, 0, D, true, T, err))) return rc;
+
+    /* feed-forward */
+    if ((rc = rec_rmsnorm(be, cb, &be->x, 0, &dt[5], L->ffn_norm.type, &be->xb, T, err))) return rc;
+    if ((rc = rec_quantize(be, cb, L->w_gate.type, &be->xb, D, T, err))) return rc;
+    vk_bind hb = vk_bind_all(&be->hb), hb2 = vk_bind_all(&be->hb2);
+    if ((rc = rec_matvec(be, cb, &L->w_gate, &dt[6], &be->xb, &hb, 0, F, false, T, err))) return rc;
+    if (st_type_traits_get(L->w_up.type)->vec_dot_type != st_type_traits_get(L->w_gate.type)->vec_dot_type &&
+        (rc = rec_quantize(be, cb, L->w_up.type, &be->xb, D, T, err)))
+        return rc;
+    if ((rc = rec_matvec(be, cb, &L->w_up, &dt[7], &be->xb, &hb2, 0, F, false, T, err))) return rc;
+    if ((rc = pipe(be, VKP_SWIGLU, &p, err))) return rc;
+    {
+        uint32_t n = (uint32_t)T * F;
+        vk_grid(c, groups(be, n), &gx, &gy);
+        vk_bind bb[2] = {hb, hb2};
+        struct { uint32_t n, g_off, u_off, gx; } pc = {n, 0, 0, gx};
+        vk_dispatch(c, cb, p, bb, 2, &pc, sizeof pc, gx, gy, 1);
+    }
+    if ((rc = rec_quantize(be, cb, L->w_down.type, &be->hb, F, T, err))) return rc;
+    if ((rc = rec_matvec(be, cb, &L->w_down, &dt[8], &be->hb, &xbind, 0, D, true, T, err))) return rc;
+
+    /* a layer read from a slot is submitted now, so that the slot knows
+     * when it may be overwritten */
+    if (dt[1].slot) {
+        if ((rc = cb_submit(be, false, err))) return rc;
+        for (int k = 0; k < ST_LAYER_N_TENSORS; k++)
+            if (dt[k].slot) atomic_store(&dt[k].slot->last_use, be->submitted);
+        if ((rc = cb_begin(be, err))) return rc;
+    }
+    return ST_OK;
+}
+
+static st_status vk_end(st_backend *b, const st_tensor *out_norm, const st_tensor *out, float *logits, bool all, st_error *err) {
+    vk_be *be = (vk_be *)b;
+    const st_hparams *hp = &be->hp;
+    uint32_t D = (uint32_t)hp->n_embd, V = (uint32_t)hp->n_vocab;
+    int t0 = all ? 0 : be->n_tok - 1, n = be->n_tok - t0;
+    st_status rc;
+    if ((rc = check_type(out_norm, true, "output_norm", err)) || (rc = check_type(out, false, "output", err))) return rc;
+    dev_tensor dn, dout;
+    if ((rc = fixed_tensor(be, out_norm, &dn, err)) || (rc = fixed_tensor(be, out, &dout, err))) return rc;
+    if (!be->recording) return st_error_set(err, ST_ERR_ARG, "vulkan backend: end() without begin()");
+    VkDeviceSize lbytes = (VkDeviceSize)n * V * sizeof(float);
+    if (lbytes > be->c->ssbo_range)
+        return st_error_set(err, ST_ERR_UNSUPPORTED, "vulkan backend: logits of %d tokens (%.1f MiB) exceed the device's storage buffer range; use a smaller batch",
+                            n, lbytes / 1048576.0);
+    VkCommandBuffer cb = be->cb[be->cur];
+    if ((rc = rec_rmsnorm(be, cb, &be->x, (uint32_t)t0 * D, &dn, out_norm->type, &be->xb, n, err))) return rc;
+    if ((rc = rec_quantize(be, cb, out->type, &be->xb, D, n, err))) return rc;
+    uint32_t skip;
+    vk_bind lb = vk_bind_range(be->c, &be->logits, 0, lbytes, &skip);
+    if ((rc = rec_matvec(be, cb, out, &dout, &be->xb, &lb, skip / 4, V, false, n, err))) return rc;
+    VkBufferCopy cp = {be->logits.off, 0, lbytes};
+    vkCmdCopyBuffer(cb, be->logits.buf, be->out.buf, 1, &cp);
+    VkMemoryBarrier mb = {.sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER, .srcAccessMask = VK_ACCESS_TRANSFER_WRITE_BIT, .dstAccessMask = VK_ACCESS_HOST_READ_BIT};
+    vkCmdPipelineBarrier(cb, VK_PIPELINE_STAGE_TRANSFER_BIT, VK_PIPELINE_STAGE_HOST_BIT, 0, 1, &mb, 0, NULL, 0, NULL);
+    if ((rc = cb_submit(be, true, err))) return rc;
+    memcpy(logits, be->out.map, lbytes);
+    return ST_OK;
+}
+
+static void vk_kv_truncate(st_backend *b, int n_past) {
+    (void)b;
+    (void)n_past; /* positions >= n_past are overwritten by the next batch */
+}
+
+/* ------------------------------------------------------------ slots */
+
+static void *vk_slot_alloc(st_backend *b, size_t bytes) {
+    vk_be *be = (vk_be *)b;
+    if (bytes == 0) bytes = 1;
+    slot_rec *s = calloc(1, sizeof *s);
+    if (!s) return NULL;
+    void *va = mmap(NULL, bytes, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (va == MAP_FAILED) {
+        free(s);
+        return NULL;
+    }
+    st_error e = {0};
+    if (vk_alloc_dev(be->c, bytes, &s->mem, &e)) {
+        munmap(va, bytes);
+        free(s);
+        return NULL;
+    }
+    s->va = va;
+    s->size = bytes;
+    pthread_mutex_lock(&be->mu_slots);
+    if (be->nslots == be->capslots) {
+        int nc = be->capslots ? 2 * be->capslots : 8;
+        slot_rec **ns = realloc(be->slots, (size_t)nc * sizeof *ns);
+        if (!ns) {
+            pthread_mutex_unlock(&be->mu_slots);
+            vk_free_dev(be->c, &s->mem);
+            munmap(va, bytes);
+            free(s);
+            return NULL;
+        }
+        be->slots = ns;
+        be->capslots = nc;
+    }
+    be->slots[be->nslots++] = s;
+    pthread_mutex_unlock(&be->mu_slots);
+    atomic_fetch_add(&be->weight_bytes, bytes);
+    return va;
+}
+
+static void slot_release(vk_be *be, slot_rec *s) {
+    wait_value(be, atomic_load(&s->last_use), NULL);
+    vk_free_dev(be->c, &s->mem);
+    munmap(s->va, s->size);
+    atomic_fetch_sub(&be->weight_bytes, s->size);
+    free(s);
+}
+
+static void vk_slot_free(st_backend *b, void *slot) {
+    vk_be *be = (vk_be *)b;
+    slot_rec *s = NULL;
+    pthread_mutex_lock(&be->mu_slots);
+    for (int i = 0; i < be->nslots; i++)
+        if (be->slots[i]->va == slot) {
+            s = be->slots[i];
+            be->slots[i] = be->slots[--be->nslots];
+            break;
+        }
+    pthread_mutex_unlock(&be->mu_slots);
+    if (s) slot_release(be, s);
+}
+
+static st_status vk_slot_upload(st_backend *b, void *slot, size_t off, const void *src, size_t n, st_error *err) {
+    vk_be *be = (vk_be *)b;
+    slot_rec *s = slot_find(be, slot);
+    if (!s || (uint8_t *)slot != s->va) return st_error_set(err, ST_ERR_ARG, "vulkan backend: upload to an unknown slot");
+    st_status rc = vk_upload(be->c, &s->mem, off, src, n, be->tl, atomic_load(&s->last_use), err);
+    if (!rc) atomic_fetch_add(&be->uploaded, n);
+    return rc;
+}
+
+/* ------------------------------------------------------------ create / destroy */
+
+static void vk_destroy(st_backend *b) {
+    vk_be *be = (vk_be *)b;
+    if (!be) return;
+    st_vk_ctx *c = be->c;
+    if (c) {
+        if (be->recording) vkEndCommandBuffer(be->cb[be->cur]);
+        if (be->tl) wait_value(be, be->submitted, NULL);
+        for (int i = 0; i < be->nslots; i++) slot_release(be, be->slots[i]);
+        if (be->lc)
+            for (int il = 0; il < be->hp.n_layer; il++)
+                if (be->lc[il].valid) vk_free_dev(c, &be->lc[il].mem);
+        for (int i = 0; i < be->nfc; i++) vk_free_dev(c, &be->fc[i].mem);
+        vk_alloc *bufs[] = {&be->x, &be->xb, &be->q, &be->k, &be->v, &be->hb, &be->hb2, &be->aq, &be->ad,
+                            &be->ab, &be->cs, &be->logits, &be->kc, &be->vc};
+        for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) vk_free_dev(c, bufs[i]);
+        vk_hbuf_free(c, &be->in);
+        vk_hbuf_free(c, &be->out);
+        if (be->qp) vkDestroyQueryPool(c->dev, be->qp, NULL);
+        if (be->pool) vkDestroyCommandPool(c->dev, be->pool, NULL);
+        if (be->tl) vkDestroySemaphore(c->dev, be->tl, NULL);
+        if (be->fence) vkDestroyFence(c->dev, be->fence, NULL);
+        vk_ctx_put(c);
+    }
+    pthread_mutex_destroy(&be->mu_slots);
+    free(be->slots);
+    free(be->lc);
+    free(be->cs_host);
+    free(be);
+}
+
+static const st_backend_ops vk_ops = {
+    .name = "vulkan",
+    .slot_alloc = vk_slot_alloc,
+    .slot_free = vk_slot_free,
+    .slot_upload = vk_slot_upload,
+    .begin = vk_begin,
+    .layer = vk_layer,
+    .end = vk_end,
+    .kv_truncate = vk_kv_truncate,
+    .destroy = vk_destroy,
+};
+
+st_status st_vk_backend_new(const st_hparams *hp, int n_ctx, int n_batch, bool kv_f32, int device, st_backend **out,
+                            st_error *err) {
+    *out = NULL;
+    if (n_ctx < 1 || n_batch < 1) return st_error_set(err, ST_ERR_ARG, "vulkan backend: context %d, batch %d", n_ctx, n_batch);
+    vk_be *be = calloc(1, sizeof *be);
+    if (!be) return st_error_set(err, ST_ERR_NOMEM, "out of memory");
+    be->base.ops = &vk_ops;
+    pthread_mutex_init(&be->mu_slots, NULL);
+    be->hp = *hp;
+    be->n_ctx = n_ctx;
+    be->n_batch = n_batch;
+    be->kv_f32 = kv_f32;
+    be->kv_elt = kv_f32 ? 4 : 2;
+    be->dkv = hp->head_dim * hp->n_head_kv;
+    be->maxn = hp->n_embd > hp->n_ff ? hp->n_embd : hp->n_ff;
+    st_status rc = vk_ctx_get(device, &be->c, err);
+    if (rc) goto fail;
+    st_vk_ctx *c = be->c;
+    if (hp->head_dim > 4 * (int)c->wg || hp->n_rot > hp->head_dim || hp->n_rot % 2 || hp->n_head % hp->n_head_kv) {
+        rc = st_error_set(err, ST_ERR_UNSUPPORTED, "vulkan backend: head_dim %d / n_rot %d / heads %d:%d not supported",
+                          hp->head_dim, hp->n_rot, hp->n_head, hp->n_head_kv);
+        goto fail;
+    }
+    be->lc = calloc((size_t)hp->n_layer, sizeof *be->lc);
+    be->cs_host = malloc((size_t)n_batch * hp->n_rot * sizeof(float) + 1);
+    if (!be->lc || !be->cs_host) { rc = st_error_set(err, ST_ERR_NOMEM, "out of memory"); goto fail; }
+    VkDeviceSize B = (VkDeviceSize)n_batch, D = (VkDeviceSize)hp->n_embd, F = (VkDeviceSize)hp->n_ff,
+                 DKV = (VkDeviceSize)be->dkv, M = (VkDeviceSize)be->maxn;
+    VkDeviceSize kv_bytes = (VkDeviceSize)hp->n_layer * (VkDeviceSize)n_ctx * DKV * be->kv_elt;
+    struct { vk_alloc *a; VkDeviceSize n; } bufs[] = {
+        {&be->x, B * D * 4}, {&be->xb, B * D * 4}, {&be->q, B * D * 4}, {&be->k, B * DKV * 4}, {&be->v, B * DKV * 4},
+        {&be->hb, B * F * 4}, {&be->hb2, B * F * 4}, {&be->aq, B * M}, {&be->ad, B * (M / 32 + 1) * 4},
+        {&be->ab, B * (M / 16 + 1) * 4}, {&be->cs, B * (VkDeviceSize)hp->n_rot * 4 + 4},
+        {&be->logits, B * (VkDeviceSize)hp->n_vocab * 4}, {&be->kc, kv_bytes}, {&be->vc, kv_bytes}};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) bufs[i].a->block = -1;
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0] && !rc; i++) rc = vk_alloc_dev(c, bufs[i].n, bufs[i].a, err);
+    if (rc) goto fail;
+    if ((rc = vk_hbuf_new(c, B * D * 4 + B * (VkDeviceSize)hp->n_rot * 4, &be->in, err))) goto fail;
+    if ((rc = vk_hbuf_new(c, B * (VkDeviceSize)hp->n_vocab * 4, &be->out, err))) goto fail;
+    VkCommandPoolCreateInfo cpi = {.sType = VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO,
+                                   .flags = VK_COMMAND_POOL_CREATE_RESET_COMMAND_BUFFER_BIT,
+                                   .queueFamilyIndex = c->qf_compute};
+    if ((rc = vkerr(vkCreateCommandPool(c->dev, &cpi, NULL, &be->pool), "vkCreateCommandPool", err))) goto fail;
+    VkCommandBufferAllocateInfo cai = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO,
+                                       .commandPool = be->pool,
+                                       .level = VK_COMMAND_BUFFER_LEVEL_PRIMARY,
+                                       .commandBufferCount = NCB};
+    if ((rc = vkerr(vkAllocateCommandBuffers(c->dev, &cai, be->cb), "vkAllocateCommandBuffers", err))) goto fail;
+    VkSemaphoreTypeCreateInfo sti = {.sType = VK_STRUCTURE_TYPE_SEMAPHORE_TYPE_CREATE_INFO, .semaphoreType = VK_SEMAPHORE_TYPE_TIMELINE};
+    VkSemaphoreCreateInfo sci = {.sType = VK_STRUCTURE_TYPE_SEMAPHORE_CREATE_INFO, .pNext = &sti};
+    if ((rc = vkerr(vkCreateSemaphore(c->dev, &sci, NULL, &be->tl), "vkCreateSemaphore", err))) goto fail;
+    VkFenceCreateInfo fci = {.sType = VK_STRUCTURE_TYPE_FENCE_CREATE_INFO};
+    if ((rc = vkerr(vkCreateFence(c->dev, &fci, NULL, &be->fence), "vkCreateFence", err))) goto fail;
+    if (c->ts_period > 0) {
+        VkQueryPoolCreateInfo qi = {.sType = VK_STRUCTURE_TYPE_QUERY_POOL_CREATE_INFO, .queryType = VK_QUERY_TYPE_TIMESTAMP, .queryCount = 2 * NCB};
+        if (vkCreateQueryPool(c->dev, &qi, NULL, &be->qp) != VK_SUCCESS) be->qp = VK_NULL_HANDLE;
+    }
+    *out = &be->base;
+    return ST_OK;
+fail:
+    vk_destroy(&be->base);
+    return rc ? rc : ST_ERR_INTERNAL;
+}
+
+bool st_vk_backend_figures_get(st_backend *b, st_vk_backend_figures *o) {
+    memset(o, 0, sizeof *o);
+    if (!b || b->ops != &vk_ops) return false;
+    vk_be *be = (vk_be *)b;
+    o->device = be->c->props.deviceName;
+    o->busy_ns = atomic_load(&be->busy_ns);
+    o->submits = atomic_load(&be->submits);
+    o->vram_used = atomic_load(&be->c->allocated);
+    o->vram_total = be->c->vram_bytes;
+    o->weight_bytes = atomic_load(&be->weight_bytes);
+    o->uploaded_bytes = atomic_load(&be->uploaded);
+    return true;
+}
+
+/* ------------------------------------------------------------ engine hook */
+
+static st_status vk_factory(const st_model *m, const st_session_params *p, st_backend **out, st_error *err) {
+    int dev = p->device;
+    if (p->backend == ST_BACKEND_AUTO) {
+        dev = st_vk_pick_device(dev, dev < 0, err);
+        if (dev < 0) return err && err->code ? err->code : ST_ERR_UNSUPPORTED;
+    }
+    return st_vk_backend_new(&m->hp, p->n_ctx, p->n_batch, p->kv_f32, dev, out, err);
+}
+
+void st_vk_register(void) { st_register_gpu_backend(vk_factory); }
+
+/* ------------------------------------------------------------ test hooks */
+
+/* A backend shaped so that its buffers hold the kernel's operands: rows of
+ * n (n_embd = n_ff = n), n_tok tokens, n_out outputs per token. */
+static st_status test_be(int device, int n, int n_tok, int n_out, vk_be **out, st_error *err) {
+    st_hparams hp = {0};
+    hp.n_vocab = n_out;
+    hp.n_embd = n;
+    hp.n_ff = n;
+    hp.n_layer = 1;
+    hp.n_head = 1;
+    hp.n_head_kv = 1;
+    hp.head_dim = 2;
+    hp.n_rot = 2;
+    hp.rope_base = 10000.0f;
+    hp.rope_scale = 1.0f;
+    hp.rms_eps = 1e-5f;
+    st_backend *b = NULL;
+    st_status rc = st_vk_backend_new(&hp, 1, n_tok, false, device, &b, err);
+    *out = (vk_be *)b;
+    return rc;
+}
+
+/* Submits what was recorded, copies `bytes` of src to the read-back buffer
+ * and from there to dst. */
+static st_status test_finish(vk_be *be, const vk_alloc *src, size_t bytes, void *dst, st_error *err) {
+    VkCommandBuffer cb = be->cb[be->cur];
+    VkBufferCopy cp = {src->off, 0, bytes};
+    vkCmdCopyBuffer(cb, src->buf, be->out.buf, 1, &cp);
+    VkMemoryBarrier mb = {.sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER, .srcAccessMask = VK_ACCESS_TRANSFER_WRITE_BIT, .dstAccessMask = VK_ACCESS_HOST_READ_BIT};
+    vkCmdPipelineBarrier(cb, VK_PIPELINE_STAGE_TRANSFER_BIT, VK_PIPELINE_STAGE_HOST_BIT, 0, 1, &mb, 0, NULL, 0, NULL);
+    st_status rc = cb_submit(be, true, err);
+    if (!rc) memcpy(dst, be->out.map, bytes);
+    return rc;
+}
+
+st_status st_vk_test_matvec(int device, int type, const void *w, int ncols, int nrows, const float *x, int n_tok,
+                            float *out, st_error *err) {
+    vk_be *be = NULL;
+    st_tensor t = {0};
+    t.type = (st_type)type;
+    t.ne0 = ncols;
+    t.ne1 = nrows;
+    t.row_bytes = st_row_size(t.type, ncols);
+    t.data = w;
+    t.nbytes = (uint64_t)t.row_bytes * (uint64_t)nrows;
+    st_status rc = check_type(&t, false, "test weight", err);
+    if (!rc) rc = test_be(device, ncols, n_tok, nrows, &be, err);
+    dev_tensor dw;
+    if (!rc) rc = fixed_tensor(be, &t, &dw, err);
+    if (!rc) rc = vk_upload(be->c, &be->xb, 0, x, (size_t)n_tok * ncols * sizeof(float), VK_NULL_HANDLE, 0, err);
+    if (!rc) rc = cb_begin(be, err);
+    if (!rc) rc = rec_quantize(be, be->cb[be->cur], t.type, &be->xb, (uint32_t)ncols, n_tok, err);
+    vk_bind ob;
+    if (!rc) {
+        ob = vk_bind_all(&be->logits);
+        rc = rec_matvec(be, be->cb[be->cur], &t, &dw, &be->xb, &ob, 0, (uint32_t)nrows, false, n_tok, err);
+    }
+    if (!rc) rc = test_finish(be, &be->logits, (size_t)n_tok * nrows * sizeof(float), out, err);
+    if (be) vk_destroy(&be->base);
+    return rc;
+}
+
+st_status st_vk_test_rmsnorm(int device, const float *x, const float *w, int n, int n_tok, float eps, float *out,
+                             st_error *err) {
+    vk_be *be = NULL;
+    st_tensor t = {0};
+    t.type = ST_TYPE_F32;
+    t.ne0 = n;
+    t.ne1 = 1;
+    t.row_bytes = (size_t)n * 4;
+    t.data = w;
+    t.nbytes = t.row_bytes;
+    st_status rc = test_be(device, n, n_tok, n, &be, err);
+    if (!rc) be->hp.rms_eps = eps;
+    dev_tensor dw;
+    if (!rc) rc = fixed_tensor(be, &t, &dw, err);
+    if (!rc) rc = vk_upload(be->c, &be->x, 0, x, (size_t)n_tok * n * sizeof(float), VK_NULL_HANDLE, 0, err);
+    if (!rc) rc = cb_begin(be, err);
+    if (!rc) rc = rec_rmsnorm(be, be->cb[be->cur], &be->x, 0, &dw, ST_TYPE_F32, &be->xb, n_tok, err);
+    if (!rc) rc = test_finish(be, &be->xb, (size_t)n_tok * n * sizeof(float), out, err);
+    if (be) vk_destroy(&be->base);
+    return rc;
+}
+
+st_status st_vk_test_swiglu(int device, float *g, const float *u, int n, st_error *err) {
+    vk_be *be = NULL;
+    st_status rc = test_be(device, n, 1, n, &be, err);
+    if (!rc) rc = vk_upload(be->c, &be->hb, 0, g, (size_t)n * sizeof(float), VK_NULL_HANDLE, 0, err);
+    if (!rc) rc = vk_upload(be->c, &be->hb2, 0, u, (size_t)n * sizeof(float), VK_NULL_HANDLE, 0, err);
+    if (!rc) rc = cb_begin(be, err);
+    VkPipeline p;
+    if (!rc) rc = pipe(be, VKP_SWIGLU, &p, err);
+    if (!rc) {
+        uint32_t gx, gy;
+        vk_grid(be->c, groups(be, (uint32_t)n), &gx, &gy);
+        vk_bind bb[2] = {vk_bind_all(&be->hb), vk_bind_all(&be->hb2)};
+        struct { uint32_t n, g_off, u_off, gx; } pc = {(uint32_t)n, 0, 0, gx};
+        vk_dispatch(be->c, be->cb[be->cur], p, bb, 2, &pc, sizeof pc, gx, gy, 1);
+        rc = test_finish(be, &be->hb, (size_t)n * sizeof(float), g, err);
+    }
+    if (be) vk_destroy(&be->base);
+    return rc;
+}

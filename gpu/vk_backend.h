@@ -1,0 +1,40 @@
+/* vk_backend.h — the Vulkan implementation of core's backend interface
+ * (core/backend.h). For the engine's hook and the tests; see docs/VULKAN.md. */
+#ifndef ST_VK_BACKEND_H
+#define ST_VK_BACKEND_H
+
+#include "backend.h"
+#include "strata_vk.h"
+
+/* A Vulkan backend for a model's hyper-parameters: n_ctx positions of KV
+ * cache (F16, or F32 with kv_f32), batches of up to n_batch tokens, on
+ * device `device` (-1: the preferred device). */
+st_status st_vk_backend_new(const st_hparams *hp, int n_ctx, int n_batch, bool kv_f32, int device,
+                            st_backend **out, st_error *err);
+
+/* Figures of a Vulkan backend (b must be one). */
+typedef struct st_vk_backend_figures {
+    const char *device;        /* the device's name */
+    uint64_t busy_ns;          /* GPU time of all submitted work (timestamp queries; 0 if unsupported) */
+    uint64_t submits;          /* command buffers submitted */
+    uint64_t vram_used;        /* device memory this process holds on the device */
+    uint64_t vram_total;       /* the device's largest device-local heap */
+    uint64_t weight_bytes;     /* weights resident on the device (copies + slots) */
+    uint64_t uploaded_bytes;   /* bytes copied to the device through staging */
+} st_vk_backend_figures;
+bool st_vk_backend_figures_get(st_backend *b, st_vk_backend_figures *out);
+
+/* Test hooks: run one kernel on host data through the backend's device
+ * (the same pipelines as the forward pass). All return ST_OK or an error. */
+/* out[t][r] = dot(W row r, x[t]) for W of type `type` ([nrows] rows of ncols,
+ * GGUF bytes), x [n_tok][ncols] floats, activations quantized on the GPU as
+ * the forward pass does. */
+st_status st_vk_test_matvec(int device, int type, const void *w, int ncols, int nrows, const float *x, int n_tok,
+                            float *out, st_error *err);
+/* out[t] = rmsnorm(x[t]) * w, w F32 */
+st_status st_vk_test_rmsnorm(int device, const float *x, const float *w, int n, int n_tok, float eps, float *out,
+                             st_error *err);
+/* g = silu(g) * u over n elements, in place */
+st_status st_vk_test_swiglu(int device, float *g, const float *u, int n, st_error *err);
+
+#endif

@@ -1,0 +1,846 @@
+/* vk_ctx.c — Vulkan device context: see vk_ctx.h and docs/VULKAN.md. */
+#include "vk_ctx.h"
+
+#include "vk_shaders.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define BLOCK_BYTES ((VkDeviceSize)256 << 20) /* device memory is taken in blocks of this (or one large request) */
+#define STAGING_BYTES ((VkDeviceSize)16 << 20)
+#define ALLOC_ALIGN ((VkDeviceSize)256)
+
+static const char *const pipe_names[VKP_COUNT] = {
+    "rmsnorm", "quantize", "rope_q", "kv_store", "attn", "swiglu",
+    "matvec_f32", "matvec_f16", "matvec_q4_0", "matvec_q8_0",
+    "matvec_q4_k", "matvec_q5_k", "matvec_q6_k",
+};
+
+const char *vk_result_str(VkResult r) {
+    switch (r) {
+    case VK_SUCCESS: return "VK_SUCCESS";
+    case VK_NOT_READY: return "VK_NOT_READY";
+    case VK_TIMEOUT: return "VK_TIMEOUT";
+    case VK_ERROR_OUT_OF_HOST_MEMORY: return "VK_ERROR_OUT_OF_HOST_MEMORY";
+    case VK_ERROR_OUT_OF_DEVICE_MEMORY: return "VK_ERROR_OUT_OF_DEVICE_MEMORY";
+    case VK_ERROR_INITIALIZATION_FAILED: return "VK_ERROR_INITIALIZATION_FAILED";
+    case VK_ERROR_DEVICE_LOST: return "VK_ERROR_DEVICE_LOST";
+    case VK_ERROR_MEMORY_MAP_FAILED: return "VK_ERROR_MEMORY_MAP_FAILED";
+    case VK_ERROR_LAYER_NOT_PRESENT: return "VK_ERROR_LAYER_NOT_PRESENT";
+    case VK_ERROR_EXTENSION_NOT_PRESENT: return "VK_ERROR_EXTENSION_NOT_PRESENT";
+    case VK_ERROR_FEATURE_NOT_PRESENT: return "VK_ERROR_FEATURE_NOT_PRESENT";
+    case VK_ERROR_INCOMPATIBLE_DRIVER: return "VK_ERROR_INCOMPATIBLE_DRIVER";
+    case VK_ERROR_TOO_MANY_OBJECTS: return "VK_ERROR_TOO_MANY_OBJECTS";
+    default: return "VkResult error";
+    }
+}
+
+/* ------------------------------------------------------------ validation */
+
+static _Atomic uint64_t g_validation_errors;
+
+uint64_t vk_validation_errors(void) { return atomic_load(&g_validation_errors); }
+uint64_t st_vk_validation_errors(void) { return vk_validation_errors(); }
+
+static VKAPI_ATTR VkBool32 VKAPI_CALL debug_cb(VkDebugUtilsMessageSeverityFlagBitsEXT sev,
+                                               VkDebugUtilsMessageTypeFlagsEXT type,
+                                               const VkDebugUtilsMessengerCallbackDataEXT *data, void *user) {
+    (void)type;
+    (void)user;
+    if (sev & VK_DEBUG_UTILS_MESSAGE_SEVERITY_ERROR_BIT_EXT) atomic_fetch_add(&g_validation_errors, 1);
+    if (sev & (VK_DEBUG_UTILS_MESSAGE_SEVERITY_ERROR_BIT_EXT | VK_DEBUG_UTILS_MESSAGE_SEVERITY_WARNING_BIT_EXT))
+        fprintf(stderr, "vulkan validation %s: %s\n",
+                (sev & VK_DEBUG_UTILS_MESSAGE_SEVERITY_ERROR_BIT_EXT) ? "error" : "warning",
+                data && data->pMessage ? data->pMessage : "(no message)");
+    return VK_FALSE;
+}
+
+static bool env_on(const char *name) {
+    const char *v = getenv(name);
+    return v && *v && strcmp(v, "0") != 0;
+}
+
+static bool has_layer(const char *name) {
+    uint32_t n = 0;
+    if (vkEnumerateInstanceLayerProperties(&n, NULL) != VK_SUCCESS || n == 0) return false;
+    VkLayerProperties *p = calloc(n, sizeof *p);
+    bool found = false;
+    if (p && vkEnumerateInstanceLayerProperties(&n, p) == VK_SUCCESS)
+        for (uint32_t i = 0; i < n; i++)
+            if (!strcmp(p[i].layerName, name)) found = true;
+    free(p);
+    return found;
+}
+
+/* An instance (Vulkan 1.2), with the validation layer and a messenger when
+ * STRATA_VK_VALIDATION is set and the layer is installed. */
+static st_status make_instance(VkInstance *inst, VkDebugUtilsMessengerEXT *msg, st_error *err) {
+    *inst = VK_NULL_HANDLE;
+    if (msg) *msg = VK_NULL_HANDLE;
+    uint32_t api = 0;
+    if (vkEnumerateInstanceVersion(&api) != VK_SUCCESS || api < VK_API_VERSION_1_2)
+        return st_error_set(err, ST_ERR_UNSUPPORTED, "vulkan: the loader offers Vulkan %u.%u, strata needs 1.2",
+                            VK_API_VERSION_MAJOR(api), VK_API_VERSION_MINOR(api));
+    bool validate = msg && env_on("STRATA_VK_VALIDATION") && has_layer("VK_LAYER_KHRONOS_validation");
+    if (msg && env_on("STRATA_VK_VALIDATION") && !validate)
+        fprintf(stderr, "strata: STRATA_VK_VALIDATION is set but VK_LAYER_KHRONOS_validation is not installed "
+                        "(Debian: vulkan-validationlayers)\n");
+    const char *layers[] = {"VK_LAYER_KHRONOS_validation"};
+    const char *exts[] = {VK_EXT_DEBUG_UTILS_EXTENSION_NAME};
+    VkApplicationInfo app = {.sType = VK_STRUCTURE_TYPE_APPLICATION_INFO,
+                             .pApplicationName = "strata",
+                             .pEngineName = "strata",
+                             .apiVersion = VK_API_VERSION_1_2};
+    VkInstanceCreateInfo ci = {.sType = VK_STRUCTURE_TYPE_INSTANCE_CREATE_INFO,
+                               .pApplicationInfo = &app,
+                               .enabledLayerCount = validate ? 1 : 0,
+                               .ppEnabledLayerNames = layers,
+                               .enabledExtensionCount = validate ? 1 : 0,
+                               .ppEnabledExtensionNames = exts};
+    VkResult r = vkCreateInstance(&ci, NULL, inst);
+    if (r != VK_SUCCESS) {
+        *inst = VK_NULL_HANDLE;
+        return st_error_set(err, ST_ERR_UNSUPPORTED, "vulkan: cannot create an instance (%s): no Vulkan driver?",
+                            vk_result_str(r));
+    }
+    if (validate) {
+        PFN_vkCreateDebugUtilsMessengerEXT f =
+            (PFN_vkCreateDebugUtilsMessengerEXT)vkGetInstanceProcAddr(*inst, "vkCreateDebugUtilsMessengerEXT");
+        VkDebugUtilsMessengerCreateInfoEXT mi = {
+            .sType = VK_STRUCTURE_TYPE_DEBUG_UTILS_MESSENGER_CREATE_INFO_EXT,
+            .messageSeverity = VK_DEBUG_UTILS_MESSAGE_SEVERITY_ERROR_BIT_EXT | VK_DEBUG_UTILS_MESSAGE_SEVERITY_WARNING_BIT_EXT,
+            .messageType = VK_DEBUG_UTILS_MESSAGE_TYPE_GENERAL_BIT_EXT | VK_DEBUG_UTILS_MESSAGE_TYPE_VALIDATION_BIT_EXT |
+                           VK_DEBUG_UTILS_MESSAGE_TYPE_PERFORMANCE_BIT_EXT,
+            .pfnUserCallback = debug_cb};
+        if (f) f(*inst, &mi, NULL, msg);
+    }
+    return ST_OK;
+}
+
+static void destroy_instance(VkInstance inst, VkDebugUtilsMessengerEXT msg) {
+    if (!inst) return;
+    if (msg) {
+        PFN_vkDestroyDebugUtilsMessengerEXT f =
+            (PFN_vkDestroyDebugUtilsMessengerEXT)vkGetInstanceProcAddr(inst, "vkDestroyDebugUtilsMessengerEXT");
+        if (f) f(inst, msg, NULL);
+    }
+    vkDestroyInstance(inst, NULL);
+}
+
+/* ------------------------------------------------------------ devices */
+
+static const char *type_name(VkPhysicalDeviceType t) {
+    switch (t) {
+    case VK_PHYSICAL_DEVICE_TYPE_DISCRETE_GPU: return "discrete";
+    case VK_PHYSICAL_DEVICE_TYPE_INTEGRATED_GPU: return "integrated";
+    case VK_PHYSICAL_DEVICE_TYPE_VIRTUAL_GPU: return "virtual";
+    case VK_PHYSICAL_DEVICE_TYPE_CPU: return "cpu";
+    default: return "other";
+    }
+}
+
+static int type_rank(VkPhysicalDeviceType t) {
+    switch (t) {
+    case VK_PHYSICAL_DEVICE_TYPE_DISCRETE_GPU: return 0;
+    case VK_PHYSICAL_DEVICE_TYPE_INTEGRATED_GPU: return 1;
+    case VK_PHYSICAL_DEVICE_TYPE_VIRTUAL_GPU: return 2;
+    case VK_PHYSICAL_DEVICE_TYPE_CPU: return 3;
+    default: return 4;
+    }
+}
+
+static bool has_dev_ext(VkPhysicalDevice pd, const char *name) {
+    uint32_t n = 0;
+    if (vkEnumerateDeviceExtensionProperties(pd, NULL, &n, NULL) != VK_SUCCESS) return false;
+    VkExtensionProperties *p = calloc(n ? n : 1, sizeof *p);
+    bool found = false;
+    if (p && vkEnumerateDeviceExtensionProperties(pd, NULL, &n, p) == VK_SUCCESS)
+        for (uint32_t i = 0; i < n; i++)
+            if (!strcmp(p[i].extensionName, name)) found = true;
+    free(p);
+    return found;
+}
+
+/* Queue families: one with compute (preferring compute without graphics),
+ * and a transfer-only one if there is. */
+static bool pick_queues(VkPhysicalDevice pd, uint32_t *qc, uint32_t *qt, bool *sep, uint32_t *ts_bits) {
+    uint32_t n = 0;
+    vkGetPhysicalDeviceQueueFamilyProperties(pd, &n, NULL);
+    VkQueueFamilyProperties *q = calloc(n ? n : 1, sizeof *q);
+    if (!q) return false;
+    vkGetPhysicalDeviceQueueFamilyProperties(pd, &n, q);
+    int c = -1, t = -1;
+    for (uint32_t i = 0; i < n; i++) {
+        if (!(q[i].queueFlags & VK_QUEUE_COMPUTE_BIT) || q[i].queueCount == 0) continue;
+        if (c < 0 || ((q[c].queueFlags & VK_QUEUE_GRAPHICS_BIT) && !(q[i].queueFlags & VK_QUEUE_GRAPHICS_BIT) &&
+                      q[i].timestampValidBits > 0))
+            c = (int)i;
+    }
+    for (uint32_t i = 0; i < n; i++)
+        if ((int)i != c && q[i].queueCount > 0 && (q[i].queueFlags & VK_QUEUE_TRANSFER_BIT) &&
+            !(q[i].queueFlags & (VK_QUEUE_COMPUTE_BIT | VK_QUEUE_GRAPHICS_BIT))) {
+            t = (int)i;
+            break;
+        }
+    if (c >= 0) {
+        *qc = (uint32_t)c;
+        *qt = t >= 0 ? (uint32_t)t : (uint32_t)c;
+        *sep = t >= 0;
+        *ts_bits = q[c].timestampValidBits;
+    }
+    free(q);
+    return c >= 0;
+}
+
+/* Fills info for pd; usable says whether the backend can run on it. */
+static void describe(VkPhysicalDevice pd, int index, st_vk_device_info *o) {
+    memset(o, 0, sizeof *o);
+    o->index = index;
+    VkPhysicalDeviceVulkan11Properties p11 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_1_PROPERTIES};
+    VkPhysicalDeviceVulkan12Properties p12 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_2_PROPERTIES};
+    VkPhysicalDeviceProperties2 p2 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2, .pNext = &p11};
+    VkPhysicalDeviceProperties base;
+    vkGetPhysicalDeviceProperties(pd, &base);
+    bool v12 = base.apiVersion >= VK_API_VERSION_1_2;
+    if (v12) {
+        p11.pNext = &p12;
+        vkGetPhysicalDeviceProperties2(pd, &p2);
+    } else {
+        p2.properties = base;
+    }
+    const VkPhysicalDeviceProperties *p = &p2.properties;
+    snprintf(o->name, sizeof o->name, "%s", p->deviceName);
+    o->type = type_name(p->deviceType);
+    o->api_major = VK_API_VERSION_MAJOR(p->apiVersion);
+    o->api_minor = VK_API_VERSION_MINOR(p->apiVersion);
+    o->api_patch = VK_API_VERSION_PATCH(p->apiVersion);
+    if (v12) snprintf(o->driver, sizeof o->driver, "%.60s %.60s", p12.driverName, p12.driverInfo);
+    o->shared_mem = p->limits.maxComputeSharedMemorySize;
+    VkPhysicalDeviceMemoryProperties mp;
+    vkGetPhysicalDeviceMemoryProperties(pd, &mp);
+    for (uint32_t h = 0; h < mp.memoryHeapCount; h++)
+        if ((mp.memoryHeaps[h].flags & VK_MEMORY_HEAP_DEVICE_LOCAL_BIT) && mp.memoryHeaps[h].size > o->vram_bytes)
+            o->vram_bytes = mp.memoryHeaps[h].size;
+    if (!v12) {
+        snprintf(o->why, sizeof o->why, "Vulkan %u.%u (needs 1.2)", o->api_major, o->api_minor);
+        return;
+    }
+    o->subgroup_size = p11.subgroupSize;
+    o->subgroup_arith = (p11.subgroupSupportedStages & VK_SHADER_STAGE_COMPUTE_BIT) &&
+                        (p11.subgroupSupportedOperations & VK_SUBGROUP_FEATURE_ARITHMETIC_BIT);
+    uint32_t qc, qt, tsb = 0;
+    bool sep = false;
+    if (!pick_queues(pd, &qc, &qt, &sep, &tsb)) {
+        snprintf(o->why, sizeof o->why, "no compute queue");
+        return;
+    }
+    o->separate_transfer = sep;
+    o->timestamps = tsb > 0 && p->limits.timestampPeriod > 0;
+    VkPhysicalDeviceVulkan12Features f12 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_2_FEATURES};
+    VkPhysicalDeviceVulkan11Features f11 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_1_FEATURES, .pNext = &f12};
+    VkPhysicalDeviceFeatures2 f2 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2, .pNext = &f11};
+    vkGetPhysicalDeviceFeatures2(pd, &f2);
+    const char *miss = !f11.storageBuffer16BitAccess ? "16-bit storage buffers"
+                     : !f12.storageBuffer8BitAccess  ? "8-bit storage buffers"
+                     : !f12.timelineSemaphore        ? "timeline semaphores"
+                     : !has_dev_ext(pd, VK_KHR_PUSH_DESCRIPTOR_EXTENSION_NAME) ? VK_KHR_PUSH_DESCRIPTOR_EXTENSION_NAME
+                     : p->limits.maxComputeWorkGroupInvocations < 64 ? "workgroups of 64"
+                     : NULL;
+    if (miss) {
+        snprintf(o->why, sizeof o->why, "no %s", miss);
+        return;
+    }
+    o->usable = true;
+}
+
+int st_vk_list_devices(st_vk_device_info *out, int cap, st_error *err) {
+    VkInstance inst;
+    if (make_instance(&inst, NULL, err)) return -1;
+    uint32_t n = 0;
+    vkEnumeratePhysicalDevices(inst, &n, NULL);
+    VkPhysicalDevice *pd = calloc(n ? n : 1, sizeof *pd);
+    if (!pd) {
+        destroy_instance(inst, VK_NULL_HANDLE);
+        st_error_set(err, ST_ERR_NOMEM, "out of memory");
+        return -1;
+    }
+    vkEnumeratePhysicalDevices(inst, &n, pd);
+    for (uint32_t i = 0; i < n && (int)i < cap; i++) describe(pd[i], (int)i, &out[i]);
+    free(pd);
+    destroy_instance(inst, VK_NULL_HANDLE);
+    return (int)n;
+}
+
+/* The best usable device among pd[0..n): by type, then by VRAM. */
+static int choose(VkPhysicalDevice *pd, uint32_t n, int want, bool discrete_only, st_error *err) {
+    if (n == 0) {
+        st_error_set(err, ST_ERR_UNSUPPORTED, "vulkan: no devices");
+        return -1;
+    }
+    st_vk_device_info info;
+    if (want >= 0) {
+        if ((uint32_t)want >= n) {
+            st_error_set(err, ST_ERR_ARG, "vulkan: no device %d (there are %u: see strata devices)", want, n);
+            return -1;
+        }
+        describe(pd[want], want, &info);
+        if (!info.usable) {
+            st_error_set(err, ST_ERR_UNSUPPORTED, "vulkan: device %d (%s) cannot run strata: %s", want, info.name, info.why);
+            return -1;
+        }
+        return want;
+    }
+    int best = -1, best_rank = 99;
+    uint64_t best_vram = 0;
+    char why[300] = "";
+    for (uint32_t i = 0; i < n; i++) {
+        describe(pd[i], (int)i, &info);
+        if (!info.usable) {
+            snprintf(why, sizeof why, "device %u (%.100s): %.100s", i, info.name, info.why);
+            continue;
+        }
+        VkPhysicalDeviceProperties p;
+        vkGetPhysicalDeviceProperties(pd[i], &p);
+        int rank = type_rank(p.deviceType);
+        if (discrete_only && rank != 0) {
+            snprintf(why, sizeof why, "device %u (%.100s) is a %s device, not a discrete GPU", i, info.name, info.type);
+            continue;
+        }
+        if (best < 0 || rank < best_rank || (rank == best_rank && info.vram_bytes > best_vram)) {
+            best = (int)i;
+            best_rank = rank;
+            best_vram = info.vram_bytes;
+        }
+    }
+    if (best < 0) st_error_set(err, ST_ERR_UNSUPPORTED, "vulkan: no usable %sdevice (%s)", discrete_only ? "discrete " : "", why);
+    return best;
+}
+
+int st_vk_pick_device(int device, bool discrete_only, st_error *err) {
+    VkInstance inst;
+    if (make_instance(&inst, NULL, err)) return -1;
+    uint32_t n = 0;
+    vkEnumeratePhysicalDevices(inst, &n, NULL);
+    VkPhysicalDevice *pd = calloc(n ? n : 1, sizeof *pd);
+    int r = -1;
+    if (pd) {
+        vkEnumeratePhysicalDevices(inst, &n, pd);
+        r = choose(pd, n, device, discrete_only, err);
+    }
+    free(pd);
+    destroy_instance(inst, VK_NULL_HANDLE);
+    return r;
+}
+
+/* ------------------------------------------------------------ memory */
+
+static int find_mem_type(const VkPhysicalDeviceMemoryProperties *mp, uint32_t bits, VkMemoryPropertyFlags want,
+                         VkMemoryPropertyFlags nice) {
+    int fallback = -1;
+    for (uint32_t i = 0; i < mp->memoryTypeCount; i++) {
+        if (!(bits & (1u << i)) || (mp->memoryTypes[i].propertyFlags & want) != want) continue;
+        if ((mp->memoryTypes[i].propertyFlags & nice) == nice) return (int)i;
+        if (fallback < 0) fallback = (int)i;
+    }
+    return fallback;
+}
+
+static st_status make_buffer(st_vk_ctx *c, VkDeviceSize size, bool host, VkBuffer *buf, VkDeviceMemory *mem,
+                             st_error *err) {
+    uint32_t fams[2] = {c->qf_compute, c->qf_transfer};
+    VkBufferCreateInfo bi = {.sType = VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO,
+                             .size = size,
+                             .usage = VK_BUFFER_USAGE_STORAGE_BUFFER_BIT | VK_BUFFER_USAGE_TRANSFER_SRC_BIT |
+                                      VK_BUFFER_USAGE_TRANSFER_DST_BIT,
+                             .sharingMode = c->separate_transfer ? VK_SHARING_MODE_CONCURRENT : VK_SHARING_MODE_EXCLUSIVE,
+                             .queueFamilyIndexCount = c->separate_transfer ? 2 : 0,
+                             .pQueueFamilyIndices = fams};
+    VkResult r = vkCreateBuffer(c->dev, &bi, NULL, buf);
+    if (r != VK_SUCCESS) return st_error_set(err, ST_ERR_NOMEM, "vulkan: cannot create a buffer of %.1f MiB (%s)", size / 1048576.0, vk_result_str(r));
+    VkMemoryRequirements req;
+    vkGetBufferMemoryRequirements(c->dev, *buf, &req);
+    int mt = host ? find_mem_type(&c->memprops, req.memoryTypeBits,
+                                  VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT | VK_MEMORY_PROPERTY_HOST_COHERENT_BIT,
+                                  VK_MEMORY_PROPERTY_HOST_CACHED_BIT)
+                  : find_mem_type(&c->memprops, req.memoryTypeBits, VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT, 0);
+    if (mt < 0) {
+        vkDestroyBuffer(c->dev, *buf, NULL);
+        return st_error_set(err, ST_ERR_UNSUPPORTED, "vulkan: no %s memory type for a storage buffer", host ? "host-visible" : "device-local");
+    }
+    VkMemoryAllocateInfo ai = {.sType = VK_STRUCTURE_TYPE_MEMORY_ALLOCATE_INFO, .allocationSize = req.size, .memoryTypeIndex = (uint32_t)mt};
+    r = vkAllocateMemory(c->dev, &ai, NULL, mem);
+    if (r != VK_SUCCESS) {
+        vkDestroyBuffer(c->dev, *buf, NULL);
+        return st_error_set(err, ST_ERR_NOMEM, "vulkan: cannot allocate %.1f MiB of %s memory (%s)", req.size / 1048576.0,
+                            host ? "host-visible" : "device", vk_result_str(r));
+    }
+    vkBindBufferMemory(c->dev, *buf, *mem, 0);
+    return ST_OK;
+}
+
+st_status vk_hbuf_new(st_vk_ctx *c, VkDeviceSize size, vk_hbuf *out, st_error *err) {
+    memset(out, 0, sizeof *out);
+    if (size == 0) size = 256;
+    st_status rc = make_buffer(c, size, true, &out->buf, &out->mem, err);
+    if (rc) return rc;
+    VkResult r = vkMapMemory(c->dev, out->mem, 0, VK_WHOLE_SIZE, 0, &out->map);
+    if (r != VK_SUCCESS) {
+        vk_hbuf_free(c, out);
+        return st_error_set(err, ST_ERR_NOMEM, "vulkan: cannot map host memory (%s)", vk_result_str(r));
+    }
+    out->size = size;
+    return ST_OK;
+}
+
+void vk_hbuf_free(st_vk_ctx *c, vk_hbuf *b) {
+    if (b->buf) vkDestroyBuffer(c->dev, b->buf, NULL);
+    if (b->mem) vkFreeMemory(c->dev, b->mem, NULL);
+    memset(b, 0, sizeof *b);
+}
+
+static bool block_take(vk_block *b, VkDeviceSize size, VkDeviceSize *off) {
+    for (int i = 0; i < b->nfree; i++) {
+        if (b->fs[i] < size) continue;
+        *off = b->fo[i];
+        b->fo[i] += size;
+        b->fs[i] -= size;
+        if (b->fs[i] == 0) {
+            memmove(&b->fo[i], &b->fo[i + 1], (size_t)(b->nfree - i - 1) * sizeof *b->fo);
+            memmove(&b->fs[i], &b->fs[i + 1], (size_t)(b->nfree - i - 1) * sizeof *b->fs);
+            b->nfree--;
+        }
+        return true;
+    }
+    return false;
+}
+
+/* Returns [off, off + size) to the block's free list, merging neighbours. */
+static bool block_give(vk_block *b, VkDeviceSize off, VkDeviceSize size) {
+    int i = 0;
+    while (i < b->nfree && b->fo[i] < off) i++;
+    bool left = i > 0 && b->fo[i - 1] + b->fs[i - 1] == off;
+    bool right = i < b->nfree && off + size == b->fo[i];
+    if (left && right) {
+        b->fs[i - 1] += size + b->fs[i];
+        memmove(&b->fo[i], &b->fo[i + 1], (size_t)(b->nfree - i - 1) * sizeof *b->fo);
+        memmove(&b->fs[i], &b->fs[i + 1], (size_t)(b->nfree - i - 1) * sizeof *b->fs);
+        b->nfree--;
+    } else if (left) {
+        b->fs[i - 1] += size;
+    } else if (right) {
+        b->fo[i] = off;
+        b->fs[i] += size;
+    } else {
+        if (b->nfree == b->capfree) {
+            int nc = b->capfree ? 2 * b->capfree : 16;
+            VkDeviceSize *no = realloc(b->fo, (size_t)nc * sizeof *no);
+            if (!no) return false;
+            b->fo = no;
+            VkDeviceSize *ns = realloc(b->fs, (size_t)nc * sizeof *ns);
+            if (!ns) return false;
+            b->fs = ns;
+            b->capfree = nc;
+        }
+        memmove(&b->fo[i + 1], &b->fo[i], (size_t)(b->nfree - i) * sizeof *b->fo);
+        memmove(&b->fs[i + 1], &b->fs[i], (size_t)(b->nfree - i) * sizeof *b->fs);
+        b->fo[i] = off;
+        b->fs[i] = size;
+        b->nfree++;
+    }
+    return true;
+}
+
+st_status vk_alloc_dev(st_vk_ctx *c, VkDeviceSize size, vk_alloc *out, st_error *err) {
+    memset(out, 0, sizeof *out);
+    out->block = -1;
+    VkDeviceSize align = c->ssbo_align > ALLOC_ALIGN ? c->ssbo_align : ALLOC_ALIGN;
+    VkDeviceSize need = (size + align - 1) / align * align;
+    if (need == 0) need = align;
+    pthread_mutex_lock(&c->mu_alloc);
+    for (int i = 0; i < c->nblocks; i++) {
+        VkDeviceSize off;
+        if (c->blocks[i].mem && block_take(&c->blocks[i], need, &off)) {
+            *out = (vk_alloc){c->blocks[i].buf, off, need, i};
+            pthread_mutex_unlock(&c->mu_alloc);
+            atomic_fetch_add(&c->allocated, need);
+            return ST_OK;
+        }
+    }
+    VkDeviceSize bs = need > BLOCK_BYTES ? need : BLOCK_BYTES;
+    vk_block nb = {0};
+    nb.size = bs;
+    st_status rc = make_buffer(c, bs, false, &nb.buf, &nb.mem, err);
+    if (rc && bs > need) { /* a smaller block may still fit */
+        nb.size = bs = need;
+        rc = make_buffer(c, bs, false, &nb.buf, &nb.mem, err);
+    }
+    if (!rc) {
+        vk_block *blocks = realloc(c->blocks, (size_t)(c->nblocks + 1) * sizeof *blocks);
+        if (!blocks) rc = st_error_set(err, ST_ERR_NOMEM, "out of memory");
+        else c->blocks = blocks;
+    }
+    if (!rc && !block_give(&nb, 0, bs)) rc = st_error_set(err, ST_ERR_NOMEM, "out of memory");
+    if (rc) {
+        if (nb.buf) vkDestroyBuffer(c->dev, nb.buf, NULL);
+        if (nb.mem) vkFreeMemory(c->dev, nb.mem, NULL);
+        free(nb.fo);
+        free(nb.fs);
+        pthread_mutex_unlock(&c->mu_alloc);
+        return rc;
+    }
+    int bi = c->nblocks++;
+    c->blocks[bi] = nb;
+    VkDeviceSize off = 0;
+    block_take(&c->blocks[bi], need, &off);
+    *out = (vk_alloc){nb.buf, off, need, bi};
+    pthread_mutex_unlock(&c->mu_alloc);
+    atomic_fetch_add(&c->allocated, need);
+    return ST_OK;
+}
+
+void vk_free_dev(st_vk_ctx *c, vk_alloc *a) {
+    if (!a || a->block < 0 || !a->buf) return;
+    pthread_mutex_lock(&c->mu_alloc);
+    block_give(&c->blocks[a->block], a->off, a->size);
+    pthread_mutex_unlock(&c->mu_alloc);
+    atomic_fetch_sub(&c->allocated, a->size);
+    memset(a, 0, sizeof *a);
+    a->block = -1;
+}
+
+vk_bind vk_bind_range(const st_vk_ctx *c, const vk_alloc *a, VkDeviceSize off, VkDeviceSize n, uint32_t *skip) {
+    VkDeviceSize abs = a->off + off;
+    VkDeviceSize base = abs / c->ssbo_align * c->ssbo_align;
+    *skip = (uint32_t)(abs - base);
+    VkDeviceSize range = abs - base + n;
+    range = (range + 3) & ~(VkDeviceSize)3;
+    if (base + range > a->off + a->size) range = a->off + a->size - base;
+    vk_bind b = {a->buf, base, range};
+    return b;
+}
+
+/* ------------------------------------------------------------ uploads */
+
+static st_status vkcheck(VkResult r, const char *what, st_error *err) {
+    if (r == VK_SUCCESS) return ST_OK;
+    return st_error_set(err, r == VK_ERROR_OUT_OF_DEVICE_MEMORY || r == VK_ERROR_OUT_OF_HOST_MEMORY ? ST_ERR_NOMEM : ST_ERR_INTERNAL,
+                        "vulkan: %s failed (%s)", what, vk_result_str(r));
+}
+
+st_status vk_upload(st_vk_ctx *c, const vk_alloc *dst, VkDeviceSize off, const void *src, size_t n,
+                    VkSemaphore wait_sem, uint64_t wait_value, st_error *err) {
+    if (off + n > dst->size)
+        return st_error_set(err, ST_ERR_ARG, "vulkan: upload of %zu bytes at offset %" PRIu64 " overruns a buffer of %" PRIu64,
+                            n, (uint64_t)off, (uint64_t)dst->size);
+    st_status rc = ST_OK;
+    pthread_mutex_lock(&c->mu_up);
+    for (size_t done = 0; done < n && !rc; done += (size_t)c->staging.size) {
+        size_t k = n - done < c->staging.size ? n - done : (size_t)c->staging.size;
+        memcpy(c->staging.map, (const uint8_t *)src + done, k);
+        VkCommandBufferBeginInfo bi = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO,
+                                       .flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT};
+        if ((rc = vkcheck(vkResetCommandPool(c->dev, c->up_pool, 0), "vkResetCommandPool", err))) break;
+        if ((rc = vkcheck(vkBeginCommandBuffer(c->up_cb, &bi), "vkBeginCommandBuffer", err))) break;
+        VkBufferCopy cp = {0, dst->off + off + done, k};
+        vkCmdCopyBuffer(c->up_cb, c->staging.buf, dst->buf, 1, &cp);
+        if ((rc = vkcheck(vkEndCommandBuffer(c->up_cb), "vkEndCommandBuffer", err))) break;
+        uint64_t sig = atomic_load(&c->up_value) + 1;
+        bool wait = wait_sem && done == 0;
+        VkPipelineStageFlags stage = VK_PIPELINE_STAGE_ALL_COMMANDS_BIT;
+        VkTimelineSemaphoreSubmitInfo ts = {.sType = VK_STRUCTURE_TYPE_TIMELINE_SEMAPHORE_SUBMIT_INFO,
+                                            .waitSemaphoreValueCount = wait ? 1 : 0,
+                                            .pWaitSemaphoreValues = &wait_value,
+                                            .signalSemaphoreValueCount = 1,
+                                            .pSignalSemaphoreValues = &sig};
+        VkSubmitInfo si = {.sType = VK_STRUCTURE_TYPE_SUBMIT_INFO,
+                           .pNext = &ts,
+                           .waitSemaphoreCount = wait ? 1 : 0,
+                           .pWaitSemaphores = &wait_sem,
+                           .pWaitDstStageMask = &stage,
+                           .commandBufferCount = 1,
+                           .pCommandBuffers = &c->up_cb,
+                           .signalSemaphoreCount = 1,
+                           .pSignalSemaphores = &c->up_sem};
+        vkResetFences(c->dev, 1, &c->up_fence);
+        pthread_mutex_t *qm = c->separate_transfer ? &c->mu_qt : &c->mu_qc;
+        pthread_mutex_lock(qm);
+        VkResult r = vkQueueSubmit(c->q_transfer, 1, &si, c->up_fence);
+        pthread_mutex_unlock(qm);
+        if ((rc = vkcheck(r, "vkQueueSubmit (upload)", err))) break;
+        atomic_store(&c->up_value, sig);
+        rc = vkcheck(vkWaitForFences(c->dev, 1, &c->up_fence, VK_TRUE, UINT64_MAX), "vkWaitForFences (upload)", err);
+    }
+    pthread_mutex_unlock(&c->mu_up);
+    return rc;
+}
+
+/* ------------------------------------------------------------ pipelines */
+
+VkPipeline vk_pipeline(st_vk_ctx *c, vk_pipe_id id, st_error *err) {
+    pthread_mutex_lock(&c->mu_pipe);
+    if (c->pipes[id]) {
+        VkPipeline p = c->pipes[id];
+        pthread_mutex_unlock(&c->mu_pipe);
+        return p;
+    }
+    char name[64];
+    snprintf(name, sizeof name, "%s%s", pipe_names[id], c->subgroup_arith ? "" : "_nosg");
+    const st_vk_spirv *sp = NULL;
+    for (int i = 0; i < st_vk_n_shaders; i++)
+        if (!strcmp(st_vk_shaders[i].name, name)) sp = &st_vk_shaders[i];
+    VkPipeline pipe = VK_NULL_HANDLE;
+    if (!sp) {
+        st_error_set(err, ST_ERR_INTERNAL, "vulkan: shader %s is not embedded", name);
+        goto out;
+    }
+    VkShaderModuleCreateInfo mi = {.sType = VK_STRUCTURE_TYPE_SHADER_MODULE_CREATE_INFO, .codeSize = sp->size, .pCode = sp->code};
+    VkShaderModule mod;
+    VkResult r = vkCreateShaderModule(c->dev, &mi, NULL, &mod);
+    if (r != VK_SUCCESS) {
+        st_error_set(err, ST_ERR_INTERNAL, "vulkan: shader %s: vkCreateShaderModule failed (%s)", name, vk_result_str(r));
+        goto out;
+    }
+    struct { uint32_t wg, sg; VkBool32 use_sg; } spec = {c->wg, c->subgroup_size, c->subgroup_arith ? VK_TRUE : VK_FALSE};
+    VkSpecializationMapEntry me[3] = {{0, 0, 4}, {1, 4, 4}, {2, 8, 4}};
+    VkSpecializationInfo si = {3, me, sizeof spec, &spec};
+    VkComputePipelineCreateInfo ci = {
+        .sType = VK_STRUCTURE_TYPE_COMPUTE_PIPELINE_CREATE_INFO,
+        .stage = {.sType = VK_STRUCTURE_TYPE_PIPELINE_SHADER_STAGE_CREATE_INFO,
+                  .stage = VK_SHADER_STAGE_COMPUTE_BIT,
+                  .module = mod,
+                  .pName = "main",
+                  .pSpecializationInfo = &si},
+        .layout = c->layout};
+    r = vkCreateComputePipelines(c->dev, VK_NULL_HANDLE, 1, &ci, NULL, &pipe);
+    vkDestroyShaderModule(c->dev, mod, NULL);
+    if (r != VK_SUCCESS) {
+        pipe = VK_NULL_HANDLE;
+        st_error_set(err, ST_ERR_INTERNAL, "vulkan: pipeline %s: vkCreateComputePipelines failed (%s)", name, vk_result_str(r));
+        goto out;
+    }
+    c->pipes[id] = pipe;
+out:
+    pthread_mutex_unlock(&c->mu_pipe);
+    return pipe;
+}
+
+void vk_barrier(VkCommandBuffer cb) {
+    VkMemoryBarrier mb = {.sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER,
+                          .srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_WRITE_BIT,
+                          .dstAccessMask = VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_READ_BIT};
+    vkCmdPipelineBarrier(cb, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT,
+                         VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT, 0, 1, &mb, 0, NULL, 0, NULL);
+}
+
+void vk_dispatch(st_vk_ctx *c, VkCommandBuffer cb, VkPipeline pipe, const vk_bind *b, int nb, const void *push,
+                 uint32_t push_bytes, uint32_t gx, uint32_t gy, uint32_t gz) {
+    VkDescriptorBufferInfo bi[VK_MAX_BINDINGS];
+    VkWriteDescriptorSet w[VK_MAX_BINDINGS];
+    for (int i = 0; i < nb; i++) {
+        bi[i] = (VkDescriptorBufferInfo){b[i].buf, b[i].off, b[i].range};
+        w[i] = (VkWriteDescriptorSet){.sType = VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET,
+                                      .dstBinding = (uint32_t)i,
+                                      .descriptorCount = 1,
+                                      .descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
+                                      .pBufferInfo = &bi[i]};
+    }
+    vkCmdBindPipeline(cb, VK_PIPELINE_BIND_POINT_COMPUTE, pipe);
+    c->push_desc(cb, VK_PIPELINE_BIND_POINT_COMPUTE, c->layout, 0, (uint32_t)nb, w);
+    uint8_t pc[VK_PUSH_BYTES] = {0};
+    memcpy(pc, push, push_bytes);
+    vkCmdPushConstants(cb, c->layout, VK_SHADER_STAGE_COMPUTE_BIT, 0, VK_PUSH_BYTES, pc);
+    vkCmdDispatch(cb, gx, gy, gz);
+    vk_barrier(cb);
+}
+
+void vk_grid(const st_vk_ctx *c, uint32_t n, uint32_t *gx, uint32_t *gy) {
+    if (n == 0) n = 1;
+    uint32_t mx = c->max_groups_x;
+    *gx = n < mx ? n : mx;
+    *gy = (n + *gx - 1) / *gx;
+}
+
+/* ------------------------------------------------------------ context */
+
+static pthread_mutex_t g_ctx_mu = PTHREAD_MUTEX_INITIALIZER;
+static st_vk_ctx *g_ctx[16];
+
+static void ctx_destroy(st_vk_ctx *c) {
+    if (!c) return;
+    if (c->dev) {
+        vkDeviceWaitIdle(c->dev);
+        for (int i = 0; i < VKP_COUNT; i++)
+            if (c->pipes[i]) vkDestroyPipeline(c->dev, c->pipes[i], NULL);
+        if (c->layout) vkDestroyPipelineLayout(c->dev, c->layout, NULL);
+        if (c->dsl) vkDestroyDescriptorSetLayout(c->dev, c->dsl, NULL);
+        if (c->up_fence) vkDestroyFence(c->dev, c->up_fence, NULL);
+        if (c->up_sem) vkDestroySemaphore(c->dev, c->up_sem, NULL);
+        if (c->up_pool) vkDestroyCommandPool(c->dev, c->up_pool, NULL);
+        vk_hbuf_free(c, &c->staging);
+        for (int i = 0; i < c->nblocks; i++) {
+            if (c->blocks[i].buf) vkDestroyBuffer(c->dev, c->blocks[i].buf, NULL);
+            if (c->blocks[i].mem) vkFreeMemory(c->dev, c->blocks[i].mem, NULL);
+            free(c->blocks[i].fo);
+            free(c->blocks[i].fs);
+        }
+        vkDestroyDevice(c->dev, NULL);
+    }
+    free(c->blocks);
+    destroy_instance(c->inst, c->messenger);
+    pthread_mutex_destroy(&c->mu_qc);
+    pthread_mutex_destroy(&c->mu_qt);
+    pthread_mutex_destroy(&c->mu_alloc);
+    pthread_mutex_destroy(&c->mu_pipe);
+    pthread_mutex_destroy(&c->mu_up);
+    free(c);
+}
+
+static st_status ctx_create(int want, st_vk_ctx **out, st_error *err) {
+    *out = NULL;
+    st_vk_ctx *c = calloc(1, sizeof *c);
+    if (!c) return st_error_set(err, ST_ERR_NOMEM, "out of memory");
+    pthread_mutex_init(&c->mu_qc, NULL);
+    pthread_mutex_init(&c->mu_qt, NULL);
+    pthread_mutex_init(&c->mu_alloc, NULL);
+    pthread_mutex_init(&c->mu_pipe, NULL);
+    pthread_mutex_init(&c->mu_up, NULL);
+    st_status rc = make_instance(&c->inst, &c->messenger, err);
+    if (rc) goto fail;
+    uint32_t n = 0;
+    vkEnumeratePhysicalDevices(c->inst, &n, NULL);
+    VkPhysicalDevice *pd = calloc(n ? n : 1, sizeof *pd);
+    if (!pd) { rc = st_error_set(err, ST_ERR_NOMEM, "out of memory"); goto fail; }
+    vkEnumeratePhysicalDevices(c->inst, &n, pd);
+    int idx = choose(pd, n, want, false, err);
+    if (idx < 0) {
+        free(pd);
+        rc = err && err->code ? err->code : ST_ERR_UNSUPPORTED;
+        goto fail;
+    }
+    c->index = idx;
+    c->phys = pd[idx];
+    free(pd);
+
+    st_vk_device_info info;
+    describe(c->phys, idx, &info);
+    vkGetPhysicalDeviceProperties(c->phys, &c->props);
+    vkGetPhysicalDeviceMemoryProperties(c->phys, &c->memprops);
+    uint32_t tsb = 0;
+    pick_queues(c->phys, &c->qf_compute, &c->qf_transfer, &c->separate_transfer, &tsb);
+    c->subgroup_size = info.subgroup_size ? info.subgroup_size : 1;
+    c->subgroup_arith = info.subgroup_arith && !env_on("STRATA_VK_NO_SUBGROUP");
+    c->vram_bytes = info.vram_bytes;
+    c->ssbo_align = c->props.limits.minStorageBufferOffsetAlignment;
+    if (c->ssbo_align < 4) c->ssbo_align = 4;
+    c->ssbo_range = c->props.limits.maxStorageBufferRange;
+    c->max_groups_x = c->props.limits.maxComputeWorkGroupCount[0];
+    if (c->max_groups_x > 65535) c->max_groups_x = 65535;
+    c->ts_period = tsb > 0 ? c->props.limits.timestampPeriod : 0.0f;
+    /* workgroups of 64, or one subgroup where subgroups are wider */
+    uint32_t wg = 64;
+    if (c->subgroup_size > wg) wg = c->subgroup_size;
+    if (wg > c->props.limits.maxComputeWorkGroupInvocations) wg = c->props.limits.maxComputeWorkGroupInvocations;
+    c->wg = wg;
+
+    float prio = 1.0f;
+    VkDeviceQueueCreateInfo qi[2] = {
+        {.sType = VK_STRUCTURE_TYPE_DEVICE_QUEUE_CREATE_INFO, .queueFamilyIndex = c->qf_compute, .queueCount = 1, .pQueuePriorities = &prio},
+        {.sType = VK_STRUCTURE_TYPE_DEVICE_QUEUE_CREATE_INFO, .queueFamilyIndex = c->qf_transfer, .queueCount = 1, .pQueuePriorities = &prio},
+    };
+    VkPhysicalDeviceVulkan12Features f12 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_2_FEATURES,
+                                            .storageBuffer8BitAccess = VK_TRUE,
+                                            .timelineSemaphore = VK_TRUE};
+    VkPhysicalDeviceVulkan11Features f11 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_1_FEATURES,
+                                            .pNext = &f12,
+                                            .storageBuffer16BitAccess = VK_TRUE};
+    VkPhysicalDeviceFeatures2 f2 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2, .pNext = &f11};
+    const char *exts[] = {VK_KHR_PUSH_DESCRIPTOR_EXTENSION_NAME};
+    VkDeviceCreateInfo di = {.sType = VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO,
+                             .pNext = &f2,
+                             .queueCreateInfoCount = c->separate_transfer ? 2 : 1,
+                             .pQueueCreateInfos = qi,
+                             .enabledExtensionCount = 1,
+                             .ppEnabledExtensionNames = exts};
+    VkResult r = vkCreateDevice(c->phys, &di, NULL, &c->dev);
+    if (r != VK_SUCCESS) {
+        c->dev = VK_NULL_HANDLE;
+        rc = st_error_set(err, ST_ERR_UNSUPPORTED, "vulkan: cannot create a device on %s (%s)", info.name, vk_result_str(r));
+        goto fail;
+    }
+    vkGetDeviceQueue(c->dev, c->qf_compute, 0, &c->q_compute);
+    vkGetDeviceQueue(c->dev, c->qf_transfer, 0, &c->q_transfer);
+    c->push_desc = (PFN_vkCmdPushDescriptorSetKHR)vkGetDeviceProcAddr(c->dev, "vkCmdPushDescriptorSetKHR");
+    if (!c->push_desc) { rc = st_error_set(err, ST_ERR_UNSUPPORTED, "vulkan: vkCmdPushDescriptorSetKHR missing"); goto fail; }
+
+    VkDescriptorSetLayoutBinding lb[VK_MAX_BINDINGS];
+    for (int i = 0; i < VK_MAX_BINDINGS; i++)
+        lb[i] = (VkDescriptorSetLayoutBinding){(uint32_t)i, VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, 1, VK_SHADER_STAGE_COMPUTE_BIT, NULL};
+    VkDescriptorSetLayoutCreateInfo dli = {.sType = VK_STRUCTURE_TYPE_DESCRIPTOR_SET_LAYOUT_CREATE_INFO,
+                                           .flags = VK_DESCRIPTOR_SET_LAYOUT_CREATE_PUSH_DESCRIPTOR_BIT_KHR,
+                                           .bindingCount = VK_MAX_BINDINGS,
+                                           .pBindings = lb};
+    if ((rc = vkcheck(vkCreateDescriptorSetLayout(c->dev, &dli, NULL, &c->dsl), "vkCreateDescriptorSetLayout", err))) goto fail;
+    VkPushConstantRange pr = {VK_SHADER_STAGE_COMPUTE_BIT, 0, VK_PUSH_BYTES};
+    VkPipelineLayoutCreateInfo pli = {.sType = VK_STRUCTURE_TYPE_PIPELINE_LAYOUT_CREATE_INFO,
+                                      .setLayoutCount = 1,
+                                      .pSetLayouts = &c->dsl,
+                                      .pushConstantRangeCount = 1,
+                                      .pPushConstantRanges = &pr};
+    if ((rc = vkcheck(vkCreatePipelineLayout(c->dev, &pli, NULL, &c->layout), "vkCreatePipelineLayout", err))) goto fail;
+
+    /* the upload path */
+    if ((rc = vk_hbuf_new(c, STAGING_BYTES, &c->staging, err))) goto fail;
+    VkCommandPoolCreateInfo cpi = {.sType = VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO, .queueFamilyIndex = c->qf_transfer};
+    if ((rc = vkcheck(vkCreateCommandPool(c->dev, &cpi, NULL, &c->up_pool), "vkCreateCommandPool", err))) goto fail;
+    VkCommandBufferAllocateInfo cai = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO,
+                                       .commandPool = c->up_pool,
+                                       .level = VK_COMMAND_BUFFER_LEVEL_PRIMARY,
+                                       .commandBufferCount = 1};
+    if ((rc = vkcheck(vkAllocateCommandBuffers(c->dev, &cai, &c->up_cb), "vkAllocateCommandBuffers", err))) goto fail;
+    VkFenceCreateInfo fi = {.sType = VK_STRUCTURE_TYPE_FENCE_CREATE_INFO};
+    if ((rc = vkcheck(vkCreateFence(c->dev, &fi, NULL, &c->up_fence), "vkCreateFence", err))) goto fail;
+    VkSemaphoreTypeCreateInfo sti = {.sType = VK_STRUCTURE_TYPE_SEMAPHORE_TYPE_CREATE_INFO, .semaphoreType = VK_SEMAPHORE_TYPE_TIMELINE};
+    VkSemaphoreCreateInfo sci = {.sType = VK_STRUCTURE_TYPE_SEMAPHORE_CREATE_INFO, .pNext = &sti};
+    if ((rc = vkcheck(vkCreateSemaphore(c->dev, &sci, NULL, &c->up_sem), "vkCreateSemaphore", err))) goto fail;
+    *out = c;
+    return ST_OK;
+fail:
+    ctx_destroy(c);
+    return rc ? rc : ST_ERR_INTERNAL;
+}
+
+st_status vk_ctx_get(int index, st_vk_ctx **out, st_error *err) {
+    *out = NULL;
+    st_status rc = ST_OK;
+    pthread_mutex_lock(&g_ctx_mu);
+    if (index < 0) { /* the preferred device: share a context already open on it */
+        index = st_vk_pick_device(-1, false, err);
+        if (index < 0) {
+            pthread_mutex_unlock(&g_ctx_mu);
+            return err && err->code ? err->code : ST_ERR_UNSUPPORTED;
+        }
+    }
+    if (index >= (int)(sizeof g_ctx / sizeof g_ctx[0])) {
+        pthread_mutex_unlock(&g_ctx_mu);
+        return st_error_set(err, ST_ERR_ARG, "vulkan: device index %d is out of range", index);
+    }
+    if (!g_ctx[index]) rc = ctx_create(index, &g_ctx[index], err);
+    if (!rc) {
+        g_ctx[index]->refs++;
+        *out = g_ctx[index];
+    }
+    pthread_mutex_unlock(&g_ctx_mu);
+    return rc;
+}
+
+void vk_ctx_put(st_vk_ctx *c) {
+    if (!c) return;
+    pthread_mutex_lock(&g_ctx_mu);
+    if (--c->refs == 0) {
+        g_ctx[c->index] = NULL;
+        ctx_destroy(c);
+    }
+    pthread_mutex_unlock(&g_ctx_mu);
+}

@@ -1,0 +1,145 @@
+/* vk_ctx.h — the Vulkan device context of gpu/ (internal): instance and
+ * device selection, queues, sub-allocated device memory, host-visible
+ * buffers, the staging upload path, compute pipelines from the embedded
+ * SPIR-V and command recording helpers. One context per device, shared by
+ * every session that uses it (reference counted). See docs/VULKAN.md. */
+#ifndef ST_VK_CTX_H
+#define ST_VK_CTX_H
+
+#include "error.h"
+#include "strata_vk.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <vulkan/vulkan.h>
+
+/* The pipelines, one per shader of gpu/shaders (names as in vk_shaders.c). */
+typedef enum {
+    VKP_RMSNORM, VKP_QUANTIZE, VKP_ROPE_Q, VKP_KV_STORE, VKP_ATTN, VKP_SWIGLU,
+    VKP_MATVEC_F32, VKP_MATVEC_F16, VKP_MATVEC_Q4_0, VKP_MATVEC_Q8_0,
+    VKP_MATVEC_Q4_K, VKP_MATVEC_Q5_K, VKP_MATVEC_Q6_K,
+    VKP_COUNT
+} vk_pipe_id;
+
+#define VK_MAX_BINDINGS 6
+#define VK_PUSH_BYTES 128
+
+/* A range of a device-local pool block (sub-allocation). */
+typedef struct vk_alloc {
+    VkBuffer buf;        /* the block's buffer */
+    VkDeviceSize off;    /* where this allocation starts in it */
+    VkDeviceSize size;
+    int block;           /* -1: none */
+} vk_alloc;
+
+/* A buffer with its own memory, host-visible and mapped (staging, inputs,
+ * read-back). */
+typedef struct vk_hbuf {
+    VkBuffer buf;
+    VkDeviceMemory mem;
+    void *map;
+    VkDeviceSize size;
+} vk_hbuf;
+
+typedef struct vk_block {
+    VkDeviceMemory mem;
+    VkBuffer buf;
+    VkDeviceSize size;
+    /* free ranges, sorted by offset */
+    VkDeviceSize *fo, *fs;
+    int nfree, capfree;
+} vk_block;
+
+typedef struct st_vk_ctx {
+    int index;                       /* physical device index */
+    int refs;
+    VkInstance inst;
+    VkDebugUtilsMessengerEXT messenger;
+    VkPhysicalDevice phys;
+    VkPhysicalDeviceProperties props;
+    VkPhysicalDeviceMemoryProperties memprops;
+    VkDevice dev;
+    uint32_t qf_compute, qf_transfer;
+    VkQueue q_compute, q_transfer;   /* the same queue when the device has no separate transfer family */
+    bool separate_transfer;
+    pthread_mutex_t mu_qc, mu_qt;    /* queue access (external synchronization); mu_qt unused without a transfer queue */
+    uint32_t subgroup_size;
+    bool subgroup_arith;
+    uint32_t wg;                     /* workgroup size of the kernels: a multiple of the subgroup size */
+    VkDeviceSize ssbo_align, ssbo_range;
+    uint32_t max_groups_x;
+    float ts_period;                 /* ns per timestamp tick; 0 = no timestamps */
+    uint32_t mt_device, mt_host;     /* memory types */
+    uint64_t vram_bytes;             /* size of the largest device-local heap */
+
+    /* device memory pools */
+    pthread_mutex_t mu_alloc;
+    vk_block *blocks;
+    int nblocks;
+    _Atomic uint64_t allocated;
+
+    /* pipelines (created on first use) */
+    pthread_mutex_t mu_pipe;
+    VkDescriptorSetLayout dsl;
+    VkPipelineLayout layout;
+    VkPipeline pipes[VKP_COUNT];
+    PFN_vkCmdPushDescriptorSetKHR push_desc;
+
+    /* uploads: a staging buffer, a command buffer on the transfer queue
+     * (or the compute queue), a timeline semaphore counting uploads */
+    pthread_mutex_t mu_up;
+    vk_hbuf staging;
+    VkCommandPool up_pool;
+    VkCommandBuffer up_cb;
+    VkFence up_fence;
+    VkSemaphore up_sem;
+    _Atomic uint64_t up_value;
+} st_vk_ctx;
+
+/* Opens (or shares) the context of device `index`, -1 = the preferred
+ * device (a discrete GPU first). */
+st_status vk_ctx_get(int index, st_vk_ctx **out, st_error *err);
+void vk_ctx_put(st_vk_ctx *c);
+
+/* Device-local memory from the pools; a zero-size request gets a minimal one. */
+st_status vk_alloc_dev(st_vk_ctx *c, VkDeviceSize size, vk_alloc *out, st_error *err);
+void vk_free_dev(st_vk_ctx *c, vk_alloc *a);
+st_status vk_hbuf_new(st_vk_ctx *c, VkDeviceSize size, vk_hbuf *out, st_error *err);
+void vk_hbuf_free(st_vk_ctx *c, vk_hbuf *b);
+
+/* Copies n host bytes into dst at off through the staging buffer, on the
+ * transfer queue; waits until done. If wait_sem is not NULL, the GPU copy
+ * first waits for it to reach wait_value (the compute work still reading
+ * the destination). Thread-safe. */
+st_status vk_upload(st_vk_ctx *c, const vk_alloc *dst, VkDeviceSize off, const void *src, size_t n,
+                    VkSemaphore wait_sem, uint64_t wait_value, st_error *err);
+
+VkPipeline vk_pipeline(st_vk_ctx *c, vk_pipe_id id, st_error *err);
+
+/* A storage-buffer binding: the byte range [off, off + range) of buf. */
+typedef struct vk_bind {
+    VkBuffer buf;
+    VkDeviceSize off, range;
+} vk_bind;
+
+/* Binding for bytes [off, off + n) of a: the range starts at an offset
+ * aligned for the device; *skip gets the bytes from there to off. */
+vk_bind vk_bind_range(const st_vk_ctx *c, const vk_alloc *a, VkDeviceSize off, VkDeviceSize n, uint32_t *skip);
+static inline vk_bind vk_bind_all(const vk_alloc *a) { vk_bind b = {a->buf, a->off, a->size}; return b; }
+
+/* Records one dispatch: pushes the bindings (0..nb-1) and push constants,
+ * then a compute-to-compute memory barrier after it. */
+void vk_dispatch(st_vk_ctx *c, VkCommandBuffer cb, VkPipeline pipe, const vk_bind *b, int nb, const void *push,
+                 uint32_t push_bytes, uint32_t gx, uint32_t gy, uint32_t gz);
+void vk_barrier(VkCommandBuffer cb);
+/* Splits n workgroups into a grid (*gx, *gy) with gx <= the device limit. */
+void vk_grid(const st_vk_ctx *c, uint32_t n, uint32_t *gx, uint32_t *gy);
+
+/* Validation messages of severity error seen so far (STRATA_VK_VALIDATION=1). */
+uint64_t vk_validation_errors(void);
+
+const char *vk_result_str(VkResult r);
+
+#endif
