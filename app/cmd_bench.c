@@ -14,6 +14,7 @@
  * printed by the markdown or JSON printer as each test finishes. */
 #include "app.h"
 #include "args.h"
+#include "bench_db.h"
 #include "store_opts.h"
 #include "backend_opts.h"
 #include "strata.h"
@@ -85,6 +86,38 @@ static void result_stats(bench_result *r) {
     for (int i = 0; i < r->reps; i++)
         if (r->samples_ns[i]) gb += (double)r->pass_bytes * passes / (r->samples_ns[i] / 1e9) / 1e9;
     r->avg_gbps = r->reps ? gb / r->reps : 0;
+}
+
+/* the database row of a result (db/benchdb.h); free samples_ns/_ts after */
+static void result_row(const bench_result *b, const st_session_params *sp, st_db_bench_row *r) {
+    st_db_bench_row_init(r);
+    snprintf(r->backends, sizeof r->backends, "%s", b->backend);
+    snprintf(r->model_filename, sizeof r->model_filename, "%s", b->model_path);
+    snprintf(r->model_name, sizeof r->model_name, "%s", b->model_name);
+    snprintf(r->model_type, sizeof r->model_type, "%s", b->model_type);
+    r->model_size = b->file_size;
+    r->model_n_params = b->n_params;
+    r->n_batch = b->n_batch;
+    r->n_ctx = b->n_ctx;
+    r->n_threads = b->n_threads;
+    snprintf(r->test, sizeof r->test, "%s", b->test);
+    r->n_prompt = b->n_prompt;
+    r->n_gen = b->n_gen;
+    r->reps = b->reps;
+    snprintf(r->test_time, sizeof r->test_time, "%s", b->timestamp);
+    double sum = 0, ss = 0;
+    for (int i = 0; i < b->reps; i++) sum += (double)b->samples_ns[i];
+    double mean = b->reps ? sum / b->reps : 0;
+    for (int i = 0; i < b->reps; i++) ss += ((double)b->samples_ns[i] - mean) * ((double)b->samples_ns[i] - mean);
+    r->avg_ns = (uint64_t)(mean + 0.5);
+    r->stddev_ns = b->reps > 1 ? (uint64_t)(sqrt(ss / (b->reps - 1)) + 0.5) : 0;
+    r->avg_ts = b->avg_ts;
+    r->stddev_ts = b->stddev_ts;
+    r->samples_ns = bench_join_u64(b->samples_ns, b->reps);
+    r->samples_ts = bench_join_double(b->samples_ts, b->reps);
+    r->avg_gbps = b->avg_gbps;
+    r->peak_rss_bytes = b->peak_rss_bytes;
+    if (b->budgeted) bench_row_set_store(r, sp, &b->store);
 }
 
 /* ---------------------------------------------------------------------------
@@ -332,6 +365,7 @@ static void help(void) {
            "read per token, read throughput while reading, prefetch distance reached, peak\n"
            "resident layer bytes.\n"
            "\n%s\n%s", store_opts_help, backend_opts_help);
+    printf("\n%s", bench_db_help);
 }
 
 /* "128,512" -> list; each value in lo..hi */
@@ -357,6 +391,7 @@ static bool parse_list(const char *opt, const char *v, long lo, long hi, long *o
 }
 
 int cmd_bench(int argc, char **argv) {
+    if (bench_db_is_subcommand(argc, argv)) return cmd_bench_db(argc - 1, argv + 1);
     const char *models[MAX_LIST];
     int n_models = 0;
     long pp[MAX_LIST] = {512}, tg[MAX_LIST] = {128}, th[MAX_LIST] = {0};
@@ -364,6 +399,9 @@ int cmd_bench(int argc, char **argv) {
     long reps = 5, batch = 512;
     uint64_t seed = 1;
     bool json = false, warmup = true, verbose = false;
+    bool save = true;           /* store the results (bench_db.h) */
+    const char *db_path = NULL;
+    int out_fmt = -1;           /* -o json|csv|sql: an st_db_out_format */
     st_session_params store_p;
     st_session_params_default(&store_p);
     backend_opts_default(&store_p);
@@ -389,6 +427,9 @@ int cmd_bench(int argc, char **argv) {
             if (*e || e == v || *v == '-') { fprintf(stderr, "strata " CMD ": --seed expects a non-negative integer, got '%s'\n", v); return 2; }
         }
         else if (!strcmp(a, "--json")) json = true;
+        else if (!strcmp(a, "-o") || !strcmp(a, "--output")) { VAL(); if (!bench_parse_output(v, &out_fmt, &json)) return 2; }
+        else if (!strcmp(a, "--no-save")) save = false;
+        else if (!strcmp(a, "--db")) { VAL(); db_path = v; }
         else if (!strcmp(a, "--no-warmup")) warmup = false;
         else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) verbose = true;
         else if ((reps_store_rc = store_opt_parse(CMD, argc, argv, &i, &store_p)) != 0) { if (reps_store_rc < 0) return 2; }
@@ -421,6 +462,8 @@ int cmd_bench(int argc, char **argv) {
     int n_res = 0, rc = 0;
     st_error err = {0};
     signal(SIGINT, on_sigint);
+    bench_saver *saver = save ? bench_save_open(db_path) : NULL;
+    int n_out = 0;
 
     for (int mi = 0; mi < n_models && !rc && !g_stop; mi++) {
         for (int ti = 0; ti < n_th && !rc && !g_stop; ti++) {
@@ -512,11 +555,20 @@ int cmd_bench(int argc, char **argv) {
                 D(read_busy_ns); D(issued); D(dedup); D(dropped_full); D(no_slot); D(cancelled);
 #undef D
                 result_stats(b);
-                if (json) print_json(stdout, b);
+                st_db_bench_row row;
+                result_row(b, &store_p, &row);
+                bench_save_row(saver, &row);
+                if (out_fmt >= 0) {
+                    if (n_out == 0) st_db_bench_print_begin(stdout, (st_db_out_format)out_fmt);
+                    st_db_bench_print_row(stdout, (st_db_out_format)out_fmt, &row, n_out == 0);
+                } else if (json) print_json(stdout, b);
                 else {
                     if (n_res == 1) print_md_header(stdout, b->budgeted);
                     print_md_row(stdout, b);
                 }
+                n_out++;
+                free((char *)row.samples_ns);
+                free((char *)row.samples_ts);
             }
             g_session = NULL;
             st_session_free(s);
@@ -524,7 +576,9 @@ int cmd_bench(int argc, char **argv) {
         }
     }
     signal(SIGINT, SIG_DFL);
-    if (!json && n_res > 0) {
+    if (out_fmt >= 0 && n_out > 0) st_db_bench_print_end(stdout, (st_db_out_format)out_fmt);
+    bench_save_close(saver);
+    if (!json && out_fmt < 0 && n_out > 0) {
         printf("\npeak RSS: %.1f MiB   (GB/s: weight bytes read per forward pass x passes per second)\n",
                st_peak_rss_bytes() / 1048576.0);
         if (res[0].budgeted)

@@ -161,6 +161,7 @@ int cmd_run(int argc, char **argv) {
     backend_report(stderr, "run", &sp, s);
 
     const st_tokenizer *tok = st_model_tokenizer(m);
+    const char *user_text = prompt; /* what --save keeps as the user's message */
     if (chat) { /* the prompt becomes a user turn of the model's chat template */
         if (st_chat_model_prompt(m, chat_tmpl, chat_system, prompt, &cp, &err)) { fprintf(stderr, "strata run: %s\n", err.msg); goto out; }
         if (cp.fallback) fprintf(stderr, "strata run: %s\n", cp.notice);
@@ -182,7 +183,7 @@ int cmd_run(int argc, char **argv) {
 
     g_session = s;
     signal(SIGINT, on_sigint);
-    out_state os = {ids, 0, save ? run_save_begin(db_path, title, m, prompt, (int)n, &gp) : NULL};
+    out_state os = {ids, 0, save ? run_save_begin(db_path, title, m, user_text, chat ? chat_system : NULL, (int)n, &gp) : NULL};
     st_status st = st_generate(s, toks, (int)n, &gp, on_token, &os, &err);
     signal(SIGINT, SIG_DFL);
     g_session = NULL;

@@ -28,7 +28,7 @@ static void default_title(const char *prompt, char *buf, size_t n) {
 }
 
 run_saver *run_save_begin(const char *db_path, const char *title, const st_model *m, const char *prompt,
-                          int n_prompt_tokens, const st_gen_params *gp) {
+                          const char *system_prompt, int n_prompt_tokens, const st_gen_params *gp) {
     st_error err = {0};
     run_saver *r = calloc(1, sizeof *r);
     if (!r) { fprintf(stderr, "strata run: out of memory: generating without saving\n"); return NULL; }
@@ -49,7 +49,7 @@ run_saver *run_save_begin(const char *db_path, const char *title, const st_model
         title = tbuf;
     }
     st_db_conversation c = {.title = title, .model_name = mi.name, .model_file = file, .model_hash = hash,
-                            .sampling = sampling};
+                            .system_prompt = system_prompt, .sampling = sampling};
     st_db_message um = {.role = "user", .content = prompt, .n_tokens = n_prompt_tokens};
     if (st_db_conv_create(r->db, &c, &um, 1, &r->conv, &err)) {
         fprintf(stderr, "strata run: cannot save this conversation: %s\nstrata run: generating without saving\n",

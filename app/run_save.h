@@ -10,10 +10,11 @@
 typedef struct run_saver run_saver;
 
 /* Opens the database (db_path NULL: the default) and saves a conversation
- * with the user's prompt. Returns NULL after saying why on stderr when that
- * fails: the caller generates anyway. */
+ * with the user's prompt (the text the user gave, not a rendered template;
+ * system_prompt may be NULL). Returns NULL after saying why on stderr when
+ * that fails: the caller generates anyway. */
 run_saver *run_save_begin(const char *db_path, const char *title, const st_model *m, const char *prompt,
-                          int n_prompt_tokens, const st_gen_params *gp);
+                          const char *system_prompt, int n_prompt_tokens, const st_gen_params *gp);
 /* Appends generated text to the reply. */
 void run_save_piece(run_saver *r, const char *piece, int len);
 /* Saves the reply with the session's statistics (st: st_generate's result;

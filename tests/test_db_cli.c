@@ -404,3 +404,93 @@ Test(history_cli, list_show_search_export_rm, .timeout = 60) {
     cr_assert_eq(r.status, 2);
     result_free(&r);
 }
+
+/* ---------------------------------------------------------------------------
+ * strata bench: runs stored, listed, compared; llama-bench output formats */
+static result bench(const char *db, const char *o1, const char *o2, const char *o3, const char *o4) {
+    char *argv[] = {STRATA, "bench", "-m", (char *)model(), "-p", "8", "-n", "4", "-r", "2", "-t", "1", "--db",
+                    (char *)db, (char *)o1, (char *)o2, (char *)o3, (char *)o4, NULL};
+    return run_cmd(argv, 0);
+}
+
+static int count_rows(const char *db) {
+    sqlite3 *h = open_raw(db);
+    char *n = q_text(h, "SELECT count(*) FROM bench_runs", 0);
+    int v = atoi(n);
+    free(n);
+    sqlite3_close(h);
+    return v;
+}
+
+Test(bench_cli, store_list_compare_formats, .timeout = 120) {
+    char db[4200];
+    path_in(db, sizeof db, fast_dir(), "bench.db");
+    result r = bench(db, NULL, NULL, NULL, NULL);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    cr_assert(strstr(r.out, "| llama"), "the table:\n%s", r.out);
+    cr_assert(strstr(r.err, "stored as run 1"), "%s", r.err);
+    result_free(&r);
+    cr_assert_eq(count_rows(db), 2);
+    /* JSON: an array that parses; the run is stored with the store's figures */
+    r = bench(db, "--cache-layers", "4", "-o", "json");
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    cJSON *j = cJSON_Parse(r.out);
+    cr_assert(j && cJSON_IsArray(j), "%s", r.out);
+    cr_assert_eq(cJSON_GetArraySize(j), 2);
+    cJSON *o = cJSON_GetArrayItem(j, 0);
+    cr_assert_str_eq(cJSON_GetObjectItem(o, "test")->valuestring, "pp8");
+    cr_assert_str_eq(cJSON_GetObjectItem(o, "cache_policy")->valuestring, "ring");
+    cr_assert(cJSON_GetObjectItem(o, "avg_ts")->valuedouble > 0);
+    cr_assert(cJSON_GetObjectItem(o, "build_commit")->valuestring[0]);
+    cJSON_Delete(j);
+    cr_assert(strstr(r.err, "stored as run 3"), "%s", r.err);
+    result_free(&r);
+    cr_assert_eq(count_rows(db), 4);
+    /* SQL: what sqlite3 would be fed; --no-save stores nothing */
+    r = bench(db, "-o", "sql", "--no-save", NULL);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    sqlite3 *h;
+    sqlite3_open(":memory:", &h);
+    char *msg = NULL;
+    cr_assert_eq(sqlite3_exec(h, r.out, NULL, NULL, &msg), SQLITE_OK, "%s\n%s", msg, r.out);
+    char *n = q_text(h, "SELECT count(*) FROM test WHERE avg_ts > 0", 0);
+    cr_assert_str_eq(n, "2");
+    free(n);
+    sqlite3_close(h);
+    result_free(&r);
+    cr_assert_eq(count_rows(db), 4);
+    /* CSV: a header and a line per test */
+    r = bench(db, "-o", "csv", "--no-save", NULL);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    int lines = 0;
+    for (char *p = r.out; *p; p++) lines += *p == '\n';
+    cr_assert_eq(lines, 3, "%s", r.out);
+    result_free(&r);
+    /* list and compare */
+    char *la[] = {STRATA, "bench", "list", "--db", db, NULL};
+    r = run_cmd(la, 0);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    cr_assert(strstr(r.out, "pp8") && strstr(r.out, "ring 4L"), "%s", r.out);
+    result_free(&r);
+    char *ca[] = {STRATA, "bench", "compare", "1", "3", "--db", db, NULL};
+    r = run_cmd(ca, 0);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    cr_assert(strstr(r.out, "B/A") && strstr(r.out, "tg4") && strstr(r.out, "cache_layers"), "%s", r.out);
+    result_free(&r);
+    char *cb[] = {STRATA, "bench", "compare", "1", "99", "--db", db, NULL};
+    r = run_cmd(cb, 0);
+    cr_assert_neq(r.status, 0);
+    cr_assert(strstr(r.err, "no stored benchmark run 99"), "%s", r.err);
+    result_free(&r);
+    /* a database that cannot be used: measured anyway */
+    char bad[4200];
+    path_in(bad, sizeof bad, fast_dir(), "bench-notes.txt");
+    FILE *f = fopen(bad, "w");
+    fputs("not a database\n", f);
+    fclose(f);
+    r = bench(bad, NULL, NULL, NULL, NULL);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    cr_assert(strstr(r.out, "| llama"), "%s", r.out);
+    cr_assert(strstr(r.err, "not a SQLite database") && strstr(r.err, "without saving"), "%s", r.err);
+    result_free(&r);
+}
