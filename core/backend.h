@@ -19,6 +19,14 @@
 
 typedef struct st_backend st_backend;
 
+/* A GPU backend's figures for st_stats (see the gpu_* fields there). */
+typedef struct st_backend_stats {
+    const char *device;
+    double busy;            /* fraction of the last second */
+    uint64_t busy_ns;
+    uint64_t vram_used, vram_budget;
+} st_backend_stats;
+
 typedef struct st_backend_ops {
     const char *name;
     /* Layer slots, for the layer store: memory a layer's bytes can be copied
@@ -34,6 +42,8 @@ typedef struct st_backend_ops {
     /* Forget KV entries at positions >= n_past. */
     void (*kv_truncate)(st_backend *be, int n_past);
     void (*destroy)(st_backend *be);
+    /* Optional (NULL for the CPU): figures for st_session_stats; any thread. */
+    void (*stats)(st_backend *be, st_backend_stats *out);
 } st_backend_ops;
 
 struct st_backend {

@@ -288,4 +288,13 @@ void st_session_stats(const st_session *s, st_stats *o) {
     o->peak_rss_bytes = st_peak_rss_bytes();
     o->n_threads = st_tp_n_threads(s->tp);
     o->backend = s->be->ops->name;
+    if (s->be->ops->stats) {
+        st_backend_stats bs = {0};
+        s->be->ops->stats(s->be, &bs);
+        o->gpu_device = bs.device;
+        o->gpu_busy = bs.busy;
+        o->gpu_busy_ns = bs.busy_ns;
+        o->gpu_vram_used = bs.vram_used;
+        o->gpu_vram_budget = bs.vram_budget;
+    }
 }

@@ -217,6 +217,12 @@ typedef struct st_stats {
     uint64_t peak_rss_bytes;  /* VmHWM */
     int n_threads;
     const char *backend;      /* "cpu" */
+    /* GPU backend (0 / NULL with the CPU backend) */
+    const char *gpu_device;   /* the device's name, valid while the session lives */
+    double gpu_busy;          /* fraction of the last second the GPU was running this session's work (timestamp queries) */
+    uint64_t gpu_busy_ns;     /* GPU time of all the session's work so far */
+    uint64_t gpu_vram_used;   /* device memory this process holds on the device */
+    uint64_t gpu_vram_budget; /* device memory it may use (the device-local heap) */
 } st_stats;
 void st_session_stats(const st_session *s, st_stats *out);
 
