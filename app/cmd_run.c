@@ -202,6 +202,12 @@ int cmd_run(int argc, char **argv) {
             (unsigned long long)ss.n_prompt, pt > 0 ? ss.n_prompt / pt : 0.0, (unsigned long long)ss.n_gen,
             gt > 0 ? ss.n_gen / gt : 0.0, ss.ttft_ns / 1e6, ss.peak_rss_bytes / 1048576.0, ss.n_threads);
     store_print_figures(stderr, &ss.store);
+    if (ss.gpu_device) {
+        double wall = (ss.prompt_ns + ss.gen_ns) / 1e9;
+        fprintf(stderr, "gpu: %s | busy %.0f%% of the last second, %.0f%% of the run (%.1f ms) | VRAM %.1f of %.1f MiB\n",
+                ss.gpu_device, 100.0 * ss.gpu_busy, wall > 0 ? 100.0 * ss.gpu_busy_ns / 1e9 / wall : 0.0,
+                ss.gpu_busy_ns / 1e6, ss.gpu_vram_used / 1048576.0, ss.gpu_vram_budget / 1048576.0);
+    }
     run_save_end(os.save, st, s);
 out:
     st_chat_prompt_free(&cp);

@@ -36,6 +36,8 @@
 #include <sys/mman.h>
 
 #define NCB 4 /* command buffers in rotation */
+#define BUSY_BUCKETS 128          /* of BUSY_BUCKET_NS each: more than a second */
+#define BUSY_BUCKET_NS 10000000ull
 
 typedef struct slot_rec {
     uint8_t *va;                /* reserved, never mapped */
@@ -99,6 +101,9 @@ typedef struct vk_be {
     int nslots, capslots;
 
     _Atomic uint64_t busy_ns, submits, weight_bytes, uploaded;
+    /* GPU time per 10 ms of host time, for the busy fraction of the last second */
+    pthread_mutex_t mu_busy;
+    uint64_t busy_idx[BUSY_BUCKETS], busy_bucket[BUSY_BUCKETS];
 } vk_be;
 
 /* ------------------------------------------------------------ commands */
@@ -114,6 +119,28 @@ static st_status wait_value(vk_be *be, uint64_t v, st_error *err) {
     return vkerr(vkWaitSemaphores(be->c->dev, &wi, UINT64_MAX), "vkWaitSemaphores", err);
 }
 
+/* Books dur ns of GPU time that ended about now: spread backwards over the
+ * 10 ms buckets it covered. */
+static void busy_add(vk_be *be, uint64_t dur) {
+    uint64_t now = st_now_ns();
+    atomic_fetch_add(&be->busy_ns, dur);
+    pthread_mutex_lock(&be->mu_busy);
+    uint64_t idx = now / BUSY_BUCKET_NS, end = now;
+    for (int n = 0; dur > 0 && n < BUSY_BUCKETS; n++, idx--) {
+        uint64_t start = idx * BUSY_BUCKET_NS, part = end - start;
+        if (part > dur) part = dur;
+        int b = (int)(idx % BUSY_BUCKETS);
+        if (be->busy_idx[b] != idx) {
+            be->busy_idx[b] = idx;
+            be->busy_bucket[b] = 0;
+        }
+        be->busy_bucket[b] += part;
+        dur -= part;
+        end = start;
+    }
+    pthread_mutex_unlock(&be->mu_busy);
+}
+
 /* Adds the GPU time of finished command buffers to busy_ns. */
 static void collect_ts(vk_be *be) {
     if (!be->qp) return;
@@ -124,7 +151,7 @@ static void collect_ts(vk_be *be) {
         uint64_t t[2];
         if (vkGetQueryPoolResults(be->c->dev, be->qp, (uint32_t)(2 * i), 2, sizeof t, t, sizeof t[0], VK_QUERY_RESULT_64_BIT) == VK_SUCCESS &&
             t[1] >= t[0])
-            atomic_fetch_add(&be->busy_ns, (uint64_t)((double)(t[1] - t[0]) * be->c->ts_period));
+            busy_add(be, (uint64_t)((double)(t[1] - t[0]) * be->c->ts_period));
         be->cb_ts[i] = false;
     }
 }
@@ -365,8 +392,19 @@ static vk_pipe_id matvec_pipe(st_type t) {
 /* o[t][r] (+)= dot(W row r, activations of token t) for t < n_tok. For float
  * weights the activations are the floats of xin (rows of ncols), for
  * quantized ones what rec_quantize left. o rows are o_stride apart. */
-static st_status rec_matvec(vk_be *be, VkCommandBuffer cb, const st_tensor *w, const dev_tensor *dw, const vk_alloc *xin,
-                            const vk_bind *ob, uint32_t o_off, uint32_t o_stride, bool add, int n_tok, st_error *err) {
+/* Rows of one workgroup of matvec.comp: WG / LANES groups (LANES = the
+ * subgroup size with subgroup arithmetic, else the workgroup) of NR rows
+ * (2 for Q8_0, Q4_K, Q6_K; the shader's NR). */
+static uint32_t matvec_rows(const vk_be *be, st_type t) {
+    const st_vk_ctx *c = be->c;
+    uint32_t lanes = c->subgroup_arith ? c->subgroup_size : c->wg;
+    uint32_t nr = (t == ST_TYPE_Q8_0 || t == ST_TYPE_Q4_K || t == ST_TYPE_Q6_K) ? 2 : 1;
+    return (c->wg / lanes) * nr;
+}
+
+static st_status rec_matvec_b(vk_be *be, VkCommandBuffer cb, const st_tensor *w, const dev_tensor *dw, const vk_alloc *xin,
+                              const vk_bind *ob, uint32_t o_off, uint32_t o_stride, bool add, int n_tok, bool bar,
+                              st_error *err) {
     VkPipeline p;
     st_status rc = pipe(be, matvec_pipe(w->type), &p, err);
     if (rc) return rc;
@@ -377,12 +415,20 @@ static st_status rec_matvec(vk_be *be, VkCommandBuffer cb, const st_tensor *w, c
                             w->nbytes / 1048576.0, be->c->ssbo_range / 1048576.0);
     bool flt = w->type == ST_TYPE_F32 || w->type == ST_TYPE_F16;
     vk_bind b[5] = {wb, vk_bind_all(flt ? xin : &be->aq), vk_bind_all(&be->ad), vk_bind_all(&be->ab), *ob};
-    uint32_t gx, gy;
-    vk_grid(be->c, (uint32_t)w->ne1, &gx, &gy);
+    if (w->type == ST_TYPE_Q4_K && (skip % 4 || w->row_bytes % 4))
+        return st_error_set(err, ST_ERR_INTERNAL, "vulkan backend: a Q4_K weight is not 4-byte aligned on the device");
+    uint32_t gx, gy, rpw = matvec_rows(be, w->type);
+    vk_grid(be->c, (uint32_t)((w->ne1 + rpw - 1) / rpw), &gx, &gy);
     struct { uint32_t n, nrows, w_off, row_bytes, x_off, x_stride, o_off, o_stride, add, gx; } pc = {
         (uint32_t)w->ne0, (uint32_t)w->ne1, skip, (uint32_t)w->row_bytes, 0, (uint32_t)w->ne0, o_off, o_stride, add ? 1u : 0u, gx};
-    vk_dispatch(be->c, cb, p, b, 5, &pc, sizeof pc, gx, gy, (uint32_t)n_tok);
+    if (bar) vk_dispatch(be->c, cb, p, b, 5, &pc, sizeof pc, gx, gy, (uint32_t)n_tok);
+    else vk_dispatch_nb(be->c, cb, p, b, 5, &pc, sizeof pc, gx, gy, (uint32_t)n_tok);
     return ST_OK;
+}
+
+static st_status rec_matvec(vk_be *be, VkCommandBuffer cb, const st_tensor *w, const dev_tensor *dw, const vk_alloc *xin,
+                            const vk_bind *ob, uint32_t o_off, uint32_t o_stride, bool add, int n_tok, st_error *err) {
+    return rec_matvec_b(be, cb, w, dw, xin, ob, o_off, o_stride, add, n_tok, true, err);
 }
 
 /* ------------------------------------------------------------ backend methods */
@@ -451,13 +497,17 @@ static st_status vk_layer(st_backend *b, int il, const st_layer *L, st_error *er
     const st_tensor *qkv[3] = {&L->wq, &L->wk, &L->wv};
     const vk_alloc *qkv_out[3] = {&be->q, &be->k, &be->v};
     uint32_t qkv_n[3] = {D, DKV, DKV};
+    /* Q, K and V are independent: no barrier between them, unless the
+     * activations must be quantized again for another type (the products
+     * before must have read them first) */
     for (int i = 0; i < 3; i++) {
         st_type prev = i ? st_type_traits_get(qkv[i - 1]->type)->vec_dot_type : ST_TYPE_COUNT;
-        if (st_type_traits_get(qkv[i]->type)->vec_dot_type != prev &&
-            (rc = rec_quantize(be, cb, qkv[i]->type, &be->xb, D, T, err)))
-            return rc;
+        if (st_type_traits_get(qkv[i]->type)->vec_dot_type != prev) {
+            if (i) vk_barrier(cb);
+            if ((rc = rec_quantize(be, cb, qkv[i]->type, &be->xb, D, T, err))) return rc;
+        }
         vk_bind ob = vk_bind_all(qkv_out[i]);
-        if ((rc = rec_matvec(be, cb, qkv[i], &dt[1 + i], &be->xb, &ob, 0, qkv_n[i], false, T, err))) return rc;
+        if ((rc = rec_matvec_b(be, cb, qkv[i], &dt[1 + i], &be->xb, &ob, 0, qkv_n[i], false, T, i == 2, err))) return rc;
     }
     VkPipeline p;
     uint32_t gx, gy;
@@ -468,7 +518,7 @@ static st_status vk_layer(st_backend *b, int il, const st_layer *L, st_error *er
         vk_bind bb[2] = {vk_bind_all(&be->q), vk_bind_all(&be->cs)};
         struct { uint32_t n_head, head_dim, n_rot, n_tok, off, stride, gx; } pc = {
             (uint32_t)hp->n_head, (uint32_t)hp->head_dim, (uint32_t)hp->n_rot, (uint32_t)T, 0, D, gx};
-        vk_dispatch(c, cb, p, bb, 2, &pc, sizeof pc, gx, gy, 1);
+        vk_dispatch_nb(c, cb, p, bb, 2, &pc, sizeof pc, gx, gy, 1); /* independent of the KV store below */
     }
     /* keys (with RoPE) and values into the cache */
     VkDeviceSize layer_bytes = (VkDeviceSize)be->n_ctx * DKV * be->kv_elt;
@@ -505,10 +555,10 @@ static st_status vk_layer(st_backend *b, int il, const st_layer *L, st_error *er
     if ((rc = rec_rmsnorm(be, cb, &be->x, 0, &dt[5], L->ffn_norm.type, &be->xb, T, err))) return rc;
     if ((rc = rec_quantize(be, cb, L->w_gate.type, &be->xb, D, T, err))) return rc;
     vk_bind hb = vk_bind_all(&be->hb), hb2 = vk_bind_all(&be->hb2);
-    if ((rc = rec_matvec(be, cb, &L->w_gate, &dt[6], &be->xb, &hb, 0, F, false, T, err))) return rc;
-    if (st_type_traits_get(L->w_up.type)->vec_dot_type != st_type_traits_get(L->w_gate.type)->vec_dot_type &&
-        (rc = rec_quantize(be, cb, L->w_up.type, &be->xb, D, T, err)))
-        return rc;
+    bool requant = st_type_traits_get(L->w_up.type)->vec_dot_type != st_type_traits_get(L->w_gate.type)->vec_dot_type;
+    /* gate and up are independent */
+    if ((rc = rec_matvec_b(be, cb, &L->w_gate, &dt[6], &be->xb, &hb, 0, F, false, T, requant, err))) return rc;
+    if (requant && (rc = rec_quantize(be, cb, L->w_up.type, &be->xb, D, T, err))) return rc;
     if ((rc = rec_matvec(be, cb, &L->w_up, &dt[7], &be->xb, &hb2, 0, F, false, T, err))) return rc;
     if ((rc = pipe(be, VKP_SWIGLU, &p, err))) return rc;
     {
@@ -663,10 +713,27 @@ static void vk_destroy(st_backend *b) {
         vk_ctx_put(c);
     }
     pthread_mutex_destroy(&be->mu_slots);
+    pthread_mutex_destroy(&be->mu_busy);
     free(be->slots);
     free(be->lc);
     free(be->cs_host);
     free(be);
+}
+
+static void vk_stats(st_backend *b, st_backend_stats *o) {
+    vk_be *be = (vk_be *)b;
+    memset(o, 0, sizeof *o);
+    o->device = be->c->props.deviceName;
+    o->busy_ns = atomic_load(&be->busy_ns);
+    o->vram_used = atomic_load(&be->c->allocated);
+    o->vram_budget = be->c->vram_bytes;
+    uint64_t now = st_now_ns() / BUSY_BUCKET_NS, sum = 0;
+    uint64_t window = 1000000000ull / BUSY_BUCKET_NS;
+    pthread_mutex_lock(&be->mu_busy);
+    for (int i = 0; i < BUSY_BUCKETS; i++)
+        if (be->busy_idx[i] <= now && be->busy_idx[i] + window > now) sum += be->busy_bucket[i];
+    pthread_mutex_unlock(&be->mu_busy);
+    o->busy = sum / 1e9 > 1.0 ? 1.0 : sum / 1e9;
 }
 
 static const st_backend_ops vk_ops = {
@@ -679,6 +746,7 @@ static const st_backend_ops vk_ops = {
     .end = vk_end,
     .kv_truncate = vk_kv_truncate,
     .destroy = vk_destroy,
+    .stats = vk_stats,
 };
 
 st_status st_vk_backend_new(const st_hparams *hp, int n_ctx, int n_batch, bool kv_f32, int device, st_backend **out,
@@ -689,6 +757,7 @@ st_status st_vk_backend_new(const st_hparams *hp, int n_ctx, int n_batch, bool k
     if (!be) return st_error_set(err, ST_ERR_NOMEM, "out of memory");
     be->base.ops = &vk_ops;
     pthread_mutex_init(&be->mu_slots, NULL);
+    pthread_mutex_init(&be->mu_busy, NULL);
     be->hp = *hp;
     be->n_ctx = n_ctx;
     be->n_batch = n_batch;

@@ -634,8 +634,8 @@ void vk_barrier(VkCommandBuffer cb) {
                          VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT, 0, 1, &mb, 0, NULL, 0, NULL);
 }
 
-void vk_dispatch(st_vk_ctx *c, VkCommandBuffer cb, VkPipeline pipe, const vk_bind *b, int nb, const void *push,
-                 uint32_t push_bytes, uint32_t gx, uint32_t gy, uint32_t gz) {
+void vk_dispatch_nb(st_vk_ctx *c, VkCommandBuffer cb, VkPipeline pipe, const vk_bind *b, int nb, const void *push,
+                    uint32_t push_bytes, uint32_t gx, uint32_t gy, uint32_t gz) {
     VkDescriptorBufferInfo bi[VK_MAX_BINDINGS];
     VkWriteDescriptorSet w[VK_MAX_BINDINGS];
     for (int i = 0; i < nb; i++) {
@@ -652,6 +652,11 @@ void vk_dispatch(st_vk_ctx *c, VkCommandBuffer cb, VkPipeline pipe, const vk_bin
     memcpy(pc, push, push_bytes);
     vkCmdPushConstants(cb, c->layout, VK_SHADER_STAGE_COMPUTE_BIT, 0, VK_PUSH_BYTES, pc);
     vkCmdDispatch(cb, gx, gy, gz);
+}
+
+void vk_dispatch(st_vk_ctx *c, VkCommandBuffer cb, VkPipeline pipe, const vk_bind *b, int nb, const void *push,
+                 uint32_t push_bytes, uint32_t gx, uint32_t gy, uint32_t gz) {
+    vk_dispatch_nb(c, cb, pipe, b, nb, push, push_bytes, gx, gy, gz);
     vk_barrier(cb);
 }
 

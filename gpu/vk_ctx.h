@@ -133,6 +133,10 @@ static inline vk_bind vk_bind_all(const vk_alloc *a) { vk_bind b = {a->buf, a->o
  * then a compute-to-compute memory barrier after it. */
 void vk_dispatch(st_vk_ctx *c, VkCommandBuffer cb, VkPipeline pipe, const vk_bind *b, int nb, const void *push,
                  uint32_t push_bytes, uint32_t gx, uint32_t gy, uint32_t gz);
+/* The same without the barrier: for dispatches independent of the next
+ * ones (the caller records vk_barrier before whatever depends on them). */
+void vk_dispatch_nb(st_vk_ctx *c, VkCommandBuffer cb, VkPipeline pipe, const vk_bind *b, int nb, const void *push,
+                    uint32_t push_bytes, uint32_t gx, uint32_t gy, uint32_t gz);
 void vk_barrier(VkCommandBuffer cb);
 /* Splits n workgroups into a grid (*gx, *gy) with gx <= the device limit. */
 void vk_grid(const st_vk_ctx *c, uint32_t n, uint32_t *gx, uint32_t *gy);

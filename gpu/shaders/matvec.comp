@@ -1,24 +1,42 @@
 #version 450
 /* Matrix-vector products over weights in their GGUF type, read block by
  * block straight from the storage buffer: o[t][r] (+)= dot(W row r, y[t]).
- * One workgroup per (weight row, token); its invocations stride over the
- * row's units (a 32-block, a quarter of a 256-super-block, or an element for
- * the float types) and the partial sums are reduced over the workgroup.
+ *
+ * Layout: a workgroup of WG invocations is cut into NG = WG / LANES groups
+ * of LANES invocations (LANES = the subgroup size SG when subgroup
+ * arithmetic is used, else the whole workgroup); each group computes NR
+ * consecutive rows for one token (z of the grid), its lanes striding over
+ * the row's units, and reduces with subgroupAdd (no shared memory, no
+ * barrier). So a workgroup covers NG * NR rows. The activations of a unit
+ * are loaded once and used for all NR rows. Where the device's subgroups
+ * turn out not to be SG wide, the same groups reduce through shared memory.
+ *
+ * Units (what one lane handles per step), with 32-bit weight loads:
+ *   Q4_K: 8 bytes of a quarter super-block (16 low + 16 high nibbles: two
+ *         words), 16 units per 256-block
+ *   Q6_K: 8 positions l of a 128-half (32 weights: ql, ql+32, qh), 8 units
+ *         per block, from 16-bit loads (210-byte blocks are 2-byte aligned)
+ *   Q8_0: 8 bytes of a 32-block (16-bit loads: 34-byte blocks), 4 units
+ *   Q4_0, Q5_K: a 32-block / a quarter super-block (byte loads)
+ *   F32, F16: an element
  *
  * The arithmetic is the CPU's: activations were quantized by quantize.comp
  * to the weight type's vec_dot_type (Q8_0 for Q4_0/Q8_0, Q8_K for the
  * K-quants; for F16 weights they are rounded to F16 here), every block's
- * integer sum is exact, and the float scaling of each block follows the CPU
- * reference kernel; only the order in which block results are added differs.
+ * integer sums are exact, and the float scaling follows the CPU reference
+ * kernel; what differs is the order in which the parts are added (a block
+ * may be split over lanes, each part scaled on its own).
  *
  * Compiled once per weight type: -DW_F32, -DW_F16, -DW_Q4_0, -DW_Q8_0,
- * -DW_Q4_K, -DW_Q5_K, -DW_Q6_K. */
+ * -DW_Q4_K, -DW_Q5_K, -DW_Q6_K. The host's rows per workgroup
+ * (vk_backend.c, matvec_rows) must agree with NR here. */
 #extension GL_GOOGLE_include_directive : require
 #include "common.glsl"
 
 layout(std430, binding = 0) readonly buffer W8 { uint8_t w8[]; };
 layout(std430, binding = 0) readonly buffer W16 { uint16_t w16[]; };
 layout(std430, binding = 0) readonly buffer W32 { float w32[]; };
+layout(std430, binding = 0) readonly buffer WU { uint wu[]; };
 layout(std430, binding = 1) readonly buffer X { float x[]; };   /* float types */
 layout(std430, binding = 1) readonly buffer QS { uint qs[]; };  /* quantized types */
 layout(std430, binding = 2) readonly buffer D { float yd[]; };
@@ -28,7 +46,7 @@ layout(std430, binding = 4) buffer O { float o[]; };
 layout(push_constant) uniform P {
     uint n;          /* elements per row */
     uint nrows;
-    uint w_off;      /* byte offset of row 0 in binding 0 */
+    uint w_off;      /* byte offset of row 0 in binding 0 (a multiple of 4 for Q4_K) */
     uint row_bytes;
     uint x_off, x_stride; /* float types: activations of token t at x_off + t * x_stride */
     uint o_off, o_stride;
@@ -36,13 +54,43 @@ layout(push_constant) uniform P {
     uint gx;
 } p;
 
+#if defined(W_F32) || defined(W_F16) || defined(W_Q4_0) || defined(W_Q5_K)
+#define NR 1
+#else
+#define NR 2
+#endif
+
+const uint LANES = USE_SG ? SG : WG;
+const uint NG = WG / LANES;
+
 uint wb(uint i) { return uint(w8[i]); }
 int wsb(uint i) { return bitfieldExtract(int(uint(w8[i])), 0, 8); }
 float wh(uint byte_off) { return half_bits_to_float(uint(w16[byte_off >> 1])); }
+/* 4 bytes from a 2-byte aligned offset */
+uint w16x2(uint byte_off) { uint h = byte_off >> 1; return uint(w16[h]) | (uint(w16[h + 1]) << 16); }
 /* activation e of token t, an int8 */
 int yq(uint t, uint e) {
     uint i = t * p.n + e;
     return bitfieldExtract(int(qs[i >> 2]), int(8 * (i & 3u)), 8);
+}
+/* the word holding activations e..e+3 of token t (e a multiple of 4) */
+uint yw(uint t, uint e) { return qs[(t * p.n + e) >> 2]; }
+
+/* sum over 4 bytes: unsigned a[k] * signed y[k] */
+int dot4u(uint a, uint y) {
+    int yi = int(y);
+    return int(a & 0xFFu) * bitfieldExtract(yi, 0, 8) + int((a >> 8) & 0xFFu) * bitfieldExtract(yi, 8, 8) +
+           int((a >> 16) & 0xFFu) * bitfieldExtract(yi, 16, 8) + int(a >> 24) * bitfieldExtract(yi, 24, 8);
+}
+/* signed a[k] * signed y[k] */
+int dot4s(uint a, uint y) {
+    int ai = int(a), yi = int(y);
+    return bitfieldExtract(ai, 0, 8) * bitfieldExtract(yi, 0, 8) + bitfieldExtract(ai, 8, 8) * bitfieldExtract(yi, 8, 8) +
+           bitfieldExtract(ai, 16, 8) * bitfieldExtract(yi, 16, 8) + bitfieldExtract(ai, 24, 8) * bitfieldExtract(yi, 24, 8);
+}
+int sum4(uint y) {
+    int yi = int(y);
+    return bitfieldExtract(yi, 0, 8) + bitfieldExtract(yi, 8, 8) + bitfieldExtract(yi, 16, 8) + bitfieldExtract(yi, 24, 8);
 }
 
 /* Q4_K / Q5_K: 6-bit scale and min of sub-block j from the 12 bytes at s */
@@ -55,49 +103,131 @@ void scale_min_k4(uint j, uint s, out int sc, out int m) {
         m = int((wb(s + j + 4) >> 4) | ((wb(s + j) >> 6) << 4));
     }
 }
+/* the same from the 12 bytes as 3 words */
+uint sbyte(uint s0, uint s1, uint s2, uint k) {
+    uint w = k < 4 ? s0 : (k < 8 ? s1 : s2);
+    return (w >> (8 * (k & 3u))) & 0xFFu;
+}
+void scale_min_w(uint j, uint s0, uint s1, uint s2, out int sc, out int m) {
+    if (j < 4) {
+        sc = int(sbyte(s0, s1, s2, j) & 63u);
+        m = int(sbyte(s0, s1, s2, j + 4) & 63u);
+    } else {
+        sc = int((sbyte(s0, s1, s2, j + 4) & 0xFu) | ((sbyte(s0, s1, s2, j - 4) >> 6) << 4));
+        m = int((sbyte(s0, s1, s2, j + 4) >> 4) | ((sbyte(s0, s1, s2, j) >> 6) << 4));
+    }
+}
+
+shared float gred_[WG];
+
+/* Sum over the LANES invocations of a group; all invocations of the
+ * workgroup must call it (uniform control flow). */
+float group_sum(float v, bool sg, uint grp, uint lane) {
+#ifndef NO_SUBGROUP
+    if (sg) return subgroupAdd(v);
+#endif
+    uint base = grp * LANES;
+    gred_[base + lane] = v;
+    barrier();
+    for (uint s = LANES / 2; s > 0; s >>= 1) {
+        if (lane < s) gred_[base + lane] += gred_[base + lane + s];
+        barrier();
+    }
+    float t = gred_[base];
+    barrier();
+    return t;
+}
 
 void main() {
-    uint r = group_index(p.gx);
-    if (r >= p.nrows) return;
-    uint t = gl_WorkGroupID.z, tid = gl_LocalInvocationID.x;
-    uint rb = p.w_off + r * p.row_bytes;
-    float acc = 0.0;
+    bool sg = false;
+    uint grp, lane;
+#ifndef NO_SUBGROUP
+    sg = USE_SG && gl_SubgroupSize == SG && gl_NumSubgroups == NG;
+#endif
+    if (sg) {
+#ifndef NO_SUBGROUP
+        grp = gl_SubgroupID;
+        lane = gl_SubgroupInvocationID;
+#endif
+    } else {
+        grp = gl_LocalInvocationID.x / LANES;
+        lane = gl_LocalInvocationID.x % LANES;
+    }
+    uint r0 = (group_index(p.gx) * NG + grp) * NR;
+    uint t = gl_WorkGroupID.z;
+    uint rb[NR];
+    float acc[NR];
+    for (uint k = 0; k < NR; k++) {
+        /* rows past the end compute row nrows-1 again and are not stored */
+        rb[k] = p.w_off + min(r0 + k, p.nrows - 1) * p.row_bytes;
+        acc[k] = 0.0;
+    }
 #if defined(W_F32)
     uint xo = p.x_off + t * p.x_stride;
-    for (uint i = tid; i < p.n; i += WG) acc += w32[(rb >> 2) + i] * x[xo + i];
+    for (uint i = lane; i < p.n; i += LANES) acc[0] += w32[(rb[0] >> 2) + i] * x[xo + i];
 #elif defined(W_F16)
     uint xo = p.x_off + t * p.x_stride;
-    for (uint i = tid; i < p.n; i += WG) acc += wh(rb + 2 * i) * fp16_round(x[xo + i]);
+    for (uint i = lane; i < p.n; i += LANES) acc[0] += wh(rb[0] + 2 * i) * fp16_round(x[xo + i]);
 #elif defined(W_Q8_0)
     uint nb = p.n / 32;
-    for (uint b = tid; b < nb; b += WG) {
-        uint bb = rb + b * 34;
-        int sumi = 0;
-        for (uint j = 0; j < 32; j++) sumi += wsb(bb + 2 + j) * yq(t, b * 32 + j);
-        acc += float(sumi) * (wh(bb) * yd[t * nb + b]);
+    for (uint u = lane; u < nb * 4; u += LANES) {
+        uint b = u >> 2, h = u & 3u;
+        uint e = b * 32 + 8 * h;
+        uint y0 = yw(t, e), y1 = yw(t, e + 4);
+        float dy = yd[t * nb + b];
+        for (uint k = 0; k < NR; k++) {
+            uint bb = rb[k] + b * 34;
+            int sumi = dot4s(w16x2(bb + 2 + 8 * h), y0) + dot4s(w16x2(bb + 6 + 8 * h), y1);
+            acc[k] += float(sumi) * (wh(bb) * dy);
+        }
     }
 #elif defined(W_Q4_0)
     uint nb = p.n / 32;
-    for (uint b = tid; b < nb; b += WG) {
-        uint bb = rb + b * 18;
+    for (uint b = lane; b < nb; b += LANES) {
+        uint bb = rb[0] + b * 18;
         int sumi = 0;
         for (uint j = 0; j < 16; j++) {
             uint q = wb(bb + 2 + j);
             sumi += (int(q & 0xFu) - 8) * yq(t, b * 32 + j);
             sumi += (int(q >> 4) - 8) * yq(t, b * 32 + j + 16);
         }
-        acc += float(sumi) * wh(bb) * yd[t * nb + b];
+        acc[0] += float(sumi) * wh(bb) * yd[t * nb + b];
     }
-#elif defined(W_Q4_K) || defined(W_Q5_K)
+#elif defined(W_Q4_K)
     uint nb = p.n / 256;
-    for (uint u = tid; u < nb * 4; u += WG) {
+    for (uint u = lane; u < nb * 16; u += LANES) {
+        uint i = u >> 4, q = (u >> 2) & 3u, h = u & 3u;
+        uint e0 = i * 256 + 64 * q + 8 * h;  /* low nibbles: e0..e0+7, high: e0+32.. */
+        uint ya0 = yw(t, e0), ya1 = yw(t, e0 + 4), yb0 = yw(t, e0 + 32), yb1 = yw(t, e0 + 36);
+        float dy = yd[t * nb + i];
+        int ysum_lo = 0, ysum_hi = 0;
+        if (h == 0) {
+            uint g = (t * p.n + i * 256 + 64 * q) / 16;
+            ysum_lo = bs[g] + bs[g + 1];
+            ysum_hi = bs[g + 2] + bs[g + 3];
+        }
+        for (uint k = 0; k < NR; k++) {
+            uint bw = (rb[k] + i * 144) >> 2;  /* the block's first word */
+            uint dd = wu[bw];
+            uint s0 = wu[bw + 1], s1 = wu[bw + 2], s2 = wu[bw + 3];
+            uint qa = wu[bw + 4 + 8 * q + 2 * h], qb = wu[bw + 5 + 8 * q + 2 * h];
+            int sc0, m0, sc1, m1;
+            scale_min_w(2 * q, s0, s1, s2, sc0, m0);
+            scale_min_w(2 * q + 1, s0, s1, s2, sc1, m1);
+            int s_lo = dot4u(qa & 0x0F0F0F0Fu, ya0) + dot4u(qb & 0x0F0F0F0Fu, ya1);
+            int s_hi = dot4u((qa >> 4) & 0x0F0F0F0Fu, yb0) + dot4u((qb >> 4) & 0x0F0F0F0Fu, yb1);
+            int isum = sc0 * s_lo + sc1 * s_hi;
+            int summs = ysum_lo * m0 + ysum_hi * m1;
+            vec2 dm = unpackHalf2x16(dd);
+            acc[k] += (dm.x * dy) * float(isum) - (dm.y * dy) * float(summs);
+        }
+    }
+#elif defined(W_Q5_K)
+    uint nb = p.n / 256;
+    for (uint u = lane; u < nb * 4; u += LANES) {
         uint i = u >> 2, q = u & 3u;
-#if defined(W_Q4_K)
-        uint bb = rb + i * 144, qo = bb + 16 + 32 * q;
-#else
-        uint bb = rb + i * 176, qo = bb + 48 + 32 * q, qh = bb + 16;
+        uint bb = rb[0] + i * 176, qo = bb + 48 + 32 * q, qh = bb + 16;
         uint u1 = 1u << (2 * q), u2 = 2u << (2 * q);
-#endif
         int sc0, m0, sc1, m1;
         scale_min_k4(2 * q, bb + 4, sc0, m0);
         scale_min_k4(2 * q + 1, bb + 4, sc1, m1);
@@ -106,11 +236,9 @@ void main() {
         for (uint l = 0; l < 32; l++) {
             uint v = wb(qo + l);
             int lo = int(v & 0xFu), hi = int(v >> 4);
-#if defined(W_Q5_K)
-            uint h = wb(qh + l);
-            lo += (h & u1) != 0 ? 16 : 0;
-            hi += (h & u2) != 0 ? 16 : 0;
-#endif
+            uint hb = wb(qh + l);
+            lo += (hb & u1) != 0 ? 16 : 0;
+            hi += (hb & u2) != 0 ? 16 : 0;
             s1 += yq(t, e0 + l) * lo;
             s2 += yq(t, e0 + 32 + l) * hi;
         }
@@ -118,36 +246,51 @@ void main() {
         uint g = (t * p.n + e0) / 16;
         int summs = (bs[g] + bs[g + 1]) * m0 + (bs[g + 2] + bs[g + 3]) * m1;
         float dy = yd[t * nb + i];
-        acc += (wh(bb) * dy) * float(isum) - (wh(bb + 2) * dy) * float(summs);
+        acc[0] += (wh(bb) * dy) * float(isum) - (wh(bb + 2) * dy) * float(summs);
     }
 #elif defined(W_Q6_K)
     uint nb = p.n / 256;
-    for (uint u = tid; u < nb * 4; u += WG) {
-        uint i = u >> 2, half_ = (u & 3u) >> 1, h = u & 1u;
-        uint bb = rb + i * 210;
-        uint ql = bb + 64 * half_, qh = bb + 128 + 32 * half_, sc = bb + 192 + 8 * half_;
-        uint e0 = i * 256 + 128 * half_;
-        int s1 = 0, s2 = 0, s3 = 0, s4 = 0;
-        for (uint l = 16 * h; l < 16 * h + 16; l++) {
-            uint a = wb(ql + l), b2 = wb(ql + l + 32), c = wb(qh + l);
-            int q1 = int((a & 0xFu) | (((c >> 0) & 3u) << 4)) - 32;
-            int q2 = int((b2 & 0xFu) | (((c >> 2) & 3u) << 4)) - 32;
-            int q3 = int((a >> 4) | (((c >> 4) & 3u) << 4)) - 32;
-            int q4 = int((b2 >> 4) | (((c >> 6) & 3u) << 4)) - 32;
-            s1 += q1 * yq(t, e0 + l);
-            s2 += q2 * yq(t, e0 + l + 32);
-            s3 += q3 * yq(t, e0 + l + 64);
-            s4 += q4 * yq(t, e0 + l + 96);
+    for (uint u = lane; u < nb * 8; u += LANES) {
+        uint i = u >> 3, half_ = (u >> 2) & 1u, h = u & 3u;
+        uint l = 8 * h, is = h >> 1;
+        uint e0 = i * 256 + 128 * half_ + l;
+        uint y[8];
+        for (uint j = 0; j < 4; j++) {
+            y[2 * j] = yw(t, e0 + 32 * j);
+            y[2 * j + 1] = yw(t, e0 + 32 * j + 4);
         }
-        int isum = wsb(sc + h) * s1 + wsb(sc + h + 2) * s2 + wsb(sc + h + 4) * s3 + wsb(sc + h + 6) * s4;
-        acc += (wh(bb + 208) * yd[t * nb + i]) * float(isum);
+        int ys[4];
+        for (uint j = 0; j < 4; j++) ys[j] = sum4(y[2 * j]) + sum4(y[2 * j + 1]);
+        float dy = yd[t * nb + i];
+        for (uint k = 0; k < NR; k++) {
+            uint bb = rb[k] + i * 210;
+            uint ql = bb + 64 * half_ + l, qh = bb + 128 + 32 * half_ + l, sc = bb + 192 + 8 * half_ + is;
+            int s[4];
+            for (uint w = 0; w < 2; w++) {
+                uint a = w16x2(ql + 4 * w), b2 = w16x2(ql + 32 + 4 * w), c = w16x2(qh + 4 * w);
+                uint q1 = (a & 0x0F0F0F0Fu) | ((c & 0x03030303u) << 4);
+                uint q2 = (b2 & 0x0F0F0F0Fu) | (((c >> 2) & 0x03030303u) << 4);
+                uint q3 = ((a >> 4) & 0x0F0F0F0Fu) | (((c >> 4) & 0x03030303u) << 4);
+                uint q4 = ((b2 >> 4) & 0x0F0F0F0Fu) | (((c >> 6) & 0x03030303u) << 4);
+                int d1 = dot4u(q1, y[w]), d2 = dot4u(q2, y[2 + w]), d3 = dot4u(q3, y[4 + w]), d4 = dot4u(q4, y[6 + w]);
+                if (w == 0) { s[0] = d1; s[1] = d2; s[2] = d3; s[3] = d4; }
+                else { s[0] += d1; s[1] += d2; s[2] += d3; s[3] += d4; }
+            }
+            /* (q - 32) * y summed: the 6-bit values minus 32 times the sum of y */
+            int isum = wsb(sc) * (s[0] - 32 * ys[0]) + wsb(sc + 2) * (s[1] - 32 * ys[1]) +
+                       wsb(sc + 4) * (s[2] - 32 * ys[2]) + wsb(sc + 6) * (s[3] - 32 * ys[3]);
+            acc[k] += (wh(bb + 208) * dy) * float(isum);
+        }
     }
 #else
 #error "matvec.comp: define the weight type (W_F32, W_F16, W_Q4_0, W_Q8_0, W_Q4_K, W_Q5_K, W_Q6_K)"
 #endif
-    acc = wg_sum(acc);
-    if (tid == 0) {
-        uint oi = p.o_off + t * p.o_stride + r;
-        o[oi] = p.add != 0 ? o[oi] + acc : acc;
+    for (uint k = 0; k < NR; k++) {
+        float v = group_sum(acc[k], sg, grp, lane);
+        uint r = r0 + k;
+        if (lane == 0 && r < p.nrows) {
+            uint oi = p.o_off + t * p.o_stride + r;
+            o[oi] = p.add != 0 ? o[oi] + v : v;
+        }
     }
 }
