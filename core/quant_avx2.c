@@ -27,8 +27,11 @@
  * For Q4_0, Q5_0, Q8_0, Q4_K, Q5_K and Q6_K all three follow one canonical
  * order of float operations per type (exact integer block sums, then the
  * same float steps in the same order; documented at the kernels), so a
- * token's logits are bit-identical whatever batch it is evaluated in. For the
- * other types vec_dot_nc repeats vec_dot's operations per column. */
+ * token's logits are bit-identical whatever batch it is evaluated in. For
+ * Q4_0/Q5_0/Q8_0 that order has 4 float accumulators (block b into
+ * accumulator b mod 4, summed as (a0 + a1) + (a2 + a3) at the end), so that
+ * no serial chain of one FMA per block bounds decode. For the other types
+ * vec_dot_nc repeats vec_dot's operations per column. */
 #include <cpuid.h>
 #include <immintrin.h>
 #include <stdbool.h>
@@ -446,17 +449,9 @@ ALWAYS_INLINE __m256i hsum4_i16(__m256i w0, __m256i w1, __m256i w2, __m256i w3) 
 }
 
 
-/* acc += c[k] * d[k] for k = 0..3 in this order, one rounding each (fmaf):
- * the canonical order of the 32-element types (see below) */
-ALWAYS_INLINE float chain4(float acc, __m128 c, __m128 d) {
-    float cf[4], df[4];
-    _mm_storeu_ps(cf, c);
-    _mm_storeu_ps(df, d);
-    acc = fmaf(cf[0], df[0], acc);
-    acc = fmaf(cf[1], df[1], acc);
-    acc = fmaf(cf[2], df[2], acc);
-    return fmaf(cf[3], df[3], acc);
-}
+/* The 4 accumulators of the 32-element types' canonical order (see below)
+ * summed as (a0 + a1) + (a2 + a3) */
+ALWAYS_INLINE float fold4(float a0, float a1, float a2, float a3) { return (a0 + a1) + (a2 + a3); }
 
 ALWAYS_INLINE int hsum_i32(__m256i v) {
     __m128i u = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
@@ -477,17 +472,24 @@ ALWAYS_INLINE __m128i halves_add(__m256i h) {
 
 /* ---- Q8_0 x Q8_0 ----
  * Canonical float order of the 32-element types (Q4_0, Q5_0, Q8_0), shared
- * by vec_dot (NY = 1), vec_dot_nc and the gemm kernels so that a token gives
- * bit-identical results whichever path and batch size computes it: per
- * block, the exact integer sum isum; then acc = fmaf(isum, dx * dy, acc) over
- * the blocks in order (dx * dy is exact: two fp16 values). */
+ * by vec_dot (NY = 1, AVX2 and AVX-VNNI), vec_dot_nc and the gemm kernels so
+ * that a token gives bit-identical results whatever path and batch size
+ * computes it: per block b, the exact integer sum isum_b (|isum| < 2^24, so
+ * (float)isum is exact); four float accumulators a0..a3, all +0 at first;
+ * block b goes into a[b mod 4] as a[b mod 4] = fmaf(isum_b, dx_b * dy_b,
+ * a[b mod 4]), the blocks of each accumulator in increasing b (dx * dy is
+ * exact: two fp16 values); the result is (a0 + a1) + (a2 + a3).
+ * With 4 blocks per step that is one 4-wide FMA per step into [a0 a1 a2 a3]:
+ * the serial dependency is one FMA latency per 4 blocks rather than per
+ * block (a single chain of fmaf capped Q4_0 at ~16 GB/s in cache). A tail of
+ * nb mod 4 blocks starts at a multiple of 4, so its block k goes into a[k]. */
 ALWAYS_INLINE void nc_q8_0(int n, float *s, const void *vx, const void *vy, size_t by, const int NY) {
     const st_block_q8_0 *x = vx;
     const int nb = n / ST_QK8_0;
     const __m256i ones = _mm256_set1_epi16(1);
-    float acc[NCMAX];
+    __m128 acc[NCMAX];
 #pragma GCC unroll 4
-    for (int c = 0; c < NY; c++) acc[c] = 0.0f;
+    for (int c = 0; c < NY; c++) acc[c] = _mm_setzero_ps();
     int ib = 0;
     for (; ib + 4 <= nb; ib += 4) {
         PF(x + ib);
@@ -510,20 +512,23 @@ ALWAYS_INLINE void nc_q8_0(int n, float *s, const void *vx, const void *vy, size
                 p[k] = _mm256_madd_epi16(_mm256_maddubs_epi16(ax[k], sy), ones);
             }
             const __m256i h = _mm256_hadd_epi32(_mm256_hadd_epi32(p[0], p[1]), _mm256_hadd_epi32(p[2], p[3]));
-            acc[c] = chain4(acc[c], _mm_cvtepi32_ps(halves_add(h)), _mm_mul_ps(dx, D4X(y, d)));
+            acc[c] = _mm_fmadd_ps(_mm_cvtepi32_ps(halves_add(h)), _mm_mul_ps(dx, D4X(y, d)), acc[c]);
         }
     }
+    float a[NCMAX][4];
+#pragma GCC unroll 4
+    for (int c = 0; c < NY; c++) _mm_storeu_ps(a[c], acc[c]);
     for (; ib < nb; ib++) {
         const __m256i xk = loadu256(x[ib].qs);
         const float dx = h2f(x[ib].d);
 #pragma GCC unroll 4
         for (int c = 0; c < NY; c++) {
             const st_block_q8_0 *y = NC_Y(st_block_q8_0, vy, by, c) + ib;
-            acc[c] = fmaf((float)hsum_i32(dot_i8(xk, loadu256(y->qs))), dx * h2f(y->d), acc[c]);
+            a[c][ib & 3] = fmaf((float)hsum_i32(dot_i8(xk, loadu256(y->qs))), dx * h2f(y->d), a[c][ib & 3]);
         }
     }
 #pragma GCC unroll 4
-    for (int c = 0; c < NY; c++) s[c] = acc[c];
+    for (int c = 0; c < NY; c++) s[c] = fold4(a[c][0], a[c][1], a[c][2], a[c][3]);
 }
 static void vec_dot_q8_0_seq(int n, float *s, const void *x, const void *y) { nc_q8_0(n, s, x, y, 0, 1); }
 NC_DISPATCH(vec_dot_nc_q8_0_q8_0, nc_q8_0, vec_dot_q8_0_seq)
@@ -536,9 +541,9 @@ ALWAYS_INLINE void nc_q40_q50(int n, float *s, const void *vx, const void *vy, s
     const size_t xsz = five ? sizeof(st_block_q5_0) : sizeof(st_block_q4_0);
     const __m256i m4 = _mm256_set1_epi8(0x0F), shifts = _mm256_setr_epi64x(0, 0, 4, 4);
     const __m256i off = _mm256_set1_epi8(five ? 16 : 8);
-    float acc[NCMAX];
+    __m128 acc[NCMAX];
 #pragma GCC unroll 4
-    for (int c = 0; c < NY; c++) acc[c] = 0.0f;
+    for (int c = 0; c < NY; c++) acc[c] = _mm_setzero_ps();
     int ib = 0;
     for (; ib + 4 <= nb; ib += 4) {
         const uint8_t *xb = (const uint8_t *)vx + (size_t)ib * xsz;
@@ -567,9 +572,12 @@ ALWAYS_INLINE void nc_q40_q50(int n, float *s, const void *vx, const void *vy, s
 #pragma GCC unroll 4
             for (int k = 0; k < 4; k++) w[k] = _mm256_maddubs_epi16(aq[k], _mm256_sign_epi8(loadu256(y[k].qs), q[k]));
             const __m256i si = hsum4_i16(w[0], w[1], w[2], w[3]);
-            acc[c] = chain4(acc[c], _mm_cvtepi32_ps(halves_add(si)), _mm_mul_ps(dx, D4X(y, d)));
+            acc[c] = _mm_fmadd_ps(_mm_cvtepi32_ps(halves_add(si)), _mm_mul_ps(dx, D4X(y, d)), acc[c]);
         }
     }
+    float a[NCMAX][4];
+#pragma GCC unroll 4
+    for (int c = 0; c < NY; c++) _mm_storeu_ps(a[c], acc[c]);
     for (; ib < nb; ib++) {
         __m256i q;
         float dx;
@@ -585,11 +593,11 @@ ALWAYS_INLINE void nc_q40_q50(int n, float *s, const void *vx, const void *vy, s
 #pragma GCC unroll 4
         for (int c = 0; c < NY; c++) {
             const st_block_q8_0 *y = NC_Y(st_block_q8_0, vy, by, c) + ib;
-            acc[c] = fmaf((float)hsum_i32(dot_i8(q, loadu256(y->qs))), dx * h2f(y->d), acc[c]);
+            a[c][ib & 3] = fmaf((float)hsum_i32(dot_i8(q, loadu256(y->qs))), dx * h2f(y->d), a[c][ib & 3]);
         }
     }
 #pragma GCC unroll 4
-    for (int c = 0; c < NY; c++) s[c] = acc[c];
+    for (int c = 0; c < NY; c++) s[c] = fold4(a[c][0], a[c][1], a[c][2], a[c][3]);
 }
 ALWAYS_INLINE void nc_q4_0(int n, float *s, const void *vx, const void *vy, size_t by, const int NY) {
     nc_q40_q50(n, s, vx, vy, by, NY, false);
@@ -1029,46 +1037,56 @@ static void gemm_repack_q8_0(int n, const void *x, size_t bx, void *dst) { repac
 static void gemm_repack_q4_0(int n, const void *x, size_t bx, void *dst) { repack_b32(n, x, bx, dst, ST_TYPE_Q4_0); }
 static void gemm_repack_q5_0(int n, const void *x, size_t bx, void *dst) { repack_b32(n, x, bx, dst, ST_TYPE_Q5_0); }
 
-ALWAYS_INLINE void gemm_b32_cols(int n, float *s, size_t bs, const uint8_t *xr, const uint8_t *vy, size_t by, const int NY) {
+ALWAYS_INLINE void gemm_b32_cols(int n, float *s, size_t bs, const uint8_t *xr0, const uint8_t *vy, size_t by, const int NY) {
     const int nb = n / 32;
     const __m256i flip = _mm256_set1_epi8((char)0x80);
-    __m256 acc[NCMAX];
     uint8_t yt[NCMAX][32] __attribute__((aligned(32)));
+    /* the canonical order's 4 accumulators (block b into a[b mod 4]) one
+     * after the other: a pass over blocks j, j + 4, j + 8, ... for a[j],
+     * so that each column holds one accumulator in registers at a time */
+    __m256 part[4][NCMAX];
+    for (int j = 0; j < 4; j++) {
+        __m256 acc[NCMAX];
 #pragma GCC unroll 4
-    for (int c = 0; c < NY; c++) acc[c] = _mm256_setzero_ps();
-    for (int b = 0; b < nb; b++, xr += R8B32_BYTES) {
-        /* two accumulators per column: vpdpbusd's latency (5) would leave
-         * 4 dependency chains short of its throughput (2 per cycle) */
-        __m256i isum[NCMAX], isum2[NCMAX];
-#pragma GCC unroll 4
-        for (int c = 0; c < NY; c++) {
-            const st_block_q8_0 *y = NC_Y(st_block_q8_0, vy, by, c) + b;
-            _mm256_store_si256((__m256i *)yt[c], _mm256_xor_si256(loadu256(y->qs), flip));
-            isum[c] = _mm256_load_si256((const __m256i *)(xr + 32));
-            isum2[c] = _mm256_setzero_si256();
-        }
-#pragma GCC unroll 8
-        for (int k = 0; k < 8; k += 2) {
-            const __m256i w = _mm256_load_si256((const __m256i *)(xr + 64 + 32 * k));
-            const __m256i w2 = _mm256_load_si256((const __m256i *)(xr + 96 + 32 * k));
+        for (int c = 0; c < NY; c++) acc[c] = _mm256_setzero_ps();
+        for (int b = j; b < nb; b += 4) {
+            const uint8_t *xr = xr0 + (size_t)b * R8B32_BYTES;
+            /* two accumulators per column: vpdpbusd's latency (5) would leave
+             * 4 dependency chains short of its throughput (2 per cycle) */
+            __m256i isum[NCMAX], isum2[NCMAX];
 #pragma GCC unroll 4
             for (int c = 0; c < NY; c++) {
-                isum[c] = dpbusd(isum[c], bcast4(yt[c] + 4 * k), w);
-                isum2[c] = dpbusd(isum2[c], bcast4(yt[c] + 4 * k + 4), w2);
+                const st_block_q8_0 *y = NC_Y(st_block_q8_0, vy, by, c) + b;
+                _mm256_store_si256((__m256i *)yt[c], _mm256_xor_si256(loadu256(y->qs), flip));
+                isum[c] = _mm256_load_si256((const __m256i *)(xr + 32));
+                isum2[c] = _mm256_setzero_si256();
+            }
+#pragma GCC unroll 8
+            for (int k = 0; k < 8; k += 2) {
+                const __m256i w = _mm256_load_si256((const __m256i *)(xr + 64 + 32 * k));
+                const __m256i w2 = _mm256_load_si256((const __m256i *)(xr + 96 + 32 * k));
+#pragma GCC unroll 4
+                for (int c = 0; c < NY; c++) {
+                    isum[c] = dpbusd(isum[c], bcast4(yt[c] + 4 * k), w);
+                    isum2[c] = dpbusd(isum2[c], bcast4(yt[c] + 4 * k + 4), w2);
+                }
+            }
+#pragma GCC unroll 4
+            for (int c = 0; c < NY; c++) isum[c] = _mm256_add_epi32(isum[c], isum2[c]);
+            const __m256 dx = _mm256_load_ps((const float *)xr);
+#pragma GCC unroll 4
+            for (int c = 0; c < NY; c++) {
+                const st_block_q8_0 *y = NC_Y(st_block_q8_0, vy, by, c) + b;
+                const __m256 d = _mm256_mul_ps(dx, _mm256_broadcast_ss(&st_fp16_table[y->d]));
+                acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[c]), d, acc[c]);
             }
         }
 #pragma GCC unroll 4
-        for (int c = 0; c < NY; c++) isum[c] = _mm256_add_epi32(isum[c], isum2[c]);
-        const __m256 dx = _mm256_load_ps((const float *)xr);
-#pragma GCC unroll 4
-        for (int c = 0; c < NY; c++) {
-            const st_block_q8_0 *y = NC_Y(st_block_q8_0, vy, by, c) + b;
-            const __m256 d = _mm256_mul_ps(dx, _mm256_broadcast_ss(&st_fp16_table[y->d]));
-            acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[c]), d, acc[c]);
-        }
+        for (int c = 0; c < NY; c++) part[j][c] = acc[c];
     }
 #pragma GCC unroll 4
-    for (int c = 0; c < NY; c++) _mm256_storeu_ps(s + (size_t)c * bs, acc[c]);
+    for (int c = 0; c < NY; c++)
+        _mm256_storeu_ps(s + (size_t)c * bs, _mm256_add_ps(_mm256_add_ps(part[0][c], part[1][c]), _mm256_add_ps(part[2][c], part[3][c])));
 }
 
 /* ---- Q4_K ---- */
@@ -1277,61 +1295,71 @@ ALWAYS_INLINE void gemm_q6_K_cols(int n, float *s, size_t bs, const uint8_t *xr,
 /* kind 0: Q4_0 (|w| <= 8: 8 chunks of y' * w stay within int16), 1: Q5_0
  * (|w| <= 16: 4 chunks), 2: Q8_0 (signed x signed: the sign trick, widened
  * per chunk) */
-ALWAYS_INLINE void gemm_b32_avx2_cols(int n, float *s, size_t bs, const uint8_t *xr, const uint8_t *vy, size_t by,
+ALWAYS_INLINE void gemm_b32_avx2_cols(int n, float *s, size_t bs, const uint8_t *xr0, const uint8_t *vy, size_t by,
                                       const int NY, const int kind) {
     const int nb = n / 32;
     const __m256i flip = _mm256_set1_epi8((char)0x80), ones = _mm256_set1_epi16(1);
-    __m256 acc[NCMAX];
     uint8_t yt[NCMAX][32] __attribute__((aligned(32)));
+    /* the canonical order's 4 accumulators (block b into a[b mod 4]) one
+     * after the other: a pass over blocks j, j + 4, j + 8, ... for a[j],
+     * so that each column holds one accumulator in registers at a time */
+    __m256 part[4][NCMAX];
+    for (int j = 0; j < 4; j++) {
+        __m256 acc[NCMAX];
 #pragma GCC unroll 4
-    for (int c = 0; c < NY; c++) acc[c] = _mm256_setzero_ps();
-    for (int b = 0; b < nb; b++, xr += R8B32_BYTES) {
-        __m256i isum[NCMAX];
+        for (int c = 0; c < NY; c++) acc[c] = _mm256_setzero_ps();
+        for (int b = j; b < nb; b += 4) {
+            const uint8_t *xr = xr0 + (size_t)b * R8B32_BYTES;
+            __m256i isum[NCMAX];
 #pragma GCC unroll 4
-        for (int c = 0; c < NY; c++) {
-            const st_block_q8_0 *y = NC_Y(st_block_q8_0, vy, by, c) + b;
-            const __m256i yv = loadu256(y->qs);
-            _mm256_store_si256((__m256i *)yt[c], kind == 2 ? yv : _mm256_xor_si256(yv, flip));
-            isum[c] = kind == 2 ? _mm256_setzero_si256() : _mm256_load_si256((const __m256i *)(xr + 32));
-        }
-        if (kind == 2) {
-#pragma GCC unroll 8
-            for (int k = 0; k < 8; k++) {
-                const __m256i w = _mm256_load_si256((const __m256i *)(xr + 64 + 32 * k));
-                const __m256i aw = _mm256_sign_epi8(w, w);
-#pragma GCC unroll 4
-                for (int c = 0; c < NY; c++) {
-                    const __m256i p = _mm256_maddubs_epi16(aw, _mm256_sign_epi8(bcast4(yt[c] + 4 * k), w));
-                    isum[c] = _mm256_add_epi32(isum[c], _mm256_madd_epi16(p, ones));
-                }
+            for (int c = 0; c < NY; c++) {
+                const st_block_q8_0 *y = NC_Y(st_block_q8_0, vy, by, c) + b;
+                const __m256i yv = loadu256(y->qs);
+                _mm256_store_si256((__m256i *)yt[c], kind == 2 ? yv : _mm256_xor_si256(yv, flip));
+                isum[c] = kind == 2 ? _mm256_setzero_si256() : _mm256_load_si256((const __m256i *)(xr + 32));
             }
-        } else {
-            const int per = kind == 0 ? 8 : 4;
-#pragma GCC unroll 2
-            for (int k0 = 0; k0 < 8; k0 += per) {
-                __m256i p16[NCMAX];
-#pragma GCC unroll 4
-                for (int c = 0; c < NY; c++) p16[c] = _mm256_setzero_si256();
+            if (kind == 2) {
 #pragma GCC unroll 8
-                for (int k = k0; k < k0 + per; k++) {
+                for (int k = 0; k < 8; k++) {
                     const __m256i w = _mm256_load_si256((const __m256i *)(xr + 64 + 32 * k));
+                    const __m256i aw = _mm256_sign_epi8(w, w);
 #pragma GCC unroll 4
-                    for (int c = 0; c < NY; c++) p16[c] = _mm256_add_epi16(p16[c], _mm256_maddubs_epi16(bcast4(yt[c] + 4 * k), w));
+                    for (int c = 0; c < NY; c++) {
+                        const __m256i p = _mm256_maddubs_epi16(aw, _mm256_sign_epi8(bcast4(yt[c] + 4 * k), w));
+                        isum[c] = _mm256_add_epi32(isum[c], _mm256_madd_epi16(p, ones));
+                    }
                 }
+            } else {
+                const int per = kind == 0 ? 8 : 4;
+#pragma GCC unroll 2
+                for (int k0 = 0; k0 < 8; k0 += per) {
+                    __m256i p16[NCMAX];
 #pragma GCC unroll 4
-                for (int c = 0; c < NY; c++) isum[c] = _mm256_add_epi32(isum[c], _mm256_madd_epi16(p16[c], ones));
+                    for (int c = 0; c < NY; c++) p16[c] = _mm256_setzero_si256();
+#pragma GCC unroll 8
+                    for (int k = k0; k < k0 + per; k++) {
+                        const __m256i w = _mm256_load_si256((const __m256i *)(xr + 64 + 32 * k));
+#pragma GCC unroll 4
+                        for (int c = 0; c < NY; c++) p16[c] = _mm256_add_epi16(p16[c], _mm256_maddubs_epi16(bcast4(yt[c] + 4 * k), w));
+                    }
+#pragma GCC unroll 4
+                    for (int c = 0; c < NY; c++) isum[c] = _mm256_add_epi32(isum[c], _mm256_madd_epi16(p16[c], ones));
+                }
+            }
+            const __m256 dx = _mm256_load_ps((const float *)xr);
+#pragma GCC unroll 4
+            for (int c = 0; c < NY; c++) {
+                const st_block_q8_0 *y = NC_Y(st_block_q8_0, vy, by, c) + b;
+                const __m256 d = _mm256_mul_ps(dx, _mm256_broadcast_ss(&st_fp16_table[y->d]));
+                acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[c]), d, acc[c]);
             }
         }
-        const __m256 dx = _mm256_load_ps((const float *)xr);
 #pragma GCC unroll 4
-        for (int c = 0; c < NY; c++) {
-            const st_block_q8_0 *y = NC_Y(st_block_q8_0, vy, by, c) + b;
-            const __m256 d = _mm256_mul_ps(dx, _mm256_broadcast_ss(&st_fp16_table[y->d]));
-            acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[c]), d, acc[c]);
-        }
+        for (int c = 0; c < NY; c++) part[j][c] = acc[c];
     }
 #pragma GCC unroll 4
-    for (int c = 0; c < NY; c++) _mm256_storeu_ps(s + (size_t)c * bs, acc[c]);
+    for (int c = 0; c < NY; c++)
+        _mm256_storeu_ps(s + (size_t)c * bs, _mm256_add_ps(_mm256_add_ps(part[0][c], part[1][c]), _mm256_add_ps(part[2][c], part[3][c])));
 }
 ALWAYS_INLINE void gemm_q4_0_avx2_cols(int n, float *s, size_t bs, const uint8_t *xr, const uint8_t *vy, size_t by, const int NY) {
     gemm_b32_avx2_cols(n, s, bs, xr, vy, by, NY, 0);

@@ -9,8 +9,9 @@
  * its vec_dot_nc and gemm kernels): every kernel computes the same exact
  * integer sums and then the same float operations in the same order, the
  * "canonical order" documented there per type:
- *  - Q4_0 / Q5_0 / Q8_0: per 32-block the exact integer sum isum, then
- *    acc = fmaf(isum, dx * dy, acc) block after block;
+ *  - Q4_0 / Q5_0 / Q8_0: per 32-block b the exact integer sum isum, then
+ *    a[b mod 4] = fmaf(isum, dx * dy, a[b mod 4]) over 4 accumulators (one
+ *    4-wide FMA per 4 blocks), the result (a0 + a1) + (a2 + a3);
  *  - Q4_K / Q5_K: per super-block S = sum_j sc[j] * (q . y over sub-block j)
  *    and M = sum_j m[j] * ysum[j] (exact integers), u = fmaf(d, S,
  *    -(dmin * M)), acc = fmaf(u, y.d, acc);
@@ -32,10 +33,10 @@
  * operations), which shortens the dependency chain per super-block; in cache
  * that is +20% (Q4_K) over one super-block per step.
  *
- * Q4_0/Q5_0/Q8_0 are bound by the canonical order itself: one fmaf per
- * 32-block, each depending on the previous, i.e. 4 cycles per block whatever
- * the integer part costs (Q4_0: 18 bytes per 4 cycles, about 16 GB/s at
- * 3.7 GHz, barely above one core's share of the memory bandwidth).
+ * Q4_0/Q5_0/Q8_0 used to be bound by their canonical order itself (one
+ * fmaf per 32-block, each depending on the previous: 4 cycles per block,
+ * Q4_0 about 16 GB/s in cache); with the 4-accumulator order the float
+ * chain is one FMA per 4 blocks and the integer part sets the pace.
  *
  * The weight stream is prefetched ST_VNNI_PF_DIST bytes ahead into L2, one
  * prefetch per 64 bytes, as in quant_avx2.c. Measured end to end (tinyllama,
@@ -82,7 +83,7 @@ ALWAYS_INLINE int hsum_i32(__m256i v) {
                                                ((uint64_t)(b)[2].d << 32) | ((uint64_t)(b)[3].d << 48))))
 
 /* acc = fmaf(c[k], d[k], acc) for k = 0..3 in this order (the canonical
- * block order of the 32-element types) */
+ * order of the K-quants' super-blocks) */
 ALWAYS_INLINE float chain4(float acc, __m128 c, __m128 d) {
     float cf[4], df[4];
     _mm_storeu_ps(cf, c);
@@ -92,6 +93,9 @@ ALWAYS_INLINE float chain4(float acc, __m128 c, __m128 d) {
     acc = fmaf(cf[2], df[2], acc);
     return fmaf(cf[3], df[3], acc);
 }
+
+/* the 4 accumulators of the 32-element types summed as (a0 + a1) + (a2 + a3) */
+ALWAYS_INLINE float fold4(const float a[4]) { return (a[0] + a[1]) + (a[2] + a[3]); }
 
 /* per-block int32 sums of 4 blocks' 8-lane partial sums -> [b0 b1 b2 b3] */
 ALWAYS_INLINE __m128i blocksums4(__m256i p0, __m256i p1, __m256i p2, __m256i p3) {
@@ -124,7 +128,7 @@ static void vec_dot_q8_0(int n, float *s, const void *vx, const void *vy) {
     const st_block_q8_0 *x = vx, *y = vy;
     const int nb = n / ST_QK8_0;
     const __m256i z = _mm256_setzero_si256();
-    float acc = 0.0f;
+    __m128 acc = _mm_setzero_ps(); /* [a0 a1 a2 a3]: block b into a[b mod 4] */
     int ib = 0;
     for (; ib + 4 <= nb; ib += 4) {
         PF(x + ib);
@@ -137,14 +141,16 @@ static void vec_dot_q8_0(int n, float *s, const void *vx, const void *vy) {
             p[k] = dpbusd(z, _mm256_sign_epi8(xk, xk), _mm256_sign_epi8(loadu256(y[ib + k].qs), xk));
         }
         const __m128 is = _mm_cvtepi32_ps(blocksums4(p[0], p[1], p[2], p[3]));
-        acc = chain4(acc, is, _mm_mul_ps(D4X(x + ib), D4X(y + ib)));
+        acc = _mm_fmadd_ps(is, _mm_mul_ps(D4X(x + ib), D4X(y + ib)), acc);
     }
+    float a[4];
+    _mm_storeu_ps(a, acc);
     for (; ib < nb; ib++) {
         const __m256i xk = loadu256(x[ib].qs);
         const __m256i p = dpbusd(z, _mm256_sign_epi8(xk, xk), _mm256_sign_epi8(loadu256(y[ib].qs), xk));
-        acc = fmaf((float)hsum_i32(p), h2f(x[ib].d) * h2f(y[ib].d), acc);
+        a[ib & 3] = fmaf((float)hsum_i32(p), h2f(x[ib].d) * h2f(y[ib].d), a[ib & 3]);
     }
-    *s = acc;
+    *s = fold4(a);
 }
 
 /* ------------------------------------------------------------------------- */
@@ -158,7 +164,7 @@ ALWAYS_INLINE void dot_q40_q50(int n, float *s, const void *vx, const void *vy, 
     const __m256i m4 = _mm256_set1_epi8(0x0F), shifts = _mm256_setr_epi64x(0, 0, 4, 4);
     const __m256i off = _mm256_set1_epi8(five ? 16 : 8);
     const __m256i z = _mm256_setzero_si256();
-    float acc = 0.0f;
+    __m128 acc = _mm_setzero_ps(); /* [a0 a1 a2 a3]: block b into a[b mod 4] */
     int ib = 0;
     for (; ib + 4 <= nb; ib += 4) {
         const uint8_t *xb = (const uint8_t *)vx + (size_t)ib * xsz;
@@ -185,8 +191,10 @@ ALWAYS_INLINE void dot_q40_q50(int n, float *s, const void *vx, const void *vy, 
             dx = D4X(x);
         }
         const __m128 is = _mm_cvtepi32_ps(blocksums4(p[0], p[1], p[2], p[3]));
-        acc = chain4(acc, is, _mm_mul_ps(dx, D4X(y + ib)));
+        acc = _mm_fmadd_ps(is, _mm_mul_ps(dx, D4X(y + ib)), acc);
     }
+    float a[4];
+    _mm_storeu_ps(a, acc);
     for (; ib < nb; ib++) {
         __m256i q;
         float dx;
@@ -201,9 +209,9 @@ ALWAYS_INLINE void dot_q40_q50(int n, float *s, const void *vx, const void *vy, 
         }
         const __m256i yk = loadu256(y[ib].qs);
         const __m256i p = _mm256_sub_epi32(dpbusd(z, q, yk), dpbusd(z, off, yk));
-        acc = fmaf((float)hsum_i32(p), dx * h2f(y[ib].d), acc);
+        a[ib & 3] = fmaf((float)hsum_i32(p), dx * h2f(y[ib].d), a[ib & 3]);
     }
-    *s = acc;
+    *s = fold4(a);
 }
 static void vec_dot_q4_0(int n, float *s, const void *x, const void *y) { dot_q40_q50(n, s, x, y, false); }
 static void vec_dot_q5_0(int n, float *s, const void *x, const void *y) { dot_q40_q50(n, s, x, y, true); }

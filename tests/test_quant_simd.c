@@ -11,7 +11,9 @@
  *  - vec_dot_nc (one weight row, 1..ST_VEC_DOT_NC_MAX activation rows): each
  *    column bit-identical to vec_dot, for every type;
  *  - gemm on repacked rows (AVX-VNNI kernels where the CPU has them, and the
- *    AVX2 ones): 8 rows x ny columns bit-identical to vec_dot.
+ *    AVX2 ones): 8 rows x ny columns bit-identical to vec_dot;
+ *  - Q4_0/Q5_0/Q8_0 vec_dot (AVX-VNNI and AVX2) bit-identical to their
+ *    canonical float order (4 accumulators by block mod 4) written in C.
  * Skipped when the CPU (or STRATA_NO_SIMD) leaves the reference in place. */
 #include <criterion/criterion.h>
 #include <math.h>
@@ -412,7 +414,8 @@ static void gemm_suite(st_type t) {
     if (!fast->gemm) cr_skip_test("%s: no gemm kernel on this CPU", ref->name);
     cr_assert(fast->gemm_repack && fast->gemm_block_bytes > 0);
     const int bs = ref->blck_size;
-    const int lens32[] = {32, 64, 96, 2048, 5632};
+    /* 32-element types: 1..7 blocks (every tail of the 4 accumulators) */
+    const int lens32[] = {32, 64, 96, 128, 160, 192, 224, 2048, 4192, 5632};
     const int lensK[] = {256, 512, 2048, 5632};
     const int *lens = bs == 32 ? lens32 : lensK;
     const int nlen = bs == 32 ? (int)(sizeof lens32 / sizeof *lens32) : (int)(sizeof lensK / sizeof *lensK);
@@ -464,6 +467,85 @@ GEMM_TEST_AVX2(ST_TYPE_Q8_0, q8_0)
 GEMM_TEST_AVX2(ST_TYPE_Q4_K, q4_k)
 GEMM_TEST_AVX2(ST_TYPE_Q5_K, q5_k)
 GEMM_TEST_AVX2(ST_TYPE_Q6_K, q6_k)
+
+/* ---- the canonical float order of the 32-element types -------------------- */
+
+/* The order documented in core/quant_avx2.c, written out in plain C: per
+ * block b the exact integer sum isum_b, a[b mod 4] = fmaf(isum_b, dx * dy,
+ * a[b mod 4]), result (a0 + a1) + (a2 + a3). vec_dot (and so vec_dot_nc
+ * and gemm, bit-identical to it) must give exactly this: pinning the order
+ * here keeps a change to it from going unnoticed. */
+static int block32_isum(st_type t, const uint8_t *xb, const int8_t *yq) {
+    int sum = 0;
+    if (t == ST_TYPE_Q8_0) {
+        const st_block_q8_0 *x = (const st_block_q8_0 *)xb;
+        for (int j = 0; j < 32; j++) sum += x->qs[j] * yq[j];
+    } else if (t == ST_TYPE_Q4_0) {
+        const st_block_q4_0 *x = (const st_block_q4_0 *)xb;
+        for (int j = 0; j < 16; j++)
+            sum += ((x->qs[j] & 0x0F) - 8) * yq[j] + ((x->qs[j] >> 4) - 8) * yq[j + 16];
+    } else {
+        const st_block_q5_0 *x = (const st_block_q5_0 *)xb;
+        uint32_t qh;
+        memcpy(&qh, x->qh, 4);
+        for (int j = 0; j < 16; j++) {
+            const int lo = (x->qs[j] & 0x0F) | (int)(((qh >> j) & 1u) << 4);
+            const int hi = (x->qs[j] >> 4) | (int)(((qh >> (j + 16)) & 1u) << 4);
+            sum += (lo - 16) * yq[j] + (hi - 16) * yq[j + 16];
+        }
+    }
+    return sum;
+}
+
+static float canonical_b32(st_type t, int n, const void *w, const void *y) {
+    const st_type_traits *ref = st_type_traits_ref(t);
+    const st_block_q8_0 *yb = y;
+    float a[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    for (int b = 0; b < n / 32; b++) {
+        const uint8_t *xb = (const uint8_t *)w + (size_t)b * ref->type_size;
+        st_fp16 dxh;
+        memcpy(&dxh, xb, 2); /* d is the first field of all three blocks */
+        const float d = st_fp16_to_fp32(dxh) * st_fp16_to_fp32(yb[b].d);
+        a[b & 3] = fmaf((float)block32_isum(t, xb, yb[b].qs), d, a[b & 3]);
+    }
+    return (a[0] + a[1]) + (a[2] + a[3]);
+}
+
+static void canonical_suite(st_type t) {
+    const st_type_traits *fast = st_type_traits_get(t);
+    const int lens[] = {32, 64, 96, 128, 160, 192, 224, 256, 288, 2048, 4192, 5632};
+    for (size_t li = 0; li < sizeof lens / sizeof *lens; li++) {
+        const int n = lens[li];
+        void *w = malloc(st_row_size(t, n)), *y = malloc(st_row_size(ST_TYPE_Q8_0, n));
+        float *xf = malloc(sizeof(float) * (size_t)n);
+        for (int rep = 0; rep < 8; rep++) {
+            rnd_floats(xf, n, (rep & 2) ? 30.0f : 0.05f);
+            if (rep & 1)
+                raw_weight_row(t, w, n);
+            else
+                st_quantize_row(t, xf, w, n);
+            rnd_floats(xf, n, (rep & 4) ? 100.0f : 1.0f);
+            if (rep == 4)
+                for (int i = 0; i < n && i < 64; i++) xf[i] = 0.0f;
+            st_type_traits_ref(ST_TYPE_Q8_0)->from_float(xf, y, n);
+            float got = NAN;
+            fast->vec_dot(n, &got, w, y);
+            const float want = canonical_b32(t, n, w, y);
+            cr_assert(memcmp(&got, &want, sizeof got) == 0, "%s n=%d rep %d: vec_dot %.9g, canonical order %.9g",
+                      fast->name, n, rep, got, want);
+        }
+        free(w);
+        free(y);
+        free(xf);
+    }
+}
+
+#define ORDER_TEST(T, NAME)                                                       \
+    Test(quant_simd_order, NAME) { REQUIRE_SIMD(); canonical_suite(T); }          \
+    Test(quant_simd_order_avx2, NAME, .init = no_vnni) { REQUIRE_SIMD(); canonical_suite(T); }
+ORDER_TEST(ST_TYPE_Q4_0, q4_0)
+ORDER_TEST(ST_TYPE_Q5_0, q5_0)
+ORDER_TEST(ST_TYPE_Q8_0, q8_0)
 
 /* STRATA_NO_GEMM=1: no gemm kernels, prompts go through vec_dot_nc */
 static void no_gemm(void) { setenv("STRATA_NO_GEMM", "1", 1); }
