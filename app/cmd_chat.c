@@ -35,6 +35,8 @@ static void help(void) {
            "      --kv-f32            keep the KV cache in F32 (default F16)\n"
            "      --no-panels         start with the panels hidden (F5 toggles them)\n"
            "      --no-mouse          leave the mouse to the terminal (no wheel scrolling)\n"
+           "      --db FILE           history database (default: $XDG_DATA_HOME/strata/strata.db)\n"
+           "      --no-history        do not store the conversation\n"
            "  -h, --help              this text\n"
            "\n%s", store_opts_help);
 }
@@ -103,6 +105,8 @@ int cmd_chat(int argc, char **argv) {
         else if (!strcmp(a, "--kv-f32")) o.session.kv_f32 = true;
         else if (!strcmp(a, "--no-panels")) o.panels = false;
         else if (!strcmp(a, "--no-mouse")) o.mouse = false;
+        else if (!strcmp(a, "--db")) { VAL(); o.db_path = v; }
+        else if (!strcmp(a, "--no-history")) o.history = false;
         else if ((l = store_opt_parse("chat", argc, argv, &i, &o.session)) != 0) { if (l < 0) return 2; }
         else { fprintf(stderr, "strata chat: unknown option '%s' (see strata chat --help)\n", a); return 2; }
 #undef VAL

@@ -20,6 +20,7 @@ export LC_ALL=C.UTF-8 LANG=C.UTF-8
 TMP=$(mktemp -d /tmp/strata-tui.XXXXXX)
 SOCK="strata-e2e-$$"
 export XDG_STATE_HOME="$TMP/state"
+export XDG_DATA_HOME="$TMP/data"          # the history database
 T() { tmux -L "$SOCK" -f /dev/null "$@"; }
 cleanup() { T kill-server >/dev/null 2>&1; rm -rf "$TMP"; }
 trap cleanup EXIT
@@ -69,7 +70,7 @@ width_ok() {
 
 # ---- chat at 100x30 with a layer budget ------------------------------------
 T new-session -d -s e2e -x 100 -y 30 \
-    "TERM=tmux-256color '$STRATA' chat --cache-layers 4 --seed 7 -n 48 2>'$TMP/err.log'; echo \$? > '$TMP/rc'" \
+    "TERM=tmux-256color '$STRATA' chat --cache-layers 4 --seed 7 -n 48 -t 1 2>'$TMP/err.log'; echo \$? > '$TMP/rc'" \
     || fail "tmux did not start"
 T set-option -t e2e -g status off >/dev/null
 wait_for "ready" 20
@@ -103,12 +104,18 @@ capture chat
 # ---- the other screens ----------------------------------------------------------
 T send-keys -t e2e F3
 wait_for "── History"
-if screen | grep -qF "history database not available"; then
-    echo "note: history database not available in this build"
-else
-    wait_for "Once upon a time there was a little fox" 5
-fi
+wait_for "Once upon a time there was a little fox" 5    # the conversation is stored
+check "strata-tiny-14m +[0-9-]+ [0-9:]+ +2$" "the conversation's model, date and 2 messages"
 capture history
+T send-keys -t e2e -l "/fox"                    # incremental full-text search
+wait_for "1 match" 5
+check "· user: .*little fox" "the search hit"
+capture history-search
+T send-keys -t e2e Enter Enter                  # to the results, open the conversation
+wait_for "(read-only)" 5
+check "^ +Once upon a time there was a little fox" "the stored message"
+capture history-open
+T send-keys -t e2e Escape Escape
 T send-keys -t e2e F4
 wait_for "── Bench"
 capture bench
@@ -156,17 +163,21 @@ wait_re "● generating [0-9.]+ tok/s" 10    # tokens are arriving
 T resize-window -t e2e -x 80 -y 24
 T resize-window -t e2e -x 100 -y 30
 T send-keys -t e2e Escape
-wait_re "^strata-tiny-14m  stopped  [0-9]+ tok" 10
+wait_re "stopped *$" 10                  # the status line says so
 sleep 0.3
 s=$(screen)
 # laid out again for 100x30: the status line is the last row
 tail -1 <<<"$s" | grep -qF "strata-tiny-14m │" || fail "not laid out for 100x30 after the resizes"
-grep -qF "Tell me a long story about a dragon" <<<"$s" || fail "the stopped turn is gone"
-ntok=$(grep -oE "^strata-tiny-14m  stopped  [0-9]+ tok" <<<"$s" | tail -1 | grep -oE "[0-9]+ tok" | cut -d' ' -f1)
+ntok=$(grep -oE "reply +[0-9]+ tokens" <<<"$s" | grep -oE "[0-9]+")
 [ -n "$ntok" ] && [ "$ntok" -lt 400 ] || fail "the reply was not stopped early ($ntok tokens)"
+T send-keys -t e2e Tab Home               # to the top of the conversation
+wait_re "^strata-tiny-14m  stopped  [0-9]+ tok" 5
+s=$(screen)
+grep -qF "Tell me a long story about a dragon" <<<"$s" || fail "the stopped turn is gone"
 reply=$(awk '/^strata-tiny-14m  stopped/{f=1; next} f' <<<"$s" | cut -c1-60 | grep -E '^  [^ ]' | head -1)
 [ -n "$reply" ] || fail "the partial reply was not kept"
 capture chat-stopped
+T send-keys -t e2e End Tab                # back to the input
 
 # ---- a follow-up reuses the cache --------------------------------------------------
 T send-keys -t e2e -l "/max 8"

@@ -5,6 +5,7 @@
 #define _XOPEN_SOURCE_EXTENDED 1
 #define _GNU_SOURCE
 #include "chat_view.h"
+#include "dbq.h"
 #include "draw.h"
 #include "gen.h"
 #include "input.h"
@@ -19,6 +20,8 @@
 #include <locale.h>
 #include <poll.h>
 #include <signal.h>
+#include <pthread.h>
+#include <sys/ioctl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -67,10 +70,29 @@ typedef struct app {
     int k_cleft, k_cright;
     int input_top;
     uint64_t next_stats;     /* when the panels sample next */
+    /* history database */
+    ui_db *db;
+    int db_open_req;
+    ui_history hist;
+    ui_bench bench;
+    int64_t conv_id;         /* the stored conversation the chat continues (0: a new one) */
+    int conv_local;          /* the app's key for the chat's conversation */
+    bool db_warned;
 } app;
 
-static volatile sig_atomic_t g_signal;
+static volatile sig_atomic_t g_signal, g_winch;
 static void on_signal(int sig) { g_signal = sig; }
+static void on_winch(int sig) { (void)sig; g_winch = 1; }
+
+/* The terminal's new size, taken here rather than in ncurses' own SIGWINCH
+ * handler: that one can interrupt the read of an escape sequence and lose
+ * the key (an Esc pressed while the window is resized). */
+static void apply_resize(app *a) {
+    struct winsize ws;
+    if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_row > 0 && ws.ws_col > 0) resizeterm(ws.ws_row, ws.ws_col);
+    clearok(curscr, TRUE);
+    a->dirty = true;
+}
 
 static void say(app *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void say(app *a, const char *fmt, ...) {
@@ -100,6 +122,8 @@ static void load_model(app *a, const char *path) {
     if (a->generating) { say(a, "stop the reply first (Esc)"); return; }
     a->loaded = false;
     a->loading = true;
+    a->conv_id = 0;          /* replies of another model: another conversation */
+    a->conv_local++;
     snprintf(a->path, sizeof a->path, "%s", path);
     a->load_job = ui_engine_load(a->eng, path, &a->opt.model, &a->opt.session);
     if (a->load_job < 0) { a->loading = false; note(a, UI_MSG_ERROR, "out of memory"); }
@@ -188,6 +212,8 @@ static void command(app *a, const char *line) {
         /* the system prompt stays */
         char *sys = (a->chat.n && a->chat.msgs[0].kind == UI_MSG_SYSTEM) ? strdup(a->chat.msgs[0].text) : NULL;
         ui_chat_clear(&a->chat);
+        a->conv_id = 0;
+        a->conv_local++;
         if (sys) ui_chat_set_system(&a->chat, sys);
         free(sys);
         say(a, !strcmp(cmd, "new") ? "new conversation" : "conversation cleared");
@@ -281,6 +307,17 @@ static void on_event(app *a, ui_event *ev) {
                 m->meta[0] = 0;
             }
         }
+        if (a->db && a->reply >= 1 && a->reply < a->chat.n && a->chat.msgs[a->reply - 1].kind == UI_MSG_USER) {
+            ui_msg *m = &a->chat.msgs[a->reply];
+            const char *sys = a->chat.n && a->chat.msgs[0].kind == UI_MSG_SYSTEM ? a->chat.msgs[0].text : NULL;
+            const char *rp = m->text;
+            while (*rp == ' ') rp++;
+            ui_db_turn t = {.conv_id = a->conv_id, .local = a->conv_local, .model_name = a->info.name, .model_file = a->path,
+                            .system_prompt = sys, .sampling = &a->sp, .max_reply = a->max_reply,
+                            .user = a->chat.msgs[a->reply - 1].text, .reply = rp, .stopped = ev->stopped || ev->status,
+                            .stats = &ev->stats};
+            if (ui_db_save_turn(a->db, &t) < 0) note(a, UI_MSG_ERROR, "out of memory");
+        }
         if (ev->n_dropped) note(a, UI_MSG_NOTE, "the %d oldest messages no longer fit the context and were left out of the prompt", ev->n_dropped);
         if (ev->status == ST_ERR_CONTEXT) note(a, UI_MSG_ERROR, "context full: %s (/clear starts over)", ev->msg);
         else if (ev->status) note(a, UI_MSG_ERROR, "%s", ev->msg);
@@ -290,6 +327,102 @@ static void on_event(app *a, ui_event *ev) {
         break;
     }
     }
+}
+
+/* ---- database events ---------------------------------------------------------- */
+
+static void refresh_history(app *a) {
+    if (!a->db || !a->hist.available) return;
+    if (a->hist.search.len) ui_db_search(a->db, a->hist.search.buf);
+    else ui_db_list(a->db, 0);
+}
+
+static void refresh_bench(app *a) {
+    if (!a->db || !a->bench.available) return;
+    ui_db_bench_runs(a->db, a->bench.filter.buf, ui_bench_backend(&a->bench));
+}
+
+static void continue_conversation(app *a, ui_db_event *ev) {
+    if (a->generating) { say(a, "stop the reply first (Esc)"); return; }
+    ui_chat_clear(&a->chat);
+    if (ev->text) ui_chat_set_system(&a->chat, ev->text);
+    for (int i = 0; i < ev->n; i++) {
+        const ui_db_msg *m = &ev->msgs[i];
+        ui_msg_kind k = !strcmp(m->role, "user") ? UI_MSG_USER : !strcmp(m->role, "assistant") ? UI_MSG_ASSISTANT : UI_MSG_SYSTEM;
+        if (k == UI_MSG_SYSTEM && ev->text) continue;   /* already the conversation's system prompt */
+        ui_msg *x = ui_chat_add(&a->chat, k, m->content);
+        if (x && k == UI_MSG_ASSISTANT) {
+            x->stopped = m->stopped;
+            if (m->decode_tps > 0) snprintf(x->meta, sizeof x->meta, "%.1f tok/s", m->decode_tps);
+        }
+    }
+    a->conv_id = ev->conv_id;
+    a->conv_local++;
+    note(a, UI_MSG_NOTE, "continuing conversation %lld: the next message reads it into the context", (long long)ev->conv_id);
+    a->scr = SCR_CHAT;
+    a->focus_input = true;
+}
+
+static void on_db_event(app *a, ui_db_event *ev) {
+    switch (ev->type) {
+    case UI_DB_OPENED:
+        a->hist.available = a->bench.available = true;
+        refresh_history(a);
+        refresh_bench(a);
+        break;
+    case UI_DB_FAILED:
+        if (ev->req == a->db_open_req) {
+            snprintf(a->hist.err, sizeof a->hist.err, "%s", ev->msg);
+            snprintf(a->bench.err, sizeof a->bench.err, "%s", ev->msg);
+            if (!a->db_warned) note(a, UI_MSG_NOTE, "history not stored: %s", ev->msg);
+            a->db_warned = true;
+        } else say(a, "history: %s", ev->msg);
+        break;
+    case UI_DB_CONVS:
+    case UI_DB_HITS:
+        ui_history_on_event(&a->hist, ev);
+        break;
+    case UI_DB_MESSAGES:
+        if (ev->continue_it) continue_conversation(a, ev);
+        else ui_history_on_event(&a->hist, ev);
+        break;
+    case UI_DB_SAVED:
+        if (ev->local == a->conv_local) a->conv_id = ev->conv_id;
+        refresh_history(a);
+        break;
+    case UI_DB_DELETED:
+        ui_history_on_event(&a->hist, ev);
+        if (a->conv_id == ev->conv_id) { a->conv_id = 0; a->conv_local++; }
+        say(a, "deleted the conversation and its %d messages", ev->n);
+        refresh_history(a);
+        break;
+    case UI_DB_EXPORTED:
+        say(a, "exported to %s", ev->msg);
+        break;
+    case UI_DB_BENCH:
+        ui_bench_on_event(&a->bench, ev);
+        break;
+    }
+    a->dirty = true;
+}
+
+static void do_action(app *a, ui_action x) {
+    char path[64];
+    switch (x.kind) {
+    case UI_ACT_LIST: if (a->db) ui_db_list(a->db, 0); break;
+    case UI_ACT_SEARCH: if (a->db) ui_db_search(a->db, x.text); break;
+    case UI_ACT_OPEN: if (a->db) ui_db_open_conv(a->db, x.id, false); break;
+    case UI_ACT_CONTINUE: if (a->db) ui_db_open_conv(a->db, x.id, true); break;
+    case UI_ACT_DELETE: if (a->db) ui_db_delete(a->db, x.id); break;
+    case UI_ACT_EXPORT:
+        snprintf(path, sizeof path, "strata-conversation-%lld.md", (long long)x.id);
+        if (a->db) ui_db_export(a->db, x.id, path);
+        break;
+    case UI_ACT_BENCH: refresh_bench(a); break;
+    case UI_ACT_SAY: say(a, "%s", x.text); break;
+    default: break;
+    }
+    a->dirty = true;
 }
 
 /* ---- keys ------------------------------------------------------------------- */
@@ -311,6 +444,8 @@ static void unread_key(app *a, int type, wint_t ch) {
 }
 
 static void switch_screen(app *a, screen s) {
+    if (s == SCR_HISTORY && a->scr != SCR_HISTORY) refresh_history(a);
+    if (s == SCR_BENCH && a->scr != SCR_BENCH) refresh_bench(a);
     a->scr = s;
     if (s == SCR_CHAT) a->focus_input = true;
     a->dirty = true;
@@ -358,6 +493,11 @@ static void on_code(app *a, int k) {
         }
         return;
     }
+    if (a->scr == SCR_HISTORY || a->scr == SCR_BENCH) {
+        int pg = LINES > 10 ? LINES - 10 : 1;
+        ui_action x = a->scr == SCR_HISTORY ? ui_history_key(&a->hist, KEY_CODE_YES, k, pg) : ui_bench_key(&a->bench, KEY_CODE_YES, k, pg);
+        if (x.kind != UI_ACT_NOT_HANDLED) { do_action(a, x); return; }
+    }
     if (k == KEY_PPAGE) { scroll_view(a, page(a)); return; }
     if (k == KEY_NPAGE) { scroll_view(a, -page(a)); return; }
     if (in_editor) {
@@ -400,6 +540,16 @@ static void on_char(app *a, wint_t c) {
         if (c == '\r' || c == '\n') edit(a, UI_KEY_NEWLINE, 0);
         else if (c == '\t' || c >= 0x20) edit(a, UI_KEY_CHAR, (uint32_t)c);
         return;
+    }
+    if ((a->scr == SCR_HISTORY || a->scr == SCR_BENCH) && c != 3 && c != 17 && c != 12) {
+        int pg = LINES > 10 ? LINES - 10 : 1;
+        ui_action x = a->scr == SCR_HISTORY ? ui_history_key(&a->hist, OK, (int)c, pg) : ui_bench_key(&a->bench, OK, (int)c, pg);
+        if (x.kind != UI_ACT_NOT_HANDLED) { do_action(a, x); return; }
+        if (c == 27) {   /* Esc on a list: back to the chat (or stop a reply) */
+            if (a->generating) stop_generation(a);
+            else switch_screen(a, SCR_CHAT);
+            return;
+        }
     }
     switch (c) {
     case 3:   /* Ctrl-C */
@@ -510,10 +660,13 @@ static void draw_status(app *a, ui_rect r) {
     }
     char left[256];
     const st_stats *s = &a->pan.st;
-    if (a->loaded)
+    if (a->loaded) {
+        int n_past = a->pan.have ? s->n_past : 0;
         snprintf(left, sizeof left, "%s │ %s %dt │ ctx %d/%d │ T %.2f", a->info.name, a->pan.have && s->backend ? s->backend : "cpu",
-                 a->pan.have ? s->n_threads : 0, a->pan.have ? s->n_past : 0, a->n_ctx, a->sp.temp);
-    else snprintf(left, sizeof left, "%s", a->loading ? "loading…" : "no model (/model FILE)");
+                 a->pan.have ? s->n_threads : 0, n_past, a->n_ctx, a->sp.temp);
+        /* narrow: the model and the context only */
+        if (ui_str_width(left, (int)strlen(left)) + 24 > r.w) snprintf(left, sizeof left, "%s │ ctx %d/%d", a->info.name, n_past, a->n_ctx);
+    } else snprintf(left, sizeof left, "%s", a->loading ? "loading…" : "no model (/model FILE)");
     x += ui_text(r.y, x, e - x, left, (int)strlen(left), UI_C_STATUS);
     const char *hint;
     ui_color hc = UI_C_KEY;
@@ -523,6 +676,10 @@ static void draw_status(app *a, ui_rect r) {
     else if (a->focus_input) hint = "Enter send · Tab scroll · F1 help · F10 quit";
     else hint = "PgUp/PgDn Home/End · Tab type · F1 help · F10 quit";
     int hw = ui_str_width(hint, (int)strlen(hint));
+    if (x + 3 + hw > e && hint != a->flash) {
+        hint = a->generating ? "Esc stop" : "F1 help · F10 quit";   /* the short form */
+        hw = ui_str_width(hint, (int)strlen(hint));
+    }
     if (x + 3 + hw <= e) ui_text(r.y, e - hw - 1, hw, hint, (int)strlen(hint), hc);
     else if (x + 3 < e) ui_text(r.y, x + 2, e - x - 3, hint, (int)strlen(hint), hc);
 }
@@ -596,12 +753,18 @@ static void draw(app *a) {
         draw_input(a, l.sep, l.input, &cy, &cx);
         if (l.mode != UI_PANELS_HIDDEN) ui_panels_draw(&a->pan, l.panels, l.mode);
         break;
-    case SCR_HISTORY: ui_history_draw(l.main); break;
-    case SCR_BENCH: ui_bench_draw(l.main); break;
+    case SCR_HISTORY:
+        ui_history_draw(&a->hist, l.main);
+        cy = a->hist.cy, cx = a->hist.cx;
+        break;
+    case SCR_BENCH:
+        ui_bench_draw(&a->bench, l.main);
+        cy = a->bench.cy, cx = a->bench.cx;
+        break;
     case SCR_HELP: ui_help_draw(l.main, &a->help_scroll); break;
     }
     draw_status(a, l.status);
-    if (cy >= 0 && cx >= 0 && a->focus_input && chat && !a->quit_ask) {
+    if (cy >= 0 && cx >= 0 && (!chat || a->focus_input) && !a->quit_ask) {
         curs_set(1);
         move(cy, cx);
     } else curs_set(0);
@@ -619,6 +782,7 @@ void ui_options_default(ui_options *o) {
     o->max_reply = 256;
     o->panels = true;
     o->mouse = true;
+    o->history = true;
 }
 
 int ui_run(const ui_options *opt) {
@@ -639,8 +803,32 @@ int ui_run(const ui_options *opt) {
     ui_chat_init(&a->chat);
     ui_input_init(&a->in);
     ui_panels_init(&a->pan);
+    ui_history_init(&a->hist);
+    ui_bench_init(&a->bench);
+    /* the worker threads (and the engine's own, which they start) leave the
+     * terminal's signals to this one */
+    sigset_t block, old;
+    sigemptyset(&block);
+    sigaddset(&block, SIGWINCH);
+    sigaddset(&block, SIGINT);
+    sigaddset(&block, SIGTERM);
+    sigaddset(&block, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &block, &old);
+    if (opt->history) {
+        a->db = ui_db_new(opt->db_path);
+        a->db_open_req = 1;   /* the open is the database thread's first request */
+        if (!a->db) snprintf(a->hist.err, sizeof a->hist.err, "cannot start the database thread");
+    } else {
+        snprintf(a->hist.err, sizeof a->hist.err, "history is off (--no-history)");
+        snprintf(a->bench.err, sizeof a->bench.err, "history is off (--no-history)");
+    }
     a->eng = ui_engine_new();
-    if (!a->eng) { fprintf(stderr, "strata chat: cannot start the engine thread\n"); return 1; }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (!a->eng) { fprintf(stderr, "strata chat: cannot start the engine thread\n"); ui_db_free(a->db); return 1; }
+    struct sigaction wa = {0};
+    wa.sa_handler = on_winch;
+    wa.sa_flags = SA_RESTART;
+    sigaction(SIGWINCH, &wa, NULL);   /* before initscr: ncurses then leaves SIGWINCH alone */
 
     if (!initscr()) { ui_engine_free(a->eng); return 1; }
     raw();
@@ -688,6 +876,10 @@ int ui_run(const ui_options *opt) {
             a->next_stats = now + STATS_NS;
             if (have || a->generating) a->dirty = true;
         }
+        if (g_winch) {
+            g_winch = 0;
+            apply_resize(a);
+        }
         if (a->flash[0] && now >= a->flash_until) { a->flash[0] = 0; a->dirty = true; }
         if (a->dirty && now - last_draw >= FRAME_NS) {
             draw(a);
@@ -699,13 +891,18 @@ int ui_run(const ui_options *opt) {
             uint64_t f = last_draw + FRAME_NS > now ? last_draw + FRAME_NS - now : 0;
             if (f < wait) wait = f;
         }
-        struct pollfd fds[2] = {{STDIN_FILENO, POLLIN, 0}, {ui_engine_wake_fd(a->eng), POLLIN, 0}};
-        int pr = a->pushback_type != ERR ? 1 : poll(fds, 2, (int)(wait / 1000000ull));
+        struct pollfd fds[3] = {{STDIN_FILENO, POLLIN, 0}, {ui_engine_wake_fd(a->eng), POLLIN, 0}, {a->db ? ui_db_wake_fd(a->db) : -1, POLLIN, 0}};
+        int pr = a->pushback_type != ERR ? 1 : poll(fds, 3, (int)(wait / 1000000ull));
         if (pr < 0 && errno != EINTR) break;
         ui_event ev;
         while (ui_engine_next_event(a->eng, &ev)) {
             on_event(a, &ev);
             free(ev.text);
+        }
+        ui_db_event dev;
+        while (a->db && ui_db_next_event(a->db, &dev)) {
+            on_db_event(a, &dev);
+            ui_db_event_free(&dev);
         }
         wint_t ch;
         int t;
@@ -720,6 +917,9 @@ int ui_run(const ui_options *opt) {
     fflush(stdout);
     endwin();
     ui_engine_free(a->eng);
+    ui_db_free(a->db);      /* after the engine: a reply that ended is written */
+    ui_history_free(&a->hist);
+    ui_bench_free(&a->bench);
     ui_chat_free(&a->chat);
     ui_input_free(&a->in);
     return 0;

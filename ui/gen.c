@@ -410,6 +410,7 @@ static void do_generate(ui_engine *e, job *j) {
     }
     st_stats ss;
     st_session_stats(s, &ss);
+    ev.stats = ss;
     ev.n_gen = ss.n_gen;
     ev.gen_ns = ss.gen_ns;
     ev.n_prompt = ss.n_prompt;

@@ -44,6 +44,7 @@ typedef struct ui_event {
     int n_new, n_reused;     /* prompt tokens evaluated / taken from the cache */
     int n_dropped;           /* oldest turns left out to fit the context */
     uint64_t n_gen, gen_ns, n_prompt, prompt_ns;
+    st_stats stats;          /* the session's snapshot after the reply */
 } ui_event;
 
 typedef struct ui_engine ui_engine;

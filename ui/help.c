@@ -14,7 +14,7 @@ static const entry help[] = {
     {"F4  or 3", "bench: stored benchmark runs"},
     {"F1  or ?", "this help"},
     {"F5  or p", "live panels on/off (beside the chat, or below it when narrow)"},
-    {"Tab", "focus: input <-> conversation (1 2 3 ? p work when the input is not focused)"},
+    {"Tab", "focus: input <-> conversation (there 1 2 3 ? p switch screens)"},
     {"F10 or Ctrl-Q", "quit (asks first while a reply is being generated)"},
     {NULL, "Chat input"},
     {"Enter", "send"},

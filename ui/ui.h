@@ -17,6 +17,8 @@ typedef struct ui_options {
     const char *system_prompt;   /* NULL: none */
     bool panels;                 /* show the live panels at start */
     bool mouse;                  /* capture the mouse wheel */
+    bool history;                /* store the conversation in the history database */
+    const char *db_path;         /* NULL: the default ($XDG_DATA_HOME/strata/strata.db) */
 } ui_options;
 
 void ui_options_default(ui_options *o);
