@@ -494,3 +494,22 @@ Test(bench_cli, store_list_compare_formats, .timeout = 120) {
     cr_assert(strstr(r.err, "not a SQLite database") && strstr(r.err, "without saving"), "%s", r.err);
     result_free(&r);
 }
+
+/* --chat: the saved user message is what the user typed, not the rendered template */
+Test(run_save, chat_keeps_user_text_and_system_prompt, .timeout = 60) {
+    char db[4200];
+    path_in(db, sizeof db, fast_dir(), "chat.db");
+    char *argv[] = {STRATA, "run", "-m", (char *)model(), "-t", "1", "-n", "4", "--chat", "--system", "Be brief.",
+                    "--save", "--db", db, "-p", "Hi there", NULL};
+    result r = run_cmd(argv, 0);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    result_free(&r);
+    sqlite3 *h = open_raw(db);
+    char *u = q_text(h, "SELECT content FROM messages WHERE role = 'user'", 0);
+    char *sys = q_text(h, "SELECT system_prompt FROM conversations", 0);
+    cr_assert_str_eq(u, "Hi there");
+    cr_assert_str_eq(sys, "Be brief.");
+    free(u);
+    free(sys);
+    sqlite3_close(h);
+}
