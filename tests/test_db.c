@@ -2,12 +2,14 @@
  * newer and foreign files, history writes/reads/search/export/delete, bench
  * rows and their output formats, a concurrent reader while writers save,
  * errors (missing or read-only directory, full disk). */
+#define _GNU_SOURCE /* nftw */
 #include "benchdb.h"
 #include "db_internal.h"
 #include "history.h"
 #include "testutil.h"
 
 #include <criterion/criterion.h>
+#include <ftw.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -16,6 +18,16 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+static const char *shm_dir;
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
+    (void)sb; (void)flag; (void)ftw;
+    remove(path);
+    return 0;
+}
+static void remove_shm_dir(void) {
+    if (shm_dir) nftw(shm_dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
 /* databases go to a fresh directory in /dev/shm when there is one: every
  * commit fsyncs (synchronous=FULL), which costs ~100 ms on some disks */
 static const char *db_dir(void) {
@@ -23,6 +35,10 @@ static const char *db_dir(void) {
     if (!dir[0]) {
         snprintf(dir, sizeof dir, "/dev/shm/strata-test-db-XXXXXX");
         if (access("/dev/shm", W_OK) != 0 || !mkdtemp(dir)) snprintf(dir, sizeof dir, "%s", tu_tmpdir());
+        else {
+            shm_dir = dir;
+            atexit(remove_shm_dir); /* /dev/shm is memory: leave nothing behind */
+        }
     }
     return dir;
 }
