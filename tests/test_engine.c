@@ -375,7 +375,8 @@ Test(engine, cancel_from_another_thread, .init = open_model, .fini = close_model
                  st_status_str(rc), got.n, err.msg);
     double ms = (double)(t_ret - tc) / 1e6;
     cr_log_info("cancelled after %d tokens, %.2f ms after the request", got.n, ms);
-    cr_assert(ms < 500, "st_generate took %.1f ms to notice the cancel", ms);
+    /* a hang check, not a speed test: generous for loaded CI machines */
+    cr_assert(ms < 5000, "st_generate took %.1f ms to notice the cancel", ms);
     st_stats ss;
     st_session_stats(s, &ss);
     cr_assert_eq(ss.phase, ST_PHASE_IDLE);

@@ -592,7 +592,7 @@ Test(store, shutdown_with_reads_in_flight, .init = open_model, .fini = close_mod
         if (rep == 0) st_store_shutdown(s);
         st_store_free(s); /* (rep 1: free shuts down itself) */
         double dt = now_s() - t0;
-        cr_assert_lt(dt, 1.0, "shutdown took %.3f s with 100 ms reads in flight", dt);
+        cr_assert_lt(dt, 5.0, "shutdown took %.3f s with 100 ms reads in flight (a hang check, not a speed test)", dt);
         cr_log_info("shutdown with 2 reads in flight and 4 queued: %.1f ms", dt * 1e3);
     }
 }
