@@ -1,9 +1,11 @@
-/* cmd_genmodel.c — `strata genmodel`: write a llama GGUF of a named shape with
- * random weights, for benchmarks (speed depends on shapes and types only).
+/* cmd_genmodel.c — `strata genmodel`: write a llama or qwen2 GGUF of a named
+ * shape with random weights, for benchmarks (speed depends on shapes and
+ * types only) and for tests of each architecture and its options (Q/K/V
+ * biases, Llama-3 rope scaling, sliding window, tied output).
  *
  * The file is laid out as llama.cpp writes it (names, order, metadata, the
- * per-tensor type mix of each file type), with the Llama-2 vocabulary copied
- * from a GGUF that has one (the bundled tiny model by default).
+ * per-tensor type mix of each file type), with the vocabulary copied from a
+ * GGUF that has one (the bundled tiny model's Llama-2 vocabulary by default).
  *
  * Weights are N(0, 0.02) values from a seeded generator: every row has its own
  * xoshiro256** state derived from (seed, tensor, row), so the output does not
@@ -17,6 +19,7 @@
 #include "app.h"
 #include "args.h"
 #include "strata.h"
+#include "model.h" /* st_rope_llama3_factors */
 #include "quant.h"
 
 #include <errno.h>
@@ -62,11 +65,11 @@ static const ftype_info k_ftypes[] = {
  * ffn_down get Q6_K. */
 static bool use_more_bits(int i, int n) { return i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2; }
 
-typedef enum { K_TOKEN_EMBD, K_OUTPUT, K_NORM, K_ATTN_V, K_FFN_DOWN, K_MATRIX } tkind;
+typedef enum { K_TOKEN_EMBD, K_OUTPUT, K_NORM, K_ATTN_V, K_FFN_DOWN, K_MATRIX, K_BIAS, K_ROPE_FREQS } tkind;
 
 /* the type llama.cpp gives a tensor of this kind in layer il */
 static st_type tensor_type(ftype ft, tkind k, int il, int n_layer) {
-    if (k == K_NORM) return ST_TYPE_F32;
+    if (k == K_NORM || k == K_BIAS || k == K_ROPE_FREQS) return ST_TYPE_F32;
     switch (ft) {
     case FT_F32: return ST_TYPE_F32;
     case FT_F16: return ST_TYPE_F16;
@@ -86,6 +89,8 @@ typedef struct {
     int n_dims;
     int64_t ne[2];   /* ne[0]: row length, ne[1]: rows */
     bool ones;       /* norm weights: all 1.0 */
+    const float *values; /* F32 data given (rope_freqs.weight), one row */
+    uint64_t seed_index; /* the tensor's random stream */
     size_t row_size; /* bytes of one row in `type` */
     uint64_t bytes;
 } tdesc;
@@ -296,7 +301,7 @@ typedef struct {
     int n_workers;
     /* the job */
     const tdesc *t;
-    uint64_t tensor_index, seed;
+    uint64_t tensor_index, seed; /* tensor_index: the tdesc's seed_index */
     int64_t row0, nrows;
     uint8_t *out;
     atomic_int_fast64_t next; /* next row (relative) to take */
@@ -317,6 +322,10 @@ static void do_rows(pool *p, float *scratch) {
             if (t->ones) {
                 for (int64_t j = 0; j < n; j++) scratch[j] = 1.0f;
                 memcpy(dst, scratch, (size_t)n * sizeof(float));
+                continue;
+            }
+            if (t->values) {
+                memcpy(dst, t->values, (size_t)n * sizeof(float));
                 continue;
             }
             xoshiro rng;
@@ -374,8 +383,9 @@ static void pool_wait(pool *p) {
 static void help(void) {
     printf("usage: strata genmodel --preset NAME --type TYPE -o OUT.gguf [options]\n"
            "\n"
-           "Writes a llama GGUF with random weights (normal, std 0.02; norms 1.0) in the\n"
-           "layout, metadata and per-tensor type mix that llama.cpp uses, for benchmarks.\n"
+           "Writes a llama or qwen2 GGUF with random weights (normal, std 0.02; norms 1.0)\n"
+           "in the layout, metadata and per-tensor type mix that llama.cpp uses, for\n"
+           "benchmarks and tests.\n"
            "\n"
            "  --preset NAME     tinyllama-1.1b (2048 wide, 22 layers, 32/4 heads, ffn 5632),\n"
            "                    llama2-7b (4096 wide, 32 layers, 32/32 heads, ffn 11008),\n"
@@ -387,7 +397,17 @@ static void help(void) {
            "      --seed N      random seed (default 42); same seed, same file\n"
            "      --layers N    override the number of layers\n"
            "      --vocab FILE  copy the tokenizer.* keys from this GGUF (default: the\n"
-           "                    bundled tiny-14m model, which has the Llama-2 vocabulary)\n"
+           "                    bundled tiny-14m model, which has the Llama-2 vocabulary;\n"
+           "                    for qwen2: ../shared/refs/tokenizer/ggml-vocab-qwen2.gguf)\n"
+           "      --arch ARCH   llama (default) or qwen2 (Q/K/V biases, NeoX rope, rope\n"
+           "                    base 1e6, rms eps 1e-6); keys are written as ARCH.*\n"
+           "      --rope-scaling llama3\n"
+           "                    Llama-3.1 rope scaling: rope.scaling.type/factor (8)/\n"
+           "                    low_freq_factor (1)/high_freq_factor (4)/\n"
+           "                    original_context_length (8192) keys, rope base 500000,\n"
+           "                    and the rope_freqs.weight tensor of the factors\n"
+           "      --sliding-window W  attention.sliding_window = W (Mistral-style)\n"
+           "      --tied        no output.weight: the LM head is token_embd.weight\n"
            "      --exact-quant use the reference quantizers for Q4_K/Q6_K (best rounding,\n"
            "                    about 10x slower) instead of the fast range-based encoders\n"
            "  -t, --threads N   quantizing threads (default: online CPUs, at most 16)\n"
@@ -398,9 +418,10 @@ static double now_s(void) { return st_now_ns() / 1e9; }
 
 int cmd_genmodel(int argc, char **argv) {
     const char *preset_name = NULL, *type_name = NULL, *out_path = NULL, *vocab_path = NULL;
+    const char *arch = "llama", *rope_scaling = NULL;
     uint64_t seed = 42;
-    long layers = 0, threads = 0;
-    bool exact_quant = false;
+    long layers = 0, threads = 0, swa = 0;
+    bool exact_quant = false, tied = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
 #define VAL() do { if (!(v = arg_value(argc, argv, &i, CMD))) return 2; } while (0)
@@ -410,6 +431,24 @@ int cmd_genmodel(int argc, char **argv) {
         else if (!strcmp(a, "-o") || !strcmp(a, "--output")) { VAL(); out_path = v; }
         else if (!strcmp(a, "--vocab")) { VAL(); vocab_path = v; }
         else if (!strcmp(a, "--exact-quant")) exact_quant = true;
+        else if (!strcmp(a, "--tied")) tied = true;
+        else if (!strcmp(a, "--arch")) {
+            VAL();
+            if (strcmp(v, "llama") && strcmp(v, "qwen2")) {
+                fprintf(stderr, "strata " CMD ": unknown architecture '%s' (known: llama, qwen2)\n", v);
+                return 2;
+            }
+            arch = v;
+        }
+        else if (!strcmp(a, "--rope-scaling")) {
+            VAL();
+            if (strcmp(v, "llama3")) {
+                fprintf(stderr, "strata " CMD ": unknown rope scaling '%s' (known: llama3)\n", v);
+                return 2;
+            }
+            rope_scaling = v;
+        }
+        else if (!strcmp(a, "--sliding-window")) { VAL(); if (!arg_int(CMD, a, v, 1, 1 << 24, &swa)) return 2; }
         else if (!strcmp(a, "--layers")) { VAL(); if (!arg_int(CMD, a, v, 1, 4096, &layers)) return 2; }
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) { VAL(); if (!arg_int(CMD, a, v, 1, 256, &threads)) return 2; }
         else if (!strcmp(a, "--seed")) {
@@ -451,6 +490,13 @@ int cmd_genmodel(int argc, char **argv) {
     const int n_embd = pr->n_embd, n_head = pr->n_head, n_head_kv = pr->n_head_kv, n_ff = pr->n_ff;
     const int n_layer = layers > 0 ? (int)layers : pr->n_layer;
     const int head_dim = n_embd / n_head, n_embd_kv = head_dim * n_head_kv;
+    const bool qwen2 = !strcmp(arch, "qwen2"), llama3 = rope_scaling != NULL;
+    /* rope and norm constants of the real models */
+    const float rope_base = llama3 ? 500000.0f : qwen2 ? 1000000.0f : 10000.0f;
+    const float rms_eps = qwen2 ? 1e-6f : 1e-5f;
+    const float l3_factor = 8.0f, l3_low = 1.0f, l3_high = 4.0f;
+    const int l3_orig_ctx = 8192;
+    float *rope_ff = NULL;
     if (threads <= 0) {
         long nc = sysconf(_SC_NPROCESSORS_ONLN);
         threads = nc < 1 ? 1 : nc > 16 ? 16 : nc;
@@ -483,25 +529,41 @@ int cmd_genmodel(int argc, char **argv) {
         return 1;
     }
 
-    /* ---- tensor table, llama.cpp's names and order ---- */
-    const int n_tensors = 3 + 9 * n_layer;
+    /* ---- tensor table, llama.cpp's names and order ----
+     * Each tensor draws from the random stream of its seed index: the
+     * tensors of a plain llama file are numbered in order (as they always
+     * were), the extra ones (biases) after them, so the variants of one
+     * preset and seed share their weights. */
+    const int n_tensors = 3 + 9 * n_layer + (qwen2 ? 3 * n_layer : 0) + (llama3 ? 1 : 0);
     td = calloc((size_t)n_tensors, sizeof *td);
     if (!td) { fprintf(stderr, "strata " CMD ": out of memory\n"); goto out; }
     int nt = 0;
+    uint64_t seed_plain = 0, seed_extra = (uint64_t)1 << 32;
 #define ADD(kind, il, ne0, ne1, ...) do { \
         tdesc *t_ = &td[nt++]; \
         snprintf(t_->name, sizeof t_->name, __VA_ARGS__); \
         t_->type = tensor_type(fi->ft, kind, il, n_layer); \
         t_->ones = (kind) == K_NORM; \
-        t_->n_dims = (kind) == K_NORM ? 1 : 2; \
+        t_->n_dims = (kind) == K_NORM || (kind) == K_BIAS || (kind) == K_ROPE_FREQS ? 1 : 2; \
         t_->ne[0] = (ne0); t_->ne[1] = (ne1); \
+        t_->seed_index = (kind) == K_BIAS || (kind) == K_ROPE_FREQS ? seed_extra++ : seed_plain++; \
     } while (0)
+    if (llama3) { /* llama.cpp writes the factors first */
+        rope_ff = malloc((size_t)(head_dim / 2) * sizeof(float));
+        if (!rope_ff) { fprintf(stderr, "strata " CMD ": out of memory\n"); goto out; }
+        st_rope_llama3_factors(rope_ff, head_dim, rope_base, l3_factor, l3_low, l3_high, (float)l3_orig_ctx);
+        ADD(K_ROPE_FREQS, 0, head_dim / 2, 1, "rope_freqs.weight");
+        td[nt - 1].values = rope_ff;
+    }
     ADD(K_TOKEN_EMBD, 0, n_embd, (int64_t)n_vocab, "token_embd.weight");
     for (int il = 0; il < n_layer; il++) {
         ADD(K_NORM, il, n_embd, 1, "blk.%d.attn_norm.weight", il);
         ADD(K_MATRIX, il, n_embd, n_embd, "blk.%d.attn_q.weight", il);
+        if (qwen2) ADD(K_BIAS, il, n_embd, 1, "blk.%d.attn_q.bias", il);
         ADD(K_MATRIX, il, n_embd, n_embd_kv, "blk.%d.attn_k.weight", il);
+        if (qwen2) ADD(K_BIAS, il, n_embd_kv, 1, "blk.%d.attn_k.bias", il);
         ADD(K_ATTN_V, il, n_embd, n_embd_kv, "blk.%d.attn_v.weight", il);
+        if (qwen2) ADD(K_BIAS, il, n_embd_kv, 1, "blk.%d.attn_v.bias", il);
         ADD(K_MATRIX, il, n_embd, n_embd, "blk.%d.attn_output.weight", il);
         ADD(K_NORM, il, n_embd, 1, "blk.%d.ffn_norm.weight", il);
         ADD(K_MATRIX, il, n_embd, n_ff, "blk.%d.ffn_gate.weight", il);
@@ -509,7 +571,7 @@ int cmd_genmodel(int argc, char **argv) {
         ADD(K_FFN_DOWN, il, n_ff, n_embd, "blk.%d.ffn_down.weight", il);
     }
     ADD(K_NORM, 0, n_embd, 1, "output_norm.weight");
-    ADD(K_OUTPUT, 0, n_embd, (int64_t)n_vocab, "output.weight");
+    if (!tied) ADD(K_OUTPUT, 0, n_embd, (int64_t)n_vocab, "output.weight");
 #undef ADD
     uint64_t total_bytes = 0, n_params = 0;
     int64_t max_ne0 = 0;
@@ -529,20 +591,32 @@ int cmd_genmodel(int argc, char **argv) {
 
     /* ---- metadata ---- */
     if (st_gguf_writer_open(out_path, &w, &err)) { fprintf(stderr, "strata " CMD ": %s\n", err.msg); goto out; }
-    char gname[160];
-    snprintf(gname, sizeof gname, "strata random %s%s %s", pr->name, layers > 0 ? " (layers changed)" : "", fi->name);
-    st_gguf_writer_kv_str(w, "general.architecture", "llama");
+    char gname[160], key[96];
+    snprintf(gname, sizeof gname, "strata random %s%s%s%s %s%s%s", qwen2 ? "qwen2 " : "", pr->name,
+             layers > 0 ? " (layers changed)" : "", llama3 ? " llama3-rope" : "", fi->name, swa ? " swa" : "",
+             tied ? " tied" : "");
+    st_gguf_writer_kv_str(w, "general.architecture", arch);
     st_gguf_writer_kv_str(w, "general.name", gname);
-    st_gguf_writer_kv_u32(w, "llama.context_length", (uint32_t)pr->n_ctx);
-    st_gguf_writer_kv_u32(w, "llama.embedding_length", (uint32_t)n_embd);
-    st_gguf_writer_kv_u32(w, "llama.block_count", (uint32_t)n_layer);
-    st_gguf_writer_kv_u32(w, "llama.feed_forward_length", (uint32_t)n_ff);
-    st_gguf_writer_kv_u32(w, "llama.rope.dimension_count", (uint32_t)head_dim);
-    st_gguf_writer_kv_u32(w, "llama.attention.head_count", (uint32_t)n_head);
-    st_gguf_writer_kv_u32(w, "llama.attention.head_count_kv", (uint32_t)n_head_kv);
-    st_gguf_writer_kv_f32(w, "llama.attention.layer_norm_rms_epsilon", 1e-5f);
-    st_gguf_writer_kv_f32(w, "llama.rope.freq_base", 10000.0f);
-    st_gguf_writer_kv_u32(w, "llama.vocab_size", (uint32_t)n_vocab);
+#define KEY(k) (snprintf(key, sizeof key, "%s.%s", arch, k), key)
+    st_gguf_writer_kv_u32(w, KEY("context_length"), (uint32_t)pr->n_ctx);
+    st_gguf_writer_kv_u32(w, KEY("embedding_length"), (uint32_t)n_embd);
+    st_gguf_writer_kv_u32(w, KEY("block_count"), (uint32_t)n_layer);
+    st_gguf_writer_kv_u32(w, KEY("feed_forward_length"), (uint32_t)n_ff);
+    st_gguf_writer_kv_u32(w, KEY("rope.dimension_count"), (uint32_t)head_dim);
+    st_gguf_writer_kv_u32(w, KEY("attention.head_count"), (uint32_t)n_head);
+    st_gguf_writer_kv_u32(w, KEY("attention.head_count_kv"), (uint32_t)n_head_kv);
+    st_gguf_writer_kv_f32(w, KEY("attention.layer_norm_rms_epsilon"), rms_eps);
+    st_gguf_writer_kv_f32(w, KEY("rope.freq_base"), rope_base);
+    st_gguf_writer_kv_u32(w, KEY("vocab_size"), (uint32_t)n_vocab);
+    if (swa) st_gguf_writer_kv_u32(w, KEY("attention.sliding_window"), (uint32_t)swa);
+    if (llama3) {
+        st_gguf_writer_kv_str(w, KEY("rope.scaling.type"), "llama3");
+        st_gguf_writer_kv_f32(w, KEY("rope.scaling.factor"), l3_factor);
+        st_gguf_writer_kv_f32(w, KEY("rope.scaling.low_freq_factor"), l3_low);
+        st_gguf_writer_kv_f32(w, KEY("rope.scaling.high_freq_factor"), l3_high);
+        st_gguf_writer_kv_u32(w, KEY("rope.scaling.original_context_length"), (uint32_t)l3_orig_ctx);
+    }
+#undef KEY
     st_gguf_writer_kv_u32(w, "general.file_type", fi->llama_ftype);
     st_gguf_writer_kv_u32(w, "general.quantization_version", 2);
     st_gguf_writer_kv_bool(w, "strata.random_weights", true);
@@ -560,9 +634,9 @@ int cmd_genmodel(int argc, char **argv) {
     for (int i = 0; i < nt; i++) st_gguf_writer_add_tensor(w, td[i].name, td[i].type, td[i].n_dims, td[i].ne);
     if (st_gguf_writer_write_header(w, &err)) { fprintf(stderr, "strata " CMD ": %s\n", err.msg); goto out; }
 
-    fprintf(stderr, "strata " CMD ": %s %s, %d layers, %llu params, vocab %llu (%d tokenizer keys from %s), "
+    fprintf(stderr, "strata " CMD ": %s %s %s, %d layers, %llu params, vocab %llu (%d tokenizer keys from %s), "
                     "%d tensors, %.1f MiB of weights, %ld threads\n",
-            pr->name, fi->name, n_layer, (unsigned long long)n_params, (unsigned long long)n_vocab, n_tok_keys,
+            arch, pr->name, fi->name, n_layer, (unsigned long long)n_params, (unsigned long long)n_vocab, n_tok_keys,
             vocab_path, nt, total_bytes / 1048576.0, threads);
 
     /* ---- workers and buffers ---- */
@@ -610,14 +684,14 @@ int cmd_genmodel(int argc, char **argv) {
     double last_report = 0;
     const bool tty = isatty(2);
     uint64_t done_bytes = 0;
-    pool_start(&p, &td[0], 0, seed, 0, td[0].ne[1], buf[0]);
+    pool_start(&p, &td[0], td[0].seed_index, seed, 0, td[0].ne[1], buf[0]);
     for (int i = 0; i < nt; i++) {
         pool_wait(&p);
         if (atomic_load(&p.failed)) {
             fprintf(stderr, "strata " CMD ": %s: quantizing to %s failed\n", td[i].name, st_type_name(td[i].type));
             goto out;
         }
-        if (i + 1 < nt) pool_start(&p, &td[i + 1], (uint64_t)(i + 1), seed, 0, td[i + 1].ne[1], buf[(i + 1) & 1]);
+        if (i + 1 < nt) pool_start(&p, &td[i + 1], td[i + 1].seed_index, seed, 0, td[i + 1].ne[1], buf[(i + 1) & 1]);
         if (st_gguf_writer_write_tensor_data(w, buf[i & 1], td[i].bytes, &err)) {
             pool_wait(&p);
             goto werr;
@@ -672,6 +746,7 @@ out:
         if (cs && rc == 0) { fprintf(stderr, "strata " CMD ": %s\n", err.msg); rc = 1; }
     }
     free(td);
+    free(rope_ff);
     st_gguf_close(voc);
     return rc;
 }

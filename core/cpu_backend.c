@@ -57,6 +57,15 @@ static const float *norm_weights(cpu_be *be, const st_tensor *t) {
     return be->norm_w;
 }
 
+/* out[t][0..n) += bias, for T rows out_stride apart (Q/K/V biases). */
+static void add_bias(cpu_be *be, const st_tensor *b, float *out, int n, int out_stride, int T) {
+    const float *w = norm_weights(be, b); /* dequantized into norm_w ([n_embd]) unless F32 */
+    for (int t = 0; t < T; t++) {
+        float *o = out + (size_t)t * out_stride;
+        for (int i = 0; i < n; i++) o[i] += w[i];
+    }
+}
+
 /* ------------------------------------------------------- matrix products */
 
 typedef struct {
@@ -199,15 +208,29 @@ static void matmul(cpu_be *be, const st_tensor *w, float *out, int out_stride, i
 
 /* ------------------------------------------------------------------ rope */
 
-/* llama's "normal" RoPE on the GGUF layout: adjacent pairs (2i, 2i+1) of
- * each head rotate by pos * scale * base^(-2i/n_rot). The angle is built by
+/* RoPE: pair i of each head (i < n_rot/2) rotates by
+ * pos * scale * base^(-2i/n_rot), divided by the pair's frequency factor
+ * where the model has them (Llama-3 rope scaling). The angle is built by
  * repeated multiplication, in float, exactly as ggml does, so positions far
- * into the context round the same way. */
+ * into the context round the same way; with factors, as ggml's rope with
+ * freq_factors: scale * (theta / factor[i]). cs holds (cos, sin) of pair i at
+ * cs[2i], cs[2i+1]. */
 static void rope_tables(cpu_be *be) {
     const st_hparams *hp = &be->hp;
+    const float *ff = hp->rope_freq_factors;
     float theta_scale = powf(hp->rope_base, -2.0f / (float)hp->n_rot);
     for (int t = 0; t < be->n_tok; t++) {
         float *cs = be->rope_cs + (size_t)t * hp->n_rot;
+        if (ff) {
+            float theta = (float)(be->pos0 + t);
+            for (int i = 0; i < hp->n_rot / 2; i++) {
+                float a = hp->rope_scale * (theta / ff[i]);
+                cs[2 * i] = cosf(a);
+                cs[2 * i + 1] = sinf(a);
+                theta *= theta_scale;
+            }
+            continue;
+        }
         float theta = (float)(be->pos0 + t) * hp->rope_scale;
         for (int i = 0; i < hp->n_rot / 2; i++) {
             cs[2 * i] = cosf(theta);
@@ -217,6 +240,7 @@ static void rope_tables(cpu_be *be) {
     }
 }
 
+/* llama's "normal" RoPE on the GGUF layout: pair i is (2i, 2i+1). */
 static void rope_apply(float *v, int n_heads, int head_dim, int n_rot, const float *cs) {
     for (int h = 0; h < n_heads; h++) {
         float *x = v + (size_t)h * head_dim;
@@ -225,6 +249,20 @@ static void rope_apply(float *v, int n_heads, int head_dim, int n_rot, const flo
             float x0 = x[i], x1 = x[i + 1];
             x[i] = x0 * c - x1 * s;
             x[i + 1] = x0 * s + x1 * c;
+        }
+    }
+}
+
+/* NeoX RoPE (qwen2): pair i is (i, i + n_rot/2), same angles. */
+static void rope_apply_neox(float *v, int n_heads, int head_dim, int n_rot, const float *cs) {
+    int half = n_rot / 2;
+    for (int h = 0; h < n_heads; h++) {
+        float *x = v + (size_t)h * head_dim;
+        for (int i = 0; i < half; i++) {
+            float c = cs[2 * i], s = cs[2 * i + 1];
+            float x0 = x[i], x1 = x[i + half];
+            x[i] = x0 * c - x1 * s;
+            x[i + half] = x0 * s + x1 * c;
         }
     }
 }
@@ -241,12 +279,12 @@ static void *kv_at(cpu_be *be, uint8_t *cache, int il, int pos) {
 }
 
 /* One task = one (token, head): softmax(q·K^T / sqrt(d)) · V over positions
- * 0..pos (causal), in one pass with an online softmax. The arithmetic
- * follows llama.cpp's CPU flash attention step for step (the query converted
- * to the cache type for the K dot products; for an F16 cache the weighted
- * sum of V rows accumulates in F16), because quantized models amplify tiny
- * numeric differences through their activation rounding, and we compare
- * against llama.cpp's outputs. */
+ * 0..pos (causal; with a sliding window of W, pos-W+1..pos), in one pass
+ * with an online softmax. The arithmetic follows llama.cpp's CPU flash
+ * attention step for step (the query converted to the cache type for the K
+ * dot products; for an F16 cache the weighted sum of V rows accumulates in
+ * F16), because quantized models amplify tiny numeric differences through
+ * their activation rounding, and we compare against llama.cpp's outputs. */
 static void attn_task(void *p, int task, int thread) {
     const attn_job *j = p;
     cpu_be *be = j->be;
@@ -266,7 +304,8 @@ static void attn_task(void *p, int task, int thread) {
     float M = -INFINITY, S = 0.0f;
     if (be->kv_f32) memset(acc, 0, (size_t)hd * sizeof(float));
     else memset(acc16, 0, (size_t)hd * sizeof(st_fp16));
-    for (int p2 = 0; p2 <= pos; p2++) {
+    int p_lo = hp->n_swa > 0 && pos - hp->n_swa + 1 > 0 ? pos - hp->n_swa + 1 : 0;
+    for (int p2 = p_lo; p2 <= pos; p2++) {
         const uint8_t *k = (const uint8_t *)kv_at(be, be->kcache, j->il, p2) + (size_t)kvh * hd * be->kv_elt;
         const uint8_t *v = (const uint8_t *)kv_at(be, be->vcache, j->il, p2) + (size_t)kvh * hd * be->kv_elt;
         float s;
@@ -346,13 +385,19 @@ static st_status cpu_layer(st_backend *b, int il, const st_layer *L, st_error *e
     if (st_type_traits_get(L->wv.type)->vec_dot_type != st_type_traits_get(L->wk.type)->vec_dot_type)
         quantize_input(be, L->wv.type, be->xb, D, T);
     matmul(be, &L->wv, be->v, DKV, T);
+    if (L->bq.data) { /* qwen2: biases on the projections, before rope */
+        add_bias(be, &L->bq, be->q, D, D, T);
+        add_bias(be, &L->bk, be->k, DKV, DKV, T);
+        add_bias(be, &L->bv, be->v, DKV, DKV, T);
+    }
 
     st_type ct = be->kv_f32 ? ST_TYPE_F32 : ST_TYPE_F16;
     const st_type_traits *ctr = st_type_traits_get(ct);
+    void (*rope)(float *, int, int, int, const float *) = hp->rope_type == ST_ROPE_NEOX ? rope_apply_neox : rope_apply;
     for (int t = 0; t < T; t++) {
         const float *cs = be->rope_cs + (size_t)t * hp->n_rot;
-        rope_apply(be->q + (size_t)t * D, hp->n_head, hp->head_dim, hp->n_rot, cs);
-        rope_apply(be->k + (size_t)t * DKV, hp->n_head_kv, hp->head_dim, hp->n_rot, cs);
+        rope(be->q + (size_t)t * D, hp->n_head, hp->head_dim, hp->n_rot, cs);
+        rope(be->k + (size_t)t * DKV, hp->n_head_kv, hp->head_dim, hp->n_rot, cs);
         ctr->from_float(be->k + (size_t)t * DKV, kv_at(be, be->kcache, il, be->pos0 + t), DKV);
         ctr->from_float(be->v + (size_t)t * DKV, kv_at(be, be->vcache, il, be->pos0 + t), DKV);
     }

@@ -1,16 +1,62 @@
-/* model.c — the llama architecture read from a GGUF file: hyper-parameters
- * from the llama.* keys and a view of every tensor, each checked for shape
- * and type so that the forward pass never meets a surprise. */
+/* model.c — a llama-family model read from a GGUF file: hyper-parameters
+ * from the <arch>.* keys (general.architecture names the prefix) and a view
+ * of every tensor, each checked for shape and type so that the forward pass
+ * never meets a surprise. docs/ARCHITECTURE.md lists what each architecture
+ * needs. */
 #include "model.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#ifndef M_PI
+#define M_PI 3.14159265358979323846
+#endif
+
 st_tensor *st_layer_tensor(st_layer *l, int k) {
-    st_tensor *t[ST_LAYER_N_TENSORS] = {&l->attn_norm, &l->wq, &l->wk, &l->wv, &l->wo,
-                                        &l->ffn_norm, &l->w_gate, &l->w_up, &l->w_down};
-    return (k >= 0 && k < ST_LAYER_N_TENSORS) ? t[k] : NULL;
+    st_tensor *t[ST_LAYER_N_TENSORS_ALL] = {&l->attn_norm, &l->wq, &l->wk, &l->wv, &l->wo, &l->ffn_norm,
+                                            &l->w_gate, &l->w_up, &l->w_down, &l->bq, &l->bk, &l->bv};
+    return (k >= 0 && k < ST_LAYER_N_TENSORS_ALL) ? t[k] : NULL;
+}
+
+/* The architectures: the same block (RMSNorm, attention with RoPE, SwiGLU),
+ * differing in rope pairing and Q/K/V biases. */
+typedef struct {
+    const char *name;
+    st_arch arch;
+    st_rope_type rope;
+    bool bias_required; /* Q/K/V biases: required (qwen2) or optional (llama) */
+} arch_info;
+
+static const arch_info k_archs[] = {
+    {"llama", ST_ARCH_LLAMA, ST_ROPE_NORMAL, false},
+    {"qwen2", ST_ARCH_QWEN2, ST_ROPE_NEOX, true},
+};
+#define SUPPORTED_ARCHS "llama, qwen2"
+
+const char *st_arch_name(st_arch a) {
+    for (size_t i = 0; i < sizeof k_archs / sizeof k_archs[0]; i++)
+        if (k_archs[i].arch == a) return k_archs[i].name;
+    return "unknown";
+}
+
+void st_rope_llama3_factors(float *ff, int n_rot, float base, float factor, float low_freq, float high_freq,
+                            float orig_ctx) {
+    const double lo_wl = (double)orig_ctx / low_freq;  /* longer than this: divided by factor */
+    const double hi_wl = (double)orig_ctx / high_freq; /* shorter than this: unchanged */
+    for (int i = 0; i < n_rot / 2; i++) {
+        double freq = pow((double)base, -2.0 * i / n_rot);
+        double wl = 2.0 * M_PI / freq;
+        double f;
+        if (wl < hi_wl) f = 1.0;
+        else if (wl > lo_wl || high_freq == low_freq) f = factor;
+        else {
+            double smooth = ((double)orig_ctx / wl - low_freq) / ((double)high_freq - low_freq);
+            f = 1.0 / ((1.0 - smooth) / factor + smooth);
+        }
+        ff[i] = (float)f;
+    }
 }
 
 static const char *base_name(const char *path) {
@@ -18,7 +64,7 @@ static const char *base_name(const char *path) {
     return s ? s + 1 : path;
 }
 
-/* Reads a required/optional integer hyper-parameter "llama.<key>". */
+/* Reads a required/optional integer hyper-parameter "<arch>.<key>". */
 static st_status hp_int(const st_gguf *g, const char *path, const char *arch, const char *key,
                         bool required, int def, int lo, int hi, int *out, st_error *err) {
     char full[128];
@@ -61,8 +107,8 @@ static st_status bind(const st_model *m, const char *name, int64_t ne0, int64_t 
     if (found) *found = t != NULL;
     if (!t) {
         if (optional) return ST_OK;
-        return st_error_set(err, ST_ERR_FORMAT, "%s: tensor '%s' is missing (required by the llama architecture)",
-                            m->path, name);
+        return st_error_set(err, ST_ERR_FORMAT, "%s: tensor '%s' is missing (required by the %s architecture)",
+                            m->path, name, st_arch_name(m->hp.arch));
     }
     int want_dims = ne1 ? 2 : 1;
     bool ok = t->ne[0] == ne0 && t->ne[1] == (ne1 ? ne1 : 1) && t->ne[2] == 1 && t->ne[3] == 1;
@@ -102,6 +148,7 @@ void st_model_close(st_model *m) {
     st_tok_free(m->tok);
     st_gguf_close(m->gguf);
     free(m->layers);
+    free(m->rope_ff);
     free(m->path);
     free(m);
 }
@@ -121,13 +168,18 @@ st_status st_model_open(const char *path, const st_model_params *p, st_model **o
         rc = st_error_set(err, ST_ERR_FORMAT, "%s: metadata 'general.architecture' is missing", path);
         goto fail;
     }
-    if (arch.len != 5 || memcmp(arch.ptr, "llama", 5) != 0) {
-        rc = st_error_set(err, ST_ERR_UNSUPPORTED, "%s: unsupported architecture '%.*s' (supported: llama)",
+    const arch_info *ai = NULL;
+    for (size_t i = 0; i < sizeof k_archs / sizeof k_archs[0]; i++)
+        if (arch.len == strlen(k_archs[i].name) && !memcmp(arch.ptr, k_archs[i].name, arch.len)) ai = &k_archs[i];
+    if (!ai) {
+        rc = st_error_set(err, ST_ERR_UNSUPPORTED, "%s: unsupported architecture '%.*s' (supported: " SUPPORTED_ARCHS ")",
                           path, (int)(arch.len > 64 ? 64 : arch.len), arch.ptr);
         goto fail;
     }
-    const char *A = "llama";
+    const char *A = ai->name; /* the prefix of the hyper-parameter keys */
     st_hparams *hp = &m->hp;
+    hp->arch = ai->arch;
+    hp->rope_type = ai->rope;
     if ((rc = hp_int(g, path, A, "embedding_length", true, 0, 1, 1 << 20, &hp->n_embd, err))) goto fail;
     if ((rc = hp_int(g, path, A, "block_count", true, 0, 1, 4096, &hp->n_layer, err))) goto fail;
     if ((rc = hp_int(g, path, A, "feed_forward_length", true, 0, 1, 1 << 22, &hp->n_ff, err))) goto fail;
@@ -135,41 +187,49 @@ st_status st_model_open(const char *path, const st_model_params *p, st_model **o
     if ((rc = hp_int(g, path, A, "attention.head_count_kv", false, hp->n_head, 1, 4096, &hp->n_head_kv, err))) goto fail;
     if ((rc = hp_int(g, path, A, "context_length", false, 2048, 1, 1 << 24, &hp->n_ctx_train, err))) goto fail;
     if (hp->n_embd % hp->n_head != 0) {
-        rc = st_error_set(err, ST_ERR_FORMAT, "%s: llama.embedding_length %d is not a multiple of llama.attention.head_count %d",
-                          path, hp->n_embd, hp->n_head);
+        rc = st_error_set(err, ST_ERR_FORMAT, "%s: %s.embedding_length %d is not a multiple of %s.attention.head_count %d",
+                          path, A, hp->n_embd, A, hp->n_head);
         goto fail;
     }
     hp->head_dim = hp->n_embd / hp->n_head;
     if (hp->n_head % hp->n_head_kv != 0) {
-        rc = st_error_set(err, ST_ERR_FORMAT, "%s: llama.attention.head_count %d is not a multiple of head_count_kv %d",
-                          path, hp->n_head, hp->n_head_kv);
+        rc = st_error_set(err, ST_ERR_FORMAT, "%s: %s.attention.head_count %d is not a multiple of head_count_kv %d",
+                          path, A, hp->n_head, hp->n_head_kv);
         goto fail;
     }
     if ((rc = hp_int(g, path, A, "rope.dimension_count", false, hp->head_dim, 2, hp->head_dim, &hp->n_rot, err))) goto fail;
     if (hp->n_rot % 2) {
-        rc = st_error_set(err, ST_ERR_FORMAT, "%s: llama.rope.dimension_count %d must be even", path, hp->n_rot);
+        rc = st_error_set(err, ST_ERR_FORMAT, "%s: %s.rope.dimension_count %d must be even", path, A, hp->n_rot);
         goto fail;
     }
     if ((rc = hp_float(g, path, A, "rope.freq_base", 10000.0f, &hp->rope_base, err))) goto fail;
     if ((rc = hp_float(g, path, A, "attention.layer_norm_rms_epsilon", 1e-5f, &hp->rms_eps, err))) goto fail;
+    if ((rc = hp_int(g, path, A, "attention.sliding_window", false, 0, 0, 1 << 30, &hp->n_swa, err))) goto fail;
     hp->rope_scale = 1.0f;
+    bool llama3 = false;
     {
+        char kt[96], kf[96], kl[96];
+        snprintf(kt, sizeof kt, "%s.rope.scaling.type", A);
+        snprintf(kf, sizeof kf, "%s.rope.scaling.factor", A);
+        snprintf(kl, sizeof kl, "%s.rope.scale_linear", A);
         st_gguf_str stype;
         float factor = 0;
-        bool has_type = st_gguf_get_str(g, "llama.rope.scaling.type", &stype);
-        bool has_factor = st_gguf_get_f32(g, "llama.rope.scaling.factor", &factor);
-        if (has_type && !(stype.len == 4 && !memcmp(stype.ptr, "none", 4)) &&
-            !(stype.len == 6 && !memcmp(stype.ptr, "linear", 6))) {
-            rc = st_error_set(err, ST_ERR_UNSUPPORTED, "%s: rope scaling type '%.*s' is not supported (supported: none, linear)",
+        bool has_type = st_gguf_get_str(g, kt, &stype);
+        bool has_factor = st_gguf_get_f32(g, kf, &factor);
+        bool none = has_type && stype.len == 4 && !memcmp(stype.ptr, "none", 4);
+        llama3 = has_type && stype.len == 6 && !memcmp(stype.ptr, "llama3", 6);
+        if (has_type && !none && !llama3 && !(stype.len == 6 && !memcmp(stype.ptr, "linear", 6))) {
+            rc = st_error_set(err, ST_ERR_UNSUPPORTED,
+                              "%s: rope scaling type '%.*s' is not supported (supported: none, linear, llama3)",
                               path, (int)(stype.len > 32 ? 32 : stype.len), stype.ptr);
             goto fail;
         }
         if (!has_factor) {
-            /* older files: llama.rope.scale_linear */
-            has_factor = st_gguf_get_f32(g, "llama.rope.scale_linear", &factor);
+            /* older files: <arch>.rope.scale_linear */
+            has_factor = st_gguf_get_f32(g, kl, &factor);
         }
-        bool none = has_type && stype.len == 4;
-        if (has_factor && !none && factor > 0.0f && factor != 1.0f) hp->rope_scale = 1.0f / factor;
+        /* llama3: the factor scales the low frequencies only (rope_freq_factors below) */
+        if (has_factor && !none && !llama3 && factor > 0.0f && factor != 1.0f) hp->rope_scale = 1.0f / factor;
     }
     if (!(hp->rope_base > 0) || !(hp->rms_eps > 0)) {
         rc = st_error_set(err, ST_ERR_FORMAT, "%s: rope.freq_base and layer_norm_rms_epsilon must be positive", path);
@@ -190,7 +250,7 @@ st_status st_model_open(const char *path, const st_model_params *p, st_model **o
     /* vocabulary size: from the embedding matrix, which must agree with the tokenizer */
     const st_gguf_tensor *te = st_gguf_find_tensor(g, "token_embd.weight");
     if (!te) {
-        rc = st_error_set(err, ST_ERR_FORMAT, "%s: tensor 'token_embd.weight' is missing (required by the llama architecture)", path);
+        rc = st_error_set(err, ST_ERR_FORMAT, "%s: tensor 'token_embd.weight' is missing (required by the %s architecture)", path, A);
         goto fail;
     }
     hp->n_vocab = (int)te->ne[1];
@@ -200,6 +260,46 @@ st_status st_model_open(const char *path, const st_model_params *p, st_model **o
         goto fail;
     }
     int n_embd_kv = hp->head_dim * hp->n_head_kv;
+
+    /* Llama-3 rope scaling: per-pair angle divisors, from rope_freqs.weight
+     * (what llama.cpp writes into Llama-3.1+ files) or from the keys */
+    {
+        st_tensor rf;
+        bool has_rf = false;
+        if ((rc = bind(m, "rope_freqs.weight", hp->n_rot / 2, 0, false, true, &rf, &has_rf, err))) goto fail;
+        if (has_rf || llama3) {
+            m->rope_ff = malloc((size_t)(hp->n_rot / 2) * sizeof(float));
+            if (!m->rope_ff) { rc = st_error_set(err, ST_ERR_NOMEM, "out of memory"); goto fail; }
+        }
+        if (has_rf) {
+            st_type_traits_get(rf.type)->to_float(rf.data, m->rope_ff, hp->n_rot / 2);
+        } else if (llama3) {
+            float factor, lo, hi, orig;
+            if ((rc = hp_float(g, path, A, "rope.scaling.factor", 8.0f, &factor, err))) goto fail;
+            if ((rc = hp_float(g, path, A, "rope.scaling.low_freq_factor", 1.0f, &lo, err))) goto fail;
+            if ((rc = hp_float(g, path, A, "rope.scaling.high_freq_factor", 4.0f, &hi, err))) goto fail;
+            int orig_ctx;
+            if ((rc = hp_int(g, path, A, "rope.scaling.original_context_length", false, 8192, 1, 1 << 30, &orig_ctx, err)))
+                goto fail;
+            orig = (float)orig_ctx;
+            if (!(factor > 0) || !(lo > 0) || !(hi >= lo) || !isfinite(factor) || !isfinite(hi)) {
+                rc = st_error_set(err, ST_ERR_FORMAT,
+                                  "%s: llama3 rope scaling needs factor > 0 and 0 < low_freq_factor <= high_freq_factor "
+                                  "(got factor %g, low %g, high %g)", path, factor, lo, hi);
+                goto fail;
+            }
+            st_rope_llama3_factors(m->rope_ff, hp->n_rot, hp->rope_base, factor, lo, hi, orig);
+        }
+        if (m->rope_ff) {
+            for (int i = 0; i < hp->n_rot / 2; i++)
+                if (!(m->rope_ff[i] > 0) || !isfinite(m->rope_ff[i])) {
+                    rc = st_error_set(err, ST_ERR_FORMAT, "%s: rope frequency factor %d is %g (must be positive)",
+                                      path, i, m->rope_ff[i]);
+                    goto fail;
+                }
+            hp->rope_freq_factors = m->rope_ff;
+        }
+    }
 
     if ((rc = bind(m, "token_embd.weight", hp->n_embd, hp->n_vocab, false, false, &m->tok_embd, NULL, err))) goto fail;
     if ((rc = bind(m, "output_norm.weight", hp->n_embd, 0, false, false, &m->output_norm, NULL, err))) goto fail;
@@ -231,6 +331,37 @@ st_status st_model_open(const char *path, const st_model_params *p, st_model **o
             if ((rc = bind(m, name, spec[k].ne0, spec[k].ne1, spec[k].matrix, false, spec[k].t, NULL, err))) goto fail;
             m->layer_bytes += spec[k].t->nbytes;
         }
+        /* Q/K/V biases: all three or none */
+        struct { const char *suffix; st_tensor *t; int64_t ne0; } bspec[] = {
+            {"attn_q", &L->bq, hp->n_embd}, {"attn_k", &L->bk, n_embd_kv}, {"attn_v", &L->bv, n_embd_kv}};
+        int n_bias = 0;
+        for (int k = 0; k < 3; k++) {
+            char name[96];
+            snprintf(name, sizeof name, "blk.%d.%s.bias", il, bspec[k].suffix);
+            bool found = false;
+            if ((rc = bind(m, name, bspec[k].ne0, 0, false, !ai->bias_required, bspec[k].t, &found, err))) goto fail;
+            n_bias += found;
+            m->layer_bytes += bspec[k].t->nbytes;
+        }
+        if (il == 0) hp->qkv_bias = n_bias > 0;
+        if (n_bias != (hp->qkv_bias ? 3 : 0)) {
+            rc = st_error_set(err, ST_ERR_FORMAT,
+                              "%s: layer %d has %d of the 3 Q/K/V biases (blk.%d.attn_{q,k,v}.bias), layer 0 has %d",
+                              path, il, n_bias, il, hp->qkv_bias ? 3 : 0);
+            goto fail;
+        }
+    }
+    /* biases strata does not compute would be silently ignored: refuse them */
+    for (int64_t i = 0; i < st_gguf_n_tensors(g); i++) {
+        const char *tn = st_gguf_tensor_at(g, i)->name;
+        size_t n = strlen(tn);
+        if (n > 5 && !strcmp(tn + n - 5, ".bias") && !strncmp(tn, "blk.", 4) && !strstr(tn, ".attn_q.bias") &&
+            !strstr(tn, ".attn_k.bias") && !strstr(tn, ".attn_v.bias")) {
+            rc = st_error_set(err, ST_ERR_UNSUPPORTED,
+                              "%s: tensor '%s': strata computes Q/K/V biases only (the %s architecture has no others)",
+                              path, tn, A);
+            goto fail;
+        }
     }
 
     st_gguf_str name;
@@ -252,7 +383,7 @@ void st_model_get_info(const st_model *m, st_model_info *o) {
     memset(o, 0, sizeof *o);
     const st_hparams *hp = &m->hp;
     snprintf(o->name, sizeof o->name, "%s", m->name);
-    snprintf(o->arch, sizeof o->arch, "llama");
+    snprintf(o->arch, sizeof o->arch, "%s", st_arch_name(hp->arch));
     o->n_vocab = hp->n_vocab;
     o->n_embd = hp->n_embd;
     o->n_layer = hp->n_layer;

@@ -29,9 +29,9 @@ typedef struct {
 
 typedef struct {
     st_layer view;                              /* tensors pointed into the slot */
-    run_t runs[ST_LAYER_N_TENSORS];
+    run_t runs[ST_LAYER_N_TENSORS_ALL];
     int n_runs;
-    uint64_t toff[ST_LAYER_N_TENSORS];          /* each tensor's offset in the slot */
+    uint64_t toff[ST_LAYER_N_TENSORS_ALL];      /* each tensor's offset in the slot */
     uint64_t bytes;                             /* tensor bytes (resident accounting) */
     uint64_t span;                              /* slot bytes this layer needs */
     /* under mu */
@@ -128,18 +128,20 @@ static ssize_t default_pread(void *ctx, int fd, void *buf, size_t n, uint64_t of
 
 /* ------------------------------------------------------------ layout */
 
-/* The layer's tensors sorted by file offset and merged into runs (a run is
- * read with one call per CHUNK); in the slot each run keeps its position
- * modulo ALIGN, so every tensor is aligned there as in the mmap. */
+/* The layer's tensors (the optional ones where present) sorted by file
+ * offset and merged into runs (a run is read with one call per CHUNK); in
+ * the slot each run keeps its position modulo ALIGN, so every tensor is
+ * aligned there as in the mmap. */
 static void layout_layer(layer_t *ly, const st_layer *src) {
     ly->view = *src;
-    const st_tensor *t[ST_LAYER_N_TENSORS];
-    int idx[ST_LAYER_N_TENSORS];
-    for (int k = 0; k < ST_LAYER_N_TENSORS; k++) {
+    const st_tensor *t[ST_LAYER_N_TENSORS_ALL];
+    int idx[ST_LAYER_N_TENSORS_ALL];
+    int nt = 0;
+    for (int k = 0; k < ST_LAYER_N_TENSORS_ALL; k++) {
         t[k] = st_layer_tensor((st_layer *)src, k);
-        idx[k] = k;
+        if (t[k]->data) idx[nt++] = k;
     }
-    for (int a = 1; a < ST_LAYER_N_TENSORS; a++) /* insertion sort by offset */
+    for (int a = 1; a < nt; a++) /* insertion sort by offset */
         for (int b = a; b > 0 && t[idx[b]]->file_offset < t[idx[b - 1]]->file_offset; b--) {
             int x = idx[b]; idx[b] = idx[b - 1]; idx[b - 1] = x;
         }
@@ -147,8 +149,8 @@ static void layout_layer(layer_t *ly, const st_layer *src) {
     ly->bytes = 0;
     uint64_t rs = 0, re = 0, slot_off = 0;
     int first_in_run = 0;
-    for (int i = 0; i <= ST_LAYER_N_TENSORS; i++) {
-        const st_tensor *x = i < ST_LAYER_N_TENSORS ? t[idx[i]] : NULL;
+    for (int i = 0; i <= nt; i++) {
+        const st_tensor *x = i < nt ? t[idx[i]] : NULL;
         if (x) ly->bytes += x->nbytes;
         if (i > 0 && (!x || x->file_offset > re + MERGE_GAP)) { /* close the run */
             run_t *r = &ly->runs[ly->n_runs++];
@@ -168,8 +170,8 @@ static void layout_layer(layer_t *ly, const st_layer *src) {
 
 static void point_layer(st_store *s, int il, int sl) {
     layer_t *ly = &s->L[il];
-    for (int k = 0; k < ST_LAYER_N_TENSORS; k++)
-        st_layer_tensor(&ly->view, k)->data = s->slots[sl].base + ly->toff[k];
+    for (int k = 0; k < ST_LAYER_N_TENSORS_ALL; k++)
+        if (st_layer_tensor(&ly->view, k)->data) st_layer_tensor(&ly->view, k)->data = s->slots[sl].base + ly->toff[k];
 }
 
 /* ------------------------------------------------------------ reads */

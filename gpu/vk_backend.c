@@ -773,6 +773,18 @@ st_status st_vk_backend_new(const st_hparams *hp, int n_ctx, int n_batch, bool k
                           hp->head_dim, hp->n_rot, hp->n_head, hp->n_head_kv);
         goto fail;
     }
+    /* architecture features the shaders do not compute yet (docs/ARCHITECTURE.md,
+     * "Architectures"): refuse, so that auto falls back to the CPU */
+    if (hp->qkv_bias || hp->rope_type != ST_ROPE_NORMAL || hp->rope_freq_factors || hp->n_swa) {
+        char need[128] = "";
+        if (hp->qkv_bias) strcat(need, ", Q/K/V biases");
+        if (hp->rope_type != ST_ROPE_NORMAL) strcat(need, ", NeoX rope");
+        if (hp->rope_freq_factors) strcat(need, ", rope frequency factors");
+        if (hp->n_swa) strcat(need, ", a sliding window");
+        rc = st_error_set(err, ST_ERR_UNSUPPORTED, "vulkan backend: this %s model needs %s, not supported yet",
+                          st_arch_name(hp->arch), need + 2);
+        goto fail;
+    }
     be->lc = calloc((size_t)hp->n_layer, sizeof *be->lc);
     be->cs_host = malloc((size_t)n_batch * hp->n_rot * sizeof(float) + 1);
     if (!be->lc || !be->cs_host) { rc = st_error_set(err, ST_ERR_NOMEM, "out of memory"); goto fail; }

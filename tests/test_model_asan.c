@@ -188,7 +188,7 @@ static void expect_fail(const char *name, const mods *md, st_status code, const 
 
 Test(model_errors, unsupported_architecture) {
     mods md = {.kv = {{KV_STR, "general.architecture", .s = "gpt2"}}};
-    expect_fail("arch_gpt2", &md, ST_ERR_UNSUPPORTED, NEEDLES("unsupported architecture 'gpt2' (supported: llama)"));
+    expect_fail("arch_gpt2", &md, ST_ERR_UNSUPPORTED, NEEDLES("unsupported architecture 'gpt2' (supported: llama, qwen2)"));
 }
 
 Test(model_errors, missing_architecture) {
