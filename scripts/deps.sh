@@ -6,6 +6,8 @@ pkgs=(build-essential cmake pkg-config libcriterion-dev libcjson-dev libsqlite3-
 # the Vulkan backend: shader compiler, headers and loader, lavapipe (the Vulkan
 # device CI tests on), validation layers (enabled by the tests)
 pkgs+=(glslang-tools spirv-tools libvulkan-dev mesa-vulkan-drivers vulkan-validationlayers vulkan-tools)
+# fuzzing (scripts/fuzz.sh, run by scripts/test.sh): clang and its libFuzzer runtime
+pkgs+=(clang libclang-rt-14-dev)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -57,12 +57,30 @@ static const char *tmp_path(const char *name) {
     return buf[k];
 }
 
+/* With STRATA_SEED_DIR set, every crafted file is also saved there as
+ * <n>-<name> (scripts/fuzz.sh uses them as fuzz_gguf's seed corpus). */
+static void seed_dump(const bb *b, const char *name) {
+    const char *dir = getenv("STRATA_SEED_DIR");
+    static unsigned n;
+    static unsigned bulk;
+    if (!dir || !*dir || b->n > (1u << 20)) return;
+    /* the truncation and mutation loops write thousands: keep every 25th */
+    if ((!strcmp(name, "trunc.gguf") || !strcmp(name, "fuzz.gguf")) && bulk++ % 25) return;
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%04u-%s", dir, n++, name);
+    FILE *f = fopen(path, "wb");
+    cr_assert_not_null(f, "STRATA_SEED_DIR: cannot write %s", path);
+    if (b->n) cr_assert_eq(fwrite(b->p, 1, b->n, f), b->n);
+    fclose(f);
+}
+
 static const char *bb_write(const bb *b, const char *name) {
     const char *path = tmp_path(name);
     FILE *f = fopen(path, "wb");
     cr_assert_not_null(f);
     if (b->n) cr_assert_eq(fwrite(b->p, 1, b->n, f), b->n);
     fclose(f);
+    seed_dump(b, name);
     return path;
 }
 

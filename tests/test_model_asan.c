@@ -21,15 +21,18 @@
 
 /* ------------------------------------------------------------ the writer */
 
-enum { KV_NONE = 0, KV_DROP, KV_STR, KV_U32, KV_F32 };
+/* KV_U64/KV_I32: an integer of that GGUF type (u: the value; KV_I32 takes i);
+ * KV_ARR_TRUNC: the source's array value cut to its first u elements */
+enum { KV_NONE = 0, KV_DROP, KV_STR, KV_U32, KV_F32, KV_U64, KV_I32, KV_ARR_TRUNC };
 enum { T_NONE = 0, T_DROP, T_RESHAPE, T_ADD_COPY };
 
 typedef struct {
     int op;
     const char *key;
     const char *s;
-    uint32_t u;
+    uint64_t u;
     float f;
+    int32_t i;
 } kv_mod;
 
 typedef struct {
@@ -57,11 +60,66 @@ static const t_mod *find_t_mod(const mods *m, const char *name) {
     return NULL;
 }
 
-static void put_kv(st_gguf_writer *w, const kv_mod *k) {
+/* The writer has no u64 setter: a one-key GGUF holding the value is crafted
+ * by hand and its key copied. */
+static void put_u64(st_gguf_writer *w, const char *key, uint64_t v) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/u64-key.gguf", tu_tmpdir());
+    FILE *f = fopen(path, "wb");
+    cr_assert_not_null(f);
+    uint32_t ver = 3, type = ST_GGUF_UINT64;
+    uint64_t nt = 0, nkv = 1, kl = strlen(key);
+    fwrite("GGUF", 1, 4, f);
+    fwrite(&ver, 4, 1, f);
+    fwrite(&nt, 8, 1, f);
+    fwrite(&nkv, 8, 1, f);
+    fwrite(&kl, 8, 1, f);
+    fwrite(key, 1, kl, f);
+    fwrite(&type, 4, 1, f);
+    fwrite(&v, 8, 1, f);
+    fclose(f);
+    st_gguf *g = NULL;
+    st_error err = {0};
+    cr_assert_eq(st_gguf_open(path, &g, &err), ST_OK, "%s", err.msg);
+    st_gguf_writer_kv_copy(w, g, 0);
+    st_gguf_close(g);
+    unlink(path);
+}
+
+/* An array of the source file cut to its first n elements. */
+static void put_arr_trunc(st_gguf_writer *w, const st_gguf *g, const char *key, uint64_t n) {
+    int64_t i = st_gguf_find_key(g, key);
+    cr_assert_geq(i, 0, "no key %s", key);
+    st_gguf_vtype et;
+    uint64_t have;
+    cr_assert(st_gguf_get_arr(g, i, &et, &have));
+    cr_assert_leq(n, have);
+    if (et == ST_GGUF_STRING) {
+        char **v = calloc(n ? n : 1, sizeof *v);
+        cr_assert_not_null(v);
+        for (uint64_t j = 0; j < n; j++) {
+            st_gguf_str s = st_gguf_arr_str(g, i, j);
+            v[j] = malloc(s.len + 1);
+            cr_assert_not_null(v[j]);
+            memcpy(v[j], s.ptr, s.len);
+            v[j][s.len] = 0;
+        }
+        st_gguf_writer_kv_arr_str(w, key, (const char *const *)v, n);
+        for (uint64_t j = 0; j < n; j++) free(v[j]);
+        free(v);
+    } else {
+        st_gguf_writer_kv_arr(w, key, et, st_gguf_arr_data(g, i), n);
+    }
+}
+
+static void put_kv(st_gguf_writer *w, const st_gguf *g, const kv_mod *k) {
     switch (k->op) {
     case KV_STR: st_gguf_writer_kv_str(w, k->key, k->s); break;
-    case KV_U32: st_gguf_writer_kv_u32(w, k->key, k->u); break;
+    case KV_U32: st_gguf_writer_kv_u32(w, k->key, (uint32_t)k->u); break;
     case KV_F32: st_gguf_writer_kv_f32(w, k->key, k->f); break;
+    case KV_U64: put_u64(w, k->key, k->u); break;
+    case KV_I32: st_gguf_writer_kv_i32(w, k->key, k->i); break;
+    case KV_ARR_TRUNC: put_arr_trunc(w, g, k->key, k->u); break;
     default: break;
     }
 }
@@ -102,10 +160,10 @@ static const char *write_variant(const char *name, const mods *md) {
         const kv_mod *km = find_kv_mod(md, key);
         if (!km) { st_gguf_writer_kv_copy(w, g, i); continue; }
         used[km - md->kv] = true;
-        put_kv(w, km);
+        put_kv(w, g, km);
     }
     for (int i = 0; i < 4; i++)
-        if (md->kv[i].op && !used[i]) put_kv(w, &md->kv[i]);
+        if (md->kv[i].op && !used[i]) put_kv(w, g, &md->kv[i]);
 
     /* tensor table */
     int64_t nt = st_gguf_n_tensors(g);
@@ -192,12 +250,12 @@ Test(model_errors, unsupported_architecture) {
 }
 
 Test(model_errors, missing_architecture) {
-    mods md = {.kv = {{KV_DROP, "general.architecture"}}};
+    mods md = {.kv = {{.op = KV_DROP, .key = "general.architecture"}}};
     expect_fail("arch_missing", &md, ST_ERR_FORMAT, NEEDLES("general.architecture", "missing"));
 }
 
 Test(model_errors, missing_embedding_length) {
-    mods md = {.kv = {{KV_DROP, "llama.embedding_length"}}};
+    mods md = {.kv = {{.op = KV_DROP, .key = "llama.embedding_length"}}};
     expect_fail("no_embd", &md, ST_ERR_FORMAT, NEEDLES("llama.embedding_length", "missing"));
 }
 
@@ -228,17 +286,17 @@ Test(model_errors, odd_rope_dimension_count) {
 }
 
 Test(model_errors, missing_vocabulary) {
-    mods md = {.kv = {{KV_DROP, "tokenizer.ggml.tokens"}}};
+    mods md = {.kv = {{.op = KV_DROP, .key = "tokenizer.ggml.tokens"}}};
     expect_fail("no_tokens", &md, ST_ERR_FORMAT, NEEDLES("tokenizer.ggml.tokens"));
 }
 
 Test(model_errors, missing_tensor) {
-    mods md = {.t = {{T_DROP, "blk.3.ffn_up.weight"}}};
+    mods md = {.t = {{.op = T_DROP, .name = "blk.3.ffn_up.weight"}}};
     expect_fail("no_ffn_up", &md, ST_ERR_FORMAT, NEEDLES("'blk.3.ffn_up.weight'", "missing"));
 }
 
 Test(model_errors, missing_output_norm) {
-    mods md = {.t = {{T_DROP, "output_norm.weight"}}};
+    mods md = {.t = {{.op = T_DROP, .name = "output_norm.weight"}}};
     expect_fail("no_output_norm", &md, ST_ERR_FORMAT, NEEDLES("'output_norm.weight'", "missing"));
 }
 
@@ -276,6 +334,161 @@ Test(model_errors, unsupported_norm_type) {
 Test(model_errors, unsupported_rope_scaling) {
     mods md = {.kv = {{KV_STR, "llama.rope.scaling.type", .s = "yarn"}, {KV_F32, "llama.rope.scaling.factor", .f = 4}}};
     expect_fail("rope_yarn", &md, ST_ERR_UNSUPPORTED, NEEDLES("rope scaling type 'yarn'"));
+}
+
+/* ---- absurd hyper-parameters: each refused by name and value before
+ * anything is sized by it (docs/HARDENING.md, the fault matrix) */
+
+#define OUT_OF_RANGE(key, val) NEEDLES("'" key "'", "= " val, "out of range")
+
+Test(model_errors, head_dim_zero) {
+    /* 512 heads over 256 dimensions: an integer head_dim would be 0 */
+    mods md = {.kv = {{KV_U32, "llama.attention.head_count", .u = 512}, {KV_U32, "llama.attention.head_count_kv", .u = 512}}};
+    expect_fail("head_dim_0", &md, ST_ERR_FORMAT, NEEDLES("embedding_length 256", "not a multiple of", "head_count 512"));
+}
+
+Test(model_errors, context_length_2_pow_40) {
+    mods md = {.kv = {{KV_U64, "llama.context_length", .u = 1ull << 40}}};
+    expect_fail("ctx_2e40", &md, ST_ERR_FORMAT, OUT_OF_RANGE("llama.context_length", "1099511627776"));
+}
+
+Test(model_errors, context_length_zero) {
+    mods md = {.kv = {{KV_U32, "llama.context_length", .u = 0}}};
+    expect_fail("ctx_0", &md, ST_ERR_FORMAT, OUT_OF_RANGE("llama.context_length", "0"));
+}
+
+Test(model_errors, block_count_zero) {
+    mods md = {.kv = {{KV_U32, "llama.block_count", .u = 0}}};
+    expect_fail("layers_0", &md, ST_ERR_FORMAT, OUT_OF_RANGE("llama.block_count", "0"));
+}
+
+Test(model_errors, block_count_wraps_u32) {
+    /* 2^32 + 8 would be 8 (the real count) if truncated to 32 bits */
+    mods md = {.kv = {{KV_U64, "llama.block_count", .u = (1ull << 32) + 8}}};
+    expect_fail("layers_2e32p8", &md, ST_ERR_FORMAT, OUT_OF_RANGE("llama.block_count", "4294967304"));
+}
+
+Test(model_errors, block_count_absurd) {
+    mods md = {.kv = {{KV_U32, "llama.block_count", .u = 1000000}}};
+    expect_fail("layers_1e6", &md, ST_ERR_FORMAT, OUT_OF_RANGE("llama.block_count", "1000000"));
+}
+
+Test(model_errors, block_count_more_than_tensors) {
+    mods md = {.kv = {{KV_U32, "llama.block_count", .u = 9}}};
+    expect_fail("layers_9", &md, ST_ERR_FORMAT, NEEDLES("'blk.8.", "missing"));
+}
+
+Test(model_errors, embedding_length_absurd) {
+    mods md = {.kv = {{KV_U64, "llama.embedding_length", .u = 1ull << 40}}};
+    expect_fail("embd_2e40", &md, ST_ERR_FORMAT, OUT_OF_RANGE("llama.embedding_length", "1099511627776"));
+}
+
+Test(model_errors, feed_forward_length_zero) {
+    mods md = {.kv = {{KV_U32, "llama.feed_forward_length", .u = 0}}};
+    expect_fail("ff_0", &md, ST_ERR_FORMAT, OUT_OF_RANGE("llama.feed_forward_length", "0"));
+}
+
+Test(model_errors, feed_forward_length_disagrees_with_tensors) {
+    mods md = {.kv = {{KV_U32, "llama.feed_forward_length", .u = 1024}}};
+    expect_fail("ff_1024", &md, ST_ERR_FORMAT, NEEDLES("'blk.0.ffn_", "shape", "1024"));
+}
+
+Test(model_errors, head_count_negative) {
+    mods md = {.kv = {{KV_I32, "llama.attention.head_count", .i = -4}}};
+    expect_fail("heads_neg", &md, ST_ERR_FORMAT, OUT_OF_RANGE("llama.attention.head_count", "-4"));
+}
+
+Test(model_errors, head_count_kv_zero) {
+    mods md = {.kv = {{KV_U32, "llama.attention.head_count_kv", .u = 0}}};
+    expect_fail("kv_heads_0", &md, ST_ERR_FORMAT, OUT_OF_RANGE("llama.attention.head_count_kv", "0"));
+}
+
+Test(model_errors, head_count_kv_above_head_count) {
+    mods md = {.kv = {{KV_U32, "llama.attention.head_count_kv", .u = 8}}};
+    expect_fail("kv_heads_8", &md, ST_ERR_FORMAT, NEEDLES("head_count 4", "not a multiple of", "head_count_kv 8"));
+}
+
+Test(model_errors, rope_dimension_zero) {
+    mods md = {.kv = {{KV_U32, "llama.rope.dimension_count", .u = 0}}};
+    expect_fail("rope_dim_0", &md, ST_ERR_FORMAT, OUT_OF_RANGE("llama.rope.dimension_count", "0"));
+}
+
+Test(model_errors, rope_dimension_above_head_dim) {
+    mods md = {.kv = {{KV_U32, "llama.rope.dimension_count", .u = 128}}};
+    expect_fail("rope_dim_128", &md, ST_ERR_FORMAT, OUT_OF_RANGE("llama.rope.dimension_count", "128"));
+}
+
+Test(model_errors, rope_freq_base_zero) {
+    mods md = {.kv = {{KV_F32, "llama.rope.freq_base", .f = 0.0f}}};
+    expect_fail("rope_base_0", &md, ST_ERR_FORMAT, NEEDLES("freq_base", "positive"));
+}
+
+Test(model_errors, rms_epsilon_nan) {
+    mods md = {.kv = {{KV_F32, "llama.attention.layer_norm_rms_epsilon", .f = NAN}}};
+    expect_fail("rms_eps_nan", &md, ST_ERR_FORMAT, NEEDLES("layer_norm_rms_epsilon", "positive"));
+}
+
+Test(model_errors, rms_epsilon_negative) {
+    mods md = {.kv = {{KV_F32, "llama.attention.layer_norm_rms_epsilon", .f = -1e-5f}}};
+    expect_fail("rms_eps_neg", &md, ST_ERR_FORMAT, NEEDLES("layer_norm_rms_epsilon", "positive"));
+}
+
+/* ---- the vocabulary against the embedding matrix and itself */
+
+Test(model_errors, vocab_smaller_than_embedding) {
+    mods md = {.kv = {{KV_ARR_TRUNC, "tokenizer.ggml.tokens", .u = 31999}, {KV_ARR_TRUNC, "tokenizer.ggml.scores", .u = 31999},
+                      {KV_ARR_TRUNC, "tokenizer.ggml.token_type", .u = 31999}}};
+    expect_fail("vocab_31999", &md, ST_ERR_FORMAT, NEEDLES("token_embd.weight", "32000", "31999"));
+}
+
+Test(model_errors, scores_shorter_than_tokens) {
+    mods md = {.kv = {{KV_ARR_TRUNC, "tokenizer.ggml.scores", .u = 1000}}};
+    expect_fail("scores_1000", &md, ST_ERR_FORMAT, NEEDLES("tokenizer.ggml.scores", "1000", "32000"));
+}
+
+Test(model_errors, token_types_shorter_than_tokens) {
+    mods md = {.kv = {{KV_ARR_TRUNC, "tokenizer.ggml.token_type", .u = 7}}};
+    expect_fail("token_type_7", &md, ST_ERR_FORMAT, NEEDLES("tokenizer.ggml.token_type", "7", "32000"));
+}
+
+Test(model_errors, empty_vocabulary) {
+    mods md = {.kv = {{KV_ARR_TRUNC, "tokenizer.ggml.tokens", .u = 0}, {.op = KV_DROP, .key = "tokenizer.ggml.scores"},
+                      {.op = KV_DROP, .key = "tokenizer.ggml.token_type"}}};
+    expect_fail("vocab_0", &md, ST_ERR_FORMAT, NEEDLES("tokenizer.ggml.tokens", "empty"));
+}
+
+Test(model_errors, unsupported_tokenizer_model) {
+    mods md = {.kv = {{KV_STR, "tokenizer.ggml.model", .s = "bert"}}};
+    expect_fail("tok_bert", &md, ST_ERR_UNSUPPORTED, NEEDLES("bert"));
+}
+
+Test(model_errors, output_weight_wrong_shape) {
+    mods md = {.t = {{T_ADD_COPY, "output.weight", .from = "blk.0.attn_q.weight"}}};
+    expect_fail("output_256x256", &md, ST_ERR_FORMAT, NEEDLES("'output.weight'", "shape", "expected [256, 32000]"));
+}
+
+/* ---- sessions: the context a caller asks for is bounded before allocation */
+
+Test(model_errors, session_context_too_large) {
+    st_model_params mp = params();
+    st_model *m = NULL;
+    st_error err = {0};
+    cr_assert_eq(st_model_open(tu_source_path(MODEL), &mp, &m, &err), ST_OK, "%s", err.msg);
+    const int asks[] = {(1 << 22) + 1, 1 << 30, 0x7fffffff};
+    for (size_t i = 0; i < sizeof asks / sizeof asks[0]; i++) {
+        st_session_params sp;
+        st_session_params_default(&sp);
+        sp.n_ctx = asks[i];
+        st_session *s = (st_session *)0x1;
+        st_status rc = st_session_new(m, &sp, &s, &err);
+        cr_log_info("n_ctx %d: %s: %s", asks[i], st_status_str(rc), err.msg);
+        cr_assert_neq(rc, ST_OK, "a context of %d was accepted", asks[i]);
+        cr_assert_null(s);
+        char num[16];
+        snprintf(num, sizeof num, "%d", asks[i]);
+        cr_assert(strstr(err.msg, num), "the message should give the context asked for (%d): %s", asks[i], err.msg);
+    }
+    st_model_close(m);
 }
 
 Test(model_errors, vocab_only_file) {
