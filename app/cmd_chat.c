@@ -2,6 +2,7 @@
  * app (ui/). Parses the options into ui_options; the app does the rest. */
 #include "app.h"
 #include "args.h"
+#include "backend_opts.h"
 #include "store_opts.h"
 #include "strata.h"
 #include "ui.h"
@@ -38,7 +39,7 @@ static void help(void) {
            "      --db FILE           history database (default: $XDG_DATA_HOME/strata/strata.db)\n"
            "      --no-history        do not store the conversation\n"
            "  -h, --help              this text\n"
-           "\n%s", store_opts_help);
+           "\n%s\n%s", backend_opts_help, store_opts_help);
 }
 
 /* $XDG_STATE_HOME/strata/last-model (or ~/.local/state/...) */
@@ -82,6 +83,7 @@ static void remember_model(const char *model) {
 int cmd_chat(int argc, char **argv) {
     ui_options o;
     ui_options_default(&o);
+    backend_opts_default(&o.session);
     const char *model = NULL;
     bool last = false;
     long l;
@@ -108,6 +110,7 @@ int cmd_chat(int argc, char **argv) {
         else if (!strcmp(a, "--db")) { VAL(); o.db_path = v; }
         else if (!strcmp(a, "--no-history")) o.history = false;
         else if ((l = store_opt_parse("chat", argc, argv, &i, &o.session)) != 0) { if (l < 0) return 2; }
+        else if ((l = backend_opt_parse("chat", argc, argv, &i, &o.session)) != 0) { if (l < 0) return 2; }
         else { fprintf(stderr, "strata chat: unknown option '%s' (see strata chat --help)\n", a); return 2; }
 #undef VAL
     }

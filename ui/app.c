@@ -277,8 +277,8 @@ static void on_event(app *a, ui_event *ev) {
         a->n_ctx = ev->n_ctx;
         snprintf(a->format, sizeof a->format, "%s", ev->format);
         snprintf(a->chat.assistant_name, sizeof a->chat.assistant_name, "%s", ev->info.name);
-        note(a, UI_MSG_NOTE, "%s: %s, %d layers, %.1fM parameters, context %d, prompt format: %s", ev->info.name,
-             ev->info.ftype, ev->info.n_layer, ev->info.n_params / 1e6, ev->n_ctx, ev->format);
+        note(a, UI_MSG_NOTE, "%s: %s, %d layers, %.1fM parameters, context %d, prompt format: %s, backend: %s", ev->info.name,
+             ev->info.ftype, ev->info.n_layer, ev->info.n_params / 1e6, ev->n_ctx, ev->format, ev->backend);
         break;
     case UI_EV_LOAD_FAILED:
         if (ev->job != a->load_job) break;

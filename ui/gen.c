@@ -47,6 +47,7 @@ struct ui_engine {
     atomic_int running_job;
 
     pthread_mutex_t smu;     /* m and s, against the UI's stats calls */
+    char gpu_name[128];      /* the GPU's name, copied while the session is held */
     st_model *m;
     st_session *s;
 
@@ -200,7 +201,14 @@ bool ui_engine_busy(ui_engine *e) {
 bool ui_engine_stats(ui_engine *e, st_stats *out) {
     pthread_mutex_lock(&e->smu);
     bool ok = e->s != NULL;
-    if (ok) st_session_stats(e->s, out);
+    if (ok) {
+        st_session_stats(e->s, out);
+        /* the name lives as long as the session: a copy for the UI */
+        if (out->gpu_device) {
+            snprintf(e->gpu_name, sizeof e->gpu_name, "%s", out->gpu_device);
+            out->gpu_device = e->gpu_name;
+        }
+    }
     pthread_mutex_unlock(&e->smu);
     return ok;
 }
@@ -257,6 +265,10 @@ static void do_load(ui_engine *e, job *j) {
     st_model_get_info(m, &ev.info);
     ev.n_ctx = n_ctx;
     snprintf(ev.format, sizeof ev.format, "%s%s", e->fmt.name, e->fmt.fallback ? " (no template)" : "");
+    st_stats ss;
+    st_session_stats(s, &ss);
+    snprintf(ev.backend, sizeof ev.backend, "%s%s%s%s", ss.backend ? ss.backend : "cpu", ss.gpu_device ? " (" : "",
+             ss.gpu_device ? ss.gpu_device : "", ss.gpu_device ? ")" : "");
     ev.text = strdup(st_model_path(m));
     ev.len = ev.text ? (int)strlen(ev.text) : 0;
     post(e, &ev);

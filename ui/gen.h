@@ -39,6 +39,7 @@ typedef struct ui_event {
     st_model_info info;
     int n_ctx;
     char format[64];
+    char backend[160];       /* "cpu", "vulkan (device name)" */
     /* DONE */
     bool stopped;            /* cancelled by the user (the partial reply is kept) */
     int n_new, n_reused;     /* prompt tokens evaluated / taken from the cache */

@@ -79,7 +79,11 @@ static uint64_t cpu_ticks(void) {
 
 void ui_panels_sample(ui_panels *p, bool have, const st_stats *st, uint64_t tokens, uint64_t dns, uint64_t now) {
     p->have = have;
-    if (have) p->st = *st;
+    if (have) {
+        p->st = *st;
+        snprintf(p->gpu_name, sizeof p->gpu_name, "%s", st->gpu_device ? st->gpu_device : "");
+        p->st.gpu_device = NULL;   /* not kept: the copy above is */
+    }
     const st_store_figures *f = &p->st.store;
     if (p->sample_t0 == 0) {
         p->sample_t0 = now;
@@ -117,6 +121,7 @@ void ui_panels_sample(ui_panels *p, bool have, const st_stats *st, uint64_t toke
     double wall = (now - p->b_wall) / 1e9;
     p->cpu_now = (wall > 0 && hz > 0 && t >= p->b_cpu_ticks) ? (float)((t - p->b_cpu_ticks) / (double)hz / wall * 100.0) : 0;
     ui_series_push(&p->cpu, true, p->cpu_now);
+    ui_series_push(&p->gpu, have && p->gpu_name[0], (float)(p->st.gpu_busy * 100.0));
     p->b_cpu_ticks = t;
     p->b_wall = now;
     p->sample_t0 = now;
@@ -285,18 +290,52 @@ static void box_layers(const ui_panels *P, pen *p) {
     }
 }
 
+/* a bar of used/total and its label, on one line */
+static void usage_bar(pen *p, const char *label, uint64_t used, uint64_t total) {
+    if (!room(p)) return;
+    const ui_glyphs *g = ui_g();
+    char u[32], t[32], lab[96];
+    ui_fmt_bytes(u, sizeof u, (double)used);
+    ui_fmt_bytes(t, sizeof t, (double)total);
+    int ll = snprintf(lab, sizeof lab, " %s/%s", u, t);
+    int x = p->x;
+    x += ui_text(p->y, x, p->w, label, (int)strlen(label), UI_C_DIM);
+    int bw = p->x + p->w - x - ui_str_width(lab, ll) - 2;
+    if (bw >= 4 && total) {
+        int full = (int)((double)used / (double)total * bw + 0.5);
+        if (full > bw) full = bw;
+        x += ui_text(p->y, x, 1, "[", 1, UI_C_DIM);
+        for (int k = 0; k < bw; k++)
+            x += ui_text(p->y, x, 1, k < full ? g->bar_full : g->bar_empty, (int)strlen(k < full ? g->bar_full : g->bar_empty),
+                         k < full ? UI_C_SPARK2 : UI_C_L_ABSENT);
+        x += ui_text(p->y, x, 1, "]", 1, UI_C_DIM);
+    }
+    ui_text(p->y, x, p->x + p->w - x, lab, ll, UI_C_NORMAL);
+    p->y++;
+}
+
 static void box_system(const ui_panels *P, pen *p) {
     const st_stats *s = &P->st;
     char v[32], r[64], a[32], b[32];
-    /* The Vulkan backend will report busy %, VRAM used/budget and the device
-     * name here; the CPU backend has threads and CPU use. */
+    if (P->gpu_name[0]) {
+        /* the GPU backend: device, busy fraction (timestamp queries), VRAM */
+        plain(p, UI_C_VALUE, "%s", P->gpu_name);
+        snprintf(v, sizeof v, "%.0f%%", s->gpu_busy * 100.0);
+        snprintf(r, sizeof r, "%s backend", s->backend ? s->backend : "gpu");
+        figure(p, "busy ", v, "", UI_C_VALUE, r);
+        spark_line(p, &P->gpu, 100.0f, UI_C_SPARK);
+        if (s->gpu_vram_budget) usage_bar(p, "vram ", s->gpu_vram_used, s->gpu_vram_budget);
+    }
+    /* the CPU: threads and use */
     snprintf(v, sizeof v, "%.0f%%", P->cpu_now);
     snprintf(r, sizeof r, "%d threads, %d cpus", s->n_threads, P->n_cpus);
-    char be[32];
-    snprintf(be, sizeof be, "%s backend", s->backend ? s->backend : "cpu");
-    figure(p, "", be, "", UI_C_VALUE, r);
-    figure(p, "use ", v, " of a core", UI_C_VALUE, NULL);
-    spark_line(p, &P->cpu, (float)(P->n_cpus * 100), UI_C_SPARK2);
+    if (!P->gpu_name[0]) {
+        char be[32];
+        snprintf(be, sizeof be, "%s backend", s->backend ? s->backend : "cpu");
+        figure(p, "", be, "", UI_C_VALUE, r);
+        figure(p, "use ", v, " of a core", UI_C_VALUE, NULL);
+        spark_line(p, &P->cpu, (float)(P->n_cpus * 100), UI_C_SPARK2);
+    } else figure(p, "cpu ", v, "", UI_C_VALUE, r);
     ui_fmt_bytes(a, sizeof a, (double)s->rss_bytes);
     ui_fmt_bytes(b, sizeof b, (double)s->peak_rss_bytes);
     snprintf(r, sizeof r, "peak %s", b);
@@ -318,7 +357,7 @@ void ui_panels_draw(const ui_panels *P, ui_rect r, ui_panel_mode mode) {
     if (r.h <= 0 || r.w <= 0) return;
     char lt[48];
     snprintf(lt, sizeof lt, "Layers %d", P->st.store.n_layer ? P->st.store.n_layer : P->st.n_layer);
-    bool gpu = P->have && P->st.backend && strcmp(P->st.backend, "cpu") != 0;
+    bool gpu = P->have && P->gpu_name[0];
     struct { const char *t; box_fn fn; } boxes[4] = {
         {"Speed", box_speed}, {"Prefetch", box_prefetch}, {lt, box_layers}, {gpu ? "GPU" : "CPU + memory", box_system}};
     if (!P->have) {

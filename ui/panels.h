@@ -31,7 +31,7 @@ void ui_series_push(ui_series *s, bool has, float v);
 int ui_sparkline(const ui_series *s, int width, float max, const char *const levels[9], char *out, int cap);
 
 typedef struct ui_panels {
-    ui_series decode, prompt, ready, cpu;
+    ui_series decode, prompt, ready, cpu, gpu;
     st_stats st;
     bool have;
     uint64_t sample_t0;                /* start of the open sample */
@@ -40,6 +40,7 @@ typedef struct ui_panels {
     uint64_t b_cpu_ticks, b_wall;
     uint64_t last_prompt_key;          /* n_prompt ^ prompt_ns last recorded */
     float decode_now, ready_now, cpu_now;
+    char gpu_name[128];                /* st_stats.gpu_device, copied ("" on the CPU) */
     int n_cpus;
 } ui_panels;
 
