@@ -58,7 +58,7 @@ void backend_report(FILE *f, const char *cmd, const st_session_params *p, const 
     }
 #ifdef STRATA_VULKAN
     st_error e = {0};
-    if (st_vk_pick_device(p->device, p->device < 0, &e) < 0)
+    if (st_vk_probe_device(p->device, &e) < 0) /* in a child: the CPU path loads no driver */
         fprintf(f, "strata %s: no discrete Vulkan GPU, running on the CPU (%s)\n", cmd, e.msg);
 #else
     fprintf(f, "strata %s: built without Vulkan, running on the CPU\n", cmd);

@@ -36,6 +36,9 @@ int st_vk_list_devices(st_vk_device_info *out, int cap, st_error *err);
 /* The device a session would use: `device` >= 0 that one, -1 the preferred
  * (discrete, then integrated, virtual, cpu). Returns the index or -1. */
 int st_vk_pick_device(int device, bool discrete_only, st_error *err);
+/* The same for a discrete device only, run in a child process so that this
+ * process loads no driver when there is none (vk_probe.c). */
+int st_vk_probe_device(int device, st_error *err);
 
 /* Errors reported by the validation layers so far, when they are enabled
  * (environment STRATA_VK_VALIDATION=1). */

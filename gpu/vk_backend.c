@@ -845,7 +845,7 @@ bool st_vk_backend_figures_get(st_backend *b, st_vk_backend_figures *o) {
 static st_status vk_factory(const st_model *m, const st_session_params *p, st_backend **out, st_error *err) {
     int dev = p->device;
     if (p->backend == ST_BACKEND_AUTO) {
-        dev = st_vk_pick_device(dev, dev < 0, err);
+        dev = st_vk_probe_device(dev, err);
         if (dev < 0) return err && err->code ? err->code : ST_ERR_UNSUPPORTED;
     }
     return st_vk_backend_new(&m->hp, p->n_ctx, p->n_batch, p->kv_f32, dev, out, err);
