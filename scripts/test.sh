@@ -18,7 +18,7 @@ if [ "${STRATA_SAN:-1}" != 0 ]; then
   # Excluded here (they run in build/ above), each for a reason written in
   # tests/sanitizers/exclude.txt; suppressions, each with its reason, in
   # tests/sanitizers/{ubsan,lsan}.supp.
-  exclude=$(grep -v '^#' tests/sanitizers/exclude.txt | awk 'NF {print $1}' | paste -sd'|' -)
+  exclude=$(awk '!/^#/ && NF {print $1}' tests/sanitizers/exclude.txt | paste -sd'|' -)
   (cd build-san &&
     ASAN_OPTIONS=halt_on_error=1:abort_on_error=1:detect_leaks=1 \
     UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1:suppressions="$PWD/../tests/sanitizers/ubsan.supp" \
