@@ -18,10 +18,10 @@ STRATA=$(cd "$(dirname "$STRATA")" && pwd)/$(basename "$STRATA")
 command -v tmux >/dev/null || { echo "tmux not installed: skipped"; exit 77; }
 export LC_ALL=C.UTF-8 LANG=C.UTF-8
 TMP=$(mktemp -d /tmp/strata-tui.XXXXXX)
-SOCK="strata-e2e-$$"
+SOCK="$TMP/tmux.sock"
 export XDG_STATE_HOME="$TMP/state"
 export XDG_DATA_HOME="$TMP/data"          # the history database
-T() { tmux -L "$SOCK" -f /dev/null "$@"; }
+T() { tmux -S "$SOCK" -f /dev/null "$@"; }
 cleanup() { T kill-server >/dev/null 2>&1; rm -rf "$TMP"; }
 trap cleanup EXIT
 fail() {
@@ -87,14 +87,16 @@ grep -qF "Once upon a time there was a little fox" <<<"$s" || fail "the user's t
 grep -qE "^strata-tiny-14m +[0-9]+ tok · [0-9.]+ tok/s" <<<"$s" || fail "no reply header with figures"
 reply=$(awk '/^strata-tiny-14m +[0-9]+ tok/{f=1; next} f' <<<"$s" | cut -c1-60 | grep -E '^  [^ ]' | head -1)
 [ -n "$reply" ] || fail "the reply has no text"
-# panels: numbers
-check "decode [0-9]+\.[0-9]+ tok/s" "decode tok/s"
+# panels: numbers (they sample at 10 Hz: a short reply may end between two samples)
+wait_re "decode [0-9]+\.[0-9]+ tok/s" 3
 check "prompt [0-9]+\.[0-9]+ tok/s" "prompt tok/s"
 check "ready [0-9]+\.[0-9]% when needed" "ready-when-needed rate"
 check "sync [0-9]+ · waits [0-9]+ · stall" "sync loads and stall"
 check "slots [0-9]/4" "slot occupancy"
 check "rss [0-9.]+ (MiB|KiB|GiB)" "process memory"
 # the layer map: the line under "Layers 8", exactly 8 cells
+wait_re "│[·░▓█▪]*[▓█░][·░▓█▪]* *$" 3
+s=$(screen)
 map=$(grep -A1 -F "Layers 8" <<<"$s" | tail -1 | sed 's/.*│//; s/ *$//')
 [ "${#map}" -eq 8 ] || fail "layer map '$map' has ${#map} cells, expected 8"
 [[ "$map" =~ ^[·░▓█▪]{8}$ ]] || fail "layer map '$map' has unknown cells"
@@ -179,18 +181,29 @@ reply=$(awk '/^strata-tiny-14m  stopped/{f=1; next} f' <<<"$s" | cut -c1-60 | gr
 capture chat-stopped
 T send-keys -t e2e End Tab                # back to the input
 
+# ---- a multi-line paste stays in the input (bracketed paste) ----------------------
+T set-buffer -b e2e "$(printf 'pasted line one\npasted line two')"
+T paste-buffer -p -b e2e -t e2e
+wait_for "pasted line two" 5
+s=$(screen)
+grep -qE "^. pasted line one" <<<"$s" && grep -qE "^  pasted line two" <<<"$s" || fail "the paste is not two lines of the input"
+grep -qE "^You" <<<"$(awk '/pasted line one/{exit} 1' <<<"$s" | tail -3)" && fail "the paste was sent"
+T send-keys -t e2e C-c                   # clears the input
+wait_gone "pasted line two" 5
+
 # ---- a follow-up reuses the cache --------------------------------------------------
 T send-keys -t e2e -l "/max 8"
 T send-keys -t e2e Enter
 T send-keys -t e2e -l "And then?"
 T send-keys -t e2e Enter
 wait_for "And then?" 5
-sleep 0.2
+cached=""
 for ((i = 0; i < 200; i++)); do
-    [ "$(screen | grep -cE "tok/s · prompt")" -ge 2 ] && break
+    # the figures of the reply under "And then?"
+    cached=$(screen | awk '/^  And then\?/{f=1} f' | grep -oE "prompt [0-9]+ \(\+[0-9]+ cached\)" | head -1 | grep -oE "\+[0-9]+" | tr -d +)
+    [ -n "$cached" ] && break
     sleep 0.05
 done
-cached=$(screen | grep -oE "prompt [0-9]+ \(\+[0-9]+ cached\)" | tail -1 | grep -oE "\+[0-9]+" | tr -d +)
 [ -n "$cached" ] && [ "$cached" -gt 10 ] || fail "the follow-up did not reuse the KV cache (cached: '$cached')"
 
 # ---- quit with F10 -------------------------------------------------------------------
@@ -208,7 +221,7 @@ wait_for "ready" 20
 T send-keys -t e2e -l "Hello"
 T send-keys -t e2e Enter
 wait_for "tok/s · prompt" 30
-check "decode [0-9.]+ tok/s" "vt100: panels"
+wait_re "decode [0-9.]+ tok/s" 3
 capture chat-vt100
 T send-keys -t e2e C-q
 for ((i = 0; i < 100; i++)); do [ -s "$TMP/rc" ] && break; sleep 0.05; done

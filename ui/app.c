@@ -595,17 +595,7 @@ static void on_char(app *a, wint_t c) {
         }
     }
     switch (c) {
-    case '\r': {
-        /* Enter arriving together with more keys is a paste without
-         * bracketed-paste support: a line break, not "send" */
-        wint_t n;
-        int t = read_key(a, &n);
-        if (t != ERR) {
-            unread_key(a, t, n);
-            edit(a, UI_KEY_NEWLINE, 0);
-        } else edit(a, UI_KEY_ENTER, 0);
-        return;
-    }
+    case '\r': edit(a, UI_KEY_ENTER, 0); return;   /* (inside a bracketed paste: a line break, above) */
     case '\n': edit(a, UI_KEY_NEWLINE, 0); return;
     case 1: edit(a, UI_KEY_HOME, 0); return;
     case 5: edit(a, UI_KEY_END, 0); return;

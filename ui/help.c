@@ -18,7 +18,7 @@ static const entry help[] = {
     {"F10 or Ctrl-Q", "quit (asks first while a reply is being generated)"},
     {NULL, "Chat input"},
     {"Enter", "send"},
-    {"Alt-Enter, Ctrl-J", "new line in the message (pasted text keeps its lines)"},
+    {"Alt-Enter, Ctrl-J", "new line in the message (a paste keeps its lines: bracketed paste)"},
     {"Esc or Ctrl-C", "stop the reply being generated (the partial reply is kept)"},
     {"Left Right", "move by character; Ctrl-Left/Right, Alt-B/F: by word"},
     {"Home End, Ctrl-A Ctrl-E", "start / end of the line"},
