@@ -623,6 +623,7 @@ Test(engine, stats_from_another_thread, .init = open_model, .fini = close_model)
     cr_assert_eq(ss.n_layer, 8);
     cr_assert_eq(ss.n_threads, 2);
     cr_assert_str_eq(ss.backend, "cpu");
+    st_session_free(s);
 }
 
 /* ------------------------------------------------------------ (g) seeds */
