@@ -33,30 +33,34 @@ fail() {
     exit 1
 }
 screen() { T capture-pane -p -t e2e; }
+# Waits are hang checks, not speed tests: a sanitized build on a loaded
+# 2-core CI machine can be several times slower than a developer's, so every
+# limit is multiplied by TUI_E2E_SLOW (default 4).
+SLOW=${TUI_E2E_SLOW:-4}
 # wait_for TEXT [SECONDS]: until the screen shows TEXT (fixed string)
 wait_for() {
-    local n=$(( ${2:-15} * 20 ))
+    local n=$(( ${2:-15} * 20 * SLOW ))
     for ((i = 0; i < n; i++)); do
         screen | grep -qF -- "$1" && return 0
         sleep 0.05
     done
-    fail "'$1' did not appear within ${2:-15} s"
+    fail "'$1' did not appear within $(( ${2:-15} * SLOW )) s"
 }
 wait_gone() {
-    local n=$(( ${2:-15} * 20 ))
+    local n=$(( ${2:-15} * 20 * SLOW ))
     for ((i = 0; i < n; i++)); do
         screen | grep -qF -- "$1" || return 0
         sleep 0.05
     done
-    fail "'$1' still on the screen after ${2:-15} s"
+    fail "'$1' still on the screen after $(( ${2:-15} * SLOW )) s"
 }
 wait_re() {
-    local n=$(( ${2:-15} * 20 ))
+    local n=$(( ${2:-15} * 20 * SLOW ))
     for ((i = 0; i < n; i++)); do
         screen | grep -qE -- "$1" && return 0
         sleep 0.05
     done
-    fail "/$1/ did not appear within ${2:-15} s"
+    fail "/$1/ did not appear within $(( ${2:-15} * SLOW )) s"
 }
 check() { screen | grep -qE -- "$1" || fail "$2 (no match for /$1/)"; }
 capture() { [ -n "$CAPDIR" ] && screen > "$CAPDIR/$1.txt"; return 0; }
