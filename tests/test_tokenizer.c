@@ -13,7 +13,6 @@
 #include <time.h>
 
 #define SPM_VOCAB "refs/tokenizer/ggml-vocab-llama-spm.gguf"
-#define SEP "\n__ggml_vocab_test__\n"
 
 static st_tokenizer *load_tok(const char *path) {
     st_error err = {0};
@@ -66,66 +65,19 @@ static void fmt_ids(char *out, size_t cap, const int32_t *ids, int64_t n) {
 
 /* ---- the 46 llama.cpp cases ------------------------------------------- */
 
-typedef struct {
-    char *text;
-    size_t len;
-    int32_t *ids;
-    int64_t n;
-} vcase;
 
-static int load_cases(vcase **out) {
-    size_t il, ol;
-    char *inp = tu_read_file(tu_shared_path(SPM_VOCAB ".inp"), &il);
-    char *outp = tu_read_file(tu_shared_path(SPM_VOCAB ".out"), &ol);
-    cr_assert(inp && outp, "missing .inp/.out next to the vocab");
-    vcase *cs = calloc(128, sizeof *cs);
-    int nc = 0;
-    size_t seplen = strlen(SEP);
-    char *p = inp, *end = inp + il;
-    while (p < end) {
-        char *q = memmem(p, (size_t)(end - p), SEP, seplen);
-        cr_assert_not_null(q, "the .inp must end with the separator");
-        cr_assert_lt(nc, 128);
-        cs[nc].len = (size_t)(q - p);
-        cs[nc].text = malloc(cs[nc].len + 1);
-        memcpy(cs[nc].text, p, cs[nc].len);
-        cs[nc].text[cs[nc].len] = 0;
-        nc++;
-        p = q + seplen;
-    }
-    /* .out: one line per case */
-    char *line = outp;
-    for (int i = 0; i < nc; i++) {
-        char *nl = strchr(line, '\n');
-        cr_assert_not_null(nl, ".out has fewer lines than .inp has cases");
-        *nl = 0;
-        cs[i].ids = malloc(sizeof(int32_t) * (strlen(line) + 1));
-        char *s = line, *e;
-        for (;;) {
-            long v = strtol(s, &e, 10);
-            if (e == s) break;
-            cs[i].ids[cs[i].n++] = (int32_t)v;
-            s = e;
-        }
-        line = nl + 1;
-    }
-    free(inp);
-    free(outp);
-    *out = cs;
+static int load_cases(tu_vocab_case **out) {
+    char why[512];
+    int nc = tu_vocab_cases_load(SPM_VOCAB, out, why, sizeof why);
+    cr_assert_geq(nc, 0, "%s", why);
     return nc;
 }
 
-static void free_cases(vcase *cs, int nc) {
-    for (int i = 0; i < nc; i++) {
-        free(cs[i].text);
-        free(cs[i].ids);
-    }
-    free(cs);
-}
+#define free_cases tu_vocab_cases_free
 
 Test(tokenizer, llama_spm_46_cases) {
     st_tokenizer *t = load_spm_or_skip();
-    vcase *cs;
+    tu_vocab_case *cs;
     int nc = load_cases(&cs);
     cr_assert_eq(nc, 46, "expected 46 cases, found %d", nc);
     int fails = 0;
@@ -150,7 +102,7 @@ Test(tokenizer, llama_spm_46_cases) {
 /* decode(encode(text)) == text: the encoder's space prefix is removed again */
 Test(tokenizer, llama_spm_round_trip) {
     st_tokenizer *t = load_spm_or_skip();
-    vcase *cs;
+    tu_vocab_case *cs;
     int nc = load_cases(&cs);
     int fails = 0;
     for (int i = 0; i < nc; i++) {

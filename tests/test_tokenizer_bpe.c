@@ -15,7 +15,6 @@
 #include <string.h>
 #include <time.h>
 
-#define SEP "\n__ggml_vocab_test__\n"
 #define GPT2_VOCAB "refs/tokenizer/ggml-vocab-gpt-2.gguf"
 #define LLAMA3_VOCAB "refs/tokenizer/ggml-vocab-llama-bpe.gguf"
 #define QWEN2_VOCAB "refs/tokenizer/ggml-vocab-qwen2.gguf"
@@ -68,69 +67,20 @@ static void fmt_ids(char *out, size_t cap, const int32_t *ids, int64_t n) {
 
 /* ---- the 46 llama.cpp cases -------------------------------------------- */
 
-typedef struct {
-    char *text;
-    size_t len;
-    int32_t *ids;
-    int64_t n;
-} vcase;
 
-static int load_cases(const char *vocab, vcase **out) {
-    char pi[512], po[512];
-    snprintf(pi, sizeof pi, "%s.inp", vocab);
-    snprintf(po, sizeof po, "%s.out", vocab);
-    size_t il, ol;
-    char *inp = tu_read_file(tu_shared_path(pi), &il);
-    char *outp = tu_read_file(tu_shared_path(po), &ol);
-    cr_assert(inp && outp, "missing .inp/.out next to %s", vocab);
-    vcase *cs = calloc(128, sizeof *cs);
-    int nc = 0;
-    size_t seplen = strlen(SEP);
-    char *p = inp, *end = inp + il;
-    while (p < end) {
-        char *q = memmem(p, (size_t)(end - p), SEP, seplen);
-        cr_assert_not_null(q, "the .inp must end with the separator");
-        cr_assert_lt(nc, 128);
-        cs[nc].len = (size_t)(q - p);
-        cs[nc].text = malloc(cs[nc].len + 1);
-        memcpy(cs[nc].text, p, cs[nc].len);
-        cs[nc].text[cs[nc].len] = 0;
-        nc++;
-        p = q + seplen;
-    }
-    char *line = outp;
-    for (int i = 0; i < nc; i++) {
-        char *nl = strchr(line, '\n');
-        cr_assert_not_null(nl, ".out has fewer lines than .inp has cases");
-        *nl = 0;
-        cs[i].ids = malloc(sizeof(int32_t) * (strlen(line) + 1));
-        char *s = line, *e;
-        for (;;) {
-            long v = strtol(s, &e, 10);
-            if (e == s) break;
-            cs[i].ids[cs[i].n++] = (int32_t)v;
-            s = e;
-        }
-        line = nl + 1;
-    }
-    free(inp);
-    free(outp);
-    *out = cs;
+static int load_cases(const char *vocab, tu_vocab_case **out) {
+    char why[512];
+    int nc = tu_vocab_cases_load(vocab, out, why, sizeof why);
+    cr_assert_geq(nc, 0, "%s", why);
     return nc;
 }
 
-static void free_cases(vcase *cs, int nc) {
-    for (int i = 0; i < nc; i++) {
-        free(cs[i].text);
-        free(cs[i].ids);
-    }
-    free(cs);
-}
+#define free_cases tu_vocab_cases_free
 
 /* all 46 cases identical; prints each differing input and both id lists */
 static void check_vectors(const char *vocab, const char *name) {
     st_tokenizer *t = load_or_skip(vocab);
-    vcase *cs;
+    tu_vocab_case *cs;
     int nc = load_cases(vocab, &cs);
     cr_assert_eq(nc, 46, "expected 46 cases, found %d", nc);
     int fails = 0;
@@ -160,7 +110,7 @@ Test(tokenizer_bpe, qwen2_46_cases) { check_vectors(QWEN2_VOCAB, "qwen2"); }
  * llama.cpp's detokenize agrees where it does not clean up spaces */
 static void check_round_trip(const char *vocab, bool clean_spaces) {
     st_tokenizer *t = load_or_skip(vocab);
-    vcase *cs;
+    tu_vocab_case *cs;
     int nc = load_cases(vocab, &cs);
     int fails = 0;
     for (int i = 0; i < nc; i++) {

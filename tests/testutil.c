@@ -1,3 +1,4 @@
+#define _GNU_SOURCE /* memmem */
 #include "testutil.h"
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,4 +51,66 @@ const char *tu_tmpdir(void) {
         if (!mkdtemp(dir)) snprintf(dir, sizeof dir, "/tmp");
     }
     return dir;
+}
+
+int tu_vocab_cases_load(const char *vocab, tu_vocab_case **out, char *why, size_t why_cap) {
+    static const char SEP[] = "\n__ggml_vocab_test__\n";
+    char pi[1024], po[1024];
+    snprintf(pi, sizeof pi, "%.1000s.inp", vocab);
+    snprintf(po, sizeof po, "%.1000s.out", vocab);
+    size_t il = 0, ol = 0;
+    char *inp = tu_read_file(tu_shared_path(pi), &il);
+    char *outp = tu_read_file(tu_shared_path(po), &ol);
+    tu_vocab_case *cs = calloc(128, sizeof *cs);
+    int nc = 0;
+    const char *err = NULL;
+    if (!inp || !outp || !cs) { err = "missing .inp/.out next to the vocab"; goto done; }
+    size_t seplen = strlen(SEP);
+    char *p = inp, *end = inp + il;
+    while (p < end) {
+        char *q = memmem(p, (size_t)(end - p), SEP, seplen);
+        if (!q) { err = "the .inp must end with the separator"; goto done; }
+        if (nc >= 128) { err = "more than 128 cases"; goto done; }
+        cs[nc].len = (size_t)(q - p);
+        cs[nc].text = malloc(cs[nc].len + 1);
+        memcpy(cs[nc].text, p, cs[nc].len);
+        cs[nc].text[cs[nc].len] = 0;
+        nc++;
+        p = q + seplen;
+    }
+    char *line = outp;
+    for (int i = 0; i < nc; i++) {
+        char *nl = strchr(line, '\n');
+        if (!nl) { err = ".out has fewer lines than .inp has cases"; goto done; }
+        *nl = 0;
+        cs[i].ids = malloc(sizeof(int32_t) * (strlen(line) + 1));
+        char *s = line, *e;
+        for (;;) {
+            long v = strtol(s, &e, 10);
+            if (e == s) break;
+            cs[i].ids[cs[i].n++] = (int32_t)v;
+            s = e;
+        }
+        line = nl + 1;
+    }
+done:
+    free(inp);
+    free(outp);
+    if (err) {
+        snprintf(why, why_cap, "%s: %s", vocab, err);
+        tu_vocab_cases_free(cs, nc);
+        *out = NULL;
+        return -1;
+    }
+    *out = cs;
+    return nc;
+}
+
+void tu_vocab_cases_free(tu_vocab_case *cs, int nc) {
+    if (!cs) return;
+    for (int i = 0; i < nc; i++) {
+        free(cs[i].text);
+        free(cs[i].ids);
+    }
+    free(cs);
 }

@@ -5,6 +5,7 @@
 #include <cjson/cJSON.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /* "<shared>/<rel>" into a static buffer (one per call site: copy if needed) */
 const char *tu_shared_path(const char *rel);
@@ -17,5 +18,18 @@ char *tu_read_file(const char *path, size_t *len);
 cJSON *tu_read_json(const char *path);
 /* A fresh temporary directory for the test (removed by nobody; under /tmp). */
 const char *tu_tmpdir(void);
+
+/* llama.cpp's tokenizer test vectors: NAME.inp holds the cases separated by
+ * "\n__ggml_vocab_test__\n", NAME.out one line of ids per case. */
+typedef struct {
+    char *text;
+    size_t len;
+    int32_t *ids;
+    int64_t n;
+} tu_vocab_case;
+/* Loads "<shared>/<vocab>.inp/.out"; returns the case count, or -1 with a
+ * reason in why[] when the files are missing or malformed. */
+int tu_vocab_cases_load(const char *vocab, tu_vocab_case **out, char *why, size_t why_cap);
+void tu_vocab_cases_free(tu_vocab_case *cs, int nc);
 
 #endif
