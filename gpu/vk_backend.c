@@ -169,6 +169,7 @@ static st_status cb_begin(vk_be *be, st_error *err) {
         vkCmdResetQueryPool(cb, be->qp, (uint32_t)(2 * be->cur), 2);
         vkCmdWriteTimestamp(cb, VK_PIPELINE_STAGE_TOP_OF_PIPE_BIT, be->qp, (uint32_t)(2 * be->cur));
     }
+    vk_prof_start(be->c, cb);
     be->recording = true;
     return ST_OK;
 }
@@ -213,6 +214,7 @@ static st_status cb_submit(vk_be *be, bool wait, st_error *err) {
     if (wait) {
         rc = vkerr(vkWaitForFences(c->dev, 1, &be->fence, VK_TRUE, UINT64_MAX), "vkWaitForFences", err);
         collect_ts(be);
+        if (!rc) vk_prof_collect(c);
     }
     return rc;
 }

@@ -634,6 +634,46 @@ void vk_barrier(VkCommandBuffer cb) {
                          VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT, 0, 1, &mb, 0, NULL, 0, NULL);
 }
 
+/* ------------------------------------------------------------ profiling */
+
+static void prof_mark(st_vk_ctx *c, VkCommandBuffer cb, int id) {
+    if (c->prof_n >= VK_PROF_MAX) return;
+    if (c->prof_n == 0) vkCmdResetQueryPool(cb, c->prof_qp, 0, VK_PROF_MAX);
+    c->prof_id[c->prof_n] = (int16_t)id;
+    vkCmdWriteTimestamp(cb, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, c->prof_qp, c->prof_n++);
+}
+
+void vk_prof_start(st_vk_ctx *c, VkCommandBuffer cb) {
+    if (c->prof) prof_mark(c, cb, -1);
+}
+
+void vk_prof_collect(st_vk_ctx *c) {
+    if (!c->prof || c->prof_n == 0) return;
+    static uint64_t t[VK_PROF_MAX];
+    VkResult r = vkGetQueryPoolResults(c->dev, c->prof_qp, 0, c->prof_n, sizeof t, t, sizeof t[0],
+                                       VK_QUERY_RESULT_64_BIT | VK_QUERY_RESULT_WAIT_BIT);
+    if (r == VK_SUCCESS)
+        for (uint32_t i = 1; i < c->prof_n; i++) {
+            int id = c->prof_id[i];
+            if (id < 0 || t[i] < t[i - 1]) continue;
+            c->prof_ns[id] += (double)(t[i] - t[i - 1]) * c->ts_period;
+            c->prof_cnt[id]++;
+        }
+    c->prof_n = 0;
+}
+
+static void prof_report(st_vk_ctx *c) {
+    double total = 0;
+    for (int i = 0; i <= VKP_COUNT; i++) total += c->prof_ns[i];
+    if (total <= 0) return;
+    fprintf(stderr, "vulkan profile (GPU time per pipeline, timestamps after each dispatch):\n");
+    for (int i = 0; i <= VKP_COUNT; i++)
+        if (c->prof_cnt[i])
+            fprintf(stderr, "  %-12s %10.3f ms %5.1f%%  %8llu dispatches  %8.2f us each\n", i < VKP_COUNT ? pipe_names[i] : "other", c->prof_ns[i] / 1e6,
+                    100.0 * c->prof_ns[i] / total, (unsigned long long)c->prof_cnt[i], c->prof_ns[i] / 1e3 / (double)c->prof_cnt[i]);
+    fprintf(stderr, "  %-12s %10.3f ms\n", "total", total / 1e6);
+}
+
 void vk_dispatch_nb(st_vk_ctx *c, VkCommandBuffer cb, VkPipeline pipe, const vk_bind *b, int nb, const void *push,
                     uint32_t push_bytes, uint32_t gx, uint32_t gy, uint32_t gz) {
     VkDescriptorBufferInfo bi[VK_MAX_BINDINGS];
@@ -652,6 +692,12 @@ void vk_dispatch_nb(st_vk_ctx *c, VkCommandBuffer cb, VkPipeline pipe, const vk_
     memcpy(pc, push, push_bytes);
     vkCmdPushConstants(cb, c->layout, VK_SHADER_STAGE_COMPUTE_BIT, 0, VK_PUSH_BYTES, pc);
     vkCmdDispatch(cb, gx, gy, gz);
+    if (c->prof) {
+        int id = VKP_COUNT;
+        for (int i = 0; i < VKP_COUNT; i++)
+            if (c->pipes[i] == pipe) id = i;
+        prof_mark(c, cb, id);
+    }
 }
 
 void vk_dispatch(st_vk_ctx *c, VkCommandBuffer cb, VkPipeline pipe, const vk_bind *b, int nb, const void *push,
@@ -676,6 +722,10 @@ static void ctx_destroy(st_vk_ctx *c) {
     if (!c) return;
     if (c->dev) {
         vkDeviceWaitIdle(c->dev);
+        if (c->prof_qp) {
+            prof_report(c);
+            vkDestroyQueryPool(c->dev, c->prof_qp, NULL);
+        }
         for (int i = 0; i < VKP_COUNT; i++)
             if (c->pipes[i]) vkDestroyPipeline(c->dev, c->pipes[i], NULL);
         if (c->layout) vkDestroyPipelineLayout(c->dev, c->layout, NULL);
@@ -773,6 +823,10 @@ static st_status ctx_create(int want, st_vk_ctx **out, st_error *err) {
         c->dev = VK_NULL_HANDLE;
         rc = st_error_set(err, ST_ERR_UNSUPPORTED, "vulkan: cannot create a device on %s (%s)", info.name, vk_result_str(r));
         goto fail;
+    }
+    if (c->ts_period > 0 && env_on("STRATA_VK_PROFILE")) {
+        VkQueryPoolCreateInfo qpi = {.sType = VK_STRUCTURE_TYPE_QUERY_POOL_CREATE_INFO, .queryType = VK_QUERY_TYPE_TIMESTAMP, .queryCount = VK_PROF_MAX};
+        c->prof = vkCreateQueryPool(c->dev, &qpi, NULL, &c->prof_qp) == VK_SUCCESS;
     }
     vkGetDeviceQueue(c->dev, c->qf_compute, 0, &c->q_compute);
     vkGetDeviceQueue(c->dev, c->qf_transfer, 0, &c->q_transfer);

@@ -25,6 +25,7 @@ typedef enum {
 
 #define VK_MAX_BINDINGS 6
 #define VK_PUSH_BYTES 128
+#define VK_PROF_MAX 4096
 
 /* A range of a device-local pool block (sub-allocation). */
 typedef struct vk_alloc {
@@ -96,6 +97,16 @@ typedef struct st_vk_ctx {
     VkFence up_fence;
     VkSemaphore up_sem;
     _Atomic uint64_t up_value;
+
+    /* STRATA_VK_PROFILE=1: a timestamp after every dispatch; GPU time per
+     * pipeline is summed and printed on stderr when the context closes.
+     * For benchmarking one session at a time (not thread-safe). */
+    bool prof;
+    VkQueryPool prof_qp;
+    uint32_t prof_n;
+    int16_t prof_id[VK_PROF_MAX];
+    double prof_ns[VKP_COUNT + 1];
+    uint64_t prof_cnt[VKP_COUNT + 1];
 } st_vk_ctx;
 
 /* Opens (or shares) the context of device `index`, -1 = the preferred
@@ -138,6 +149,11 @@ void vk_dispatch(st_vk_ctx *c, VkCommandBuffer cb, VkPipeline pipe, const vk_bin
 void vk_dispatch_nb(st_vk_ctx *c, VkCommandBuffer cb, VkPipeline pipe, const vk_bind *b, int nb, const void *push,
                     uint32_t push_bytes, uint32_t gx, uint32_t gy, uint32_t gz);
 void vk_barrier(VkCommandBuffer cb);
+/* Profiling marks (no-ops unless STRATA_VK_PROFILE=1): vk_prof_start at the
+ * start of a command buffer, vk_prof_collect once every submission so far
+ * has finished. */
+void vk_prof_start(st_vk_ctx *c, VkCommandBuffer cb);
+void vk_prof_collect(st_vk_ctx *c);
 /* Splits n workgroups into a grid (*gx, *gy) with gx <= the device limit. */
 void vk_grid(const st_vk_ctx *c, uint32_t n, uint32_t *gx, uint32_t *gy);
 
