@@ -349,34 +349,44 @@ static uint32_t groups(const vk_be *be, uint64_t invocations) {
     return (uint32_t)((invocations + be->c->wg - 1) / be->c->wg);
 }
 
-static st_status rec_rmsnorm(vk_be *be, VkCommandBuffer cb, const vk_alloc *xin, uint32_t x_off, const dev_tensor *w,
-                             st_type wt, const vk_alloc *o, int n_rows, st_error *err) {
+/* How act.comp quantizes activations for weights of type wt: 0 to Q8_0, 1
+ * to Q8_K, 2 not at all (float weights). */
+static uint32_t act_kind(st_type wt) {
+    if (wt == ST_TYPE_F32 || wt == ST_TYPE_F16) return 2;
+    return st_type_traits_get(wt)->vec_dot_type == ST_TYPE_Q8_K ? 1 : 0;
+}
+
+/* One act.comp dispatch over n_rows rows of n: mode 0 copies xin, 1 applies
+ * RMSNorm with weight w (F32/F16), 2 SwiGLU of xin (gate) and u; the floats
+ * go to out, the quantized activations (kind) to aq/ad/ab. */
+static st_status rec_act(vk_be *be, VkCommandBuffer cb, uint32_t mode, const vk_alloc *xin, uint32_t x_off, uint32_t n,
+                         const dev_tensor *w, st_type wt, const vk_alloc *u, const vk_alloc *out, uint32_t kind, int n_rows,
+                         st_error *err) {
     VkPipeline p;
-    st_status rc = pipe(be, VKP_RMSNORM, &p, err);
+    st_status rc = pipe(be, VKP_ACT, &p, err);
     if (rc) return rc;
-    uint32_t D = (uint32_t)be->hp.n_embd, skip;
-    vk_bind b[3] = {vk_bind_all(xin), vk_bind_range(be->c, w->mem, w->off, (VkDeviceSize)D * (wt == ST_TYPE_F32 ? 4 : 2), &skip), vk_bind_all(o)};
-    struct { uint32_t n, x_off, x_stride, w_off, w_type, o_off, o_stride; float eps; } pc = {
-        D, x_off, D, skip, wt == ST_TYPE_F32 ? 0u : 1u, 0, D, be->hp.rms_eps};
-    vk_dispatch(be->c, cb, p, b, 3, &pc, sizeof pc, (uint32_t)n_rows, 1, 1);
+    uint32_t w_off = 0;
+    vk_bind wb = vk_bind_all(xin);
+    if (mode == 1) wb = vk_bind_range(be->c, w->mem, w->off, (VkDeviceSize)n * (wt == ST_TYPE_F32 ? 4 : 2), &w_off);
+    if (mode == 2) wb = vk_bind_all(u);
+    vk_bind b[6] = {vk_bind_all(xin), wb, vk_bind_all(out), vk_bind_all(&be->aq), vk_bind_all(&be->ad), vk_bind_all(&be->ab)};
+    struct { uint32_t n, x_off, x_stride, w_off, w_type, o_off, o_stride, mode, kind; float eps; } pc = {
+        n, x_off, n, w_off, wt == ST_TYPE_F16 ? 1u : 0u, 0, n, mode, kind, be->hp.rms_eps};
+    vk_dispatch(be->c, cb, p, b, 6, &pc, sizeof pc, (uint32_t)n_rows, 1, 1);
     return ST_OK;
+}
+
+/* RMSNorm of n_rows rows of x (from x_off) into xb, quantized for weights of type next */
+static st_status rec_rmsnorm(vk_be *be, VkCommandBuffer cb, uint32_t x_off, const dev_tensor *w, st_type wt, st_type next, int n_rows,
+                             st_error *err) {
+    return rec_act(be, cb, 1, &be->x, x_off, (uint32_t)be->hp.n_embd, w, wt, NULL, &be->xb, act_kind(next), n_rows, err);
 }
 
 /* Quantizes n_rows rows of n floats of `in` to the activation type of weight
  * type wt (nothing to do for float weights). */
 static st_status rec_quantize(vk_be *be, VkCommandBuffer cb, st_type wt, const vk_alloc *in, uint32_t n, int n_rows, st_error *err) {
-    if (wt == ST_TYPE_F32 || wt == ST_TYPE_F16) return ST_OK;
-    VkPipeline p;
-    st_status rc = pipe(be, VKP_QUANTIZE, &p, err);
-    if (rc) return rc;
-    uint32_t kind = st_type_traits_get(wt)->vec_dot_type == ST_TYPE_Q8_K ? 1 : 0;
-    uint32_t bsz = kind ? 256 : 32;
-    uint32_t gx, gy;
-    vk_grid(be->c, groups(be, (uint64_t)(n / bsz) * (uint32_t)n_rows), &gx, &gy);
-    vk_bind b[4] = {vk_bind_all(in), vk_bind_all(&be->aq), vk_bind_all(&be->ad), vk_bind_all(&be->ab)};
-    struct { uint32_t n, n_rows, x_off, x_stride, kind, gx; } pc = {n, (uint32_t)n_rows, 0, n, kind, gx};
-    vk_dispatch(be->c, cb, p, b, 4, &pc, sizeof pc, gx, gy, 1);
-    return ST_OK;
+    if (act_kind(wt) == 2) return ST_OK;
+    return rec_act(be, cb, 0, in, 0, n, NULL, ST_TYPE_F32, NULL, in, act_kind(wt), n_rows, err);
 }
 
 static vk_pipe_id matvec_pipe(st_type t) {
@@ -495,7 +505,7 @@ static st_status vk_layer(st_backend *b, int il, const st_layer *L, st_error *er
     VkCommandBuffer cb = be->cb[be->cur];
 
     /* attention */
-    if ((rc = rec_rmsnorm(be, cb, &be->x, 0, &dt[0], L->attn_norm.type, &be->xb, T, err))) return rc;
+    if ((rc = rec_rmsnorm(be, cb, 0, &dt[0], L->attn_norm.type, L->wq.type, T, err))) return rc;
     const st_tensor *qkv[3] = {&L->wq, &L->wk, &L->wv};
     const vk_alloc *qkv_out[3] = {&be->q, &be->k, &be->v};
     uint32_t qkv_n[3] = {D, DKV, DKV};
@@ -504,8 +514,8 @@ static st_status vk_layer(st_backend *b, int il, const st_layer *L, st_error *er
      * before must have read them first) */
     for (int i = 0; i < 3; i++) {
         st_type prev = i ? st_type_traits_get(qkv[i - 1]->type)->vec_dot_type : ST_TYPE_COUNT;
-        if (st_type_traits_get(qkv[i]->type)->vec_dot_type != prev) {
-            if (i) vk_barrier(cb);
+        if (i && st_type_traits_get(qkv[i]->type)->vec_dot_type != prev) {
+            vk_barrier(cb);
             if ((rc = rec_quantize(be, cb, qkv[i]->type, &be->xb, D, T, err))) return rc;
         }
         vk_bind ob = vk_bind_all(qkv_out[i]);
@@ -554,23 +564,15 @@ static st_status vk_layer(st_backend *b, int il, const st_layer *L, st_error *er
     if ((rc = rec_matvec(be, cb, &L->wo, &dt[4], &be->xb, &xbind, 0, D, true, T, err))) return rc;
 
     /* feed-forward */
-    if ((rc = rec_rmsnorm(be, cb, &be->x, 0, &dt[5], L->ffn_norm.type, &be->xb, T, err))) return rc;
-    if ((rc = rec_quantize(be, cb, L->w_gate.type, &be->xb, D, T, err))) return rc;
+    if ((rc = rec_rmsnorm(be, cb, 0, &dt[5], L->ffn_norm.type, L->w_gate.type, T, err))) return rc;
     vk_bind hb = vk_bind_all(&be->hb), hb2 = vk_bind_all(&be->hb2);
     bool requant = st_type_traits_get(L->w_up.type)->vec_dot_type != st_type_traits_get(L->w_gate.type)->vec_dot_type;
     /* gate and up are independent */
     if ((rc = rec_matvec_b(be, cb, &L->w_gate, &dt[6], &be->xb, &hb, 0, F, false, T, requant, err))) return rc;
     if (requant && (rc = rec_quantize(be, cb, L->w_up.type, &be->xb, D, T, err))) return rc;
     if ((rc = rec_matvec(be, cb, &L->w_up, &dt[7], &be->xb, &hb2, 0, F, false, T, err))) return rc;
-    if ((rc = pipe(be, VKP_SWIGLU, &p, err))) return rc;
-    {
-        uint32_t n = (uint32_t)T * F;
-        vk_grid(c, groups(be, n), &gx, &gy);
-        vk_bind bb[2] = {hb, hb2};
-        struct { uint32_t n, g_off, u_off, gx; } pc = {n, 0, 0, gx};
-        vk_dispatch(c, cb, p, bb, 2, &pc, sizeof pc, gx, gy, 1);
-    }
-    if ((rc = rec_quantize(be, cb, L->w_down.type, &be->hb, F, T, err))) return rc;
+    /* SwiGLU, quantized for the down projection */
+    if ((rc = rec_act(be, cb, 2, &be->hb, 0, F, NULL, ST_TYPE_F32, &be->hb2, &be->hb, act_kind(L->w_down.type), T, err))) return rc;
     if ((rc = rec_matvec(be, cb, &L->w_down, &dt[8], &be->hb, &xbind, 0, D, true, T, err))) return rc;
 
     /* a layer read from a slot is submitted now, so that the slot knows
@@ -599,8 +601,7 @@ static st_status vk_end(st_backend *b, const st_tensor *out_norm, const st_tenso
         return st_error_set(err, ST_ERR_UNSUPPORTED, "vulkan backend: logits of %d tokens (%.1f MiB) exceed the device's storage buffer range; use a smaller batch",
                             n, lbytes / 1048576.0);
     VkCommandBuffer cb = be->cb[be->cur];
-    if ((rc = rec_rmsnorm(be, cb, &be->x, (uint32_t)t0 * D, &dn, out_norm->type, &be->xb, n, err))) return rc;
-    if ((rc = rec_quantize(be, cb, out->type, &be->xb, D, n, err))) return rc;
+    if ((rc = rec_rmsnorm(be, cb, (uint32_t)t0 * D, &dn, out_norm->type, out->type, n, err))) return rc;
     uint32_t skip;
     vk_bind lb = vk_bind_range(be->c, &be->logits, 0, lbytes, &skip);
     if ((rc = rec_matvec(be, cb, out, &dout, &be->xb, &lb, skip / 4, V, false, n, err))) return rc;
@@ -934,7 +935,7 @@ st_status st_vk_test_rmsnorm(int device, const float *x, const float *w, int n, 
     if (!rc) rc = fixed_tensor(be, &t, &dw, err);
     if (!rc) rc = vk_upload(be->c, &be->x, 0, x, (size_t)n_tok * n * sizeof(float), VK_NULL_HANDLE, 0, err);
     if (!rc) rc = cb_begin(be, err);
-    if (!rc) rc = rec_rmsnorm(be, be->cb[be->cur], &be->x, 0, &dw, ST_TYPE_F32, &be->xb, n_tok, err);
+    if (!rc) rc = rec_rmsnorm(be, be->cb[be->cur], 0, &dw, ST_TYPE_F32, ST_TYPE_F32, n_tok, err);
     if (!rc) rc = test_finish(be, &be->xb, (size_t)n_tok * n * sizeof(float), out, err);
     if (be) vk_destroy(&be->base);
     return rc;
@@ -946,16 +947,8 @@ st_status st_vk_test_swiglu(int device, float *g, const float *u, int n, st_erro
     if (!rc) rc = vk_upload(be->c, &be->hb, 0, g, (size_t)n * sizeof(float), VK_NULL_HANDLE, 0, err);
     if (!rc) rc = vk_upload(be->c, &be->hb2, 0, u, (size_t)n * sizeof(float), VK_NULL_HANDLE, 0, err);
     if (!rc) rc = cb_begin(be, err);
-    VkPipeline p;
-    if (!rc) rc = pipe(be, VKP_SWIGLU, &p, err);
-    if (!rc) {
-        uint32_t gx, gy;
-        vk_grid(be->c, groups(be, (uint32_t)n), &gx, &gy);
-        vk_bind bb[2] = {vk_bind_all(&be->hb), vk_bind_all(&be->hb2)};
-        struct { uint32_t n, g_off, u_off, gx; } pc = {(uint32_t)n, 0, 0, gx};
-        vk_dispatch(be->c, be->cb[be->cur], p, bb, 2, &pc, sizeof pc, gx, gy, 1);
-        rc = test_finish(be, &be->hb, (size_t)n * sizeof(float), g, err);
-    }
+    if (!rc) rc = rec_act(be, be->cb[be->cur], 2, &be->hb, 0, (uint32_t)n, NULL, ST_TYPE_F32, &be->hb2, &be->hb, 2, 1, err);
+    if (!rc) rc = test_finish(be, &be->hb, (size_t)n * sizeof(float), g, err);
     if (be) vk_destroy(&be->base);
     return rc;
 }

@@ -17,7 +17,7 @@
 
 /* The pipelines, one per shader of gpu/shaders (names as in vk_shaders.c). */
 typedef enum {
-    VKP_RMSNORM, VKP_QUANTIZE, VKP_ROPE_Q, VKP_KV_STORE, VKP_ATTN, VKP_SWIGLU,
+    VKP_ACT, VKP_ROPE_Q, VKP_KV_STORE, VKP_ATTN,
     VKP_MATVEC_F32, VKP_MATVEC_F16, VKP_MATVEC_Q4_0, VKP_MATVEC_Q8_0,
     VKP_MATVEC_Q4_K, VKP_MATVEC_Q5_K, VKP_MATVEC_Q6_K,
     VKP_COUNT
@@ -69,6 +69,7 @@ typedef struct st_vk_ctx {
     uint32_t subgroup_size;
     bool subgroup_arith;
     uint32_t wg;                     /* workgroup size of the kernels: a multiple of the subgroup size */
+    uint32_t bwg;                    /* of the one-workgroup-per-row kernels (act): 256 where allowed */
     VkDeviceSize ssbo_align, ssbo_range;
     uint32_t max_groups_x;
     float ts_period;                 /* ns per timestamp tick; 0 = no timestamps */
