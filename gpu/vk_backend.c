@@ -36,6 +36,12 @@
 #include <sys/mman.h>
 
 #define NCB 4 /* command buffers in rotation */
+/* Flash-decoding: attention splits the positions of a (head, token) into up
+ * to this many chunks of at least ATTN_MIN_CHUNK positions (a multiple of
+ * the workgroup), at most ATTN_PART_BYTES of partial results in all. */
+#define ATTN_MAX_CHUNKS 128
+#define ATTN_MIN_CHUNK 64
+#define ATTN_PART_BYTES ((VkDeviceSize)32 << 20)
 #define BUSY_BUCKETS 128          /* of BUSY_BUCKET_NS each: more than a second */
 #define BUSY_BUCKET_NS 10000000ull
 
@@ -76,6 +82,7 @@ typedef struct vk_be {
     vk_alloc cs;                       /* [n_batch][n_rot] cos/sin */
     vk_alloc logits;                   /* [n_batch][n_vocab] */
     vk_alloc kc, vc;                   /* [n_layer][n_ctx][dkv] */
+    vk_alloc part;                     /* attention chunks: [n_batch][n_head][ATTN_PART_CHUNKS][head_dim + 2] */
     vk_hbuf in;                        /* host: embeddings + RoPE table */
     vk_hbuf out;                       /* host: logits read-back */
 
@@ -550,14 +557,34 @@ static st_status vk_layer(st_backend *b, int il, const st_layer *L, st_error *er
             (uint32_t)(kskip / be->kv_elt) + (uint32_t)be->pos0 * DKV, be->kv_f32 ? 1u : 0u, gx};
         vk_dispatch(c, cb, p, bb, 5, &pc, sizeof pc, gx, gy, 1);
     }
-    /* attention: one workgroup per (head, token) */
+    /* attention: one workgroup per (head, token, chunk of positions) */
     if ((rc = pipe(be, VKP_ATTN, &p, err))) return rc;
     {
-        vk_bind bb[4] = {vk_bind_all(&be->q), kcb, vcb, vk_bind_all(&be->xb)};
-        struct { uint32_t n_head, n_head_kv, head_dim, pos0, q_off, q_stride, kv_off, kv_stride, o_off, o_stride, kv_f32; float scale; } pc = {
-            (uint32_t)hp->n_head, (uint32_t)hp->n_head_kv, (uint32_t)hp->head_dim, (uint32_t)be->pos0, 0, D,
-            (uint32_t)(kskip / be->kv_elt), DKV, 0, D, be->kv_f32 ? 1u : 0u, 1.0f / sqrtf((float)hp->head_dim)};
-        vk_dispatch(c, cb, p, bb, 4, &pc, sizeof pc, (uint32_t)hp->n_head, (uint32_t)T, 1);
+        uint32_t hd = (uint32_t)hp->head_dim, nh = (uint32_t)hp->n_head, kv_len = (uint32_t)(be->pos0 + T);
+        uint32_t wg = c->wg, chunk = ATTN_MIN_CHUNK < wg ? wg : (ATTN_MIN_CHUNK + wg - 1) / wg * wg;
+        uint64_t per = (uint64_t)T * nh * (hd + 2) * 4;  /* bytes of one chunk's partials for the batch */
+        uint32_t max_chunks = (uint32_t)(ATTN_PART_BYTES / per);
+        if (max_chunks > ATTN_MAX_CHUNKS) max_chunks = ATTN_MAX_CHUNKS;
+        if (max_chunks < 1) max_chunks = 1;
+        uint32_t n_chunks = (kv_len + chunk - 1) / chunk;
+        if (n_chunks > max_chunks) {
+            n_chunks = max_chunks;
+            chunk = (kv_len + n_chunks - 1) / n_chunks;
+            chunk = (chunk + wg - 1) / wg * wg;
+            n_chunks = (kv_len + chunk - 1) / chunk;
+        }
+        vk_bind bb[5] = {vk_bind_all(&be->q), kcb, vcb, vk_bind_all(&be->xb), vk_bind_all(&be->part)};
+        struct { uint32_t n_head, n_head_kv, head_dim, pos0, q_off, q_stride, kv_off, kv_stride, o_off, o_stride, kv_f32; float scale;
+                 uint32_t chunk, n_chunks; } pc = {
+            nh, (uint32_t)hp->n_head_kv, hd, (uint32_t)be->pos0, 0, D,
+            (uint32_t)(kskip / be->kv_elt), DKV, 0, D, be->kv_f32 ? 1u : 0u, 1.0f / sqrtf((float)hp->head_dim), chunk, n_chunks};
+        vk_dispatch(c, cb, p, bb, 5, &pc, sizeof pc, nh, (uint32_t)T, n_chunks);
+        if (n_chunks > 1) {
+            if ((rc = pipe(be, VKP_ATTN_COMBINE, &p, err))) return rc;
+            vk_bind cbb[2] = {vk_bind_all(&be->part), vk_bind_all(&be->xb)};
+            struct { uint32_t n_head, head_dim, n_chunks, o_off, o_stride; } cpc = {nh, hd, n_chunks, 0, D};
+            vk_dispatch(c, cb, p, cbb, 2, &cpc, sizeof cpc, nh, (uint32_t)T, 1);
+        }
     }
     vk_bind xbind = vk_bind_all(&be->x);
     if ((rc = rec_quantize(be, cb, L->wo.type, &be->xb, D, T, err))) return rc;
@@ -798,7 +825,8 @@ st_status st_vk_backend_new(const st_hparams *hp, int n_ctx, int n_batch, bool k
         {&be->x, B * D * 4}, {&be->xb, B * D * 4}, {&be->q, B * D * 4}, {&be->k, B * DKV * 4}, {&be->v, B * DKV * 4},
         {&be->hb, B * F * 4}, {&be->hb2, B * F * 4}, {&be->aq, B * M}, {&be->ad, B * (M / 32 + 1) * 4},
         {&be->ab, B * (M / 16 + 1) * 4}, {&be->cs, B * (VkDeviceSize)hp->n_rot * 4 + 4},
-        {&be->logits, B * (VkDeviceSize)hp->n_vocab * 4}, {&be->kc, kv_bytes}, {&be->vc, kv_bytes}};
+        {&be->logits, B * (VkDeviceSize)hp->n_vocab * 4}, {&be->kc, kv_bytes}, {&be->vc, kv_bytes},
+        {&be->part, ATTN_PART_BYTES}};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) bufs[i].a->block = -1;
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0] && !rc; i++) rc = vk_alloc_dev(c, bufs[i].n, bufs[i].a, err);
     if (rc) goto fail;

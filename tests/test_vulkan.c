@@ -233,8 +233,10 @@ static void forward(st_backend *be, const rmodel *m, const float *x, int n, int 
 }
 
 /* The same batches through both backends: a 70-token prompt in batches of
- * 32, 10 single tokens, then a rewind to 50 and 3 more tokens (positions
- * overwritten in the cache). Every row of logits within tol x max|logit|. */
+ * 32, 10 single tokens, batches up to 197 positions (attention in up to 4
+ * chunks of 64 combined, see attn.comp), single tokens, then a rewind to 50
+ * and 3 more tokens (positions overwritten in the cache). Every row of
+ * logits within tol x max|logit|. */
 static void check_rmodel(st_type wtype, st_type ftype, st_type ntype, bool kv_f32, double tol) {
     need_device();
     rmodel m;
@@ -244,13 +246,14 @@ static void check_rmodel(st_type wtype, st_type ftype, st_type ntype, bool kv_f3
     st_threadpool *tp = NULL;
     cr_assert_eq(st_tp_new(2, &tp, &err), ST_OK);
     st_backend *cpu = NULL, *gpu = NULL;
-    int n_ctx = 96, n_batch = 32;
+    int n_ctx = 224, n_batch = 32;
     cr_assert_eq(st_cpu_backend_new(hp, n_ctx, n_batch, kv_f32, tp, &cpu, &err), ST_OK, "%s", err.msg);
     cr_assert_eq(st_vk_backend_new(hp, n_ctx, n_batch, kv_f32, g_dev, &gpu, &err), ST_OK, "%s", err.msg);
     int V = hp->n_vocab, D = hp->n_embd;
     float *x = malloc((size_t)n_batch * D * 4), *lc = malloc((size_t)n_batch * V * 4), *lg = malloc((size_t)n_batch * V * 4);
     int sched[][2] = {{0, 32}, {32, 32}, {64, 6}, {70, 1}, {71, 1}, {72, 1}, {73, 1}, {74, 1},
-                      {75, 1}, {76, 1}, {77, 1}, {78, 1}, {79, 1}, {50, 1}, {51, 2}, {53, 1}};
+                      {75, 1}, {76, 1}, {77, 1}, {78, 1}, {79, 1}, {80, 32}, {112, 32}, {144, 32}, {176, 20},
+                      {196, 1}, {197, 1}, {50, 1}, {51, 2}, {53, 1}};
     double worst = 0;
     for (size_t b = 0; b < sizeof sched / sizeof sched[0]; b++) {
         int pos0 = sched[b][0], n = sched[b][1];

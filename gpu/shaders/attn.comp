@@ -6,10 +6,17 @@
  * V accumulates in F16, rounded after every step; with an F32 cache all is
  * F32.
  *
- * Workgroup (h, t); positions are taken WG at a time: each invocation scores
+ * Flash-decoding: the positions are cut into n_chunks chunks of `chunk`
+ * (a multiple of WG) and workgroup (h, t, c) walks chunk c alone, so that a
+ * long context keeps the whole GPU busy even for one token. With one chunk
+ * the result is written normalized, exactly as a single pass; with more,
+ * each chunk writes its running maximum M, its sum S and its unnormalized
+ * output to part[] and attn_combine.comp merges them (in F32).
+ *
+ * Inside a chunk, positions are taken WG at a time: each invocation scores
  * one position into shared memory, then every invocation runs the online
- * softmax over the chunk for its own dimensions d = tid + k * WG (so the
- * head dimension may be up to 4 * WG). */
+ * softmax over them for its own dimensions d = tid + k * WG (so the head
+ * dimension may be up to 4 * WG). */
 #extension GL_GOOGLE_include_directive : require
 #include "common.glsl"
 
@@ -19,6 +26,7 @@ layout(std430, binding = 1) readonly buffer KC32 { float kc32[]; };
 layout(std430, binding = 2) readonly buffer VC16 { uint16_t vc16[]; };
 layout(std430, binding = 2) readonly buffer VC32 { float vc32[]; };
 layout(std430, binding = 3) writeonly buffer O { float o[]; };
+layout(std430, binding = 4) writeonly buffer PART { float part[]; }; /* [t][h][c][head_dim + 2] */
 
 layout(push_constant) uniform P {
     uint n_head, n_head_kv, head_dim, pos0;
@@ -27,6 +35,7 @@ layout(push_constant) uniform P {
     uint o_off, o_stride;
     uint kv_f32;
     float scale;
+    uint chunk, n_chunks;
 } p;
 
 shared float qsh[4 * WG];
@@ -36,7 +45,7 @@ float kval(uint i) { return p.kv_f32 != 0 ? kc32[i] : half_bits_to_float(uint(kc
 float vval(uint i) { return p.kv_f32 != 0 ? vc32[i] : half_bits_to_float(uint(vc16[i])); }
 
 void main() {
-    uint h = gl_WorkGroupID.x, t = gl_WorkGroupID.y, tid = gl_LocalInvocationID.x;
+    uint h = gl_WorkGroupID.x, t = gl_WorkGroupID.y, ch = gl_WorkGroupID.z, tid = gl_LocalInvocationID.x;
     uint hd = p.head_dim;
     uint kvh = h / (p.n_head / p.n_head_kv);
     uint pos = p.pos0 + t;
@@ -46,16 +55,17 @@ void main() {
     float acc[4] = float[4](0.0, 0.0, 0.0, 0.0);
     float M = uintBitsToFloat(0xff800000u), S = 0.0;
     uint kvb = p.kv_off + kvh * hd;
-    for (uint p0 = 0; p0 <= pos; p0 += WG) {
+    uint c0 = ch * p.chunk, c1 = min(c0 + p.chunk, pos + 1);  /* empty past the causal limit */
+    for (uint p0 = c0; p0 < c1; p0 += WG) {
         uint j = p0 + tid;
         float s = 0.0;
-        if (j <= pos) {
+        if (j < c1) {
             uint kb = kvb + j * p.kv_stride;
             for (uint d = 0; d < hd; d++) s += kval(kb + d) * qsh[d];
         }
         ssh[tid] = s * p.scale;
         barrier();
-        uint cn = min(WG, pos + 1 - p0);
+        uint cn = min(WG, c1 - p0);
         for (uint c = 0; c < cn; c++) {
             float sc = ssh[c];
             float ms = 1.0, vs = 1.0;
@@ -82,6 +92,18 @@ void main() {
             S = S2;
         }
         barrier();
+    }
+    if (p.n_chunks > 1) {
+        uint pb = ((t * p.n_head + h) * p.n_chunks + ch) * (hd + 2);
+        for (uint k = 0; k < 4; k++) {
+            uint d = tid + k * WG;
+            if (d < hd) part[pb + d] = acc[k];
+        }
+        if (tid == 0) {
+            part[pb + hd] = M;
+            part[pb + hd + 1] = S;
+        }
+        return;
     }
     float inv = S == 0.0 ? 0.0 : 1.0 / S;
     uint ob = p.o_off + t * p.o_stride + h * hd;
