@@ -23,6 +23,7 @@ typedef struct st_vk_device_info {
     uint64_t vram_bytes;       /* largest device-local heap */
     uint32_t subgroup_size;
     bool subgroup_arith;       /* subgroup arithmetic in compute shaders */
+    bool int_dot;              /* VK_KHR_shader_integer_dot_product (4 x 8-bit packed dot products) */
     bool separate_transfer;    /* a transfer-only queue family */
     bool timestamps;           /* timestamp queries on the compute queue */
     uint32_t shared_mem;       /* bytes of shared memory per workgroup */

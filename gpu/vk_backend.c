@@ -413,11 +413,11 @@ static vk_pipe_id matvec_pipe(st_type t) {
  * quantized ones what rec_quantize left. o rows are o_stride apart. */
 /* Rows of one workgroup of matvec.comp: WG / LANES groups (LANES = the
  * subgroup size with subgroup arithmetic, else the workgroup) of NR rows
- * (2 for Q8_0, Q4_K, Q6_K; the shader's NR). */
+ * (2 for Q8_0, Q6_K; the shader's NR). */
 static uint32_t matvec_rows(const vk_be *be, st_type t) {
     const st_vk_ctx *c = be->c;
     uint32_t lanes = c->subgroup_arith ? c->subgroup_size : c->wg;
-    uint32_t nr = (t == ST_TYPE_Q8_0 || t == ST_TYPE_Q4_K || t == ST_TYPE_Q6_K) ? 2 : 1;
+    uint32_t nr = (t == ST_TYPE_Q8_0 || t == ST_TYPE_Q6_K) ? 2 : 1;
     return (c->wg / lanes) * nr;
 }
 
@@ -434,8 +434,8 @@ static st_status rec_matvec_b(vk_be *be, VkCommandBuffer cb, const st_tensor *w,
                             w->nbytes / 1048576.0, be->c->ssbo_range / 1048576.0);
     bool flt = w->type == ST_TYPE_F32 || w->type == ST_TYPE_F16;
     vk_bind b[5] = {wb, vk_bind_all(flt ? xin : &be->aq), vk_bind_all(&be->ad), vk_bind_all(&be->ab), *ob};
-    if (w->type == ST_TYPE_Q4_K && (skip % 4 || w->row_bytes % 4))
-        return st_error_set(err, ST_ERR_INTERNAL, "vulkan backend: a Q4_K weight is not 4-byte aligned on the device");
+    if (w->type == ST_TYPE_Q4_K && (skip % 16 || w->row_bytes % 16))
+        return st_error_set(err, ST_ERR_UNSUPPORTED, "vulkan backend: a Q4_K weight is not 16-byte aligned on the device (the file's alignment is below 16)");
     uint32_t gx, gy, rpw = matvec_rows(be, w->type);
     vk_grid(be->c, (uint32_t)((w->ne1 + rpw - 1) / rpw), &gx, &gy);
     struct { uint32_t n, nrows, w_off, row_bytes, x_off, x_stride, o_off, o_stride, add, gx; } pc = {

@@ -238,10 +238,14 @@ static void describe(VkPhysicalDevice pd, int index, st_vk_device_info *o) {
     }
     o->separate_transfer = sep;
     o->timestamps = tsb > 0 && p->limits.timestampPeriod > 0;
+    VkPhysicalDeviceShaderIntegerDotProductFeaturesKHR fdot = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_INTEGER_DOT_PRODUCT_FEATURES_KHR};
     VkPhysicalDeviceVulkan12Features f12 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_2_FEATURES};
     VkPhysicalDeviceVulkan11Features f11 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_1_FEATURES, .pNext = &f12};
     VkPhysicalDeviceFeatures2 f2 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2, .pNext = &f11};
+    bool has_dot = has_dev_ext(pd, VK_KHR_SHADER_INTEGER_DOT_PRODUCT_EXTENSION_NAME);
+    if (has_dot) f12.pNext = &fdot;
     vkGetPhysicalDeviceFeatures2(pd, &f2);
+    o->int_dot = has_dot && fdot.shaderIntegerDotProduct;
     const char *miss = !f11.storageBuffer16BitAccess ? "16-bit storage buffers"
                      : !f12.storageBuffer8BitAccess  ? "8-bit storage buffers"
                      : !f12.timelineSemaphore        ? "timeline semaphores"
@@ -785,7 +789,9 @@ static st_status ctx_create(int want, st_vk_ctx **out, st_error *err) {
     uint32_t tsb = 0;
     pick_queues(c->phys, &c->qf_compute, &c->qf_transfer, &c->separate_transfer, &tsb);
     c->subgroup_size = info.subgroup_size ? info.subgroup_size : 1;
-    c->subgroup_arith = info.subgroup_arith && !env_on("STRATA_VK_NO_SUBGROUP");
+    /* the full shader variant needs subgroup arithmetic and the integer dot
+     * product; otherwise the _nosg variant runs (common.glsl) */
+    c->subgroup_arith = info.subgroup_arith && info.int_dot && !env_on("STRATA_VK_NO_SUBGROUP");
     c->vram_bytes = info.vram_bytes;
     c->ssbo_align = c->props.limits.minStorageBufferOffsetAlignment;
     if (c->ssbo_align < 4) c->ssbo_align = 4;
@@ -807,19 +813,22 @@ static st_status ctx_create(int want, st_vk_ctx **out, st_error *err) {
         {.sType = VK_STRUCTURE_TYPE_DEVICE_QUEUE_CREATE_INFO, .queueFamilyIndex = c->qf_compute, .queueCount = 1, .pQueuePriorities = &prio},
         {.sType = VK_STRUCTURE_TYPE_DEVICE_QUEUE_CREATE_INFO, .queueFamilyIndex = c->qf_transfer, .queueCount = 1, .pQueuePriorities = &prio},
     };
+    VkPhysicalDeviceShaderIntegerDotProductFeaturesKHR fdot = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_INTEGER_DOT_PRODUCT_FEATURES_KHR,
+                                                               .shaderIntegerDotProduct = VK_TRUE};
     VkPhysicalDeviceVulkan12Features f12 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_2_FEATURES,
+                                            .pNext = info.int_dot ? &fdot : NULL,
                                             .storageBuffer8BitAccess = VK_TRUE,
                                             .timelineSemaphore = VK_TRUE};
     VkPhysicalDeviceVulkan11Features f11 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_1_FEATURES,
                                             .pNext = &f12,
                                             .storageBuffer16BitAccess = VK_TRUE};
     VkPhysicalDeviceFeatures2 f2 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2, .pNext = &f11};
-    const char *exts[] = {VK_KHR_PUSH_DESCRIPTOR_EXTENSION_NAME};
+    const char *exts[] = {VK_KHR_PUSH_DESCRIPTOR_EXTENSION_NAME, VK_KHR_SHADER_INTEGER_DOT_PRODUCT_EXTENSION_NAME};
     VkDeviceCreateInfo di = {.sType = VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO,
                              .pNext = &f2,
                              .queueCreateInfoCount = c->separate_transfer ? 2 : 1,
                              .pQueueCreateInfos = qi,
-                             .enabledExtensionCount = 1,
+                             .enabledExtensionCount = info.int_dot ? 2 : 1,
                              .ppEnabledExtensionNames = exts};
     VkResult r = vkCreateDevice(c->phys, &di, NULL, &c->dev);
     if (r != VK_SUCCESS) {

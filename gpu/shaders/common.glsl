@@ -11,7 +11,28 @@
 #ifndef NO_SUBGROUP
 #extension GL_KHR_shader_subgroup_basic : require
 #extension GL_KHR_shader_subgroup_arithmetic : require
+/* The full variant also uses the packed 4 x 8-bit integer dot product
+ * (SPV_KHR_integer_dot_product, core in Vulkan 1.3: DP4A on NVIDIA).
+ * Debian 12's glslang (12.0) has no GL_EXT_integer_dot_product, so the
+ * SPIR-V instruction (OpSDot, 4450; capabilities DotProduct 6019 and
+ * DotProductInput4x8BitPacked 6018) is declared through
+ * GL_EXT_spirv_intrinsics. Devices without the feature get the _nosg
+ * variant (no subgroups, no dot product instruction). */
+#extension GL_EXT_spirv_intrinsics : require
+spirv_instruction(extensions = ["SPV_KHR_integer_dot_product"], capabilities = [6019, 6018], id = 4450)
+int sdot4_(uint a, uint b, spirv_literal int fmt);
 #endif
+
+/* sum over the 4 bytes of a and y of signed a[k] * signed y[k] */
+int sdot4(uint a, uint y) {
+#ifndef NO_SUBGROUP
+    return sdot4_(a, y, 0);
+#else
+    int ai = int(a), yi = int(y);
+    return bitfieldExtract(ai, 0, 8) * bitfieldExtract(yi, 0, 8) + bitfieldExtract(ai, 8, 8) * bitfieldExtract(yi, 8, 8) +
+           bitfieldExtract(ai, 16, 8) * bitfieldExtract(yi, 16, 8) + bitfieldExtract(ai, 24, 8) * bitfieldExtract(yi, 24, 8);
+#endif
+}
 
 layout(constant_id = 0) const uint WG = 64;
 layout(constant_id = 1) const uint SG = 32;

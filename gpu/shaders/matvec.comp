@@ -37,8 +37,10 @@ layout(std430, binding = 0) readonly buffer W8 { uint8_t w8[]; };
 layout(std430, binding = 0) readonly buffer W16 { uint16_t w16[]; };
 layout(std430, binding = 0) readonly buffer W32 { float w32[]; };
 layout(std430, binding = 0) readonly buffer WU { uint wu[]; };
+layout(std430, binding = 0) readonly buffer W4 { uvec4 w4[]; };
 layout(std430, binding = 1) readonly buffer X { float x[]; };   /* float types */
 layout(std430, binding = 1) readonly buffer QS { uint qs[]; };  /* quantized types */
+layout(std430, binding = 1) readonly buffer QS4 { uvec4 qs4[]; };
 layout(std430, binding = 2) readonly buffer D { float yd[]; };
 layout(std430, binding = 3) readonly buffer BS { int bs[]; };
 layout(std430, binding = 4) buffer O { float o[]; };
@@ -54,7 +56,7 @@ layout(push_constant) uniform P {
     uint gx;
 } p;
 
-#if defined(W_F32) || defined(W_F16) || defined(W_Q4_0) || defined(W_Q5_K)
+#if defined(W_F32) || defined(W_F16) || defined(W_Q4_0) || defined(W_Q5_K) || defined(W_Q4_K)
 #define NR 1
 #else
 #define NR 2
@@ -76,22 +78,11 @@ int yq(uint t, uint e) {
 /* the word holding activations e..e+3 of token t (e a multiple of 4) */
 uint yw(uint t, uint e) { return qs[(t * p.n + e) >> 2]; }
 
-/* sum over 4 bytes: unsigned a[k] * signed y[k] */
-int dot4u(uint a, uint y) {
-    int yi = int(y);
-    return int(a & 0xFFu) * bitfieldExtract(yi, 0, 8) + int((a >> 8) & 0xFFu) * bitfieldExtract(yi, 8, 8) +
-           int((a >> 16) & 0xFFu) * bitfieldExtract(yi, 16, 8) + int(a >> 24) * bitfieldExtract(yi, 24, 8);
-}
+/* sum over 4 bytes: a[k] * signed y[k], a's bytes below 128 (quant values) */
+int dot4u(uint a, uint y) { return sdot4(a, y); }
 /* signed a[k] * signed y[k] */
-int dot4s(uint a, uint y) {
-    int ai = int(a), yi = int(y);
-    return bitfieldExtract(ai, 0, 8) * bitfieldExtract(yi, 0, 8) + bitfieldExtract(ai, 8, 8) * bitfieldExtract(yi, 8, 8) +
-           bitfieldExtract(ai, 16, 8) * bitfieldExtract(yi, 16, 8) + bitfieldExtract(ai, 24, 8) * bitfieldExtract(yi, 24, 8);
-}
-int sum4(uint y) {
-    int yi = int(y);
-    return bitfieldExtract(yi, 0, 8) + bitfieldExtract(yi, 8, 8) + bitfieldExtract(yi, 16, 8) + bitfieldExtract(yi, 24, 8);
-}
+int dot4s(uint a, uint y) { return sdot4(a, y); }
+int sum4(uint y) { return sdot4(0x01010101u, y); }
 
 /* Q4_K / Q5_K: 6-bit scale and min of sub-block j from the 12 bytes at s */
 void scale_min_k4(uint j, uint s, out int sc, out int m) {
@@ -194,31 +185,34 @@ void main() {
         acc[0] += float(sumi) * wh(bb) * yd[t * nb + b];
     }
 #elif defined(W_Q4_K)
+    /* unit: a quarter super-block (64 weights: 32 bytes of nibbles, low
+     * nibbles weights 0..31, high 32..63) with 16-byte loads: the block's
+     * 16-byte head (d, dmin, 12 bytes of scales) and two of nibbles; blocks
+     * of 144 bytes keep 16-byte alignment (the host checks w_off) */
     uint nb = p.n / 256;
-    for (uint u = lane; u < nb * 16; u += LANES) {
-        uint i = u >> 4, q = (u >> 2) & 3u, h = u & 3u;
-        uint e0 = i * 256 + 64 * q + 8 * h;  /* low nibbles: e0..e0+7, high: e0+32.. */
-        uint ya0 = yw(t, e0), ya1 = yw(t, e0 + 4), yb0 = yw(t, e0 + 32), yb1 = yw(t, e0 + 36);
+    for (uint u = lane; u < nb * 4; u += LANES) {
+        uint i = u >> 2, q = u & 3u;
+        uint e0 = i * 256 + 64 * q;
+        uint yo = (t * p.n + e0) >> 4;
+        uvec4 ya0 = qs4[yo], ya1 = qs4[yo + 1], yb0 = qs4[yo + 2], yb1 = qs4[yo + 3];
+        uint g = (t * p.n + e0) / 16;
+        int ysum_lo = bs[g] + bs[g + 1], ysum_hi = bs[g + 2] + bs[g + 3];
         float dy = yd[t * nb + i];
-        int ysum_lo = 0, ysum_hi = 0;
-        if (h == 0) {
-            uint g = (t * p.n + i * 256 + 64 * q) / 16;
-            ysum_lo = bs[g] + bs[g + 1];
-            ysum_hi = bs[g + 2] + bs[g + 3];
-        }
         for (uint k = 0; k < NR; k++) {
-            uint bw = (rb[k] + i * 144) >> 2;  /* the block's first word */
-            uint dd = wu[bw];
-            uint s0 = wu[bw + 1], s1 = wu[bw + 2], s2 = wu[bw + 3];
-            uint qa = wu[bw + 4 + 8 * q + 2 * h], qb = wu[bw + 5 + 8 * q + 2 * h];
+            uint bq = (rb[k] + i * 144) >> 4;
+            uvec4 hd = w4[bq], qa = w4[bq + 1 + 2 * q], qb = w4[bq + 2 + 2 * q];
             int sc0, m0, sc1, m1;
-            scale_min_w(2 * q, s0, s1, s2, sc0, m0);
-            scale_min_w(2 * q + 1, s0, s1, s2, sc1, m1);
-            int s_lo = dot4u(qa & 0x0F0F0F0Fu, ya0) + dot4u(qb & 0x0F0F0F0Fu, ya1);
-            int s_hi = dot4u((qa >> 4) & 0x0F0F0F0Fu, yb0) + dot4u((qb >> 4) & 0x0F0F0F0Fu, yb1);
+            scale_min_w(2 * q, hd.y, hd.z, hd.w, sc0, m0);
+            scale_min_w(2 * q + 1, hd.y, hd.z, hd.w, sc1, m1);
+            const uint M4 = 0x0F0F0F0Fu;
+            int s_lo = dot4u(qa.x & M4, ya0.x) + dot4u(qa.y & M4, ya0.y) + dot4u(qa.z & M4, ya0.z) + dot4u(qa.w & M4, ya0.w) +
+                       dot4u(qb.x & M4, ya1.x) + dot4u(qb.y & M4, ya1.y) + dot4u(qb.z & M4, ya1.z) + dot4u(qb.w & M4, ya1.w);
+            int s_hi = dot4u((qa.x >> 4) & M4, yb0.x) + dot4u((qa.y >> 4) & M4, yb0.y) + dot4u((qa.z >> 4) & M4, yb0.z) +
+                       dot4u((qa.w >> 4) & M4, yb0.w) + dot4u((qb.x >> 4) & M4, yb1.x) + dot4u((qb.y >> 4) & M4, yb1.y) +
+                       dot4u((qb.z >> 4) & M4, yb1.z) + dot4u((qb.w >> 4) & M4, yb1.w);
             int isum = sc0 * s_lo + sc1 * s_hi;
             int summs = ysum_lo * m0 + ysum_hi * m1;
-            vec2 dm = unpackHalf2x16(dd);
+            vec2 dm = unpackHalf2x16(hd.x);
             acc[k] += (dm.x * dy) * float(isum) - (dm.y * dy) * float(summs);
         }
     }
