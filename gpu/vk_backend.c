@@ -35,7 +35,11 @@
 #include <string.h>
 #include <sys/mman.h>
 
-#define NCB 4 /* command buffers in rotation */
+#define NCB 16 /* command buffers in rotation */
+/* A pass is submitted in pieces of this many layers, so that the GPU starts
+ * on the first layers while the host still records the rest (recording a
+ * 7B pass's ~500 dispatches takes about as long as running them). */
+#define SUBMIT_LAYERS 4
 /* Flash-decoding: attention splits the positions of a (head, token) into up
  * to this many chunks of at least ATTN_MIN_CHUNK positions (a multiple of
  * the workgroup), at most ATTN_PART_BYTES of partial results in all. */
@@ -575,9 +579,11 @@ static st_status vk_layer(st_backend *b, int il, const st_layer *L, st_error *er
         }
         vk_bind bb[5] = {vk_bind_all(&be->q), kcb, vcb, vk_bind_all(&be->xb), vk_bind_all(&be->part)};
         struct { uint32_t n_head, n_head_kv, head_dim, pos0, q_off, q_stride, kv_off, kv_stride, o_off, o_stride, kv_f32; float scale;
-                 uint32_t chunk, n_chunks; } pc = {
+                 uint32_t chunk, n_chunks, vec_ok; } pc = {
             nh, (uint32_t)hp->n_head_kv, hd, (uint32_t)be->pos0, 0, D,
-            (uint32_t)(kskip / be->kv_elt), DKV, 0, D, be->kv_f32 ? 1u : 0u, 1.0f / sqrtf((float)hp->head_dim), chunk, n_chunks};
+            (uint32_t)(kskip / be->kv_elt), DKV, 0, D, be->kv_f32 ? 1u : 0u, 1.0f / sqrtf((float)hp->head_dim), chunk, n_chunks, 0};
+        uint32_t vec = be->kv_f32 ? 4 : 8;  /* elements per 16 bytes */
+        pc.vec_ok = (pc.kv_off % vec == 0 && DKV % vec == 0 && hd % vec == 0) ? 1u : 0u;
         vk_dispatch(c, cb, p, bb, 5, &pc, sizeof pc, nh, (uint32_t)T, n_chunks);
         if (n_chunks > 1) {
             if ((rc = pipe(be, VKP_ATTN_COMBINE, &p, err))) return rc;
@@ -603,8 +609,11 @@ static st_status vk_layer(st_backend *b, int il, const st_layer *L, st_error *er
     if ((rc = rec_matvec(be, cb, &L->w_down, &dt[8], &be->hb, &xbind, 0, D, true, T, err))) return rc;
 
     /* a layer read from a slot is submitted now, so that the slot knows
-     * when it may be overwritten */
-    if (dt[1].slot) {
+     * when it may be overwritten; others every SUBMIT_LAYERS layers */
+    if (!dt[1].slot && il % SUBMIT_LAYERS == SUBMIT_LAYERS - 1) {
+        if ((rc = cb_submit(be, false, err))) return rc;
+        if ((rc = cb_begin(be, err))) return rc;
+    } else if (dt[1].slot) {
         if ((rc = cb_submit(be, false, err))) return rc;
         for (int k = 0; k < ST_LAYER_N_TENSORS; k++)
             if (dt[k].slot) atomic_store(&dt[k].slot->last_use, be->submitted);

@@ -1,28 +1,30 @@
 #version 450
 /* Attention of one (token, head) over the KV cache, positions 0..pos0+t
- * (causal), in one pass with an online softmax. The arithmetic mirrors the
- * CPU backend's (itself llama.cpp's CPU flash attention): with an F16 cache
- * the query is rounded to F16 for the K dot products and the weighted sum of
- * V accumulates in F16, rounded after every step; with an F32 cache all is
- * F32.
+ * (causal): softmax(q K^T * scale) V, with the query rounded to F16 for an
+ * F16 cache (as the CPU backend does) and everything else in F32.
  *
  * Flash-decoding: the positions are cut into n_chunks chunks of `chunk`
  * (a multiple of WG) and workgroup (h, t, c) walks chunk c alone, so that a
  * long context keeps the whole GPU busy even for one token. With one chunk
- * the result is written normalized, exactly as a single pass; with more,
- * each chunk writes its running maximum M, its sum S and its unnormalized
- * output to part[] and attn_combine.comp merges them (in F32).
+ * the result is written normalized; with more, each chunk writes its
+ * maximum score M, its sum S and its unnormalized output to part[] and
+ * attn_combine.comp merges them.
  *
  * Inside a chunk, positions are taken WG at a time: each invocation scores
- * one position into shared memory, then every invocation runs the online
- * softmax over them for its own dimensions d = tid + k * WG (so the head
- * dimension may be up to 4 * WG). */
+ * one position (16-byte loads of its key row where rows are aligned), the
+ * step's maximum and e^(s - M) go through shared memory, then every
+ * invocation adds the weighted values for its own dimensions d = tid + k *
+ * WG (so the head dimension may be up to 4 * WG): the value loads of a
+ * step do not depend on each other, so they are all in flight at once (the
+ * earlier version, one online-softmax update per position, waited for each
+ * load in turn). */
 #extension GL_GOOGLE_include_directive : require
 #include "common.glsl"
 
 layout(std430, binding = 0) readonly buffer Q { float q[]; };
 layout(std430, binding = 1) readonly buffer KC16 { uint16_t kc16[]; };
 layout(std430, binding = 1) readonly buffer KC32 { float kc32[]; };
+layout(std430, binding = 1) readonly buffer KC4 { uvec4 kc4[]; };   /* 8 halves or 4 floats */
 layout(std430, binding = 2) readonly buffer VC16 { uint16_t vc16[]; };
 layout(std430, binding = 2) readonly buffer VC32 { float vc32[]; };
 layout(std430, binding = 3) writeonly buffer O { float o[]; };
@@ -36,13 +38,38 @@ layout(push_constant) uniform P {
     uint kv_f32;
     float scale;
     uint chunk, n_chunks;
+    uint vec_ok;            /* key rows (kv_off, kv_stride, head_dim) allow 16-byte loads */
 } p;
 
 shared float qsh[4 * WG];
 shared float ssh[WG];
+shared float smax[WG];
 
 float kval(uint i) { return p.kv_f32 != 0 ? kc32[i] : half_bits_to_float(uint(kc16[i])); }
 float vval(uint i) { return p.kv_f32 != 0 ? vc32[i] : half_bits_to_float(uint(vc16[i])); }
+
+/* q . K[row at kb] */
+float score(uint kb, uint hd) {
+    float s = 0.0;
+    if (p.vec_ok != 0) {
+        if (p.kv_f32 != 0) {
+            for (uint d = 0; d < hd; d += 4) {
+                vec4 k = uintBitsToFloat(kc4[(kb + d) >> 2]);
+                s += k.x * qsh[d] + k.y * qsh[d + 1] + k.z * qsh[d + 2] + k.w * qsh[d + 3];
+            }
+        } else {
+            for (uint d = 0; d < hd; d += 8) {
+                uvec4 k = kc4[(kb + d) >> 3];
+                vec2 a = unpackHalf2x16(k.x), b = unpackHalf2x16(k.y), c = unpackHalf2x16(k.z), e = unpackHalf2x16(k.w);
+                s += a.x * qsh[d] + a.y * qsh[d + 1] + b.x * qsh[d + 2] + b.y * qsh[d + 3] +
+                     c.x * qsh[d + 4] + c.y * qsh[d + 5] + e.x * qsh[d + 6] + e.y * qsh[d + 7];
+            }
+        }
+        return s;
+    }
+    for (uint d = 0; d < hd; d++) s += kval(kb + d) * qsh[d];
+    return s;
+}
 
 void main() {
     uint h = gl_WorkGroupID.x, t = gl_WorkGroupID.y, ch = gl_WorkGroupID.z, tid = gl_LocalInvocationID.x;
@@ -52,45 +79,37 @@ void main() {
     uint qb = p.q_off + t * p.q_stride + h * hd;
     for (uint d = tid; d < hd; d += WG) qsh[d] = p.kv_f32 != 0 ? q[qb + d] : fp16_round(q[qb + d]);
     barrier();
+    const float NEG_INF = uintBitsToFloat(0xff800000u);
     float acc[4] = float[4](0.0, 0.0, 0.0, 0.0);
-    float M = uintBitsToFloat(0xff800000u), S = 0.0;
+    float M = NEG_INF, S = 0.0;
     uint kvb = p.kv_off + kvh * hd;
     uint c0 = ch * p.chunk, c1 = min(c0 + p.chunk, pos + 1);  /* empty past the causal limit */
     for (uint p0 = c0; p0 < c1; p0 += WG) {
         uint j = p0 + tid;
-        float s = 0.0;
-        if (j < c1) {
-            uint kb = kvb + j * p.kv_stride;
-            for (uint d = 0; d < hd; d++) s += kval(kb + d) * qsh[d];
-        }
-        ssh[tid] = s * p.scale;
+        float s = j < c1 ? score(kvb + j * p.kv_stride, hd) * p.scale : NEG_INF;
+        smax[tid] = s;
         barrier();
         uint cn = min(WG, c1 - p0);
-        for (uint c = 0; c < cn; c++) {
-            float sc = ssh[c];
-            float ms = 1.0, vs = 1.0;
-            uint vb = kvb + (p0 + c) * p.kv_stride;
-            if (sc > M) {
-                float Mold = M;
-                M = sc;
-                ms = exp(Mold - M);
-                for (uint k = 0; k < 4; k++) {
-                    precise float a = acc[k] * ms;
-                    acc[k] = p.kv_f32 != 0 ? a : fp16_round(a);
-                }
-            } else {
-                vs = exp(sc - M);
+        float mb = NEG_INF;
+        for (uint c = 0; c < cn; c++) mb = max(mb, smax[c]);
+        float Mn = max(M, mb);
+        float ms = exp(M - Mn);     /* 0 on the first step (M = -inf) */
+        ssh[tid] = j < c1 ? exp(s - Mn) : 0.0;
+        barrier();
+        float ps = 0.0;
+        for (uint c = 0; c < cn; c++) ps += ssh[c];
+        S = S * ms + ps;
+        for (uint k = 0; k < 4; k++) acc[k] *= ms;
+        uint vb = kvb + p0 * p.kv_stride;
+        for (uint k = 0; k < 4; k++) {
+            uint d = tid + k * WG;
+            if (d < hd) {
+                float a = 0.0;
+                for (uint c = 0; c < cn; c++) a += ssh[c] * vval(vb + c * p.kv_stride + d);
+                acc[k] += a;
             }
-            for (uint k = 0; k < 4; k++) {
-                uint d = tid + k * WG;
-                if (d < hd) {
-                    precise float a = fma(vval(vb + d), vs, acc[k]);
-                    acc[k] = p.kv_f32 != 0 ? a : fp16_round(a);
-                }
-            }
-            precise float S2 = S * ms + vs;
-            S = S2;
         }
+        M = Mn;
         barrier();
     }
     if (p.n_chunks > 1) {
