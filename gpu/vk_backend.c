@@ -383,7 +383,8 @@ static st_status rec_act(vk_be *be, VkCommandBuffer cb, uint32_t mode, const vk_
     vk_bind b[6] = {vk_bind_all(xin), wb, vk_bind_all(out), vk_bind_all(&be->aq), vk_bind_all(&be->ad), vk_bind_all(&be->ab)};
     struct { uint32_t n, x_off, x_stride, w_off, w_type, o_off, o_stride, mode, kind; float eps; } pc = {
         n, x_off, n, w_off, wt == ST_TYPE_F16 ? 1u : 0u, 0, n, mode, kind, be->hp.rms_eps};
-    vk_dispatch(be->c, cb, p, b, 6, &pc, sizeof pc, (uint32_t)n_rows, 1, 1);
+    uint32_t per = be->c->wg * 16;  /* elements per workgroup */
+    vk_dispatch(be->c, cb, p, b, 6, &pc, sizeof pc, (n + per - 1) / per, (uint32_t)n_rows, 1);
     return ST_OK;
 }
 
@@ -986,6 +987,126 @@ st_status st_vk_test_swiglu(int device, float *g, const float *u, int n, st_erro
     if (!rc) rc = cb_begin(be, err);
     if (!rc) rc = rec_act(be, be->cb[be->cur], 2, &be->hb, 0, (uint32_t)n, NULL, ST_TYPE_F32, &be->hb2, &be->hb, 2, 1, err);
     if (!rc) rc = test_finish(be, &be->hb, (size_t)n * sizeof(float), g, err);
+    if (be) vk_destroy(&be->base);
+    return rc;
+}
+
+/* ------------------------------------------------------------ microbenchmarks */
+
+/* GPU time between two timestamps written around `reps` recorded ops. */
+static st_status bench_time(vk_be *be, VkQueryPool qp, double *sec, int reps, st_error *err) {
+    st_status rc = cb_submit(be, true, err);
+    if (rc) return rc;
+    uint64_t t[2];
+    if (vkGetQueryPoolResults(be->c->dev, qp, 0, 2, sizeof t, t, sizeof t[0], VK_QUERY_RESULT_64_BIT | VK_QUERY_RESULT_WAIT_BIT) != VK_SUCCESS)
+        return st_error_set(err, ST_ERR_INTERNAL, "vulkan: timestamps unavailable");
+    *sec = (double)(t[1] - t[0]) * be->c->ts_period * 1e-9 / reps;
+    return ST_OK;
+}
+
+static st_status bench_qp(vk_be *be, VkQueryPool *qp, st_error *err) {
+    if (be->c->ts_period <= 0) return st_error_set(err, ST_ERR_UNSUPPORTED, "vulkan: the device has no timestamps");
+    VkQueryPoolCreateInfo qi = {.sType = VK_STRUCTURE_TYPE_QUERY_POOL_CREATE_INFO, .queryType = VK_QUERY_TYPE_TIMESTAMP, .queryCount = 2};
+    return vkerr(vkCreateQueryPool(be->c->dev, &qi, NULL, qp), "vkCreateQueryPool", err);
+}
+
+st_status st_vk_bench_matvec(int device, int type, int ncols, int nrows, int n_tok, int reps, double *sec, st_error *err) {
+    vk_be *be = NULL;
+    st_tensor t = {0};
+    t.type = (st_type)type;
+    t.ne0 = ncols;
+    t.ne1 = nrows;
+    t.row_bytes = st_row_size(t.type, ncols);
+    t.nbytes = (uint64_t)t.row_bytes * (uint64_t)nrows;
+    /* copies of the matrix, cycled, so that every product reads from device
+     * memory and not from the L2 cache (50 MiB on an H100/H200) */
+    int ncopy = (int)((512ull << 20) / t.nbytes) + 1;
+    if (ncopy > 64) ncopy = 64;
+    vk_alloc mem[64];
+    int nmem = 0;
+    VkQueryPool qp = VK_NULL_HANDLE;
+    st_status rc = check_type(&t, false, "bench weight", err);
+    if (!rc) rc = test_be(device, ncols, n_tok, nrows, &be, err);
+    uint8_t *host = rc ? NULL : malloc(t.nbytes);
+    if (!rc && !host) rc = st_error_set(err, ST_ERR_NOMEM, "out of memory");
+    if (!rc) {
+        uint64_t s = 0x9E3779B97F4A7C15ull;
+        for (uint64_t i = 0; i < t.nbytes; i++) {
+            s ^= s << 13; s ^= s >> 7; s ^= s << 17;
+            host[i] = (uint8_t)s;
+        }
+    }
+    for (int i = 0; i < ncopy && !rc; i++) {
+        rc = vk_alloc_dev(be->c, t.nbytes, &mem[i], err);
+        if (!rc) nmem++;
+        if (!rc) rc = vk_upload(be->c, &mem[i], 0, host, t.nbytes, VK_NULL_HANDLE, 0, err);
+    }
+    if (!rc) rc = bench_qp(be, &qp, err);
+    if (!rc) rc = cb_begin(be, err);
+    VkCommandBuffer cb = rc ? VK_NULL_HANDLE : be->cb[be->cur];
+    vk_bind ob = be ? vk_bind_all(&be->logits) : (vk_bind){0};
+    if (!rc) rc = rec_quantize(be, cb, t.type, &be->xb, (uint32_t)ncols, n_tok, err);
+    if (!rc) {
+        /* a warm-up pass over every copy, then the timed ones */
+        for (int i = 0; i < ncopy && !rc; i++) {
+            dev_tensor dw = {&mem[i], 0, NULL};
+            rc = rec_matvec(be, cb, &t, &dw, &be->xb, &ob, 0, (uint32_t)nrows, false, n_tok, err);
+        }
+        vkCmdResetQueryPool(cb, qp, 0, 2);
+        vkCmdWriteTimestamp(cb, VK_PIPELINE_STAGE_TOP_OF_PIPE_BIT, qp, 0);
+        for (int r = 0; r < reps && !rc; r++) {
+            dev_tensor dw = {&mem[r % ncopy], 0, NULL};
+            rc = rec_matvec(be, cb, &t, &dw, &be->xb, &ob, 0, (uint32_t)nrows, false, n_tok, err);
+        }
+        vkCmdWriteTimestamp(cb, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, qp, 1);
+    }
+    if (!rc) rc = bench_time(be, qp, sec, reps, err);
+    if (qp) vkDestroyQueryPool(be->c->dev, qp, NULL);
+    for (int i = 0; i < nmem; i++) vk_free_dev(be->c, &mem[i]);
+    free(host);
+    if (be) vk_destroy(&be->base);
+    return rc;
+}
+
+st_status st_vk_bench_copy(int device, uint64_t bytes, int reps, double *d2d_sec, double *h2d_sec, st_error *err) {
+    vk_be *be = NULL;
+    vk_alloc a = {.block = -1}, b = {.block = -1};
+    VkQueryPool qp = VK_NULL_HANDLE;
+    uint8_t *host = NULL;
+    st_status rc = test_be(device, 64, 1, 64, &be, err);
+    if (!rc) rc = vk_alloc_dev(be->c, bytes, &a, err);
+    if (!rc) rc = vk_alloc_dev(be->c, bytes, &b, err);
+    if (!rc) rc = bench_qp(be, &qp, err);
+    if (!rc) rc = cb_begin(be, err);
+    if (!rc) {
+        VkCommandBuffer cb = be->cb[be->cur];
+        VkBufferCopy cp = {a.off, b.off, bytes};
+        vkCmdCopyBuffer(cb, a.buf, b.buf, 1, &cp); /* warm-up */
+        vk_barrier(cb);
+        vkCmdResetQueryPool(cb, qp, 0, 2);
+        vkCmdWriteTimestamp(cb, VK_PIPELINE_STAGE_TOP_OF_PIPE_BIT, qp, 0);
+        for (int r = 0; r < reps; r++) {
+            VkBufferCopy c2 = r % 2 ? (VkBufferCopy){b.off, a.off, bytes} : cp;
+            vkCmdCopyBuffer(cb, r % 2 ? b.buf : a.buf, r % 2 ? a.buf : b.buf, 1, &c2);
+            vk_barrier(cb);
+        }
+        vkCmdWriteTimestamp(cb, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, qp, 1);
+        rc = bench_time(be, qp, d2d_sec, reps, err);
+    }
+    /* host to device through the staging path the layer store uses (memcpy
+     * into pinned staging + copy on the transfer queue), from pageable memory */
+    if (!rc && !(host = malloc(bytes))) rc = st_error_set(err, ST_ERR_NOMEM, "out of memory");
+    if (!rc) {
+        memset(host, 1, bytes);
+        rc = vk_upload(be->c, &a, 0, host, bytes, VK_NULL_HANDLE, 0, err);
+        uint64_t t0 = st_now_ns();
+        for (int r = 0; r < reps && !rc; r++) rc = vk_upload(be->c, &a, 0, host, bytes, VK_NULL_HANDLE, 0, err);
+        *h2d_sec = (double)(st_now_ns() - t0) * 1e-9 / reps;
+    }
+    free(host);
+    if (qp) vkDestroyQueryPool(be->c->dev, qp, NULL);
+    if (a.block >= 0) vk_free_dev(be->c, &a);
+    if (b.block >= 0) vk_free_dev(be->c, &b);
     if (be) vk_destroy(&be->base);
     return rc;
 }

@@ -606,9 +606,9 @@ VkPipeline vk_pipeline(st_vk_ctx *c, vk_pipe_id id, st_error *err) {
         st_error_set(err, ST_ERR_INTERNAL, "vulkan: shader %s: vkCreateShaderModule failed (%s)", name, vk_result_str(r));
         goto out;
     }
-    struct { uint32_t wg, sg; VkBool32 use_sg; uint32_t bwg; } spec = {c->wg, c->subgroup_size, c->subgroup_arith ? VK_TRUE : VK_FALSE, c->bwg};
-    VkSpecializationMapEntry me[4] = {{0, 0, 4}, {1, 4, 4}, {2, 8, 4}, {3, 12, 4}};
-    VkSpecializationInfo si = {4, me, sizeof spec, &spec};
+    struct { uint32_t wg, sg; VkBool32 use_sg; } spec = {c->wg, c->subgroup_size, c->subgroup_arith ? VK_TRUE : VK_FALSE};
+    VkSpecializationMapEntry me[3] = {{0, 0, 4}, {1, 4, 4}, {2, 8, 4}};
+    VkSpecializationInfo si = {3, me, sizeof spec, &spec};
     VkComputePipelineCreateInfo ci = {
         .sType = VK_STRUCTURE_TYPE_COMPUTE_PIPELINE_CREATE_INFO,
         .stage = {.sType = VK_STRUCTURE_TYPE_PIPELINE_SHADER_STAGE_CREATE_INFO,
@@ -804,9 +804,6 @@ static st_status ctx_create(int want, st_vk_ctx **out, st_error *err) {
     if (c->subgroup_size > wg) wg = c->subgroup_size;
     if (wg > c->props.limits.maxComputeWorkGroupInvocations) wg = c->props.limits.maxComputeWorkGroupInvocations;
     c->wg = wg;
-    uint32_t bwg = 256;
-    while (bwg > c->props.limits.maxComputeWorkGroupInvocations && bwg > wg) bwg /= 2;
-    c->bwg = bwg < wg ? wg : bwg;
 
     float prio = 1.0f;
     VkDeviceQueueCreateInfo qi[2] = {

@@ -69,7 +69,6 @@ typedef struct st_vk_ctx {
     uint32_t subgroup_size;
     bool subgroup_arith;
     uint32_t wg;                     /* workgroup size of the kernels: a multiple of the subgroup size */
-    uint32_t bwg;                    /* of the one-workgroup-per-row kernels (act): 256 where allowed */
     VkDeviceSize ssbo_align, ssbo_range;
     uint32_t max_groups_x;
     float ts_period;                 /* ns per timestamp tick; 0 = no timestamps */

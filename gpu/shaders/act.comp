@@ -18,11 +18,13 @@
  * barrier each, and a pass over the row: the separate kernels took 18-33 us
  * each on an H200 for a 4096-wide row, one workgroup of 64 walking it.
  *
- * One workgroup of BWG invocations per row. Each invocation owns groups of
- * 16 consecutive elements (one bsum), BWG * 16 elements per round; a block's
- * largest value is found through shared memory by the first invocation of
- * the block, so no subgroup size is assumed. */
-#define BIG_WG
+ * Workgroup (c, t) covers elements [c * WG * 16, (c + 1) * WG * 16) of row
+ * t (so a 4096-wide row is spread over 4 workgroups; RMSNorm's sum of
+ * squares is computed by each of them over the whole row: 16 KB from the
+ * cache, cheaper than another dispatch). Each invocation owns 16
+ * consecutive elements (one bsum); a block's largest value is found through
+ * shared memory by the first invocation of the block, so no subgroup size
+ * is assumed. */
 #extension GL_GOOGLE_include_directive : require
 #include "common.glsl"
 
@@ -43,53 +45,39 @@ layout(push_constant) uniform P {
     float eps;
 } p;
 
-shared float ssq[BWG];
-shared float amx[BWG];
-shared float asv[BWG];     /* the signed value of that largest |y| */
-shared float bd[BWG];      /* per invocation: its block's scale factor (id or iscale) */
+shared float amx[WG];
+shared float asv[WG];      /* the signed value of that largest |y| */
+shared float bd[WG];       /* per invocation: its block's scale factor (id or iscale) */
 
 float wv(uint i) {
     return p.w_type == 0 ? w32[p.w_off / 4 + i] : half_bits_to_float(uint(w16[p.w_off / 2 + i]));
-}
-
-/* the sum of v over the workgroup (every invocation gets it) */
-float bwg_sum(float v) {
-    uint i = gl_LocalInvocationID.x;
-    ssq[i] = v;
-    barrier();
-    for (uint s = BWG / 2; s > 0; s >>= 1) {
-        if (i < s) ssq[i] += ssq[i + s];
-        barrier();
-    }
-    float t = ssq[0];
-    barrier();
-    return t;
 }
 
 float yval(uint xb, uint e, float scale) {
     if (p.mode == 1) return (x[xb + e] * scale) * wv(e);
     if (p.mode == 2) {
         float g = x[xb + e];
-        precise float y = g / (1.0 + exp(-g)) * w32[p.w_off + p.x_stride * gl_WorkGroupID.x + e];
+        precise float y = g / (1.0 + exp(-g)) * w32[p.w_off + p.x_stride * gl_WorkGroupID.y + e];
         return y;
     }
     return x[xb + e];
 }
 
 void main() {
-    uint t = gl_WorkGroupID.x, tid = gl_LocalInvocationID.x;
+    uint t = gl_WorkGroupID.y, tid = gl_LocalInvocationID.x;
     uint xb = p.x_off + t * p.x_stride, ob = p.o_off + t * p.o_stride;
     float scale = 1.0;
     if (p.mode == 1) {
         float ss = 0.0;
-        for (uint i = tid; i < p.n; i += BWG) ss += x[xb + i] * x[xb + i];
-        ss = bwg_sum(ss);
+        for (uint i = tid; i < p.n; i += WG) ss += x[xb + i] * x[xb + i];
+        ss = wg_sum(ss);
         scale = 1.0 / sqrt(ss / float(p.n) + p.eps);
     }
     uint bsz = p.kind == 0 ? 32u : 256u;
     uint per = bsz / 16;             /* invocations per block */
     uint nb = p.n / bsz;
-    for (uint r0 = 0; r0 < p.n; r0 += BWG * 16) {
+    {
+        uint r0 = gl_WorkGroupID.x * WG * 16;
         uint e0 = r0 + tid * 16;
         bool mine = e0 < p.n;
         float y[16];
@@ -101,7 +89,7 @@ void main() {
         }
         for (uint j = 0; j < 16; j++)
             if (e0 + j < p.n) o[ob + e0 + j] = y[j];
-        if (p.kind == 2) continue;   /* uniform */
+        if (p.kind == 2) return;   /* uniform */
         amx[tid] = am;
         asv[tid] = sv;
         barrier();
@@ -138,6 +126,5 @@ void main() {
             }
             if (p.kind == 1) bs[(t * p.n + e0) / 16] = sum;
         }
-        barrier();
     }
 }

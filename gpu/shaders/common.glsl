@@ -37,14 +37,7 @@ int sdot4(uint a, uint y) {
 layout(constant_id = 0) const uint WG = 64;
 layout(constant_id = 1) const uint SG = 32;
 layout(constant_id = 2) const bool USE_SG = true;
-#ifdef BIG_WG
-/* kernels with one workgroup per row: BWG invocations (a power of two, a
- * multiple of the subgroup size, 256 where the device allows) */
-layout(constant_id = 3) const uint BWG = 256;
-layout(local_size_x_id = 3) in;
-#else
 layout(local_size_x_id = 0) in;
-#endif
 
 shared float red_[WG];
 
