@@ -1010,73 +1010,102 @@ static st_status bench_qp(vk_be *be, VkQueryPool *qp, st_error *err) {
     return vkerr(vkCreateQueryPool(be->c->dev, &qi, NULL, qp), "vkCreateQueryPool", err);
 }
 
-st_status st_vk_bench_matvec(int device, int type, int ncols, int nrows, int n_tok, int reps, double *sec, st_error *err) {
+st_status st_vk_bench_matvec(int device, int n, const int *types, const int *cols, const int *rows, int n_tok, int reps,
+                             double *sec, st_error *err) {
+    int maxc = 0, maxr = 0;
+    for (int j = 0; j < n; j++) {
+        if (cols[j] > maxc) maxc = cols[j];
+        if (rows[j] > maxr) maxr = rows[j];
+    }
     vk_be *be = NULL;
-    st_tensor t = {0};
-    t.type = (st_type)type;
-    t.ne0 = ncols;
-    t.ne1 = nrows;
-    t.row_bytes = st_row_size(t.type, ncols);
-    t.nbytes = (uint64_t)t.row_bytes * (uint64_t)nrows;
-    /* copies of the matrix, cycled, so that every product reads from device
-     * memory and not from the L2 cache (50 MiB on an H100/H200) */
-    int ncopy = (int)((512ull << 20) / t.nbytes) + 1;
-    if (ncopy > 64) ncopy = 64;
-    vk_alloc mem[64];
-    int nmem = 0;
     VkQueryPool qp = VK_NULL_HANDLE;
-    st_status rc = check_type(&t, false, "bench weight", err);
-    if (!rc) rc = test_be(device, ncols, n_tok, nrows, &be, err);
-    uint8_t *host = rc ? NULL : malloc(t.nbytes);
-    if (!rc && !host) rc = st_error_set(err, ST_ERR_NOMEM, "out of memory");
-    if (!rc) {
+    st_status rc = test_be(device, maxc, n_tok, maxr, &be, err);
+    if (!rc) rc = bench_qp(be, &qp, err);
+    for (int j = 0; j < n && !rc; j++) {
+        st_tensor t = {0};
+        t.type = (st_type)types[j];
+        t.ne0 = cols[j];
+        t.ne1 = rows[j];
+        t.row_bytes = st_row_size(t.type, cols[j]);
+        t.nbytes = (uint64_t)t.row_bytes * (uint64_t)rows[j];
+        /* copies of the matrix, cycled, so that every product reads from
+         * device memory and not from the L2 cache (50-60 MiB on H100/H200) */
+        int ncopy = (int)((512ull << 20) / t.nbytes) + 1;
+        if (ncopy > 64) ncopy = 64;
+        vk_alloc mem[64];
+        int nmem = 0;
+        if ((rc = check_type(&t, false, "bench weight", err))) break;
+        uint8_t *host = malloc(t.nbytes);
+        if (!host) rc = st_error_set(err, ST_ERR_NOMEM, "out of memory");
         uint64_t s = 0x9E3779B97F4A7C15ull;
-        for (uint64_t i = 0; i < t.nbytes; i++) {
+        for (uint64_t i = 0; host && i < t.nbytes; i++) {
             s ^= s << 13; s ^= s >> 7; s ^= s << 17;
             host[i] = (uint8_t)s;
         }
-    }
-    for (int i = 0; i < ncopy && !rc; i++) {
-        rc = vk_alloc_dev(be->c, t.nbytes, &mem[i], err);
-        if (!rc) nmem++;
-        if (!rc) rc = vk_upload(be->c, &mem[i], 0, host, t.nbytes, VK_NULL_HANDLE, 0, err);
-    }
-    if (!rc) rc = bench_qp(be, &qp, err);
-    if (!rc) rc = cb_begin(be, err);
-    VkCommandBuffer cb = rc ? VK_NULL_HANDLE : be->cb[be->cur];
-    vk_bind ob = be ? vk_bind_all(&be->logits) : (vk_bind){0};
-    if (!rc) rc = rec_quantize(be, cb, t.type, &be->xb, (uint32_t)ncols, n_tok, err);
-    if (!rc) {
-        /* a warm-up pass over every copy, then the timed ones */
         for (int i = 0; i < ncopy && !rc; i++) {
-            dev_tensor dw = {&mem[i], 0, NULL};
-            rc = rec_matvec(be, cb, &t, &dw, &be->xb, &ob, 0, (uint32_t)nrows, false, n_tok, err);
+            rc = vk_alloc_dev(be->c, t.nbytes, &mem[i], err);
+            if (!rc) nmem++;
+            if (!rc) rc = vk_upload(be->c, &mem[i], 0, host, t.nbytes, VK_NULL_HANDLE, 0, err);
         }
-        vkCmdResetQueryPool(cb, qp, 0, 2);
-        vkCmdWriteTimestamp(cb, VK_PIPELINE_STAGE_TOP_OF_PIPE_BIT, qp, 0);
-        for (int r = 0; r < reps && !rc; r++) {
-            dev_tensor dw = {&mem[r % ncopy], 0, NULL};
-            rc = rec_matvec(be, cb, &t, &dw, &be->xb, &ob, 0, (uint32_t)nrows, false, n_tok, err);
+        free(host);
+        if (!rc) rc = cb_begin(be, err);
+        VkCommandBuffer cb = rc ? VK_NULL_HANDLE : be->cb[be->cur];
+        vk_bind ob = vk_bind_all(&be->logits);
+        if (!rc) rc = rec_quantize(be, cb, t.type, &be->xb, (uint32_t)cols[j], n_tok, err);
+        if (!rc) {
+            /* a warm-up pass over every copy, then the timed ones */
+            for (int i = 0; i < ncopy && !rc; i++) {
+                dev_tensor dw = {&mem[i], 0, NULL};
+                rc = rec_matvec(be, cb, &t, &dw, &be->xb, &ob, 0, (uint32_t)rows[j], false, n_tok, err);
+            }
+            vkCmdResetQueryPool(cb, qp, 0, 2);
+            vkCmdWriteTimestamp(cb, VK_PIPELINE_STAGE_TOP_OF_PIPE_BIT, qp, 0);
+            for (int r = 0; r < reps && !rc; r++) {
+                dev_tensor dw = {&mem[r % ncopy], 0, NULL};
+                rc = rec_matvec(be, cb, &t, &dw, &be->xb, &ob, 0, (uint32_t)rows[j], false, n_tok, err);
+            }
+            vkCmdWriteTimestamp(cb, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, qp, 1);
         }
-        vkCmdWriteTimestamp(cb, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, qp, 1);
+        if (!rc) rc = bench_time(be, qp, &sec[j], reps, err);
+        for (int i = 0; i < nmem; i++) vk_free_dev(be->c, &mem[i]);
     }
-    if (!rc) rc = bench_time(be, qp, sec, reps, err);
     if (qp) vkDestroyQueryPool(be->c->dev, qp, NULL);
-    for (int i = 0; i < nmem; i++) vk_free_dev(be->c, &mem[i]);
-    free(host);
     if (be) vk_destroy(&be->base);
     return rc;
 }
 
-st_status st_vk_bench_copy(int device, uint64_t bytes, int reps, double *d2d_sec, double *h2d_sec, st_error *err) {
+st_status st_vk_bench_copy(int device, uint64_t bytes, int reps, double *read_sec, double *d2d_sec, double *h2d_sec,
+                           st_error *err) {
     vk_be *be = NULL;
     vk_alloc a = {.block = -1}, b = {.block = -1};
     VkQueryPool qp = VK_NULL_HANDLE;
     uint8_t *host = NULL;
+    bytes &= ~(uint64_t)15;
     st_status rc = test_be(device, 64, 1, 64, &be, err);
     if (!rc) rc = vk_alloc_dev(be->c, bytes, &a, err);
     if (!rc) rc = vk_alloc_dev(be->c, bytes, &b, err);
     if (!rc) rc = bench_qp(be, &qp, err);
+    VkPipeline p = VK_NULL_HANDLE;
+    if (!rc) rc = pipe(be, VKP_BW_READ, &p, err);
+    /* reads by a compute shader */
+    if (!rc) rc = cb_begin(be, err);
+    if (!rc) {
+        VkCommandBuffer cb = be->cb[be->cur];
+        uint32_t gx, gy;
+        vk_grid(be->c, 8192, &gx, &gy);
+        vk_bind bb[2] = {vk_bind_all(&a), vk_bind_all(&be->logits)};
+        struct { uint32_t n16, gx; } pc = {(uint32_t)(bytes / 16), gx};
+        vk_dispatch(be->c, cb, p, bb, 2, &pc, sizeof pc, gx, gy, 1); /* warm-up */
+        vkCmdResetQueryPool(cb, qp, 0, 2);
+        vkCmdWriteTimestamp(cb, VK_PIPELINE_STAGE_TOP_OF_PIPE_BIT, qp, 0);
+        for (int r = 0; r < reps; r++) {
+            bb[0] = vk_bind_all(r % 2 ? &a : &b);
+            vk_dispatch(be->c, cb, p, bb, 2, &pc, sizeof pc, gx, gy, 1);
+        }
+        vkCmdWriteTimestamp(cb, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, qp, 1);
+        rc = bench_time(be, qp, read_sec, reps, err);
+    }
+    /* vkCmdCopyBuffer */
     if (!rc) rc = cb_begin(be, err);
     if (!rc) {
         VkCommandBuffer cb = be->cb[be->cur];

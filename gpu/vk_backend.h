@@ -37,12 +37,16 @@ st_status st_vk_test_rmsnorm(int device, const float *x, const float *w, int n, 
 /* g = silu(g) * u over n elements, in place */
 st_status st_vk_test_swiglu(int device, float *g, const float *u, int n, st_error *err);
 
-/* Microbenchmarks (bench/vk_microbench.c). GPU seconds per mat-vec of `type`
- * ([nrows] x [ncols] random bytes, n_tok tokens; copies cycled so that the
- * weights come from device memory, not the cache), averaged over reps. */
-st_status st_vk_bench_matvec(int device, int type, int ncols, int nrows, int n_tok, int reps, double *sec, st_error *err);
-/* Seconds per device-to-device copy of `bytes` (GPU time) and per upload of
- * `bytes` from pageable host memory through the staging path (wall time). */
-st_status st_vk_bench_copy(int device, uint64_t bytes, int reps, double *d2d_sec, double *h2d_sec, st_error *err);
+/* Microbenchmarks (bench/vk_microbench.c). sec[j]: GPU seconds per mat-vec
+ * of types[j] ([rows[j]] x [cols[j]] random bytes, n_tok tokens; copies
+ * cycled so that the weights come from device memory, not the cache),
+ * averaged over reps. */
+st_status st_vk_bench_matvec(int device, int n, const int *types, const int *cols, const int *rows, int n_tok, int reps,
+                             double *sec, st_error *err);
+/* Seconds per read of `bytes` by a compute shader and per device-to-device
+ * copy (GPU time), and per upload of `bytes` from pageable host memory
+ * through the staging path (wall time). */
+st_status st_vk_bench_copy(int device, uint64_t bytes, int reps, double *read_sec, double *d2d_sec, double *h2d_sec,
+                           st_error *err);
 
 #endif

@@ -190,30 +190,50 @@ void main() {
      * 16-byte head (d, dmin, 12 bytes of scales) and two of nibbles; blocks
      * of 144 bytes keep 16-byte alignment (the host checks w_off) */
     uint nb = p.n / 256;
-    for (uint u = lane; u < nb * 4; u += LANES) {
-        uint i = u >> 2, q = u & 3u;
-        uint e0 = i * 256 + 64 * q;
-        uint yo = (t * p.n + e0) >> 4;
-        uvec4 ya0 = qs4[yo], ya1 = qs4[yo + 1], yb0 = qs4[yo + 2], yb1 = qs4[yo + 3];
-        uint g = (t * p.n + e0) / 16;
-        int ysum_lo = bs[g] + bs[g + 1], ysum_hi = bs[g + 2] + bs[g + 3];
-        float dy = yd[t * nb + i];
-        for (uint k = 0; k < NR; k++) {
-            uint bq = (rb[k] + i * 144) >> 4;
-            uvec4 hd = w4[bq], qa = w4[bq + 1 + 2 * q], qb = w4[bq + 2 + 2 * q];
-            int sc0, m0, sc1, m1;
-            scale_min_w(2 * q, hd.y, hd.z, hd.w, sc0, m0);
-            scale_min_w(2 * q + 1, hd.y, hd.z, hd.w, sc1, m1);
-            const uint M4 = 0x0F0F0F0Fu;
-            int s_lo = dot4u(qa.x & M4, ya0.x) + dot4u(qa.y & M4, ya0.y) + dot4u(qa.z & M4, ya0.z) + dot4u(qa.w & M4, ya0.w) +
-                       dot4u(qb.x & M4, ya1.x) + dot4u(qb.y & M4, ya1.y) + dot4u(qb.z & M4, ya1.z) + dot4u(qb.w & M4, ya1.w);
-            int s_hi = dot4u((qa.x >> 4) & M4, yb0.x) + dot4u((qa.y >> 4) & M4, yb0.y) + dot4u((qa.z >> 4) & M4, yb0.z) +
-                       dot4u((qa.w >> 4) & M4, yb0.w) + dot4u((qb.x >> 4) & M4, yb1.x) + dot4u((qb.y >> 4) & M4, yb1.y) +
-                       dot4u((qb.z >> 4) & M4, yb1.z) + dot4u((qb.w >> 4) & M4, yb1.w);
-            int isum = sc0 * s_lo + sc1 * s_hi;
-            int summs = ysum_lo * m0 + ysum_hi * m1;
-            vec2 dm = unpackHalf2x16(hd.x);
-            acc[k] += (dm.x * dy) * float(isum) - (dm.y * dy) * float(summs);
+    /* two units per step, their loads issued together (more bytes in flight
+     * per lane: the loop is short, 2 steps for a 4096-wide row) */
+    for (uint u0 = lane; u0 < nb * 4; u0 += 2 * LANES) {
+        uvec4 hd[2 * NR], qa[2 * NR], qb[2 * NR];
+        uvec4 ya0[2], ya1[2], yb0[2], yb1[2];
+        uint us[2] = uint[2](u0, u0 + LANES);
+        bool ok1 = u0 + LANES < nb * 4;
+        for (uint v = 0; v < 2; v++) {
+            uint u = v == 1 && !ok1 ? u0 : us[v];
+            uint i = u >> 2, q = u & 3u;
+            uint yo = (t * p.n + i * 256 + 64 * q) >> 4;
+            ya0[v] = qs4[yo]; ya1[v] = qs4[yo + 1]; yb0[v] = qs4[yo + 2]; yb1[v] = qs4[yo + 3];
+            for (uint k = 0; k < NR; k++) {
+                uint bq = (rb[k] + i * 144) >> 4;
+                hd[2 * k + v] = w4[bq];
+                qa[2 * k + v] = w4[bq + 1 + 2 * q];
+                qb[2 * k + v] = w4[bq + 2 + 2 * q];
+            }
+        }
+        for (uint v = 0; v < 2; v++) {
+            if (v == 1 && !ok1) break;
+            uint u = us[v];
+            uint i = u >> 2, q = u & 3u;
+            uint g = (t * p.n + i * 256 + 64 * q) / 16;
+            int ysum_lo = bs[g] + bs[g + 1], ysum_hi = bs[g + 2] + bs[g + 3];
+            float dy = yd[t * nb + i];
+            for (uint k = 0; k < NR; k++) {
+                uvec4 h = hd[2 * k + v], a = qa[2 * k + v], b = qb[2 * k + v];
+                int sc0, m0, sc1, m1;
+                scale_min_w(2 * q, h.y, h.z, h.w, sc0, m0);
+                scale_min_w(2 * q + 1, h.y, h.z, h.w, sc1, m1);
+                const uint M4 = 0x0F0F0F0Fu;
+                int s_lo = dot4u(a.x & M4, ya0[v].x) + dot4u(a.y & M4, ya0[v].y) + dot4u(a.z & M4, ya0[v].z) +
+                           dot4u(a.w & M4, ya0[v].w) + dot4u(b.x & M4, ya1[v].x) + dot4u(b.y & M4, ya1[v].y) +
+                           dot4u(b.z & M4, ya1[v].z) + dot4u(b.w & M4, ya1[v].w);
+                int s_hi = dot4u((a.x >> 4) & M4, yb0[v].x) + dot4u((a.y >> 4) & M4, yb0[v].y) +
+                           dot4u((a.z >> 4) & M4, yb0[v].z) + dot4u((a.w >> 4) & M4, yb0[v].w) +
+                           dot4u((b.x >> 4) & M4, yb1[v].x) + dot4u((b.y >> 4) & M4, yb1[v].y) +
+                           dot4u((b.z >> 4) & M4, yb1[v].z) + dot4u((b.w >> 4) & M4, yb1[v].w);
+                int isum = sc0 * s_lo + sc1 * s_hi;
+                int summs = ysum_lo * m0 + ysum_hi * m1;
+                vec2 dm = unpackHalf2x16(h.x);
+                acc[k] += (dm.x * dy) * float(isum) - (dm.y * dy) * float(summs);
+            }
         }
     }
 #elif defined(W_Q5_K)
