@@ -9,7 +9,12 @@
 #include <string.h>
 
 #define BLOCK_BYTES ((VkDeviceSize)256 << 20) /* device memory is taken in blocks of this (or one large request) */
-#define STAGING_BYTES ((VkDeviceSize)16 << 20)
+/* The staging ring: uploads are cut into chunks of STAGING_SLOT bytes, and
+ * the host copies chunk i + 1 into its slot while the transfer queue still
+ * moves chunk i (one slot and a wait per chunk ran at memcpy speed + DMA
+ * speed in turn). */
+#define STAGING_SLOT ((VkDeviceSize)16 << 20)
+#define STAGING_BYTES (STAGING_SLOT * VK_STAGING_SLOTS)
 #define ALLOC_ALIGN ((VkDeviceSize)256)
 
 static const char *const pipe_names[VKP_COUNT] = {
@@ -541,16 +546,24 @@ st_status vk_upload(st_vk_ctx *c, const vk_alloc *dst, VkDeviceSize off, const v
                             n, (uint64_t)off, (uint64_t)dst->size);
     st_status rc = ST_OK;
     pthread_mutex_lock(&c->mu_up);
-    for (size_t done = 0; done < n && !rc; done += (size_t)c->staging.size) {
-        size_t k = n - done < c->staging.size ? n - done : (size_t)c->staging.size;
-        memcpy(c->staging.map, (const uint8_t *)src + done, k);
+    for (size_t done = 0; done < n && !rc; done += (size_t)STAGING_SLOT) {
+        size_t k = n - done < STAGING_SLOT ? n - done : (size_t)STAGING_SLOT;
+        int sl = c->up_next;
+        c->up_next = (sl + 1) % VK_STAGING_SLOTS;
+        if (c->up_busy[sl]) {
+            if ((rc = vkcheck(vkWaitForFences(c->dev, 1, &c->up_fence[sl], VK_TRUE, UINT64_MAX), "vkWaitForFences (upload)", err))) break;
+            c->up_busy[sl] = false;
+        }
+        VkDeviceSize so = (VkDeviceSize)sl * STAGING_SLOT;
+        memcpy((uint8_t *)c->staging.map + so, (const uint8_t *)src + done, k);
+        VkCommandBuffer cb = c->up_cb[sl];
         VkCommandBufferBeginInfo bi = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO,
                                        .flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT};
-        if ((rc = vkcheck(vkResetCommandPool(c->dev, c->up_pool, 0), "vkResetCommandPool", err))) break;
-        if ((rc = vkcheck(vkBeginCommandBuffer(c->up_cb, &bi), "vkBeginCommandBuffer", err))) break;
-        VkBufferCopy cp = {0, dst->off + off + done, k};
-        vkCmdCopyBuffer(c->up_cb, c->staging.buf, dst->buf, 1, &cp);
-        if ((rc = vkcheck(vkEndCommandBuffer(c->up_cb), "vkEndCommandBuffer", err))) break;
+        if ((rc = vkcheck(vkResetCommandBuffer(cb, 0), "vkResetCommandBuffer", err))) break;
+        if ((rc = vkcheck(vkBeginCommandBuffer(cb, &bi), "vkBeginCommandBuffer", err))) break;
+        VkBufferCopy cp = {so, dst->off + off + done, k};
+        vkCmdCopyBuffer(cb, c->staging.buf, dst->buf, 1, &cp);
+        if ((rc = vkcheck(vkEndCommandBuffer(cb), "vkEndCommandBuffer", err))) break;
         uint64_t sig = atomic_load(&c->up_value) + 1;
         bool wait = wait_sem && done == 0;
         VkPipelineStageFlags stage = VK_PIPELINE_STAGE_ALL_COMMANDS_BIT;
@@ -565,18 +578,25 @@ st_status vk_upload(st_vk_ctx *c, const vk_alloc *dst, VkDeviceSize off, const v
                            .pWaitSemaphores = &wait_sem,
                            .pWaitDstStageMask = &stage,
                            .commandBufferCount = 1,
-                           .pCommandBuffers = &c->up_cb,
+                           .pCommandBuffers = &cb,
                            .signalSemaphoreCount = 1,
                            .pSignalSemaphores = &c->up_sem};
-        vkResetFences(c->dev, 1, &c->up_fence);
+        vkResetFences(c->dev, 1, &c->up_fence[sl]);
         pthread_mutex_t *qm = c->separate_transfer ? &c->mu_qt : &c->mu_qc;
         pthread_mutex_lock(qm);
-        VkResult r = vkQueueSubmit(c->q_transfer, 1, &si, c->up_fence);
+        VkResult r = vkQueueSubmit(c->q_transfer, 1, &si, c->up_fence[sl]);
         pthread_mutex_unlock(qm);
         if ((rc = vkcheck(r, "vkQueueSubmit (upload)", err))) break;
+        c->up_busy[sl] = true;
         atomic_store(&c->up_value, sig);
-        rc = vkcheck(vkWaitForFences(c->dev, 1, &c->up_fence, VK_TRUE, UINT64_MAX), "vkWaitForFences (upload)", err);
     }
+    /* done when every chunk has landed (the caller may free src) */
+    for (int sl = 0; sl < VK_STAGING_SLOTS; sl++)
+        if (c->up_busy[sl]) {
+            st_status r2 = vkcheck(vkWaitForFences(c->dev, 1, &c->up_fence[sl], VK_TRUE, UINT64_MAX), "vkWaitForFences (upload)", err);
+            if (!rc) rc = r2;
+            c->up_busy[sl] = false;
+        }
     pthread_mutex_unlock(&c->mu_up);
     return rc;
 }
@@ -735,7 +755,8 @@ static void ctx_destroy(st_vk_ctx *c) {
             if (c->pipes[i]) vkDestroyPipeline(c->dev, c->pipes[i], NULL);
         if (c->layout) vkDestroyPipelineLayout(c->dev, c->layout, NULL);
         if (c->dsl) vkDestroyDescriptorSetLayout(c->dev, c->dsl, NULL);
-        if (c->up_fence) vkDestroyFence(c->dev, c->up_fence, NULL);
+        for (int i = 0; i < VK_STAGING_SLOTS; i++)
+            if (c->up_fence[i]) vkDestroyFence(c->dev, c->up_fence[i], NULL);
         if (c->up_sem) vkDestroySemaphore(c->dev, c->up_sem, NULL);
         if (c->up_pool) vkDestroyCommandPool(c->dev, c->up_pool, NULL);
         vk_hbuf_free(c, &c->staging);
@@ -861,15 +882,18 @@ static st_status ctx_create(int want, st_vk_ctx **out, st_error *err) {
 
     /* the upload path */
     if ((rc = vk_hbuf_new(c, STAGING_BYTES, &c->staging, err))) goto fail;
-    VkCommandPoolCreateInfo cpi = {.sType = VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO, .queueFamilyIndex = c->qf_transfer};
+    VkCommandPoolCreateInfo cpi = {.sType = VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO,
+                                   .flags = VK_COMMAND_POOL_CREATE_RESET_COMMAND_BUFFER_BIT,
+                                   .queueFamilyIndex = c->qf_transfer};
     if ((rc = vkcheck(vkCreateCommandPool(c->dev, &cpi, NULL, &c->up_pool), "vkCreateCommandPool", err))) goto fail;
     VkCommandBufferAllocateInfo cai = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO,
                                        .commandPool = c->up_pool,
                                        .level = VK_COMMAND_BUFFER_LEVEL_PRIMARY,
-                                       .commandBufferCount = 1};
-    if ((rc = vkcheck(vkAllocateCommandBuffers(c->dev, &cai, &c->up_cb), "vkAllocateCommandBuffers", err))) goto fail;
+                                       .commandBufferCount = VK_STAGING_SLOTS};
+    if ((rc = vkcheck(vkAllocateCommandBuffers(c->dev, &cai, c->up_cb), "vkAllocateCommandBuffers", err))) goto fail;
     VkFenceCreateInfo fi = {.sType = VK_STRUCTURE_TYPE_FENCE_CREATE_INFO};
-    if ((rc = vkcheck(vkCreateFence(c->dev, &fi, NULL, &c->up_fence), "vkCreateFence", err))) goto fail;
+    for (int i = 0; i < VK_STAGING_SLOTS; i++)
+        if ((rc = vkcheck(vkCreateFence(c->dev, &fi, NULL, &c->up_fence[i]), "vkCreateFence", err))) goto fail;
     VkSemaphoreTypeCreateInfo sti = {.sType = VK_STRUCTURE_TYPE_SEMAPHORE_TYPE_CREATE_INFO, .semaphoreType = VK_SEMAPHORE_TYPE_TIMELINE};
     VkSemaphoreCreateInfo sci = {.sType = VK_STRUCTURE_TYPE_SEMAPHORE_CREATE_INFO, .pNext = &sti};
     if ((rc = vkcheck(vkCreateSemaphore(c->dev, &sci, NULL, &c->up_sem), "vkCreateSemaphore", err))) goto fail;

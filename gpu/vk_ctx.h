@@ -27,6 +27,7 @@ typedef enum {
 #define VK_MAX_BINDINGS 6
 #define VK_PUSH_BYTES 128
 #define VK_PROF_MAX 4096
+#define VK_STAGING_SLOTS 4
 
 /* A range of a device-local pool block (sub-allocation). */
 typedef struct vk_alloc {
@@ -89,13 +90,16 @@ typedef struct st_vk_ctx {
     VkPipeline pipes[VKP_COUNT];
     PFN_vkCmdPushDescriptorSetKHR push_desc;
 
-    /* uploads: a staging buffer, a command buffer on the transfer queue
-     * (or the compute queue), a timeline semaphore counting uploads */
+    /* uploads: a staging ring of VK_STAGING_SLOTS slots, each with a command
+     * buffer on the transfer queue (or the compute queue) and a fence; a
+     * timeline semaphore counting uploads */
     pthread_mutex_t mu_up;
     vk_hbuf staging;
     VkCommandPool up_pool;
-    VkCommandBuffer up_cb;
-    VkFence up_fence;
+    VkCommandBuffer up_cb[VK_STAGING_SLOTS];
+    VkFence up_fence[VK_STAGING_SLOTS];
+    bool up_busy[VK_STAGING_SLOTS];
+    int up_next;
     VkSemaphore up_sem;
     _Atomic uint64_t up_value;
 

@@ -56,7 +56,7 @@ layout(push_constant) uniform P {
     uint gx;
 } p;
 
-#if defined(W_F32) || defined(W_F16) || defined(W_Q4_0) || defined(W_Q5_K) || defined(W_Q4_K)
+#if defined(W_F32) || defined(W_F16) || defined(W_Q4_0) || defined(W_Q5_K)
 #define NR 1
 #else
 #define NR 2
