@@ -13,20 +13,23 @@ const char *const store_opts_help =
     "      --prefetch D        auto (adaptive distance, default), off (synchronous loads), or N layers ahead\n"
     "      --prefetch-threads K  reader threads (default: auto)\n"
     "      --ring-slots N      streaming slots of the ring policy (default: auto)\n"
-    "      --direct-io         read with O_DIRECT (bypasses the page cache)\n";
+    "      --direct-io         read with O_DIRECT (bypasses the page cache)\n"
+    "      --gpu-cache-layers N, --vram-budget SIZE\n"
+    "                          the same as --cache-layers / --mem-budget: with --backend vulkan the\n"
+    "                          layer slots are device memory, and the rest streams into VRAM\n";
 
 int store_opt_parse(const char *cmd, int argc, char **argv, int *i, st_session_params *p) {
     const char *a = argv[*i], *v;
     long l;
 #define VAL() do { if (!(v = arg_value(argc, argv, i, cmd))) return -1; } while (0)
-    if (!strcmp(a, "--cache-layers")) {
+    if (!strcmp(a, "--cache-layers") || !strcmp(a, "--gpu-cache-layers")) {
         VAL();
         if (!arg_int(cmd, a, v, 1, 1 << 20, &l)) return -1;
         p->cache_layers = (int)l;
-    } else if (!strcmp(a, "--mem-budget")) {
+    } else if (!strcmp(a, "--mem-budget") || !strcmp(a, "--vram-budget")) {
         VAL();
         if (!arg_size(cmd, a, v, &p->mem_budget)) return -1;
-        if (!p->mem_budget) { fprintf(stderr, "strata %s: --mem-budget must be positive\n", cmd); return -1; }
+        if (!p->mem_budget) { fprintf(stderr, "strata %s: %s must be positive\n", cmd, a); return -1; }
     } else if (!strcmp(a, "--cache-policy")) {
         VAL();
         if (!strcmp(v, "ring")) p->cache_policy = ST_CACHE_RING;

@@ -19,14 +19,15 @@ int main(int argc, char **argv) {
     int dev = argc > 1 ? atoi(argv[1]) : -1;
     uint64_t cb = (argc > 2 ? (uint64_t)atoi(argv[2]) : 1024) << 20;
     st_error err = {0};
-    double rd, d2d, h2d;
-    if (st_vk_bench_copy(dev, cb, 10, &rd, &d2d, &h2d, &err)) {
+    double rd, d2d, h2d, pinned = 0;
+    if (st_vk_bench_copy(dev, cb, 10, &rd, &d2d, &h2d, &pinned, &err)) {
         fprintf(stderr, "vk_microbench: %s\n", err.msg);
         return 1;
     }
     double bw = (double)cb / rd / 1e9;
     printf("read by a compute shader: %.0f GB/s (%llu MiB)\n", bw, (unsigned long long)(cb >> 20));
     printf("vkCmdCopyBuffer device-to-device: %.0f GB/s read + %.0f GB/s written\n", (double)cb / d2d / 1e9, (double)cb / d2d / 1e9);
+    printf("host-to-device DMA from pinned memory (the staging ring): %.1f GB/s\n", pinned);
     printf("host-to-device upload (pageable -> staging -> device): %.1f GB/s\n", (double)cb / h2d / 1e9);
     static const int tlist[] = {ST_TYPE_Q4_K, ST_TYPE_Q6_K, ST_TYPE_Q8_0, ST_TYPE_Q4_0, ST_TYPE_Q5_K, ST_TYPE_F16};
     static const int shapes[][2] = {{4096, 4096}, {4096, 11008}, {11008, 4096}};

@@ -1075,7 +1075,7 @@ st_status st_vk_bench_matvec(int device, int n, const int *types, const int *col
 }
 
 st_status st_vk_bench_copy(int device, uint64_t bytes, int reps, double *read_sec, double *d2d_sec, double *h2d_sec,
-                           st_error *err) {
+                           double *pinned_gbs, st_error *err) {
     vk_be *be = NULL;
     vk_alloc a = {.block = -1}, b = {.block = -1};
     VkQueryPool qp = VK_NULL_HANDLE;
@@ -1121,6 +1121,20 @@ st_status st_vk_bench_copy(int device, uint64_t bytes, int reps, double *read_se
         }
         vkCmdWriteTimestamp(cb, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, qp, 1);
         rc = bench_time(be, qp, d2d_sec, reps, err);
+    }
+    /* DMA alone: the pinned staging buffer to device memory (GPU time) */
+    if (!rc) rc = cb_begin(be, err);
+    if (!rc) {
+        VkCommandBuffer cb = be->cb[be->cur];
+        VkDeviceSize sb = be->c->staging.size;
+        VkBufferCopy cp = {0, a.off, sb};
+        vkCmdResetQueryPool(cb, qp, 0, 2);
+        vkCmdWriteTimestamp(cb, VK_PIPELINE_STAGE_TOP_OF_PIPE_BIT, qp, 0);
+        for (int r = 0; r < reps; r++) vkCmdCopyBuffer(cb, be->c->staging.buf, a.buf, 1, &cp);
+        vkCmdWriteTimestamp(cb, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, qp, 1);
+        double s;
+        rc = bench_time(be, qp, &s, reps, err);
+        if (!rc) *pinned_gbs = (double)sb / s / 1e9;
     }
     /* host to device through the staging path the layer store uses (memcpy
      * into pinned staging + copy on the transfer queue), from pageable memory */

@@ -44,9 +44,10 @@ st_status st_vk_test_swiglu(int device, float *g, const float *u, int n, st_erro
 st_status st_vk_bench_matvec(int device, int n, const int *types, const int *cols, const int *rows, int n_tok, int reps,
                              double *sec, st_error *err);
 /* Seconds per read of `bytes` by a compute shader and per device-to-device
- * copy (GPU time), and per upload of `bytes` from pageable host memory
- * through the staging path (wall time). */
+ * copy (GPU time), per upload of `bytes` from pageable host memory through
+ * the staging path (wall time), and the GB/s of the DMA alone from the
+ * pinned staging buffer (GPU time). */
 st_status st_vk_bench_copy(int device, uint64_t bytes, int reps, double *read_sec, double *d2d_sec, double *h2d_sec,
-                           st_error *err);
+                           double *pinned_gbs, st_error *err);
 
 #endif

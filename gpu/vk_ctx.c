@@ -383,8 +383,14 @@ static st_status make_buffer(st_vk_ctx *c, VkDeviceSize size, bool host, VkBuffe
     r = vkAllocateMemory(c->dev, &ai, NULL, mem);
     if (r != VK_SUCCESS) {
         vkDestroyBuffer(c->dev, *buf, NULL);
-        return st_error_set(err, ST_ERR_NOMEM, "vulkan: cannot allocate %.1f MiB of %s memory (%s)", req.size / 1048576.0,
-                            host ? "host-visible" : "device", vk_result_str(r));
+        if (host)
+            return st_error_set(err, ST_ERR_NOMEM, "vulkan: cannot allocate %.1f MiB of host-visible memory (%s)", req.size / 1048576.0,
+                                vk_result_str(r));
+        return st_error_set(err, ST_ERR_NOMEM,
+                            "vulkan: cannot allocate %.1f MiB of device memory (%s; %.1f of %.1f MiB in use by strata): "
+                            "stream the layers with --vram-budget SIZE or --gpu-cache-layers N, or use --backend cpu",
+                            req.size / 1048576.0, vk_result_str(r), (double)atomic_load(&c->allocated) / 1048576.0,
+                            (double)c->vram_bytes / 1048576.0);
     }
     vkBindBufferMemory(c->dev, *buf, *mem, 0);
     return ST_OK;
