@@ -1144,6 +1144,9 @@ st_status st_vk_bench_copy(int device, uint64_t bytes, int reps, double *read_se
         rc = vk_upload(be->c, &a, 0, host, bytes, VK_NULL_HANDLE, 0, err);
         uint64_t t0 = st_now_ns();
         for (int r = 0; r < reps && !rc; r++) rc = vk_upload(be->c, &a, 0, host, bytes, VK_NULL_HANDLE, 0, err);
+        uint64_t v = atomic_load(&be->c->up_value);
+        VkSemaphoreWaitInfo wi = {.sType = VK_STRUCTURE_TYPE_SEMAPHORE_WAIT_INFO, .semaphoreCount = 1, .pSemaphores = &be->c->up_sem, .pValues = &v};
+        if (!rc) rc = vkerr(vkWaitSemaphores(be->c->dev, &wi, UINT64_MAX), "vkWaitSemaphores", err);
         *h2d_sec = (double)(st_now_ns() - t0) * 1e-9 / reps;
     }
     free(host);

@@ -551,59 +551,76 @@ st_status vk_upload(st_vk_ctx *c, const vk_alloc *dst, VkDeviceSize off, const v
         return st_error_set(err, ST_ERR_ARG, "vulkan: upload of %zu bytes at offset %" PRIu64 " overruns a buffer of %" PRIu64,
                             n, (uint64_t)off, (uint64_t)dst->size);
     st_status rc = ST_OK;
-    pthread_mutex_lock(&c->mu_up);
     for (size_t done = 0; done < n && !rc; done += (size_t)STAGING_SLOT) {
         size_t k = n - done < STAGING_SLOT ? n - done : (size_t)STAGING_SLOT;
-        int sl = c->up_next;
-        c->up_next = (sl + 1) % VK_STAGING_SLOTS;
-        if (c->up_busy[sl]) {
-            if ((rc = vkcheck(vkWaitForFences(c->dev, 1, &c->up_fence[sl], VK_TRUE, UINT64_MAX), "vkWaitForFences (upload)", err))) break;
-            c->up_busy[sl] = false;
+        /* claim a slot no other thread is filling; its last copy must have
+         * landed before it is overwritten (its fence) */
+        pthread_mutex_lock(&c->mu_up);
+        int sl = -1;
+        while (sl < 0) {
+            for (int i = 0; i < VK_STAGING_SLOTS && sl < 0; i++) {
+                int j = (c->up_next + i) % VK_STAGING_SLOTS;
+                if (!c->up_filling[j]) sl = j;
+            }
+            if (sl < 0) pthread_cond_wait(&c->up_cv, &c->mu_up);
         }
+        c->up_next = (sl + 1) % VK_STAGING_SLOTS;
+        c->up_filling[sl] = true;
+        bool busy = c->up_busy[sl];
+        pthread_mutex_unlock(&c->mu_up);
+        if (busy) rc = vkcheck(vkWaitForFences(c->dev, 1, &c->up_fence[sl], VK_TRUE, UINT64_MAX), "vkWaitForFences (upload)", err);
         VkDeviceSize so = (VkDeviceSize)sl * STAGING_SLOT;
-        memcpy((uint8_t *)c->staging.map + so, (const uint8_t *)src + done, k);
+        /* the host copies run outside the lock: several prefetch threads fill their slots at once */
+        if (!rc) memcpy((uint8_t *)c->staging.map + so, (const uint8_t *)src + done, k);
+        pthread_mutex_lock(&c->mu_up);
+        c->up_busy[sl] = false;
         VkCommandBuffer cb = c->up_cb[sl];
         VkCommandBufferBeginInfo bi = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO,
                                        .flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT};
-        if ((rc = vkcheck(vkResetCommandBuffer(cb, 0), "vkResetCommandBuffer", err))) break;
-        if ((rc = vkcheck(vkBeginCommandBuffer(cb, &bi), "vkBeginCommandBuffer", err))) break;
-        VkBufferCopy cp = {so, dst->off + off + done, k};
-        vkCmdCopyBuffer(cb, c->staging.buf, dst->buf, 1, &cp);
-        if ((rc = vkcheck(vkEndCommandBuffer(cb), "vkEndCommandBuffer", err))) break;
-        uint64_t sig = atomic_load(&c->up_value) + 1;
-        bool wait = wait_sem && done == 0;
-        VkPipelineStageFlags stage = VK_PIPELINE_STAGE_ALL_COMMANDS_BIT;
-        VkTimelineSemaphoreSubmitInfo ts = {.sType = VK_STRUCTURE_TYPE_TIMELINE_SEMAPHORE_SUBMIT_INFO,
-                                            .waitSemaphoreValueCount = wait ? 1 : 0,
-                                            .pWaitSemaphoreValues = &wait_value,
-                                            .signalSemaphoreValueCount = 1,
-                                            .pSignalSemaphoreValues = &sig};
-        VkSubmitInfo si = {.sType = VK_STRUCTURE_TYPE_SUBMIT_INFO,
-                           .pNext = &ts,
-                           .waitSemaphoreCount = wait ? 1 : 0,
-                           .pWaitSemaphores = &wait_sem,
-                           .pWaitDstStageMask = &stage,
-                           .commandBufferCount = 1,
-                           .pCommandBuffers = &cb,
-                           .signalSemaphoreCount = 1,
-                           .pSignalSemaphores = &c->up_sem};
-        vkResetFences(c->dev, 1, &c->up_fence[sl]);
-        pthread_mutex_t *qm = c->separate_transfer ? &c->mu_qt : &c->mu_qc;
-        pthread_mutex_lock(qm);
-        VkResult r = vkQueueSubmit(c->q_transfer, 1, &si, c->up_fence[sl]);
-        pthread_mutex_unlock(qm);
-        if ((rc = vkcheck(r, "vkQueueSubmit (upload)", err))) break;
-        c->up_busy[sl] = true;
-        atomic_store(&c->up_value, sig);
-    }
-    /* done when every chunk has landed (the caller may free src) */
-    for (int sl = 0; sl < VK_STAGING_SLOTS; sl++)
-        if (c->up_busy[sl]) {
-            st_status r2 = vkcheck(vkWaitForFences(c->dev, 1, &c->up_fence[sl], VK_TRUE, UINT64_MAX), "vkWaitForFences (upload)", err);
-            if (!rc) rc = r2;
-            c->up_busy[sl] = false;
+        /* the pool and the timeline's order are shared: record and submit under the lock */
+        if (!rc) rc = vkcheck(vkResetCommandBuffer(cb, 0), "vkResetCommandBuffer", err);
+        if (!rc) rc = vkcheck(vkBeginCommandBuffer(cb, &bi), "vkBeginCommandBuffer", err);
+        if (!rc) {
+            VkBufferCopy cp = {so, dst->off + off + done, k};
+            vkCmdCopyBuffer(cb, c->staging.buf, dst->buf, 1, &cp);
+            rc = vkcheck(vkEndCommandBuffer(cb), "vkEndCommandBuffer", err);
         }
-    pthread_mutex_unlock(&c->mu_up);
+        if (!rc) {
+            uint64_t sig = atomic_load(&c->up_value) + 1;
+            bool wait = wait_sem != VK_NULL_HANDLE;
+            VkPipelineStageFlags stage = VK_PIPELINE_STAGE_ALL_COMMANDS_BIT;
+            VkTimelineSemaphoreSubmitInfo ts = {.sType = VK_STRUCTURE_TYPE_TIMELINE_SEMAPHORE_SUBMIT_INFO,
+                                                .waitSemaphoreValueCount = wait ? 1 : 0,
+                                                .pWaitSemaphoreValues = &wait_value,
+                                                .signalSemaphoreValueCount = 1,
+                                                .pSignalSemaphoreValues = &sig};
+            VkSubmitInfo si = {.sType = VK_STRUCTURE_TYPE_SUBMIT_INFO,
+                               .pNext = &ts,
+                               .waitSemaphoreCount = wait ? 1 : 0,
+                               .pWaitSemaphores = &wait_sem,
+                               .pWaitDstStageMask = &stage,
+                               .commandBufferCount = 1,
+                               .pCommandBuffers = &cb,
+                               .signalSemaphoreCount = 1,
+                               .pSignalSemaphores = &c->up_sem};
+            vkResetFences(c->dev, 1, &c->up_fence[sl]);
+            pthread_mutex_t *qm = c->separate_transfer ? &c->mu_qt : &c->mu_qc;
+            pthread_mutex_lock(qm);
+            VkResult r = vkQueueSubmit(c->q_transfer, 1, &si, c->up_fence[sl]);
+            pthread_mutex_unlock(qm);
+            rc = vkcheck(r, "vkQueueSubmit (upload)", err);
+            if (!rc) {
+                c->up_busy[sl] = true;
+                atomic_store(&c->up_value, sig);
+            }
+        }
+        c->up_filling[sl] = false;
+        pthread_cond_signal(&c->up_cv);
+        pthread_mutex_unlock(&c->mu_up);
+    }
+    /* No wait for the copies to land: src was copied into the ring already,
+     * and every compute submission waits on the GPU for the uploads made
+     * before it (up_sem at up_value). */
     return rc;
 }
 
@@ -781,6 +798,7 @@ static void ctx_destroy(st_vk_ctx *c) {
     pthread_mutex_destroy(&c->mu_alloc);
     pthread_mutex_destroy(&c->mu_pipe);
     pthread_mutex_destroy(&c->mu_up);
+    pthread_cond_destroy(&c->up_cv);
     free(c);
 }
 
@@ -793,6 +811,7 @@ static st_status ctx_create(int want, st_vk_ctx **out, st_error *err) {
     pthread_mutex_init(&c->mu_alloc, NULL);
     pthread_mutex_init(&c->mu_pipe, NULL);
     pthread_mutex_init(&c->mu_up, NULL);
+    pthread_cond_init(&c->up_cv, NULL);
     st_status rc = make_instance(&c->inst, &c->messenger, err);
     if (rc) goto fail;
     uint32_t n = 0;

@@ -98,7 +98,9 @@ typedef struct st_vk_ctx {
     VkCommandPool up_pool;
     VkCommandBuffer up_cb[VK_STAGING_SLOTS];
     VkFence up_fence[VK_STAGING_SLOTS];
-    bool up_busy[VK_STAGING_SLOTS];
+    bool up_busy[VK_STAGING_SLOTS];     /* a copy from the slot was submitted (its fence) */
+    bool up_filling[VK_STAGING_SLOTS];  /* a thread is writing into the slot */
+    pthread_cond_t up_cv;               /* a slot was released */
     int up_next;
     VkSemaphore up_sem;
     _Atomic uint64_t up_value;
@@ -125,10 +127,12 @@ void vk_free_dev(st_vk_ctx *c, vk_alloc *a);
 st_status vk_hbuf_new(st_vk_ctx *c, VkDeviceSize size, vk_hbuf *out, st_error *err);
 void vk_hbuf_free(st_vk_ctx *c, vk_hbuf *b);
 
-/* Copies n host bytes into dst at off through the staging buffer, on the
- * transfer queue; waits until done. If wait_sem is not NULL, the GPU copy
- * first waits for it to reach wait_value (the compute work still reading
- * the destination). Thread-safe. */
+/* Copies n host bytes into dst at off through the staging ring, on the
+ * transfer queue. Returns once src has been copied into the ring (src may
+ * be reused); the copies land later: compute submissions wait for them on
+ * the GPU (up_sem). If wait_sem is not NULL, the GPU copy first waits for
+ * it to reach wait_value (the compute work still reading the destination).
+ * Thread-safe; several threads copy into their slots at once. */
 st_status vk_upload(st_vk_ctx *c, const vk_alloc *dst, VkDeviceSize off, const void *src, size_t n,
                     VkSemaphore wait_sem, uint64_t wait_value, st_error *err);
 
