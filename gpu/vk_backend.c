@@ -426,11 +426,27 @@ static uint32_t matvec_rows(const vk_be *be, st_type t) {
     return (c->wg / lanes) * nr;
 }
 
+/* Prompt batches of at least c->mm_min_tok tokens use matmul.comp: the
+ * large tiles from half a large tile's tokens on, else the small ones
+ * (where they fit the device). -1: the mat-vec kernel. */
+static int matmul_variant(const vk_be *be, int n_tok) {
+    const st_vk_ctx *c = be->c;
+    if (c->mm_min_tok == 0 || n_tok < (int)c->mm_min_tok) return -1;
+    if (c->mm[VK_MM_LARGE].ok && (n_tok >= (int)(c->mm[VK_MM_LARGE].bn / 2) || !c->mm[VK_MM_SMALL].ok)) return VK_MM_LARGE;
+    return c->mm[VK_MM_SMALL].ok ? VK_MM_SMALL : -1;
+}
+
+static vk_pipe_id matmul_pipe(st_type t, int variant) {
+    int base = variant == VK_MM_SMALL ? VKP_MATMUL_S_F32 : VKP_MATMUL_F32;
+    return (vk_pipe_id)(base + (int)matvec_pipe(t) - VKP_MATVEC_F32);
+}
+
 static st_status rec_matvec_b(vk_be *be, VkCommandBuffer cb, const st_tensor *w, const dev_tensor *dw, const vk_alloc *xin,
                               const vk_bind *ob, uint32_t o_off, uint32_t o_stride, bool add, int n_tok, bool bar,
                               st_error *err) {
+    int v = matmul_variant(be, n_tok);
     VkPipeline p;
-    st_status rc = pipe(be, matvec_pipe(w->type), &p, err);
+    st_status rc = pipe(be, v >= 0 ? matmul_pipe(w->type, v) : matvec_pipe(w->type), &p, err);
     if (rc) return rc;
     uint32_t skip;
     vk_bind wb = vk_bind_range(be->c, dw->mem, dw->off, w->nbytes, &skip);
@@ -441,12 +457,17 @@ static st_status rec_matvec_b(vk_be *be, VkCommandBuffer cb, const st_tensor *w,
     vk_bind b[5] = {wb, vk_bind_all(flt ? xin : &be->aq), vk_bind_all(&be->ad), vk_bind_all(&be->ab), *ob};
     if (w->type == ST_TYPE_Q4_K && (skip % 16 || w->row_bytes % 16))
         return st_error_set(err, ST_ERR_UNSUPPORTED, "vulkan backend: a Q4_K weight is not 16-byte aligned on the device (the file's alignment is below 16)");
-    uint32_t gx, gy, rpw = matvec_rows(be, w->type);
+    uint32_t gx, gy, gz = (uint32_t)n_tok, rpw = matvec_rows(be, w->type);
+    if (v >= 0) { /* a prompt batch: tiles of bm rows x bn tokens */
+        rpw = be->c->mm[v].bm;
+        gz = ((uint32_t)n_tok + be->c->mm[v].bn - 1) / be->c->mm[v].bn;
+    }
     vk_grid(be->c, (uint32_t)((w->ne1 + rpw - 1) / rpw), &gx, &gy);
-    struct { uint32_t n, nrows, w_off, row_bytes, x_off, x_stride, o_off, o_stride, add, gx; } pc = {
-        (uint32_t)w->ne0, (uint32_t)w->ne1, skip, (uint32_t)w->row_bytes, 0, (uint32_t)w->ne0, o_off, o_stride, add ? 1u : 0u, gx};
-    if (bar) vk_dispatch(be->c, cb, p, b, 5, &pc, sizeof pc, gx, gy, (uint32_t)n_tok);
-    else vk_dispatch_nb(be->c, cb, p, b, 5, &pc, sizeof pc, gx, gy, (uint32_t)n_tok);
+    struct { uint32_t n, nrows, w_off, row_bytes, x_off, x_stride, o_off, o_stride, add, gx, n_tok; } pc = {
+        (uint32_t)w->ne0, (uint32_t)w->ne1, skip, (uint32_t)w->row_bytes, 0, (uint32_t)w->ne0, o_off, o_stride, add ? 1u : 0u, gx,
+        (uint32_t)n_tok};
+    if (bar) vk_dispatch(be->c, cb, p, b, 5, &pc, sizeof pc, gx, gy, gz);
+    else vk_dispatch_nb(be->c, cb, p, b, 5, &pc, sizeof pc, gx, gy, gz);
     return ST_OK;
 }
 

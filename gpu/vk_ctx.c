@@ -22,7 +22,18 @@ static const char *const pipe_names[VKP_COUNT] = {
     "matvec_f32", "matvec_f16", "matvec_q4_0", "matvec_q8_0",
     "matvec_q4_k", "matvec_q5_k", "matvec_q6_k",
     "bw_read",
+    "matmul_f32", "matmul_f16", "matmul_q4_0", "matmul_q8_0",
+    "matmul_q4_k", "matmul_q5_k", "matmul_q6_k",
+    "matmul_s_f32", "matmul_s_f16", "matmul_s_q4_0", "matmul_s_q8_0",
+    "matmul_s_q4_k", "matmul_s_q5_k", "matmul_s_q6_k",
 };
+
+/* The SPIR-V of a pipeline: its own name, except the small-tile matmuls
+ * (the large ones' code with other specialization constants). */
+static const char *pipe_spirv(vk_pipe_id id) {
+    if (id >= VKP_MATMUL_S_F32 && id <= VKP_MATMUL_S_Q6_K) return pipe_names[id - VKP_MATMUL_S_F32 + VKP_MATMUL_F32];
+    return pipe_names[id];
+}
 
 const char *vk_result_str(VkResult r) {
     switch (r) {
@@ -634,7 +645,7 @@ VkPipeline vk_pipeline(st_vk_ctx *c, vk_pipe_id id, st_error *err) {
         return p;
     }
     char name[64];
-    snprintf(name, sizeof name, "%s%s", pipe_names[id], c->subgroup_arith ? "" : "_nosg");
+    snprintf(name, sizeof name, "%s%s", pipe_spirv(id), c->subgroup_arith ? "" : "_nosg");
     const st_vk_spirv *sp = NULL;
     for (int i = 0; i < st_vk_n_shaders; i++)
         if (!strcmp(st_vk_shaders[i].name, name)) sp = &st_vk_shaders[i];
@@ -650,9 +661,13 @@ VkPipeline vk_pipeline(st_vk_ctx *c, vk_pipe_id id, st_error *err) {
         st_error_set(err, ST_ERR_INTERNAL, "vulkan: shader %s: vkCreateShaderModule failed (%s)", name, vk_result_str(r));
         goto out;
     }
-    struct { uint32_t wg, sg; VkBool32 use_sg; } spec = {c->wg, c->subgroup_size, c->subgroup_arith ? VK_TRUE : VK_FALSE};
-    VkSpecializationMapEntry me[3] = {{0, 0, 4}, {1, 4, 4}, {2, 8, 4}};
-    VkSpecializationInfo si = {3, me, sizeof spec, &spec};
+    /* 0-2: every shader (common.glsl); 3-8: matmul.comp's tiles */
+    const vk_mm_cfg *mm = &c->mm[id >= VKP_MATMUL_S_F32 && id <= VKP_MATMUL_S_Q6_K ? VK_MM_SMALL : VK_MM_LARGE];
+    struct { uint32_t wg, sg; VkBool32 use_sg; uint32_t mm_wg, bm, bn, bk, tm, tn; } spec = {
+        c->wg, c->subgroup_size, c->subgroup_arith ? VK_TRUE : VK_FALSE, mm->wg, mm->bm, mm->bn, mm->bk, mm->tm, mm->tn};
+    VkSpecializationMapEntry me[9];
+    for (uint32_t i = 0; i < 9; i++) me[i] = (VkSpecializationMapEntry){i, 4 * i, 4};
+    VkSpecializationInfo si = {9, me, sizeof spec, &spec};
     VkComputePipelineCreateInfo ci = {
         .sType = VK_STRUCTURE_TYPE_COMPUTE_PIPELINE_CREATE_INFO,
         .stage = {.sType = VK_STRUCTURE_TYPE_PIPELINE_SHADER_STAGE_CREATE_INFO,
@@ -761,6 +776,67 @@ void vk_grid(const st_vk_ctx *c, uint32_t n, uint32_t *gx, uint32_t *gy) {
     *gy = (n + *gx - 1) / *gx;
 }
 
+/* ------------------------------------------------------------ matmul tiles */
+
+/* A tile shape that fits the device: as asked where it fits; otherwise more
+ * rows/tokens per invocation (up to 8) or smaller tiles until the
+ * workgroup is within the invocation limits, and a shorter k step (down to
+ * 8), then smaller tiles, until the two shared-memory tiles fit. */
+static vk_mm_cfg mm_fit(const VkPhysicalDeviceLimits *l, uint32_t bm, uint32_t bn, uint32_t bk, uint32_t tm, uint32_t tn) {
+    vk_mm_cfg m = {0};
+    uint32_t maxwg = l->maxComputeWorkGroupInvocations < l->maxComputeWorkGroupSize[0] ? l->maxComputeWorkGroupInvocations
+                                                                                          : l->maxComputeWorkGroupSize[0];
+    for (int guard = 0; guard < 64; guard++) {
+        if (!tm || !tn || tm % 4 || tn % 4 || bm % tm || bn % tn || !bm || !bn || !(bk == 8 || bk == 16 || bk == 32)) return m;
+        uint32_t wg = (bm / tm) * (bn / tn);
+        uint64_t shared = 4ull * bk * (bm + bn);
+        if (wg > maxwg) {
+            if (tm < 8) tm *= 2;
+            else if (tn < 8) tn *= 2;
+            else if (bm >= bn && bm > 4 * tm) bm /= 2;
+            else if (bn > tn) bn /= 2;
+            else return m;
+        } else if (shared > l->maxComputeSharedMemorySize) {
+            if (bk > 8) bk /= 2;
+            else if (bm >= bn && bm > 4 * tm) bm /= 2;
+            else if (bn > tn) bn /= 2;
+            else return m;
+        } else {
+            m = (vk_mm_cfg){wg, bm, bn, bk, tm, tn, true};
+            return m;
+        }
+    }
+    return m;
+}
+
+/* The matmul tiles and threshold: defaults, or STRATA_VK_MM_TILES =
+ * "BMxBNxBKxTMxTN[,BMxBNxBKxTMxTN]" (large[,small], for tuning) and
+ * STRATA_VK_MATMUL = the smallest batch that uses matmul (0: never). */
+static void mm_setup(st_vk_ctx *c) {
+    static const uint32_t def[VK_MM_N][5] = {{128, 128, 16, 8, 8}, {64, 32, 32, 4, 4}};
+    uint32_t t[VK_MM_N][5];
+    memcpy(t, def, sizeof t);
+    const char *e = getenv("STRATA_VK_MM_TILES");
+    if (e && *e) {
+        int n = sscanf(e, "%ux%ux%ux%ux%u,%ux%ux%ux%ux%u", &t[0][0], &t[0][1], &t[0][2], &t[0][3], &t[0][4], &t[1][0], &t[1][1],
+                       &t[1][2], &t[1][3], &t[1][4]);
+        if (n != 5 && n != 10) {
+            fprintf(stderr, "strata: STRATA_VK_MM_TILES=%s: expected BMxBNxBKxTMxTN[,BMxBNxBKxTMxTN]; using the defaults\n", e);
+            memcpy(t, def, sizeof t);
+        } else if (n == 5) {
+            memcpy(t[1], def[1], sizeof t[1]);
+        }
+    }
+    for (int v = 0; v < VK_MM_N; v++) {
+        c->mm[v] = mm_fit(&c->props.limits, t[v][0], t[v][1], t[v][2], t[v][3], t[v][4]);
+        if (!c->mm[v].ok) fprintf(stderr, "strata: vulkan: %s matmul tiles %ux%ux%ux%ux%u do not fit this device: not used\n",
+                                  v == VK_MM_LARGE ? "large" : "small", t[v][0], t[v][1], t[v][2], t[v][3], t[v][4]);
+    }
+    c->mm_min_tok = 8;
+    e = getenv("STRATA_VK_MATMUL");
+    if (e && *e) c->mm_min_tok = (uint32_t)strtoul(e, NULL, 10);
+}
+
 /* ------------------------------------------------------------ context */
 
 static pthread_mutex_t g_ctx_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -851,6 +927,7 @@ static st_status ctx_create(int want, st_vk_ctx **out, st_error *err) {
     if (c->subgroup_size > wg) wg = c->subgroup_size;
     if (wg > c->props.limits.maxComputeWorkGroupInvocations) wg = c->props.limits.maxComputeWorkGroupInvocations;
     c->wg = wg;
+    mm_setup(c);
 
     float prio = 1.0f;
     VkDeviceQueueCreateInfo qi[2] = {

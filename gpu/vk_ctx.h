@@ -21,10 +21,27 @@ typedef enum {
     VKP_MATVEC_F32, VKP_MATVEC_F16, VKP_MATVEC_Q4_0, VKP_MATVEC_Q8_0,
     VKP_MATVEC_Q4_K, VKP_MATVEC_Q5_K, VKP_MATVEC_Q6_K,
     VKP_BW_READ,
+    /* matmul.comp with the large tiles (mm[VK_MM_LARGE]) and the same
+     * SPIR-V with the small ones (mm[VK_MM_SMALL]) */
+    VKP_MATMUL_F32, VKP_MATMUL_F16, VKP_MATMUL_Q4_0, VKP_MATMUL_Q8_0,
+    VKP_MATMUL_Q4_K, VKP_MATMUL_Q5_K, VKP_MATMUL_Q6_K,
+    VKP_MATMUL_S_F32, VKP_MATMUL_S_F16, VKP_MATMUL_S_Q4_0, VKP_MATMUL_S_Q8_0,
+    VKP_MATMUL_S_Q4_K, VKP_MATMUL_S_Q5_K, VKP_MATMUL_S_Q6_K,
     VKP_COUNT
 } vk_pipe_id;
 
 #define VK_MAX_BINDINGS 6
+
+/* The tile shape of matmul.comp pipelines (its specialization constants
+ * 3-8): a workgroup of wg = (bm / tm) * (bn / tn) invocations computes bm
+ * rows x bn tokens, k in steps of bk, tm x tn per invocation. Fitted to the
+ * device's limits (invocations, shared memory) when the context opens;
+ * ok = false: that variant is not used. */
+typedef struct vk_mm_cfg {
+    uint32_t wg, bm, bn, bk, tm, tn;
+    bool ok;
+} vk_mm_cfg;
+enum { VK_MM_LARGE, VK_MM_SMALL, VK_MM_N };
 #define VK_PUSH_BYTES 128
 #define VK_PROF_MAX 4096
 #define VK_STAGING_SLOTS 4
@@ -71,6 +88,8 @@ typedef struct st_vk_ctx {
     uint32_t subgroup_size;
     bool subgroup_arith;
     uint32_t wg;                     /* workgroup size of the kernels: a multiple of the subgroup size */
+    vk_mm_cfg mm[VK_MM_N];           /* matmul tiles: large, small */
+    uint32_t mm_min_tok;             /* prompt batches of at least this many tokens use matmul (0: never) */
     VkDeviceSize ssbo_align, ssbo_range;
     uint32_t max_groups_x;
     float ts_period;                 /* ns per timestamp tick; 0 = no timestamps */

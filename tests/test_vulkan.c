@@ -5,8 +5,10 @@
  * STRATA_VK_VALIDATION=1, so the Khronos validation layer (when installed)
  * checks every call, and each test ends by asserting it reported no error.
  *
- *  - kernels: mat-vec for every weight type (F32 F16 Q4_0 Q8_0 Q4_K Q5_K Q6_K)
- *    vs the CPU reference dot products on the same quantized activations;
+ *  - kernels: mat-vec (1 and 7 tokens) and the tiled mat-mat of prompt
+ *    batches (37 and 70 tokens: the small and the large tiles) for every
+ *    weight type (F32 F16 Q4_0 Q8_0 Q4_K Q5_K Q6_K) vs the CPU reference dot
+ *    products on the same quantized activations;
  *    RMSNorm; SwiGLU; random inputs of sizes that are not multiples of the
  *    workgroup.
  *  - a random two-layer model of awkward shape (GQA, partial RoPE, vocabulary
@@ -66,17 +68,17 @@ static void fill(float *v, size_t n, float scale) {
 
 /* ------------------------------------------------------------ kernels */
 
-/* Each type on sizes that are not multiples of the workgroup: rows x
- * columns (columns a multiple of the type's block), 3 tokens. The CPU
- * reference: activations quantized to the vec_dot_type by the reference
- * quantizer, then the reference vec_dot. Tolerance: 1e-5 of sum |w x| (the
- * integer block sums are exact; only the order of the float additions
- * differs). */
-static void check_matvec(st_type t, int ncols, int nrows) {
+/* Each type on sizes that are not multiples of the workgroup or tile: rows
+ * x columns (columns a multiple of the type's block), n_tok tokens (from 8
+ * on, prompt batches go through matmul.comp: 37 tokens the small tiles, 70
+ * the large ones, on lavapipe). The CPU reference: activations quantized to
+ * the vec_dot_type by the reference quantizer, then the reference vec_dot.
+ * Tolerance: 1e-5 of sum |w x| (the block sums are exact; only the order of
+ * the float additions differs). */
+static void check_matvec_n(st_type t, int ncols, int nrows, int n_tok) {
     need_device();
     const st_type_traits *tr = st_type_traits_ref(t);
     const st_type_traits *vt = st_type_traits_ref(tr->vec_dot_type);
-    int n_tok = 3;
     size_t rb = st_row_size(t, ncols), vb = st_row_size(tr->vec_dot_type, ncols);
     float *wf = malloc((size_t)nrows * ncols * sizeof(float)), *x = malloc((size_t)n_tok * ncols * sizeof(float));
     uint8_t *w = malloc(rb * nrows), *xq = malloc(vb * n_tok);
@@ -103,19 +105,27 @@ static void check_matvec(st_type t, int ncols, int nrows) {
             if (mag > 0 && d / mag > worst) worst = d / mag;
         }
     }
-    fprintf(stderr, "matvec %-5s %3dx%-4d: worst |gpu-cpu| / sum|wx| = %.2g\n", st_type_name(t), nrows, ncols, worst);
+    fprintf(stderr, "%s %-5s %3dx%-4d %2d tokens: worst |gpu-cpu| / sum|wx| = %.2g\n", n_tok >= 8 ? "matmul" : "matvec",
+            st_type_name(t), nrows, ncols, n_tok, worst);
     free(wf); free(x); free(w); free(xq); free(wd); free(xd); free(gpu);
     no_validation_errors();
 }
 
-Test(vulkan_kernels, matvec_f32) { check_matvec(ST_TYPE_F32, 203, 37); }
-Test(vulkan_kernels, matvec_f16) { check_matvec(ST_TYPE_F16, 203, 37); }
-Test(vulkan_kernels, matvec_q4_0) { check_matvec(ST_TYPE_Q4_0, 32 * 7, 37); }
+/* 1 and 7 tokens (mat-vec), 37 and 70 (mat-mat, small and large tiles) */
+static void check_matvec(st_type t, int ncols, int nrows) {
+    static const int toks[] = {1, 7, 37, 70};
+    for (size_t i = 0; i < sizeof toks / sizeof toks[0]; i++) check_matvec_n(t, ncols, nrows, toks[i]);
+}
+
+Test(vulkan_kernels, matvec_f32) { check_matvec(ST_TYPE_F32, 203, 37); check_matvec(ST_TYPE_F32, 40, 131); }
+Test(vulkan_kernels, matvec_f16) { check_matvec(ST_TYPE_F16, 203, 37); check_matvec(ST_TYPE_F16, 19, 131); }
+Test(vulkan_kernels, matvec_q4_0) { check_matvec(ST_TYPE_Q4_0, 32 * 7, 37); check_matvec(ST_TYPE_Q4_0, 32 * 3, 131); }
 Test(vulkan_kernels, matvec_q8_0) { check_matvec(ST_TYPE_Q8_0, 32 * 7, 37); }
-Test(vulkan_kernels, matvec_q4_k) { check_matvec(ST_TYPE_Q4_K, 256 * 3, 19); }
-Test(vulkan_kernels, matvec_q5_k) { check_matvec(ST_TYPE_Q5_K, 256 * 3, 19); }
-Test(vulkan_kernels, matvec_q6_k) { check_matvec(ST_TYPE_Q6_K, 256 * 3, 19); }
-/* a single block per row, and more rows than threads in a workgroup */
+Test(vulkan_kernels, matvec_q4_k) { check_matvec(ST_TYPE_Q4_K, 256 * 3, 19); check_matvec(ST_TYPE_Q4_K, 256, 131); }
+Test(vulkan_kernels, matvec_q5_k) { check_matvec(ST_TYPE_Q5_K, 256 * 3, 19); check_matvec(ST_TYPE_Q5_K, 256, 131); }
+Test(vulkan_kernels, matvec_q6_k) { check_matvec(ST_TYPE_Q6_K, 256 * 3, 19); check_matvec(ST_TYPE_Q6_K, 256 * 2, 131); }
+/* a single block per row, and more rows than threads in a workgroup (and
+ * than a large tile) */
 Test(vulkan_kernels, matvec_small_rows) {
     check_matvec(ST_TYPE_Q8_0, 32, 131);
     check_matvec(ST_TYPE_Q6_K, 256, 70);
@@ -431,7 +441,7 @@ static void check_shared(const char *stem) {
     snprintf(refs, sizeof refs, "refs/tiny-14m-%s.llamacpp.json", stem);
     char mp[512];
     snprintf(mp, sizeof mp, "%s", tu_shared_path(model));
-    check_model(mp, tu_shared_path(refs), 8, 0, 1);
+    check_model(mp, tu_shared_path(refs), 8, 0, 99);
 }
 Test(vulkan_model, tiny_q4_0, .timeout = 240) { check_shared("q4_0"); }
 Test(vulkan_model, tiny_q4_k_m, .timeout = 240) { check_shared("q4_k_m"); }
