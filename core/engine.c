@@ -297,7 +297,7 @@ st_status st_generate(st_session *s, const int32_t *prompt, int n_prompt, const 
     const st_tokenizer *tok = s->m->tok;
     st_finish fin = ST_FINISH_ERROR;
     atomic_store(&s->finish, ST_FINISH_NONE);
-    atomic_store(&s->n_prompt, (uint64_t)(n_prompt > 0 ? n_prompt : 0));
+    atomic_store(&s->n_prompt, 0);
     atomic_store(&s->n_gen, 0);
     atomic_store(&s->prompt_ns, 0);
     atomic_store(&s->gen_ns, 0);
@@ -306,15 +306,17 @@ st_status st_generate(st_session *s, const int32_t *prompt, int n_prompt, const 
     int n_before = s->n_past;
     /* a prompt that leaves no room for the reply is refused before any
      * (possibly long) evaluation */
-    if (n_prompt < 0) return st_error_set(err, ST_ERR_ARG, "negative prompt length %d", n_prompt);
-    if (gp->n_predict != 0 && n_prompt > 0) {
-        st_status rc = st_session_check_prompt(s, n_prompt, err);
-        if (rc) { atomic_store(&s->finish, ST_FINISH_ERROR); return rc; }
-    }
+    st_status rc = n_prompt < 0 ? st_error_set(err, ST_ERR_ARG, "negative prompt length %d", n_prompt)
+                 : gp->n_predict != 0 && n_prompt > 0 ? st_session_check_prompt(s, n_prompt, err)
+                 : ST_OK;
     st_sampler *smp = NULL;
-    st_status rc = st_sampler_new(&gp->sampling, s->m->hp.n_vocab, &smp, err);
-    if (rc) { atomic_store(&s->finish, ST_FINISH_ERROR); return rc; }
+    if (!rc) rc = st_sampler_new(&gp->sampling, s->m->hp.n_vocab, &smp, err);
+    if (rc) {
+        atomic_store(&s->finish, ST_FINISH_ERROR);
+        return rc;
+    }
     for (int i = 0; i < n_prompt; i++) st_sampler_accept(smp, prompt[i]);
+    atomic_store(&s->n_prompt, (uint64_t)n_prompt);
 
     atomic_store(&s->phase, ST_PHASE_PREFILL);
     uint64_t t0 = st_now_ns();

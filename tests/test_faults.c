@@ -374,6 +374,7 @@ Test(context, prompt_longer_than_the_context_is_refused_before_evaluating) {
     cr_assert(has(err.msg, "20 tokens") && has(err.msg, "n_ctx 16"), "names the count and n_ctx: %s", err.msg);
     st_stats ss = stats(s);
     cr_assert_eq(ss.total_tokens, 0, "nothing was evaluated");
+    cr_assert_eq(ss.n_prompt, 0);
     cr_assert_eq(ss.n_past, 0);
     cr_assert_eq(c.n, 0);
     cr_assert_eq(ss.finish, ST_FINISH_ERROR);
