@@ -24,6 +24,7 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -106,6 +107,20 @@ static uint64_t layer_start(const st_model *m, int il) {
     return lo;
 }
 
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    remove(path);
+    return 0;
+}
+
+/* .fini: this test's temporary directory (model copies, fake /proc) goes */
+static void rm_tmpdir(void) {
+    const char *d = tu_tmpdir();
+    if (!strncmp(d, "/tmp/strata-test-", 17)) nftw(d, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
 /* ================================================================ memory */
 
 static void write_text(const char *path, const char *text) {
@@ -130,7 +145,7 @@ static void mkdir_p(const char *dir) {
     mkdir(b, 0755);
 }
 
-Test(mem, detection_from_meminfo_and_cgroup_v2) {
+Test(mem, detection_from_meminfo_and_cgroup_v2, .fini = rm_tmpdir) {
     char proc[512], cg[512], p[1024];
     snprintf(proc, sizeof proc, "%s/proc", tu_tmpdir());
     snprintf(cg, sizeof cg, "%s/cgroup", tu_tmpdir());
@@ -499,7 +514,7 @@ static void cli_free(cli_result *r) {
     free(r->err);
 }
 
-Test(cli, run_context_and_memory_limits, .timeout = 300) {
+Test(cli, run_context_and_memory_limits, .timeout = 300, .fini = rm_tmpdir) {
     const char *model = tu_source_path(MODEL);
     /* generation into a full context: the text stands, the reason is said, exit 0 */
     char *a1[] = {STRATA, "run", "-m", (char *)model, "--backend", "cpu", "-t", "2", "-c", "20", "-n", "-1",
@@ -657,7 +672,7 @@ static void truncated_between_tokens(const st_session_params *sp, const char *na
     unlink(path);
 }
 
-Test(file, truncated_between_tokens, .timeout = 120) {
+Test(file, truncated_between_tokens, .timeout = 120, .fini = rm_tmpdir) {
     st_session_params sp = params(128);
     truncated_between_tokens(&sp, "trunc-mmap.gguf");
     sp = budget_params(2, ST_PREFETCH_AUTO, false);
@@ -742,7 +757,7 @@ static void truncated_mid_pass(int prefetch, bool direct, bool during_decode, co
     unlink(path);
 }
 
-Test(file, truncated_in_the_middle_of_a_forward_pass, .timeout = 180) {
+Test(file, truncated_in_the_middle_of_a_forward_pass, .timeout = 180, .fini = rm_tmpdir) {
     truncated_mid_pass(ST_PREFETCH_AUTO, false, false, "mid-prompt-prefetch.gguf");
     truncated_mid_pass(ST_PREFETCH_OFF, false, false, "mid-prompt-sync.gguf");
     truncated_mid_pass(ST_PREFETCH_AUTO, false, true, "mid-decode-prefetch.gguf");
@@ -784,7 +799,7 @@ static void replaced_by_rename(const st_session_params *sp, bool before_session,
     unlink(path);
 }
 
-Test(file, replaced_by_rename_while_streaming, .timeout = 180) {
+Test(file, replaced_by_rename_while_streaming, .timeout = 180, .fini = rm_tmpdir) {
     enum { NG = 10 };
     int32_t ref[NG];
     reference_tokens(ref, NG);
@@ -830,7 +845,7 @@ static void written_in_place(const st_session_params *sp, const char *name) {
     unlink(path);
 }
 
-Test(file, written_in_place_while_streaming, .timeout = 120) {
+Test(file, written_in_place_while_streaming, .timeout = 120, .fini = rm_tmpdir) {
     st_session_params sp = params(128);
     written_in_place(&sp, "write-mmap.gguf");
     sp = budget_params(2, ST_PREFETCH_AUTO, false);
