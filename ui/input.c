@@ -33,18 +33,19 @@ static bool reserve(ui_input *in, int extra) {
 
 /* inserts s[0..n) (valid UTF-8) at the cursor; what would pass UI_INPUT_MAX
  * is cut at a character boundary and flagged */
-static void put(ui_input *in, const char *s, int n) {
+static bool put(ui_input *in, const char *s, int n) {
     if (n > UI_INPUT_MAX - in->len) {
         n = UI_INPUT_MAX - in->len;
         while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80) n--;
         in->overflow = true;
     }
-    if (n <= 0 || !reserve(in, n)) return;
+    if (n <= 0 || !reserve(in, n)) return false;
     memmove(in->buf + in->cur + n, in->buf + in->cur, (size_t)(in->len - in->cur + 1));
     memcpy(in->buf + in->cur, s, (size_t)n);
     in->len += n;
     in->cur += n;
     in->gen++;
+    return true;
 }
 
 static void erase(ui_input *in, int a, int b) {
@@ -183,10 +184,9 @@ ui_ed_result ui_input_key(ui_input *in, ui_key key, uint32_t cp) {
     case UI_KEY_CHAR: {
         if (cp == '\n' || !keep_cp(cp)) return UI_ED_IGNORED;
         char b[4];
-        put(in, b, ui_utf8_encode(cp, b));
-        return UI_ED_CHANGED;
+        return put(in, b, ui_utf8_encode(cp, b)) ? UI_ED_CHANGED : UI_ED_IGNORED;
     }
-    case UI_KEY_NEWLINE: put(in, "\n", 1); return UI_ED_CHANGED;
+    case UI_KEY_NEWLINE: return put(in, "\n", 1) ? UI_ED_CHANGED : UI_ED_IGNORED;
     case UI_KEY_ENTER: return UI_ED_SUBMIT;
     case UI_KEY_LEFT:
         if (c == 0) return UI_ED_IGNORED;
