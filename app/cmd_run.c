@@ -175,8 +175,10 @@ int cmd_run(int argc, char **argv) {
     if (!toks) goto out;
     st_tok_encode(tok, prompt, plen, chat ? cp.add_special : true, chat, toks, n);
     if (n == 0) { fprintf(stderr, "strata run: the prompt is empty and the model adds no BOS token\n"); goto out; }
-    if (n >= st_session_n_ctx(s)) {
-        fprintf(stderr, "strata run: the prompt has %lld tokens, the context only %d (use -c)\n", (long long)n, st_session_n_ctx(s));
+    /* before echoing anything: the prompt and one reply token must fit */
+    if (n > INT32_MAX || (gp.n_predict != 0 && st_session_check_prompt(s, (int)n, &err))) {
+        if (n > INT32_MAX) snprintf(err.msg, sizeof err.msg, "the prompt is too long: %lld tokens", (long long)n);
+        fprintf(stderr, "strata run: %s (-c sets the context)\n", err.msg);
         goto out;
     }
     if (echo && !ids) { fputs(prompt, stdout); fflush(stdout); }
@@ -189,12 +191,21 @@ int cmd_run(int argc, char **argv) {
     g_session = NULL;
     printf("\n");
     fflush(stdout);
-    if (st && st != ST_ERR_CANCELLED) fprintf(stderr, "strata run: %s\n", err.msg);
-    else rc = 0;
-    if (st == ST_ERR_CANCELLED) fprintf(stderr, "strata run: stopped\n");
-
     st_stats ss;
     st_session_stats(s, &ss);
+    /* The end of the context ends the reply, as llama.cpp's CLI without
+     * context shift: what was generated stands (exit status 0), and the
+     * reason is said. */
+    if (st == ST_ERR_CONTEXT && ss.finish == ST_FINISH_CONTEXT) {
+        fprintf(stderr, "strata run: %s (-c sets the context)\n", err.msg);
+        rc = 0;
+    } else if (st && st != ST_ERR_CANCELLED) {
+        fprintf(stderr, "strata run: %s\n", err.msg);
+    } else {
+        rc = 0;
+    }
+    if (st == ST_ERR_CANCELLED) fprintf(stderr, "strata run: stopped\n");
+
     double pt = ss.prompt_ns / 1e9, gt = ss.gen_ns / 1e9;
     fprintf(stderr,
             "prompt: %llu tokens, %.2f tok/s | generated: %llu tokens, %.2f tok/s | "

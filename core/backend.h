@@ -56,5 +56,10 @@ typedef struct st_threadpool st_threadpool;
  * batches of up to n_batch tokens. */
 st_status st_cpu_backend_new(const st_hparams *hp, int n_ctx, int n_batch, bool kv_f32,
                              st_threadpool *tp, st_backend **out, st_error *err);
+/* What st_cpu_backend_new allocates for these settings: the KV cache (K and
+ * V: 2 x n_layer x n_ctx x n_embd_kv x 2 or 4 bytes) and the activation
+ * buffers, in bytes, computed without allocating. */
+void st_cpu_backend_bytes(const st_hparams *hp, int n_ctx, int n_batch, bool kv_f32, int n_threads,
+                          uint64_t *kv_bytes, uint64_t *buf_bytes);
 
 #endif

@@ -491,6 +491,32 @@ static void *xalloc(size_t n, bool *ok) {
     return p;
 }
 
+/* Bytes of one row of quantized activations: the largest row any weight
+ * type needs (Q8_K rows are the biggest, 292 B / 256). */
+static size_t xq_row_cap(const st_hparams *hp) {
+    size_t D = (size_t)hp->n_embd, F = (size_t)hp->n_ff;
+    size_t maxn = D > F ? D : F;
+    size_t cap = 0;
+    for (int t = 0; t < ST_TYPE_COUNT; t++) {
+        const st_type_traits *tr = st_type_traits_get((st_type)t);
+        if (!tr->name || !tr->supported) continue;
+        size_t r = st_row_size(tr->vec_dot_type, (int64_t)maxn);
+        if (r > cap) cap = r;
+    }
+    return (cap + 63) & ~(size_t)63;
+}
+
+/* Kept next to st_cpu_backend_new's allocations: the session's memory check
+ * compares these figures with the available memory before allocating. */
+void st_cpu_backend_bytes(const st_hparams *hp, int n_ctx, int n_batch, bool kv_f32, int n_threads,
+                          uint64_t *kv_bytes, uint64_t *buf_bytes) {
+    uint64_t B = (uint64_t)n_batch, D = (uint64_t)hp->n_embd, F = (uint64_t)hp->n_ff;
+    uint64_t DKV = (uint64_t)hp->head_dim * (uint64_t)hp->n_head_kv, T = (uint64_t)(n_threads > 0 ? n_threads : 1);
+    *kv_bytes = 2 * (uint64_t)hp->n_layer * (uint64_t)n_ctx * DKV * (kv_f32 ? 4 : 2);
+    *buf_bytes = B * (3 * D + 2 * DKV + 2 * F) * 4 + D * 4 + B * xq_row_cap(hp) + B * (uint64_t)hp->n_rot * 4 +
+                 T * (uint64_t)hp->head_dim * 12;
+}
+
 st_status st_cpu_backend_new(const st_hparams *hp, int n_ctx, int n_batch, bool kv_f32, st_threadpool *tp,
                              st_backend **out, st_error *err) {
     *out = NULL;
@@ -506,16 +532,7 @@ st_status st_cpu_backend_new(const st_hparams *hp, int n_ctx, int n_batch, bool 
     be->kv_elt = kv_f32 ? 4 : 2;
     int nth = st_tp_n_threads(tp);
     size_t B = (size_t)n_batch, D = (size_t)hp->n_embd, F = (size_t)hp->n_ff, DKV = (size_t)be->n_embd_kv;
-    /* largest activation row any weight type needs: Q8_K rows are the biggest (292 B / 256) */
-    size_t maxn = D > F ? D : F;
-    size_t cap = 0;
-    for (int t = 0; t < ST_TYPE_COUNT; t++) {
-        const st_type_traits *tr = st_type_traits_get((st_type)t);
-        if (!tr->name || !tr->supported) continue;
-        size_t r = st_row_size(tr->vec_dot_type, (int64_t)maxn);
-        if (r > cap) cap = r;
-    }
-    be->xq_row_cap = (cap + 63) & ~(size_t)63;
+    be->xq_row_cap = xq_row_cap(hp);
     bool ok = true;
     be->x = xalloc(B * D * 4, &ok);
     be->xb = xalloc(B * D * 4, &ok);

@@ -104,6 +104,7 @@ struct st_gguf {
     int fd;
     const uint8_t *map;
     uint64_t size;
+    struct timespec mtime;      /* at open: st_gguf_check_file compares */
     uint32_t version;
     uint64_t alignment;
     uint64_t data_offset;
@@ -545,6 +546,7 @@ st_status st_gguf_open(const char *path, st_gguf **out, st_error *err) {
         return st_error_set(err, ST_ERR_IO, "%s: file too large to map", path);
     }
     g->size = (uint64_t)sa.st_size;
+    g->mtime = sa.st_mtim;
     void *m = mmap(NULL, (size_t)g->size, PROT_READ, MAP_PRIVATE, g->fd, 0);
     if (m == MAP_FAILED) {
         int e = errno;
@@ -572,6 +574,25 @@ uint64_t st_gguf_data_offset(const st_gguf *g) { return g->data_offset; }
 uint64_t st_gguf_alignment(const st_gguf *g) { return g->alignment; }
 const void *st_gguf_base(const st_gguf *g) { return g->map; }
 int st_gguf_fd(const st_gguf *g) { return g->fd; }
+
+st_status st_gguf_check_file(const st_gguf *g, st_error *err) {
+    struct stat sb;
+    if (fstat(g->fd, &sb) != 0) {
+        int e = errno;
+        return st_error_set(err, ST_ERR_IO, "%s: cannot stat: %s", g->path, strerror(e));
+    }
+    if ((uint64_t)sb.st_size < g->size)
+        return st_error_set(err, ST_ERR_IO,
+                            "%s was truncated while in use: %" PRIu64 " bytes now, %" PRIu64
+                            " when opened (its weights can no longer be read; reopen the model)",
+                            g->path, (uint64_t)sb.st_size, g->size);
+    if ((uint64_t)sb.st_size != g->size || sb.st_mtim.tv_sec != g->mtime.tv_sec || sb.st_mtim.tv_nsec != g->mtime.tv_nsec)
+        return st_error_set(err, ST_ERR_IO,
+                            "%s was modified while in use (%s changed since it was opened): the weights in memory and "
+                            "on disk may differ; reopen the model",
+                            g->path, (uint64_t)sb.st_size != g->size ? "its size" : "its modification time");
+    return ST_OK;
+}
 
 int64_t st_gguf_n_kv(const st_gguf *g) { return g->n_kv; }
 

@@ -62,6 +62,13 @@ uint64_t st_gguf_data_offset(const st_gguf *g);  /* start of the tensor data sec
 uint64_t st_gguf_alignment(const st_gguf *g);
 const void *st_gguf_base(const st_gguf *g);      /* the mmap, file offset 0 */
 int st_gguf_fd(const st_gguf *g);                /* for pread by the layer store */
+/* Whether the open file is still the one that was mapped: ST_ERR_IO naming
+ * the file if it shrank (touching a mapped page past the new end of file
+ * would raise SIGBUS) or its size or modification time changed (written in
+ * place). A file replaced by rename is not a change: the descriptor and the
+ * mapping keep the old inode. One fstat; the engine calls it before each
+ * forward pass. */
+st_status st_gguf_check_file(const st_gguf *g, st_error *err);
 
 /* ---- metadata ---- */
 int64_t st_gguf_n_kv(const st_gguf *g);

@@ -150,12 +150,12 @@ static void bf16_from_float(const float *x, void *vy, int64_t n) {
 /* Like ggml's scalar paths: products in float, accumulated in double. Four
  * partial sums keep the loop from being one long dependency chain. */
 static void vec_dot_f32(int n, float *s, const void *vx, const void *vy) {
-    const float *x = vx, *y = vy;
+    const float *x = vx, *y = vy; /* any address: read with st_ldf (quant_impl.h) */
     double a[4] = {0, 0, 0, 0};
     int i = 0;
     for (; i + 4 <= n; i += 4)
-        for (int k = 0; k < 4; k++) a[k] += (double)(x[i + k] * y[i + k]);
-    for (; i < n; i++) a[0] += (double)(x[i] * y[i]);
+        for (int k = 0; k < 4; k++) a[k] += (double)(st_ldf(x + i + k) * st_ldf(y + i + k));
+    for (; i < n; i++) a[0] += (double)(st_ldf(x + i) * st_ldf(y + i));
     *s = (float)((a[0] + a[1]) + (a[2] + a[3]));
 }
 static void vec_dot_f16(int n, float *s, const void *vx, const void *vy) {
@@ -790,10 +790,15 @@ static void q6_k_to_float(const void *vx, float *y, int64_t n) {
     }
 }
 
+/* Q8_K rows may lie at any address: blocks are read through q8k_* and
+ * written through q8k_set_* (quant_impl.h). */
 static void q8_k_to_float(const void *vx, float *y, int64_t n) {
-    const st_block_q8_K *x = vx;
-    for (int64_t i = 0; i < n / ST_QK_K; i++)
-        for (int j = 0; j < ST_QK_K; j++) *y++ = x[i].d * x[i].qs[j];
+    for (int64_t i = 0; i < n / ST_QK_K; i++) {
+        const uint8_t *b = q8k_block(vx, i);
+        const float d = q8k_d(b);
+        const int8_t *qs = q8k_qs(b);
+        for (int j = 0; j < ST_QK_K; j++) *y++ = d * qs[j];
+    }
 }
 
 /* ========================================================================== */
@@ -803,30 +808,29 @@ static void q8_k_to_float(const void *vx, float *y, int64_t n) {
 /* Q8_K, exactly as ggml: d = max/-127 of the signed largest-magnitude value,
  * q = round(x/d) capped at 127, bsums = sums of 16 consecutive q. */
 static void q8_k_from_float(const float *x, void *vy, int64_t n) {
-    st_block_q8_K *y = vy;
     for (int64_t i = 0; i < n / ST_QK_K; i++, x += ST_QK_K) {
+        uint8_t *b = (uint8_t *)vy + (size_t)i * sizeof(st_block_q8_K);
+        int8_t *qs = (int8_t *)(b + offsetof(st_block_q8_K, qs));
         float amax = 0, max = 0;
         for (int j = 0; j < ST_QK_K; j++) {
             const float ax = fabsf(x[j]);
             if (ax > amax) { amax = ax; max = x[j]; }
         }
         if (!amax) {
-            y[i].d = 0;
-            memset(y[i].qs, 0, sizeof y[i].qs);
-            memset(y[i].bsums, 0, sizeof y[i].bsums);
+            memset(b, 0, sizeof(st_block_q8_K)); /* d = +0.0f (all bits zero), qs, bsums */
             continue;
         }
         const float iscale = -127.f / max;
         for (int j = 0; j < ST_QK_K; j++) {
             const int v = nearest_int(iscale * x[j]);
-            y[i].qs[j] = (int8_t)(v < 127 ? v : 127);
+            qs[j] = (int8_t)(v < 127 ? v : 127);
         }
         for (int j = 0; j < ST_QK_K / 16; j++) {
             int sum = 0;
-            for (int k = 0; k < 16; k++) sum += y[i].qs[16 * j + k];
-            y[i].bsums[j] = (int16_t)sum;
+            for (int k = 0; k < 16; k++) sum += qs[16 * j + k];
+            q8k_set_bsum(b, j, (int16_t)sum);
         }
-        y[i].d = 1 / iscale;
+        q8k_set_d(b, 1 / iscale);
     }
 }
 
@@ -1044,19 +1048,21 @@ static void q6_k_from_float(const float *x, void *vy, int64_t n) {
 /* ========================================================================== */
 
 /* Each super-block's integer sums are exact; the float combination is
- * d_w * d_a * isum (- dmin_w * d_a * sum(bsums * mins)), as in ggml. */
+ * d_w * d_a * isum (- dmin_w * d_a * sum(bsums * mins)), as in ggml. The
+ * Q8_K row may lie at any address: its blocks are read through q8k_*. */
 
 static void vec_dot_q2_k_q8_k(int n, float *s, const void *vx, const void *vy) {
     const st_block_q2_K *x = vx;
-    const st_block_q8_K *y = vy;
     float sumf = 0;
     for (int i = 0; i < n / ST_QK_K; i++) {
+        const uint8_t *yb = q8k_block(vy, i);
+        const float yd = q8k_d(yb);
         const uint8_t *q2 = x[i].qs, *sc = x[i].scales;
-        const int8_t *q8 = y[i].qs;
+        const int8_t *q8 = q8k_qs(yb);
         int summs = 0;
-        for (int j = 0; j < 16; j++) summs += y[i].bsums[j] * (sc[j] >> 4);
-        const float dall = y[i].d * FP16(x[i].d);
-        const float dmin = y[i].d * FP16(x[i].dmin);
+        for (int j = 0; j < 16; j++) summs += q8k_bsum(yb, j) * (sc[j] >> 4);
+        const float dall = yd * FP16(x[i].d);
+        const float dmin = yd * FP16(x[i].dmin);
         int isum = 0, is = 0;
         for (int half = 0; half < ST_QK_K; half += 128, q2 += 32) {
             for (int shift = 0; shift < 8; shift += 2) {
@@ -1075,13 +1081,14 @@ static void vec_dot_q2_k_q8_k(int n, float *s, const void *vx, const void *vy) {
 
 static void vec_dot_q3_k_q8_k(int n, float *s, const void *vx, const void *vy) {
     const st_block_q3_K *x = vx;
-    const st_block_q8_K *y = vy;
     float sumf = 0;
     for (int i = 0; i < n / ST_QK_K; i++) {
+        const uint8_t *yb = q8k_block(vy, i);
+        const float yd = q8k_d(yb);
         int8_t scales[16];
         q3_k_unpack_scales(x[i].scales, scales);
         const uint8_t *q3 = x[i].qs, *hm = x[i].hmask;
-        const int8_t *q8 = y[i].qs;
+        const int8_t *q8 = q8k_qs(yb);
         uint8_t m = 1;
         int isum = 0, is = 0;
         for (int half = 0; half < ST_QK_K; half += 128, q3 += 32) {
@@ -1096,22 +1103,23 @@ static void vec_dot_q3_k_q8_k(int n, float *s, const void *vx, const void *vy) {
                 m <<= 1;
             }
         }
-        sumf += FP16(x[i].d) * y[i].d * isum;
+        sumf += FP16(x[i].d) * yd * isum;
     }
     *s = sumf;
 }
 
 static void vec_dot_q4_k_q8_k(int n, float *s, const void *vx, const void *vy) {
     const st_block_q4_K *x = vx;
-    const st_block_q8_K *y = vy;
     float sumf = 0;
     for (int i = 0; i < n / ST_QK_K; i++) {
+        const uint8_t *yb = q8k_block(vy, i);
+        const float yd = q8k_d(yb);
         uint8_t sc[8], mn[8];
         for (int j = 0; j < 8; j++) get_scale_min_k4(j, x[i].scales, &sc[j], &mn[j]);
         int summs = 0;
-        for (int j = 0; j < 16; j++) summs += y[i].bsums[j] * mn[j / 2];
+        for (int j = 0; j < 16; j++) summs += q8k_bsum(yb, j) * mn[j / 2];
         const uint8_t *q4 = x[i].qs;
-        const int8_t *q8 = y[i].qs;
+        const int8_t *q8 = q8k_qs(yb);
         int isum = 0;
         for (int j = 0; j < 8; j += 2, q4 += 32, q8 += 64) {
             int s1 = 0, s2 = 0;
@@ -1121,8 +1129,8 @@ static void vec_dot_q4_k_q8_k(int n, float *s, const void *vx, const void *vy) {
             }
             isum += sc[j] * s1 + sc[j + 1] * s2;
         }
-        const float d = FP16(x[i].d) * y[i].d;
-        const float dmin = FP16(x[i].dmin) * y[i].d;
+        const float d = FP16(x[i].d) * yd;
+        const float dmin = FP16(x[i].dmin) * yd;
         sumf += d * isum - dmin * summs;
     }
     *s = sumf;
@@ -1130,15 +1138,16 @@ static void vec_dot_q4_k_q8_k(int n, float *s, const void *vx, const void *vy) {
 
 static void vec_dot_q5_k_q8_k(int n, float *s, const void *vx, const void *vy) {
     const st_block_q5_K *x = vx;
-    const st_block_q8_K *y = vy;
     float sumf = 0;
     for (int i = 0; i < n / ST_QK_K; i++) {
+        const uint8_t *yb = q8k_block(vy, i);
+        const float yd = q8k_d(yb);
         uint8_t sc[8], mn[8];
         for (int j = 0; j < 8; j++) get_scale_min_k4(j, x[i].scales, &sc[j], &mn[j]);
         int summs = 0;
-        for (int j = 0; j < 16; j++) summs += y[i].bsums[j] * mn[j / 2];
+        for (int j = 0; j < 16; j++) summs += q8k_bsum(yb, j) * mn[j / 2];
         const uint8_t *ql = x[i].qs, *qh = x[i].qh;
-        const int8_t *q8 = y[i].qs;
+        const int8_t *q8 = q8k_qs(yb);
         uint8_t u1 = 1, u2 = 2;
         int isum = 0;
         for (int j = 0; j < 8; j += 2, ql += 32, q8 += 64) {
@@ -1151,8 +1160,8 @@ static void vec_dot_q5_k_q8_k(int n, float *s, const void *vx, const void *vy) {
             u1 <<= 2;
             u2 <<= 2;
         }
-        const float d = FP16(x[i].d) * y[i].d;
-        const float dmin = FP16(x[i].dmin) * y[i].d;
+        const float d = FP16(x[i].d) * yd;
+        const float dmin = FP16(x[i].dmin) * yd;
         sumf += d * isum - dmin * summs;
     }
     *s = sumf;
@@ -1160,11 +1169,12 @@ static void vec_dot_q5_k_q8_k(int n, float *s, const void *vx, const void *vy) {
 
 static void vec_dot_q6_k_q8_k(int n, float *s, const void *vx, const void *vy) {
     const st_block_q6_K *x = vx;
-    const st_block_q8_K *y = vy;
     float sumf = 0;
     for (int i = 0; i < n / ST_QK_K; i++) {
+        const uint8_t *yb = q8k_block(vy, i);
+        const float yd = q8k_d(yb);
         const uint8_t *ql = x[i].ql, *qh = x[i].qh;
-        const int8_t *sc = x[i].scales, *q8 = y[i].qs;
+        const int8_t *sc = x[i].scales, *q8 = q8k_qs(yb);
         int isum = 0;
         for (int half = 0; half < ST_QK_K; half += 128, ql += 64, qh += 32, sc += 8, q8 += 128) {
             for (int h = 0; h < 2; h++) { /* l in 16h..16h+15: sub-blocks h, h+2, h+4, h+6 */
@@ -1182,19 +1192,20 @@ static void vec_dot_q6_k_q8_k(int n, float *s, const void *vx, const void *vy) {
                 isum += sc[h] * s1 + sc[h + 2] * s2 + sc[h + 4] * s3 + sc[h + 6] * s4;
             }
         }
-        sumf += FP16(x[i].d) * y[i].d * isum;
+        sumf += FP16(x[i].d) * yd * isum;
     }
     *s = sumf;
 }
 
 static void vec_dot_q8_k_q8_k(int n, float *s, const void *vx, const void *vy) {
-    const st_block_q8_K *x = vx;
-    const st_block_q8_K *y = vy;
     float sumf = 0;
     for (int i = 0; i < n / ST_QK_K; i++) {
+        const uint8_t *xb = q8k_block(vx, i), *yb = q8k_block(vy, i);
+        const float yd = q8k_d(yb);
+        const int8_t *xq = q8k_qs(xb), *yq = q8k_qs(yb);
         int sumi = 0;
-        for (int j = 0; j < ST_QK_K; j++) sumi += x[i].qs[j] * y[i].qs[j];
-        sumf += x[i].d * y[i].d * sumi;
+        for (int j = 0; j < ST_QK_K; j++) sumi += xq[j] * yq[j];
+        sumf += q8k_d(xb) * yd * sumi;
     }
     *s = sumf;
 }

@@ -113,7 +113,10 @@ typedef void (*st_vec_dot_fn)(int n, float *s, const void *x, const void *y);
  * the first of ny activation rows of the vec_dot_type, `by` bytes apart. Each
  * weight block is loaded and unpacked once for all ny rows; the results equal
  * vec_dot's within float rounding (the same integer math, only the order of
- * the float accumulation may differ). */
+ * the float accumulation may differ). Activation rows (here, in vec_dot and
+ * in gemm) may start at any even address: the kernels read Q8_K blocks and
+ * F32 values through memcpy / unaligned loads (quant_impl.h), and the other
+ * vec_dot types hold only 2-byte fields. */
 typedef void (*st_vec_dot_nc_fn)(int n, float *s, const void *x, const void *y, size_t by, int ny);
 #define ST_VEC_DOT_NC_MAX 4
 

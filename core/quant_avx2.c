@@ -116,7 +116,7 @@ static void vec_dot_f32(int n, float *s, const void *vx, const void *vy) {
     }
     for (; i + 8 <= n; i += 8) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i), a0);
     float sum = hsum_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
-    for (; i < n; i++) sum += x[i] * y[i];
+    for (; i < n; i++) sum += st_ldf(x + i) * st_ldf(y + i); /* rows at any address */
     *s = sum;
 }
 
@@ -169,12 +169,6 @@ static void vec_dot_bf16(int n, float *s, const void *vx, const void *vy) {
 
 /* ------------------------------------------------------------------------- */
 /* 32-element block types                                                     */
-
-/* sum((q - off) * y) for unsigned q bytes, as 8 int32 */
-ALWAYS_INLINE __m256i dot_u8_off(__m256i q, __m256i y, __m256i off) {
-    const __m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(q, y), _mm256_maddubs_epi16(off, y));
-    return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
-}
 
 ALWAYS_INLINE __m256i dot_u8(__m256i q, __m256i y) {
     return _mm256_madd_epi16(_mm256_maddubs_epi16(q, y), _mm256_set1_epi16(1));
@@ -301,7 +295,6 @@ ALWAYS_INLINE __m256i scale_shuffle(int k) { return _mm256_load_si256((const __m
 
 static void vec_dot_q2_K_q8_K(int n, float *s, const void *vx, const void *vy) {
     const st_block_q2_K *x = vx;
-    const st_block_q8_K *y = vy;
     const int nb = n / ST_QK_K;
     const __m256i m3 = _mm256_set1_epi8(3);
     const __m128i m4 = _mm_set1_epi8(0x0F);
@@ -309,14 +302,15 @@ static void vec_dot_q2_K_q8_K(int n, float *s, const void *vx, const void *vy) {
     for (int i = 0; i < nb; i++) {
         PF(x + i);
         PF((const char *)(x + i) + 64);
-        const float d = y[i].d * h2f(x[i].d);
-        const float dmin = -y[i].d * h2f(x[i].dmin);
+        const uint8_t *y = q8k_block(vy, i); /* at any address: read through q8k_* */
+        const float d = q8k_d(y) * h2f(x[i].d);
+        const float dmin = -q8k_d(y) * h2f(x[i].dmin);
         const __m128i sc8 = loadu128(x[i].scales);
         const __m256i mins = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sc8, 4), m4));
-        const __m256i prodm = _mm256_madd_epi16(mins, loadu256(y[i].bsums));
+        const __m256i prodm = _mm256_madd_epi16(mins, loadu256(q8k_bsums(y)));
         accm = _mm256_fmadd_ps(_mm256_set1_ps(dmin), _mm256_cvtepi32_ps(prodm), accm);
         const __m256i s16 = _mm256_cvtepu8_epi16(_mm_and_si128(sc8, m4));
-        const int8_t *q8 = y[i].qs;
+        const int8_t *q8 = q8k_qs(y);
         __m256i sumi = _mm256_setzero_si256();
 #pragma GCC unroll 2
         for (int h = 0; h < 2; h++) {
@@ -350,7 +344,6 @@ ALWAYS_INLINE __m128i q3k_scales(const uint8_t *scales) {
 
 static void vec_dot_q3_K_q8_K(int n, float *s, const void *vx, const void *vy) {
     const st_block_q3_K *x = vx;
-    const st_block_q8_K *y = vy;
     const int nb = n / ST_QK_K;
     const __m256i m3 = _mm256_set1_epi8(3);
     const __m256i c4 = _mm256_set1_epi8(4);
@@ -358,14 +351,15 @@ static void vec_dot_q3_K_q8_K(int n, float *s, const void *vx, const void *vy) {
     for (int i = 0; i < nb; i++) {
         PF(x + i);
         PF((const char *)(x + i) + 64);
-        const float d = y[i].d * h2f(x[i].d);
+        const uint8_t *y = q8k_block(vy, i); /* at any address: read through q8k_* */
+        const float d = q8k_d(y) * h2f(x[i].d);
         /* value = q2 + 4*hbit - 4, scale = sc - 32:
          * sum = sum(sc * (q2 + 4h) * y) - 4 * sum(sc * bsums) */
         const __m128i sc8 = _mm_sub_epi8(q3k_scales(x[i].scales), _mm_set1_epi8(32));
         const __m256i s16 = _mm256_cvtepi8_epi16(sc8);
-        const __m256i corr = _mm256_madd_epi16(s16, loadu256(y[i].bsums));
+        const __m256i corr = _mm256_madd_epi16(s16, loadu256(q8k_bsums(y)));
         const __m256i hm = loadu256(x[i].hmask);
-        const int8_t *q8 = y[i].qs;
+        const int8_t *q8 = q8k_qs(y);
         __m256i sumi = _mm256_setzero_si256();
 #pragma GCC unroll 2
         for (int h = 0; h < 2; h++) {
@@ -424,6 +418,8 @@ ALWAYS_INLINE __m128i k4_scales_mins(const uint8_t *scales) {
  * with 4 columns they spill to the stack (20% slower). */
 #define KEEP(v) __asm__("" : "+x"(v))
 #define NC_Y(T, vy, by, c) ((const T *)((const uint8_t *)(vy) + (size_t)(c) * (by)))
+/* Q8_K block i of column c, as bytes (read through q8k_*: rows at any address) */
+#define NC_Q8K(vy, by, c, i) q8k_block((const uint8_t *)(vy) + (size_t)(c) * (by), i)
 
 #define NC_DISPATCH(name, kern, single)                                                    \
     static void name(int n, float *s, const void *x, const void *y, size_t by, int ny) {  \
@@ -732,7 +728,7 @@ ALWAYS_INLINE void nc_q4k_q5k(int n, float *s, const void *vx, const void *vy, s
             const __m256i shi = _mm256_shuffle_epi8(sc, scale_shuffle(2 * j + 1));
 #pragma GCC unroll 4
             for (int c = 0; c < NY; c++) {
-                const int8_t *q8 = NC_Y(st_block_q8_K, vy, by, c)[i].qs + 64 * j;
+                const int8_t *q8 = q8k_qs(NC_Q8K(vy, by, c, i)) + 64 * j;
                 const __m256i pl = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, loadu256(q8)), slo);
                 const __m256i ph = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, loadu256(q8 + 32)), shi);
                 sumi[c] = _mm256_add_epi32(sumi[c], _mm256_add_epi32(pl, ph));
@@ -741,14 +737,14 @@ ALWAYS_INLINE void nc_q4k_q5k(int n, float *s, const void *vx, const void *vy, s
         }
 #pragma GCC unroll 4
         for (int c = 0; c < NY; c++) {
-            const st_block_q8_K *y = NC_Y(st_block_q8_K, vy, by, c) + i;
-            const __m256i bs = loadu256(y->bsums);
+            const uint8_t *y = NC_Q8K(vy, by, c, i);
+            const __m256i bs = loadu256(q8k_bsums(y));
             const __m128i q8s = _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
             const __m128i prodm = _mm_madd_epi16(mins, q8s);
             __m128i m = _mm_add_epi32(prodm, _mm_shuffle_epi32(prodm, 0x4E));
             m = _mm_add_epi32(m, _mm_shuffle_epi32(m, 0xB1));
             const float u = fmaf(dx, (float)hsum_i32(sumi[c]), -(dmx * (float)_mm_cvtsi128_si32(m)));
-            acc[c] = fmaf(u, y->d, acc[c]);
+            acc[c] = fmaf(u, q8k_d(y), acc[c]);
         }
     }
 #pragma GCC unroll 4
@@ -810,7 +806,7 @@ ALWAYS_INLINE void nc_q6_K(int n, float *s, const void *vx, const void *vy, size
                 const __m256i sk = _mm256_shuffle_epi8(sc, scale_pair_shuffle(k));
 #pragma GCC unroll 4
                 for (int c = 0; c < NY; c++) {
-                    const int8_t *q8 = NC_Y(st_block_q8_K, vy, by, c)[i].qs + 128 * h + 32 * k;
+                    const int8_t *q8 = q8k_qs(NC_Q8K(vy, by, c, i)) + 128 * h + 32 * k;
                     sumi[c] = _mm256_add_epi32(sumi[c], _mm256_madd_epi16(_mm256_maddubs_epi16(q, loadu256(q8)), sk));
                     KEEP(sumi[c]);
                 }
@@ -818,10 +814,10 @@ ALWAYS_INLINE void nc_q6_K(int n, float *s, const void *vx, const void *vy, size
         }
 #pragma GCC unroll 4
         for (int c = 0; c < NY; c++) {
-            const st_block_q8_K *y = NC_Y(st_block_q8_K, vy, by, c) + i;
-            const __m256i corr = _mm256_madd_epi16(s16, loadu256(y->bsums));
+            const uint8_t *y = NC_Q8K(vy, by, c, i);
+            const __m256i corr = _mm256_madd_epi16(s16, loadu256(q8k_bsums(y)));
             const __m256i si = _mm256_sub_epi32(sumi[c], _mm256_slli_epi32(corr, 5));
-            acc[c] = fmaf(dx * y->d, (float)hsum_i32(si), acc[c]);
+            acc[c] = fmaf(dx * q8k_d(y), (float)hsum_i32(si), acc[c]);
         }
     }
 #pragma GCC unroll 4
@@ -861,7 +857,7 @@ ALWAYS_INLINE void nc_q3_K(int n, float *s, const void *vx, const void *vy, size
                 const __m256i sk = _mm256_shuffle_epi8(sc, scale_pair_shuffle(j));
 #pragma GCC unroll 4
                 for (int c = 0; c < NY; c++) {
-                    const int8_t *q8 = NC_Y(st_block_q8_K, vy, by, c)[i].qs + 128 * h + 32 * j;
+                    const int8_t *q8 = q8k_qs(NC_Q8K(vy, by, c, i)) + 128 * h + 32 * j;
                     sumi[c] = _mm256_add_epi32(sumi[c], _mm256_madd_epi16(_mm256_maddubs_epi16(q, loadu256(q8)), sk));
                     KEEP(sumi[c]);
                 }
@@ -869,10 +865,10 @@ ALWAYS_INLINE void nc_q3_K(int n, float *s, const void *vx, const void *vy, size
         }
 #pragma GCC unroll 4
         for (int c = 0; c < NY; c++) {
-            const st_block_q8_K *y = NC_Y(st_block_q8_K, vy, by, c) + i;
-            const __m256i corr = _mm256_madd_epi16(s16, loadu256(y->bsums));
+            const uint8_t *y = NC_Q8K(vy, by, c, i);
+            const __m256i corr = _mm256_madd_epi16(s16, loadu256(q8k_bsums(y)));
             const __m256i si = _mm256_sub_epi32(sumi[c], _mm256_slli_epi32(corr, 2));
-            acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(dx * y->d), _mm256_cvtepi32_ps(si), acc[c]);
+            acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(dx * q8k_d(y)), _mm256_cvtepi32_ps(si), acc[c]);
         }
     }
 #pragma GCC unroll 4
@@ -910,7 +906,7 @@ ALWAYS_INLINE void nc_q2_K(int n, float *s, const void *vx, const void *vy, size
                 const __m256i sk = _mm256_shuffle_epi8(sc, scale_pair_shuffle(j));
 #pragma GCC unroll 4
                 for (int c = 0; c < NY; c++) {
-                    const int8_t *q8 = NC_Y(st_block_q8_K, vy, by, c)[i].qs + 128 * h + 32 * j;
+                    const int8_t *q8 = q8k_qs(NC_Q8K(vy, by, c, i)) + 128 * h + 32 * j;
                     sumi[c] = _mm256_add_epi32(sumi[c], _mm256_madd_epi16(_mm256_maddubs_epi16(q, loadu256(q8)), sk));
                     KEEP(sumi[c]);
                 }
@@ -918,10 +914,10 @@ ALWAYS_INLINE void nc_q2_K(int n, float *s, const void *vx, const void *vy, size
         }
 #pragma GCC unroll 4
         for (int c = 0; c < NY; c++) {
-            const st_block_q8_K *y = NC_Y(st_block_q8_K, vy, by, c) + i;
-            const __m256i prodm = _mm256_madd_epi16(mins, loadu256(y->bsums));
-            acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(dx * y->d), _mm256_cvtepi32_ps(sumi[c]), acc[c]);
-            accm[c] = _mm256_fmadd_ps(_mm256_set1_ps(mx * y->d), _mm256_cvtepi32_ps(prodm), accm[c]);
+            const uint8_t *y = NC_Q8K(vy, by, c, i);
+            const __m256i prodm = _mm256_madd_epi16(mins, loadu256(q8k_bsums(y)));
+            acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(dx * q8k_d(y)), _mm256_cvtepi32_ps(sumi[c]), acc[c]);
+            accm[c] = _mm256_fmadd_ps(_mm256_set1_ps(mx * q8k_d(y)), _mm256_cvtepi32_ps(prodm), accm[c]);
         }
     }
 #pragma GCC unroll 4
@@ -1164,7 +1160,7 @@ ALWAYS_INLINE void gemm_q4_K_cols(int n, float *s, size_t bs, const uint8_t *xr,
                 const __m256i w2 = _mm256_load_si256((const __m256i *)(q + 256 * j + 32 * k + 32));
 #pragma GCC unroll 4
                 for (int c = 0; c < NY; c++) {
-                    const int8_t *yq = NC_Y(st_block_q8_K, vy, by, c)[i].qs + 32 * j + 4 * k;
+                    const int8_t *yq = q8k_qs(NC_Q8K(vy, by, c, i)) + 32 * j + 4 * k;
                     isum[c] = dpbusd(isum[c], w, bcast4(yq));
                     isum2[c] = dpbusd(isum2[c], w2, bcast4(yq + 4));
                 }
@@ -1177,9 +1173,9 @@ ALWAYS_INLINE void gemm_q4_K_cols(int n, float *s, size_t bs, const uint8_t *xr,
         const __m256 d = _mm256_load_ps((const float *)(xr + 384)), dmin = _mm256_load_ps((const float *)(xr + 416));
 #pragma GCC unroll 4
         for (int c = 0; c < NY; c++) {
-            const st_block_q8_K *y = NC_Y(st_block_q8_K, vy, by, c) + i;
+            const uint8_t *y = NC_Q8K(vy, by, c, i);
             /* sub-block activation sums as int16 pairs (2k, 2k+1) in dwords 0, 1, 4, 5 */
-            const __m256i ys32 = _mm256_madd_epi16(loadu256(y->bsums), ones16);
+            const __m256i ys32 = _mm256_madd_epi16(loadu256(q8k_bsums(y)), ones16);
             const __m256i ys16 = _mm256_packs_epi32(ys32, ys32);
             __m256i M = _mm256_setzero_si256();
 #pragma GCC unroll 4
@@ -1188,7 +1184,7 @@ ALWAYS_INLINE void gemm_q4_K_cols(int n, float *s, size_t bs, const uint8_t *xr,
                 M = _mm256_add_epi32(M, _mm256_madd_epi16(_mm256_load_si256((const __m256i *)(xr + 256 + 32 * k)), pr));
             }
             const __m256 u = _mm256_fmsub_ps(d, _mm256_cvtepi32_ps(S[c]), _mm256_mul_ps(dmin, _mm256_cvtepi32_ps(M)));
-            acc[c] = _mm256_fmadd_ps(u, _mm256_set1_ps(y->d), acc[c]);
+            acc[c] = _mm256_fmadd_ps(u, _mm256_set1_ps(q8k_d(y)), acc[c]);
         }
     }
 #pragma GCC unroll 4
@@ -1242,9 +1238,9 @@ ALWAYS_INLINE void gemm_q6_K_cols(int n, float *s, size_t bs, const uint8_t *xr,
         __m256i S[NCMAX];
 #pragma GCC unroll 4
         for (int c = 0; c < NY; c++) {
-            const st_block_q8_K *y = NC_Y(st_block_q8_K, vy, by, c) + i;
+            const uint8_t *y = NC_Q8K(vy, by, c, i);
             /* -32 * the activation sums of the 16 sub-blocks */
-            const __m256i b16 = loadu256(y->bsums);
+            const __m256i b16 = loadu256(q8k_bsums(y));
             _mm256_store_si256((__m256i *)off[c], _mm256_slli_epi32(_mm256_sub_epi32(_mm256_setzero_si256(),
                                                      _mm256_cvtepi16_epi32(_mm256_castsi256_si128(b16))), 5));
             _mm256_store_si256((__m256i *)(off[c] + 8), _mm256_slli_epi32(_mm256_sub_epi32(_mm256_setzero_si256(),
@@ -1265,7 +1261,7 @@ ALWAYS_INLINE void gemm_q6_K_cols(int n, float *s, size_t bs, const uint8_t *xr,
                 const __m256i w2 = _mm256_load_si256((const __m256i *)(q + 128 * j + 32 * k + 32));
 #pragma GCC unroll 4
                 for (int c = 0; c < NY; c++) {
-                    const int8_t *yq = NC_Y(st_block_q8_K, vy, by, c)[i].qs + 16 * j + 4 * k;
+                    const int8_t *yq = q8k_qs(NC_Q8K(vy, by, c, i)) + 16 * j + 4 * k;
                     isum[c] = dpbusd(isum[c], w, bcast4(yq));
                     isum2[c] = dpbusd(isum2[c], w2, bcast4(yq + 4));
                 }
@@ -1278,7 +1274,7 @@ ALWAYS_INLINE void gemm_q6_K_cols(int n, float *s, size_t bs, const uint8_t *xr,
         const __m256 d = _mm256_load_ps((const float *)(xr + 512));
 #pragma GCC unroll 4
         for (int c = 0; c < NY; c++)
-            acc[c] = _mm256_fmadd_ps(_mm256_mul_ps(d, _mm256_set1_ps(NC_Y(st_block_q8_K, vy, by, c)[i].d)),
+            acc[c] = _mm256_fmadd_ps(_mm256_mul_ps(d, _mm256_set1_ps(q8k_d(NC_Q8K(vy, by, c, i)))),
                                      _mm256_cvtepi32_ps(S[c]), acc[c]);
     }
 #pragma GCC unroll 4
@@ -1398,7 +1394,7 @@ ALWAYS_INLINE void gemm_q45_K_avx2_cols(int n, float *s, size_t bs, const uint8_
                     const __m256i w = _mm256_load_si256((const __m256i *)(q + 256 * j + 32 * k));
 #pragma GCC unroll 4
                     for (int c = 0; c < NY; c++)
-                        p16[c] = _mm256_add_epi16(p16[c], _mm256_maddubs_epi16(w, bcast4(NC_Y(st_block_q8_K, vy, by, c)[i].qs + 32 * j + 4 * k)));
+                        p16[c] = _mm256_add_epi16(p16[c], _mm256_maddubs_epi16(w, bcast4(q8k_qs(NC_Q8K(vy, by, c, i)) + 32 * j + 4 * k)));
                 }
 #pragma GCC unroll 4
                 for (int c = 0; c < NY; c++) S[c] = _mm256_add_epi32(S[c], _mm256_madd_epi16(p16[c], scj));
@@ -1407,8 +1403,8 @@ ALWAYS_INLINE void gemm_q45_K_avx2_cols(int n, float *s, size_t bs, const uint8_
         const __m256 d = _mm256_load_ps((const float *)(xr + 384)), dmin = _mm256_load_ps((const float *)(xr + 416));
 #pragma GCC unroll 4
         for (int c = 0; c < NY; c++) {
-            const st_block_q8_K *y = NC_Y(st_block_q8_K, vy, by, c) + i;
-            const __m256i ys32 = _mm256_madd_epi16(loadu256(y->bsums), ones16);
+            const uint8_t *y = NC_Q8K(vy, by, c, i);
+            const __m256i ys32 = _mm256_madd_epi16(loadu256(q8k_bsums(y)), ones16);
             const __m256i ys16 = _mm256_packs_epi32(ys32, ys32);
             __m256i M = _mm256_setzero_si256();
 #pragma GCC unroll 4
@@ -1417,7 +1413,7 @@ ALWAYS_INLINE void gemm_q45_K_avx2_cols(int n, float *s, size_t bs, const uint8_
                 M = _mm256_add_epi32(M, _mm256_madd_epi16(_mm256_load_si256((const __m256i *)(xr + 256 + 32 * k)), pr));
             }
             const __m256 u = _mm256_fmsub_ps(d, _mm256_cvtepi32_ps(S[c]), _mm256_mul_ps(dmin, _mm256_cvtepi32_ps(M)));
-            acc[c] = _mm256_fmadd_ps(u, _mm256_set1_ps(y->d), acc[c]);
+            acc[c] = _mm256_fmadd_ps(u, _mm256_set1_ps(q8k_d(y)), acc[c]);
         }
     }
 #pragma GCC unroll 4
@@ -1444,8 +1440,8 @@ ALWAYS_INLINE void gemm_q6_K_avx2_cols(int n, float *s, size_t bs, const uint8_t
         __m256i S[NCMAX];
 #pragma GCC unroll 4
         for (int c = 0; c < NY; c++) {
-            const st_block_q8_K *y = NC_Y(st_block_q8_K, vy, by, c) + i;
-            _mm256_store_si256((__m256i *)off[c], _mm256_sub_epi16(_mm256_setzero_si256(), _mm256_slli_epi16(loadu256(y->bsums), 4)));
+            const uint8_t *y = NC_Q8K(vy, by, c, i);
+            _mm256_store_si256((__m256i *)off[c], _mm256_sub_epi16(_mm256_setzero_si256(), _mm256_slli_epi16(loadu256(q8k_bsums(y)), 4)));
             S[c] = _mm256_setzero_si256();
         }
         const uint8_t *q = xr + 576;
@@ -1453,7 +1449,7 @@ ALWAYS_INLINE void gemm_q6_K_avx2_cols(int n, float *s, size_t bs, const uint8_t
             const __m256i scj = _mm256_load_si256((const __m256i *)(xr + 32 * j));
 #pragma GCC unroll 4
             for (int c = 0; c < NY; c++) {
-                const int8_t *yq = NC_Y(st_block_q8_K, vy, by, c)[i].qs + 16 * j;
+                const int8_t *yq = q8k_qs(NC_Q8K(vy, by, c, i)) + 16 * j;
                 const __m256i w0 = _mm256_load_si256((const __m256i *)(q + 128 * j));
                 const __m256i w1 = _mm256_load_si256((const __m256i *)(q + 128 * j + 32));
                 const __m256i w2 = _mm256_load_si256((const __m256i *)(q + 128 * j + 64));
@@ -1468,7 +1464,7 @@ ALWAYS_INLINE void gemm_q6_K_avx2_cols(int n, float *s, size_t bs, const uint8_t
         const __m256 d = _mm256_load_ps((const float *)(xr + 512));
 #pragma GCC unroll 4
         for (int c = 0; c < NY; c++)
-            acc[c] = _mm256_fmadd_ps(_mm256_mul_ps(d, _mm256_set1_ps(NC_Y(st_block_q8_K, vy, by, c)[i].d)),
+            acc[c] = _mm256_fmadd_ps(_mm256_mul_ps(d, _mm256_set1_ps(q8k_d(NC_Q8K(vy, by, c, i)))),
                                      _mm256_cvtepi32_ps(S[c]), acc[c]);
     }
 #pragma GCC unroll 4
@@ -1589,17 +1585,17 @@ static void from_float_q8_1(const float *x, void *vy, int64_t n) {
 }
 
 static void from_float_q8_K(const float *x, void *vy, int64_t n) {
-    st_block_q8_K *y = vy;
     const int64_t nb = n / ST_QK_K;
     for (int64_t i = 0; i < nb; i++, x += ST_QK_K) {
+        /* the row may lie at any address: fields written through q8k_set_* */
+        uint8_t *b = (uint8_t *)vy + (size_t)i * sizeof(st_block_q8_K);
+        int8_t *qs = (int8_t *)(b + offsetof(st_block_q8_K, qs));
         /* max |x| and the signed value that has it (first one on ties) */
         __m256 vmax = _mm256_setzero_ps();
         for (int j = 0; j < ST_QK_K; j += 8) vmax = _mm256_max_ps(vmax, abs_ps(_mm256_loadu_ps(x + j)));
         const float amax = hmax_ps(vmax);
         if (amax == 0.0f) {
-            y[i].d = 0.0f;
-            memset(y[i].qs, 0, sizeof y[i].qs);
-            memset(y[i].bsums, 0, sizeof y[i].bsums);
+            memset(b, 0, sizeof(st_block_q8_K)); /* d = +0.0f (all bits zero), qs, bsums */
             continue;
         }
         float max = 0.0f;
@@ -1619,16 +1615,16 @@ static void from_float_q8_K(const float *x, void *vy, int64_t n) {
             const __m256i i2 = _mm256_min_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(vis, _mm256_loadu_ps(x + j + 16))), c127);
             const __m256i i3 = _mm256_min_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(vis, _mm256_loadu_ps(x + j + 24))), c127);
             const __m256i q = pack_i32x32_i8(i0, i1, i2, i3);
-            _mm256_storeu_si256((__m256i *)(y[i].qs + j), q);
+            _mm256_storeu_si256((__m256i *)(qs + j), q);
             /* bsums over 16 quants: maddubs with 1 gives pair sums */
             const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), q), _mm256_set1_epi16(1));
             /* p: lane0 = 4 sums of 4 (elements 0..15), lane1 = elements 16..31 */
             const __m256i p2 = _mm256_hadd_epi32(p, p);
             const __m256i p3 = _mm256_hadd_epi32(p2, p2);
-            y[i].bsums[j / 16] = (int16_t)_mm256_extract_epi32(p3, 0);
-            y[i].bsums[j / 16 + 1] = (int16_t)_mm256_extract_epi32(p3, 4);
+            q8k_set_bsum(b, j / 16, (int16_t)_mm256_extract_epi32(p3, 0));
+            q8k_set_bsum(b, j / 16 + 1, (int16_t)_mm256_extract_epi32(p3, 4));
         }
-        y[i].d = 1.0f / iscale;
+        q8k_set_d(b, 1.0f / iscale);
     }
 }
 

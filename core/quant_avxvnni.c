@@ -247,8 +247,9 @@ ALWAYS_INLINE __m256i word_bcast(__m256i v, int k) {
 }
 
 /* S (exact integer, 8 lanes to be summed) and the 8 lanes of M of one
- * Q4_K/Q5_K super-block against its Q8_K block */
-ALWAYS_INLINE void q4k_q5k_block(const uint8_t *xb, const st_block_q8_K *y, __m256i *sv, __m256i *mv, const bool five) {
+ * Q4_K/Q5_K super-block against its Q8_K block y (at any address, as bytes:
+ * read through q8k_*, quant_impl.h) */
+ALWAYS_INLINE void q4k_q5k_block(const uint8_t *xb, const uint8_t *y, __m256i *sv, __m256i *mv, const bool five) {
     const __m256i m4 = _mm256_set1_epi8(0x0F);
     const __m256i b0 = _mm256_set1_epi8(0x01), b1 = _mm256_set1_epi8(0x02);
     /* [m0 m0 m1 m1 .. m7 m7]: each min against its two 16-element bsums */
@@ -274,12 +275,12 @@ ALWAYS_INLINE void q4k_q5k_block(const uint8_t *xb, const st_block_q8_K *y, __m2
             hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(hb, b1), 3));
             hb = _mm256_srli_epi16(hb, 2);
         }
-        const __m256i pl = _mm256_maddubs_epi16(lo, loadu256(y->qs + 64 * j));
-        const __m256i ph = _mm256_maddubs_epi16(hi, loadu256(y->qs + 64 * j + 32));
+        const __m256i pl = _mm256_maddubs_epi16(lo, loadu256(q8k_qs(y) + 64 * j));
+        const __m256i ph = _mm256_maddubs_epi16(hi, loadu256(q8k_qs(y) + 64 * j + 32));
         sa[j] = dpwssd(_mm256_madd_epi16(pl, word_bcast(scl, 2 * j)), ph, word_bcast(scl, 2 * j + 1));
     }
     *sv = _mm256_add_epi32(_mm256_add_epi32(sa[0], sa[1]), _mm256_add_epi32(sa[2], sa[3]));
-    *mv = _mm256_madd_epi16(loadu256(y->bsums), mn16);
+    *mv = _mm256_madd_epi16(loadu256(q8k_bsums(y)), mn16);
 }
 
 /* lane sums of 4 vectors -> [s0 s1 s2 s3] */
@@ -293,7 +294,6 @@ ALWAYS_INLINE __m128i hsum4_i32(__m256i a, __m256i b, __m256i c, __m256i d) {
  * operations as the scalar canonical order), which also keeps the latency
  * per super-block short enough for the out-of-order window to overlap them */
 ALWAYS_INLINE void dot_q4k_q5k(int n, float *s, const void *vx, const void *vy, const bool five) {
-    const st_block_q8_K *y = vy;
     const int nb = n / ST_QK_K;
     const size_t xsz = five ? sizeof(st_block_q5_K) : sizeof(st_block_q4_K);
     float acc = 0.0f;
@@ -308,7 +308,7 @@ ALWAYS_INLINE void dot_q4k_q5k(int n, float *s, const void *vx, const void *vy, 
             PF(xb + 64);
             PF(xb + 128);
             if (five) PF(xb + 175);
-            q4k_q5k_block(xb, y + i + k, &sv[k], &mv[k], five);
+            q4k_q5k_block(xb, q8k_block(vy, i + k), &sv[k], &mv[k], five);
             const st_block_q4_K *x4 = (const st_block_q4_K *)xb;
             hd |= (uint64_t)x4->d << (16 * k);
             hm |= (uint64_t)x4->dmin << (16 * k);
@@ -319,15 +319,15 @@ ALWAYS_INLINE void dot_q4k_q5k(int n, float *s, const void *vx, const void *vy, 
         const __m128 dmin = _mm_cvtph_ps(_mm_cvtsi64_si128((long long)hm));
         /* u = fmaf(d, S, -(dmin * M)) */
         const __m128 u = _mm_fmadd_ps(d, S, _mm_xor_ps(_mm_mul_ps(dmin, M), _mm_set1_ps(-0.0f)));
-        acc = chain4(acc, u, _mm_setr_ps(y[i].d, y[i + 1].d, y[i + 2].d, y[i + 3].d));
+        acc = chain4(acc, u, _mm_setr_ps(q8k_d(q8k_block(vy, i)), q8k_d(q8k_block(vy, i + 1)), q8k_d(q8k_block(vy, i + 2)), q8k_d(q8k_block(vy, i + 3))));
     }
     for (; i < nb; i++) {
         const uint8_t *xb = (const uint8_t *)vx + (size_t)i * xsz;
         __m256i sv, mv;
-        q4k_q5k_block(xb, y + i, &sv, &mv, five);
+        q4k_q5k_block(xb, q8k_block(vy, i), &sv, &mv, five);
         const st_block_q4_K *x4 = (const st_block_q4_K *)xb;
         const float u = fmaf(h2f(x4->d), (float)hsum_i32(sv), -(h2f(x4->dmin) * (float)hsum_i32(mv)));
-        acc = fmaf(u, y[i].d, acc);
+        acc = fmaf(u, q8k_d(q8k_block(vy, i)), acc);
     }
     *s = acc;
 }
@@ -338,7 +338,7 @@ static void vec_dot_q5_K(int n, float *s, const void *x, const void *y) { dot_q4
 /* Q6_K x Q8_K                                                                 */
 
 /* S of one Q6_K super-block, as 8 lanes to be summed */
-ALWAYS_INLINE __m256i q6k_block(const st_block_q6_K *x, const st_block_q8_K *y) {
+ALWAYS_INLINE __m256i q6k_block(const st_block_q6_K *x, const uint8_t *y) { /* y: as q4k_q5k_block */
     const __m256i m4 = _mm256_set1_epi8(0x0F);
     const __m256i m3 = _mm256_set1_epi8(0x03), m30 = _mm256_set1_epi8(0x30);
     /* scales reordered [even sub-blocks | odd sub-blocks]: the 32 elements
@@ -349,7 +349,7 @@ ALWAYS_INLINE __m256i q6k_block(const st_block_q6_K *x, const st_block_q8_K *y) 
     /* -32 * sum_j sc[j] * bsum[j] into an accumulator of its own (|32 sc| <= 4096) */
     const __m256i s16 = _mm256_cvtepi8_epi16(sc8);
     __m256i sa[4];
-    sa[0] = _mm256_madd_epi16(loadu256(y->bsums), _mm256_sub_epi16(_mm256_setzero_si256(), _mm256_slli_epi16(s16, 5)));
+    sa[0] = _mm256_madd_epi16(loadu256(q8k_bsums(y)), _mm256_sub_epi16(_mm256_setzero_si256(), _mm256_slli_epi16(s16, 5)));
 #pragma GCC unroll 2
     for (int h = 0; h < 2; h++) {
         const __m256i l0 = loadu256(x->ql + 64 * h), l1 = loadu256(x->ql + 64 * h + 32);
@@ -362,7 +362,7 @@ ALWAYS_INLINE __m256i q6k_block(const st_block_q6_K *x, const st_block_q8_K *y) 
 #pragma GCC unroll 4
         for (int k = 0; k < 4; k++) {
             const int v = 4 * h + k;
-            const __m256i p = _mm256_maddubs_epi16(q[k], loadu256(y->qs + 32 * v));
+            const __m256i p = _mm256_maddubs_epi16(q[k], loadu256(q8k_qs(y) + 32 * v));
             if (v == 0)
                 sa[1] = _mm256_madd_epi16(p, word_bcast(e16, v));
             else if (v < 3)
@@ -377,7 +377,6 @@ ALWAYS_INLINE __m256i q6k_block(const st_block_q6_K *x, const st_block_q8_K *y) 
 /* 4 super-blocks per step, as Q4_K */
 static void vec_dot_q6_K(int n, float *s, const void *vx, const void *vy) {
     const st_block_q6_K *x = vx;
-    const st_block_q8_K *y = vy;
     const int nb = n / ST_QK_K;
     float acc = 0.0f;
     int i = 0;
@@ -390,15 +389,18 @@ static void vec_dot_q6_K(int n, float *s, const void *vx, const void *vy) {
             PF((const char *)(x + i + k) + 64);
             PF((const char *)(x + i + k) + 128);
             PF((const char *)(x + i + k) + 192);
-            sv[k] = q6k_block(x + i + k, y + i + k);
+            sv[k] = q6k_block(x + i + k, q8k_block(vy, i + k));
             hd |= (uint64_t)x[i + k].d << (16 * k);
         }
         const __m128 S = _mm_cvtepi32_ps(hsum4_i32(sv[0], sv[1], sv[2], sv[3]));
         const __m128 d = _mm_cvtph_ps(_mm_cvtsi64_si128((long long)hd));
         /* acc = fmaf(d * y.d, S, acc) */
-        acc = chain4(acc, S, _mm_mul_ps(d, _mm_setr_ps(y[i].d, y[i + 1].d, y[i + 2].d, y[i + 3].d)));
+        acc = chain4(acc, S, _mm_mul_ps(d, _mm_setr_ps(q8k_d(q8k_block(vy, i)), q8k_d(q8k_block(vy, i + 1)), q8k_d(q8k_block(vy, i + 2)), q8k_d(q8k_block(vy, i + 3)))));
     }
-    for (; i < nb; i++) acc = fmaf(h2f(x[i].d) * y[i].d, (float)hsum_i32(q6k_block(x + i, y + i)), acc);
+    for (; i < nb; i++) {
+        const uint8_t *y = q8k_block(vy, i);
+        acc = fmaf(h2f(x[i].d) * q8k_d(y), (float)hsum_i32(q6k_block(x + i, y)), acc);
+    }
     *s = acc;
 }
 
@@ -427,7 +429,6 @@ ALWAYS_INLINE float hsum_ps(__m256 v) {
 
 static void vec_dot_q2_K(int n, float *s, const void *vx, const void *vy) {
     const st_block_q2_K *x = vx;
-    const st_block_q8_K *y = vy;
     const int nb = n / ST_QK_K;
     const __m256i m3 = _mm256_set1_epi8(3);
     const __m128i m4 = _mm_set1_epi8(0x0F);
@@ -435,22 +436,25 @@ static void vec_dot_q2_K(int n, float *s, const void *vx, const void *vy) {
     for (int i = 0; i < nb; i++) {
         PF(x + i);
         PF((const char *)(x + i) + 64);
-        const float d = y[i].d * h2f(x[i].d);
-        const float dmin = -y[i].d * h2f(x[i].dmin);
+        const uint8_t *y = q8k_block(vy, i); /* at any address: read through q8k_* */
+        const float d = q8k_d(y) * h2f(x[i].d);
+        const float dmin = -q8k_d(y) * h2f(x[i].dmin);
         const __m128i sc8 = loadu128(x[i].scales);
         const __m256i mins = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sc8, 4), m4));
-        const __m256i prodm = _mm256_madd_epi16(mins, loadu256(y[i].bsums));
+        const __m256i prodm = _mm256_madd_epi16(mins, loadu256(q8k_bsums(y)));
         accm = _mm256_fmadd_ps(_mm256_set1_ps(dmin), _mm256_cvtepi32_ps(prodm), accm);
         const __m256i s16 = _mm256_cvtepu8_epi16(_mm_and_si128(sc8, m4));
         __m256i sumi = _mm256_setzero_si256();
 #pragma GCC unroll 2
         for (int h = 0; h < 2; h++) {
-            const __m256i sc = _mm256_permute2x128_si256(s16, s16, h == 0 ? 0x00 : 0x11);
+            /* two literal immediates: clang wants a constant, gcc folds either after unrolling */
+            const __m256i sc = h == 0 ? _mm256_permute2x128_si256(s16, s16, 0x00)
+                                      : _mm256_permute2x128_si256(s16, s16, 0x11);
             const __m256i q2 = loadu256(x[i].qs + 32 * h);
 #pragma GCC unroll 4
             for (int j = 0; j < 4; j++) {
                 const __m256i q = _mm256_and_si256(_mm256_srli_epi16(q2, 2 * j), m3);
-                const __m256i p = _mm256_maddubs_epi16(q, loadu256(y[i].qs + 128 * h + 32 * j));
+                const __m256i p = _mm256_maddubs_epi16(q, loadu256(q8k_qs(y) + 128 * h + 32 * j));
                 sumi = dpwssd(sumi, p, pair_bcast(sc, j));
             }
         }
@@ -475,7 +479,6 @@ ALWAYS_INLINE __m128i q3k_scales(const uint8_t *scales) {
 
 static void vec_dot_q3_K(int n, float *s, const void *vx, const void *vy) {
     const st_block_q3_K *x = vx;
-    const st_block_q8_K *y = vy;
     const int nb = n / ST_QK_K;
     const __m256i m3 = _mm256_set1_epi8(3);
     const __m256i c4 = _mm256_set1_epi8(4);
@@ -483,7 +486,8 @@ static void vec_dot_q3_K(int n, float *s, const void *vx, const void *vy) {
     for (int i = 0; i < nb; i++) {
         PF(x + i);
         PF((const char *)(x + i) + 64);
-        const float d = y[i].d * h2f(x[i].d);
+        const uint8_t *y = q8k_block(vy, i); /* at any address: read through q8k_* */
+        const float d = q8k_d(y) * h2f(x[i].d);
         /* value = q2 + 4*hbit - 4, scale = sc - 32:
          * sum = sum(sc * (q2 + 4h) * y) - 4 * sum(sc * bsums), the second
          * term folded into the accumulator's start (|4 sc| <= 128) */
@@ -492,17 +496,19 @@ static void vec_dot_q3_K(int n, float *s, const void *vx, const void *vy) {
         const __m256i hm = loadu256(x[i].hmask);
         /* 4 integer accumulators (lane-wise sums are exact in any order) */
         __m256i sa[4];
-        sa[0] = _mm256_madd_epi16(loadu256(y[i].bsums), _mm256_sub_epi16(_mm256_setzero_si256(), _mm256_slli_epi16(s16, 2)));
+        sa[0] = _mm256_madd_epi16(loadu256(q8k_bsums(y)), _mm256_sub_epi16(_mm256_setzero_si256(), _mm256_slli_epi16(s16, 2)));
 #pragma GCC unroll 2
         for (int h = 0; h < 2; h++) {
-            const __m256i sc = _mm256_permute2x128_si256(s16, s16, h == 0 ? 0x00 : 0x11);
+            /* two literal immediates: clang wants a constant, gcc folds either after unrolling */
+            const __m256i sc = h == 0 ? _mm256_permute2x128_si256(s16, s16, 0x00)
+                                      : _mm256_permute2x128_si256(s16, s16, 0x11);
             const __m256i q2 = loadu256(x[i].qs + 32 * h);
 #pragma GCC unroll 4
             for (int j = 0; j < 4; j++) {
                 const __m256i bit = _mm256_set1_epi8((char)(1 << (4 * h + j)));
                 const __m256i hb = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hm, bit), bit), c4);
                 const __m256i q = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q2, 2 * j), m3), hb);
-                const __m256i p = _mm256_maddubs_epi16(q, loadu256(y[i].qs + 128 * h + 32 * j));
+                const __m256i p = _mm256_maddubs_epi16(q, loadu256(q8k_qs(y) + 128 * h + 32 * j));
                 if (h == 0 && j > 0)
                     sa[j] = _mm256_madd_epi16(p, pair_bcast(sc, j));
                 else

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define ALIGN 4096u              /* slot layout and O_DIRECT granule */
@@ -211,10 +212,19 @@ static st_status read_full(st_store *s, int il, uint8_t *dst, size_t n, uint64_t
         if (r == 0) break;
         got += (size_t)r;
     }
-    if (got < need)
+    if (got < need) {
+        /* end of file before the layer's bytes: say how large the file is now
+         * (truncated while in use, or replaced in place by a shorter one) */
+        struct stat sb;
+        if (fstat(s->fd, &sb) == 0 && (uint64_t)sb.st_size < s->file_size)
+            return st_error_set(err, ST_ERR_IO,
+                                "layer %d: short read at offset %" PRIu64 " of %s: %zu of %zu bytes: the file is now %" PRIu64
+                                " bytes, %" PRIu64 " when opened (truncated while in use)",
+                                il, off + got, s->path, got, need, (uint64_t)sb.st_size, s->file_size);
         return st_error_set(err, ST_ERR_IO,
                             "layer %d: short read at offset %" PRIu64 " of %s: %zu of %zu bytes (file truncated?)", il,
-                            off, s->path, got, need);
+                            off + got, s->path, got, need);
+    }
     return ST_OK;
 }
 
@@ -364,37 +374,60 @@ static void *aligned_buf(size_t n) {
     return posix_memalign(&p, ALIGN, n) == 0 ? p : NULL;
 }
 
+/* The slot arithmetic of a budget (st_store_new and st_store_plan_slots):
+ * the largest layer's span sets the slot size, the budget the count. L, when
+ * given, receives every layer's layout. */
+static st_status plan_slots(const st_model *m, const st_store_config *c, layer_t *L, st_store_plan *o, st_error *err) {
+    memset(o, 0, sizeof *o);
+    int nl = m->hp.n_layer;
+    uint64_t span = 0;
+    for (int il = 0; il < nl; il++) {
+        layer_t tmp, *ly = L ? &L[il] : &tmp;
+        layout_layer(ly, &m->layers[il]);
+        if (ly->span > span) span = ly->span;
+    }
+    o->budgeted = true;
+    o->slot_span = span;
+    o->slot_bytes = span + (c->host_slots ? ALIGN : 0);
+    o->fixed_bytes = m->output.nbytes + m->output_norm.nbytes;
+    int n = nl;
+    if (c->cache_layers > 0 && c->cache_layers < n) n = c->cache_layers;
+    if (c->mem_budget > 0) {
+        if (c->mem_budget < o->fixed_bytes + o->slot_bytes)
+            return st_error_set(err, ST_ERR_ARG,
+                                "memory budget of %.1f MiB is too small for %s: the output tensors take %.1f MiB and "
+                                "one layer slot %.1f MiB (at least %.1f MiB)",
+                                c->mem_budget / 1048576.0, m->path, o->fixed_bytes / 1048576.0,
+                                o->slot_bytes / 1048576.0, (o->fixed_bytes + o->slot_bytes) / 1048576.0);
+        uint64_t k = (c->mem_budget - o->fixed_bytes) / o->slot_bytes;
+        if (k < (uint64_t)n) n = (int)k;
+    }
+    if (c->cache_layers < 0) return st_error_set(err, ST_ERR_ARG, "cache layers must be positive, got %d", c->cache_layers);
+    o->n_slots = n;
+    return ST_OK;
+}
+
+st_status st_store_plan_slots(const st_model *m, const st_store_config *cfg, st_store_plan *out, st_error *err) {
+    memset(out, 0, sizeof *out);
+    if (!cfg || (cfg->cache_layers == 0 && cfg->mem_budget == 0)) return ST_OK; /* mmap: no slots */
+    return plan_slots(m, cfg, NULL, out, err);
+}
+
 static st_status store_slots_init(st_store *s, st_error *err) {
     const st_model *m = s->m;
     const st_store_config *c = &s->cfg;
     int nl = s->n_layer;
     s->L = calloc((size_t)nl, sizeof *s->L);
     if (!s->L) return st_error_set(err, ST_ERR_NOMEM, "layer store: out of memory");
-    uint64_t span = 0;
-    for (int il = 0; il < nl; il++) {
-        layout_layer(&s->L[il], &m->layers[il]);
-        s->L[il].slot = -1;
-        if (s->L[il].span > span) span = s->L[il].span;
-    }
-    s->slot_bytes = span;
-    s->alloc_bytes = span + (c->host_slots ? ALIGN : 0);
-    s->fixed_bytes = m->output.nbytes + m->output_norm.nbytes;
+    st_store_plan plan;
+    st_status prc = plan_slots(m, c, s->L, &plan, err);
+    if (prc) return prc;
+    for (int il = 0; il < nl; il++) s->L[il].slot = -1;
+    s->slot_bytes = plan.slot_span;
+    s->alloc_bytes = plan.slot_bytes;
+    s->fixed_bytes = plan.fixed_bytes;
     s->file_size = st_gguf_file_size(m->gguf);
-
-    /* slots from the budget */
-    int n = nl;
-    if (c->cache_layers > 0 && c->cache_layers < n) n = c->cache_layers;
-    if (c->mem_budget > 0) {
-        if (c->mem_budget < s->fixed_bytes + s->alloc_bytes)
-            return st_error_set(err, ST_ERR_ARG,
-                                "memory budget of %.1f MiB is too small for %s: the output tensors take %.1f MiB and "
-                                "one layer slot %.1f MiB (at least %.1f MiB)",
-                                c->mem_budget / 1048576.0, s->path, s->fixed_bytes / 1048576.0,
-                                s->alloc_bytes / 1048576.0, (s->fixed_bytes + s->alloc_bytes) / 1048576.0);
-        uint64_t k = (c->mem_budget - s->fixed_bytes) / s->alloc_bytes;
-        if (k < (uint64_t)n) n = (int)k;
-    }
-    if (c->cache_layers < 0) return st_error_set(err, ST_ERR_ARG, "cache layers must be positive, got %d", c->cache_layers);
+    int n = plan.n_slots;
     s->n_slots = n;
 
     /* pinned set + ring; the prefetch distance the slots allow */
@@ -441,7 +474,18 @@ static st_status store_slots_init(st_store *s, st_error *err) {
     s->fd = st_gguf_fd(m->gguf);
     s->dfd = -1;
     if (c->direct_io) {
-        s->dfd = open(s->path, O_RDONLY | O_DIRECT | O_CLOEXEC);
+        /* The file the model has open, not whatever is at its path now (it
+         * may have been replaced since): reopen the descriptor through /proc,
+         * and use the O_DIRECT one only if it is the same inode. */
+        char fdpath[64];
+        snprintf(fdpath, sizeof fdpath, "/proc/self/fd/%d", s->fd);
+        s->dfd = open(fdpath, O_RDONLY | O_DIRECT | O_CLOEXEC);
+        if (s->dfd < 0) s->dfd = open(s->path, O_RDONLY | O_DIRECT | O_CLOEXEC);
+        struct stat a, b;
+        if (s->dfd >= 0 && (fstat(s->fd, &a) || fstat(s->dfd, &b) || a.st_dev != b.st_dev || a.st_ino != b.st_ino)) {
+            close(s->dfd);
+            s->dfd = -1;
+        }
         if (s->dfd >= 0) atomic_store(&s->direct, true); /* else: buffered reads (the figures say so) */
     }
     if (!c->host_slots) {

@@ -56,6 +56,19 @@ void st_store_config_from_session(st_store_config *c, const st_session_params *p
 /* Test hook: the reader used by stores whose config names none (NULL = pread). */
 void st_store_set_default_read(st_store_read_fn fn, void *ctx);
 
+/* What st_store_new would allocate for cfg, computed without allocating
+ * (the session's memory check): n_slots slots of slot_bytes each. All zero
+ * without a budget (mmap mode). Fails as st_store_new does for a byte budget
+ * too small for one slot and the output tensors. */
+typedef struct st_store_plan {
+    bool budgeted;
+    int n_slots;
+    uint64_t slot_span;    /* bytes of the largest layer's runs */
+    uint64_t slot_bytes;   /* bytes allocated per slot (span, +4 KiB to align host slots) */
+    uint64_t fixed_bytes;  /* output tensors counted in a byte budget (used from the mmap) */
+} st_store_plan;
+st_status st_store_plan_slots(const st_model *m, const st_store_config *cfg, st_store_plan *out, st_error *err);
+
 st_status st_store_new(const st_model *m, st_backend *be, const st_store_config *cfg, st_store **out, st_error *err);
 /* Shuts the prefetch pool down (cancels queued reads, waits for the ones in
  * flight, joins the threads), then frees the slots. */

@@ -18,6 +18,18 @@ _Static_assert(ST_DB_SCHEMA_VERSION > 0, "schema version");
 
 /* ---------------------------------------------------------------------------
  * helpers shared by the db/ modules */
+/* what a damaged file's message ends with */
+#define DAMAGED_HINT                                                                                               \
+    "strata leaves it as it is and writes nothing to it; to save what is readable: sqlite3 FILE .recover | "      \
+    "sqlite3 NEW.db, then --db NEW.db (docs/DATABASE.md)"
+
+/* from now on the connection writes nothing: no transaction (dbi_begin) and
+ * no checkpoint when it closes (that would copy the WAL into the file) */
+static void mark_damaged(st_db *db) {
+    db->damaged = true;
+    sqlite3_db_config(db->h, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, (int *)NULL);
+}
+
 st_status dbi_fail(st_db *db, st_error *err, const char *what) {
     int rc = sqlite3_extended_errcode(db->h);
     int prim = rc & 0xff;
@@ -30,7 +42,10 @@ st_status dbi_fail(st_db *db, st_error *err, const char *what) {
     case SQLITE_BUSY:
     case SQLITE_LOCKED: hint = " (another process held the database for too long)"; break;
     case SQLITE_NOTADB:
-    case SQLITE_CORRUPT: hint = " (not a SQLite database, or damaged)"; code = ST_ERR_FORMAT; break;
+    case SQLITE_CORRUPT:
+        mark_damaged(db);
+        return st_error_set(err, ST_ERR_FORMAT, "database '%s' is damaged (%s: %s); " DAMAGED_HINT, db->path, what,
+                            sqlite3_errmsg(db->h));
     case SQLITE_NOMEM: code = ST_ERR_NOMEM; break;
     case SQLITE_CONSTRAINT:
     case SQLITE_MISMATCH:
@@ -62,6 +77,8 @@ st_status dbi_exec(st_db *db, const char *sql, st_error *err) {
 }
 
 st_status dbi_begin(st_db *db, st_error *err) {
+    if (db->damaged)
+        return st_error_set(err, ST_ERR_FORMAT, "database '%s' is damaged; " DAMAGED_HINT, db->path);
     if (sqlite3_exec(db->h, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
         return dbi_fail(db, err, "starting a write transaction");
     return ST_OK;
@@ -128,6 +145,129 @@ st_status st_db_default_path(char *buf, size_t n, bool create_dirs, st_error *er
         return st_error_set(err, ST_ERR_ARG, "database path too long: %s/strata.db", dir);
     if (create_dirs) return mkdirs(dir, err);
     return ST_OK;
+}
+
+/* ---------------------------------------------------------------------------
+ * the write-ahead log (https://www.sqlite.org/fileformat.html#the_write_ahead_log)
+ *
+ * SQLite ignores a WAL whose header is invalid and stops reading one at the
+ * first frame that fails its checksum: transactions committed after that
+ * point would be dropped without a word, and the next write or checkpoint
+ * would overwrite them. It also deletes the WAL of an empty database file.
+ * These checks find those cases before SQLite reads the log. */
+#define WAL_HDR 32
+#define WAL_FRAME_HDR 24
+
+static uint32_t rd_be32(const unsigned char *p) {
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | (uint32_t)p[3];
+}
+static uint32_t rd_le32(const unsigned char *p) {
+    return (uint32_t)p[3] << 24 | (uint32_t)p[2] << 16 | (uint32_t)p[1] << 8 | (uint32_t)p[0];
+}
+
+/* SQLite's WAL checksum over n bytes (a multiple of 8), continuing s[] */
+static void wal_cksum(bool big, const unsigned char *d, size_t n, uint32_t s[2]) {
+    for (size_t i = 0; i + 8 <= n; i += 8) {
+        s[0] += (big ? rd_be32(d + i) : rd_le32(d + i)) + s[1];
+        s[1] += (big ? rd_be32(d + i + 4) : rd_le32(d + i + 4)) + s[0];
+    }
+}
+
+static st_status wal_damaged(st_error *err, const char *path, const char *why) {
+    return st_error_set(err, ST_ERR_FORMAT,
+                        "the write-ahead log '%s-wal' of the database is damaged (%s): SQLite would drop the "
+                        "transactions it holds. strata leaves both files as they are; move the -wal file away "
+                        "to use the database without them (docs/DATABASE.md)",
+                        path, why);
+}
+
+/* The header (and, with frames, every frame) of path's WAL. Without frames
+ * it only reads the header: that is safe without a lock (SQLite writes it in
+ * one 32-byte write); the frames are read with the write lock held, when no
+ * writer can append or restart the log. */
+static st_status wal_check(const char *path, bool frames, st_error *err) {
+    char wal[4200];
+    snprintf(wal, sizeof wal, "%s-wal", path);
+    int fd = open(wal, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno == ENOENT) return ST_OK;
+        return st_error_set(err, ST_ERR_IO, "cannot read the write-ahead log '%s': %s", wal, strerror(errno));
+    }
+    struct stat sb;
+    unsigned char h[WAL_HDR];
+    st_status rc = ST_OK;
+    /* shorter than a header: SQLite had not written one, nothing is in it */
+    if (fstat(fd, &sb) != 0 || sb.st_size < WAL_HDR) goto out;
+    if (pread(fd, h, WAL_HDR, 0) != WAL_HDR) {
+        rc = st_error_set(err, ST_ERR_IO, "cannot read the write-ahead log '%s': %s", wal, strerror(errno));
+        goto out;
+    }
+    uint32_t magic = rd_be32(h), page = rd_be32(h + 8);
+    bool big = magic & 1;
+    uint32_t c[2] = {0, 0};
+    wal_cksum(big, h, 24, c);
+    if ((magic & ~1u) != 0x377f0682u) { rc = wal_damaged(err, path, "its header is not a SQLite WAL header"); goto out; }
+    if (rd_be32(h + 4) != 3007000u || page < 512 || page > 65536 || (page & (page - 1))) {
+        rc = wal_damaged(err, path, "its header has an unknown version or page size");
+        goto out;
+    }
+    if (c[0] != rd_be32(h + 24) || c[1] != rd_be32(h + 28)) {
+        rc = wal_damaged(err, path, "its header fails its checksum");
+        goto out;
+    }
+    if (!frames) goto out;
+    /* A frame that fails its checksum (or carries another generation's salt)
+     * ends what SQLite reads. Frames after it are stale ones from before the
+     * log was restarted, or the rest of a rolled-back transaction: neither
+     * holds a commit frame that checks out against its predecessor. One that
+     * does is a committed transaction SQLite would lose. */
+    size_t fsz = WAL_FRAME_HDR + page;
+    unsigned char *f = malloc(fsz);
+    if (!f) { rc = st_error_set(err, ST_ERR_NOMEM, "out of memory reading '%s'", wal); goto out; }
+    uint32_t prev[2] = {rd_be32(h + 24), rd_be32(h + 28)};
+    long long bad = 0, i = 1;
+    for (off_t off = WAL_HDR; off + (off_t)fsz <= sb.st_size; off += (off_t)fsz, i++) {
+        if (pread(fd, f, fsz, off) != (ssize_t)fsz) break;
+        uint32_t k[2] = {prev[0], prev[1]};
+        wal_cksum(big, f, 8, k);
+        wal_cksum(big, f + WAL_FRAME_HDR, page, k);
+        bool ok = rd_be32(f) != 0 && !memcmp(f + 8, h + 16, 8) && k[0] == rd_be32(f + 16) && k[1] == rd_be32(f + 20);
+        if (!ok && !bad) bad = i;
+        else if (ok && bad && rd_be32(f + 4) != 0) {
+            char why[160];
+            snprintf(why, sizeof why, "frame %lld fails its checksum, and a transaction committed after it ends at frame %lld",
+                     bad, i);
+            rc = wal_damaged(err, path, why);
+            break;
+        }
+        prev[0] = rd_be32(f + 16);
+        prev[1] = rd_be32(f + 20);
+    }
+    free(f);
+out:
+    close(fd);
+    return rc;
+}
+
+/* the first problem PRAGMA quick_check reports ("ok": none). O(file size):
+ * about 1.5 ms per MB (docs/DATABASE.md). */
+static st_status quick_check(st_db *db, st_error *err) {
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(db->h, "PRAGMA quick_check(1)", -1, &st, NULL) != SQLITE_OK) return dbi_fail(db, err, "checking it");
+    int s = sqlite3_step(st);
+    st_status rc = ST_OK;
+    if (s != SQLITE_ROW) rc = dbi_fail(db, err, "checking it");
+    else if (strcmp(dbi_col_text(st, 0), "ok") != 0) {
+        char what[200];
+        snprintf(what, sizeof what, "%s", dbi_col_text(st, 0));
+        for (char *p = what; *p; p++)
+            if (*p == '\n') *p = ' ';
+        mark_damaged(db);
+        rc = st_error_set(err, ST_ERR_FORMAT, "database '%s' is damaged (quick_check: %s); " DAMAGED_HINT, db->path,
+                          what);
+    }
+    sqlite3_finalize(st);
+    return rc;
 }
 
 /* ---------------------------------------------------------------------------
@@ -208,11 +348,24 @@ st_status st_db_open(const char *path, int flags, st_db **out, st_error *err) {
                                 path);
     }
 
+    /* a WAL SQLite would ignore, or delete (beside an empty file) */
+    st_status rc = wal_check(path, false, err);
+    if (rc) return rc;
+    char walp[4200];
+    snprintf(walp, sizeof walp, "%s-wal", path);
+    struct stat wb;
+    bool has_wal = stat(walp, &wb) == 0 && wb.st_size >= WAL_HDR;
+    if (has_wal && (!exists || sb.st_size == 0))
+        return st_error_set(err, ST_ERR_FORMAT,
+                            "the database '%s' is %s but its write-ahead log '%s' holds %lld bytes (SQLite would "
+                            "delete it): strata leaves both as they are; move the -wal file away to start a new "
+                            "history there (docs/DATABASE.md)",
+                            path, exists ? "empty" : "missing", walp, (long long)wb.st_size);
+
     st_db *db = calloc(1, sizeof *db);
     if (!db) return st_error_set(err, ST_ERR_NOMEM, "out of memory opening the database");
     snprintf(db->path, sizeof db->path, "%s", path);
     int oflags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | ((flags & ST_DB_CREATE) ? SQLITE_OPEN_CREATE : 0);
-    st_status rc;
     if (sqlite3_open_v2(path, &db->h, oflags, NULL) != SQLITE_OK) {
         if (!db->h) { free(db); return st_error_set(err, ST_ERR_NOMEM, "out of memory opening the database"); }
         rc = dbi_fail(db, err, exists ? "cannot open" : "cannot create");
@@ -220,10 +373,20 @@ st_status st_db_open(const char *path, int flags, st_db **out, st_error *err) {
     }
     sqlite3_extended_result_codes(db->h, 1);
     sqlite3_busy_timeout(db->h, BUSY_TIMEOUT_MS);
+    /* nothing is written, not even by the checkpoint a close does, until
+     * the file has passed the checks below */
+    sqlite3_db_config(db->h, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, (int *)NULL);
     if (sqlite3_db_readonly(db->h, "main") == 1) {
         rc = st_error_set(err, ST_ERR_IO, "database '%s' is read-only: strata needs to write to it (and to create "
                           "'%s-wal' beside it)", path, path);
         goto fail;
+    }
+    if (has_wal) {
+        /* every frame of the log, with the write lock held */
+        if (sqlite3_exec(db->h, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) { rc = dbi_fail(db, err, "opening it"); goto fail; }
+        rc = wal_check(path, true, err);
+        dbi_rollback(db);
+        if (rc) goto fail;
     }
     int v = 0;
     if (read_user_version(db, &v) != SQLITE_OK) { rc = dbi_fail(db, err, "reading the schema version"); goto fail; }
@@ -234,6 +397,8 @@ st_status st_db_open(const char *path, int flags, st_db **out, st_error *err) {
                           path, v, STRATA_VERSION, ST_DB_SCHEMA_VERSION);
         goto fail;
     }
+    /* damage anywhere in the file: found before anything is written */
+    if (exists && sb.st_size > 0 && (rc = quick_check(db, err))) goto fail;
     if (v == 0) {
         /* version 0 and tables: some other program's database */
         sqlite3_stmt *st;
@@ -259,6 +424,7 @@ st_status st_db_open(const char *path, int flags, st_db **out, st_error *err) {
     if (src != SQLITE_ROW) { rc = dbi_fail(db, err, "switching to WAL mode"); goto fail; }
     if ((rc = dbi_exec(db, "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;", err))) goto fail;
     if (v < ST_DB_SCHEMA_VERSION && (rc = migrate(db, err))) goto fail;
+    sqlite3_db_config(db->h, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 0, (int *)NULL);
     *out = db;
     return ST_OK;
 fail:
@@ -274,6 +440,8 @@ void st_db_close(st_db *db) {
 }
 
 const char *st_db_path(const st_db *db) { return db->path; }
+
+bool st_db_damaged(const st_db *db) { return db && db->damaged; }
 
 int st_db_schema_version(st_db *db) {
     int v = -1;

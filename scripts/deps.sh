@@ -2,7 +2,7 @@
 # Installs what strata needs to build and test on Debian 12 (run as root, or
 # with sudo available).
 set -euo pipefail
-pkgs=(build-essential cmake pkg-config libcriterion-dev libcjson-dev libsqlite3-dev libncurses-dev tmux)
+pkgs=(build-essential cmake pkg-config libcriterion-dev libcjson-dev libsqlite3-dev libncurses-dev tmux sqlite3)
 # the Vulkan backend: shader compiler, headers and loader, lavapipe (the Vulkan
 # device CI tests on), validation layers (enabled by the tests)
 pkgs+=(glslang-tools spirv-tools libvulkan-dev mesa-vulkan-drivers vulkan-validationlayers vulkan-tools)

@@ -1,7 +1,8 @@
 /* test_db.c — db/: schema migrations from every earlier version, refusal of
  * newer and foreign files, history writes/reads/search/export/delete, bench
  * rows and their output formats, a concurrent reader while writers save,
- * errors (missing or read-only directory, full disk). */
+ * errors (missing or read-only directory, full disk), damaged files and
+ * write-ahead logs (refused, never written) and what a crash leaves (opens). */
 #define _GNU_SOURCE /* nftw */
 #include "benchdb.h"
 #include "db_internal.h"
@@ -706,4 +707,269 @@ Test(bench, build_and_cpu_info) {
     char cpu[128];
     st_db_cpu_info(cpu, sizeof cpu);
     cr_assert(cpu[0]);
+}
+
+/* ---------------------------------------------------------------------------
+ * damaged files (docs/DATABASE.md, "A damaged file"): refused with
+ * ST_ERR_FORMAT, a message naming the file, and neither the file nor its
+ * write-ahead log changes by a byte */
+
+static size_t file_size(const char *p) {
+    struct stat sb;
+    return stat(p, &sb) == 0 ? (size_t)sb.st_size : 0;
+}
+
+/* deterministic garbage */
+static void garbage(unsigned char *b, size_t n, uint64_t seed) {
+    uint64_t x = seed * 0x9E3779B97F4A7C15ull + 1;
+    for (size_t i = 0; i < n; i++) {
+        x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+        b[i] = (unsigned char)(x >> 24);
+    }
+}
+
+static void overwrite(const char *path, long off, const void *b, size_t n) {
+    FILE *f = fopen(path, "r+b");
+    cr_assert(f, "%s", path);
+    cr_assert_eq(fseek(f, off, SEEK_SET), 0);
+    cr_assert_eq(fwrite(b, 1, n, f), n);
+    fclose(f);
+}
+
+static void overwrite_garbage(const char *path, long off, size_t n, uint64_t seed) {
+    unsigned char *b = malloc(n);
+    garbage(b, n, seed);
+    overwrite(path, off, b, n);
+    free(b);
+}
+
+static char *wal_of(const char *p) {
+    char *w = malloc(4300);
+    snprintf(w, 4300, "%s-wal", p);
+    return w;
+}
+
+/* a strata database of 40 conversations (about 30 pages), checkpointed: no WAL */
+static char *make_history(const char *name) {
+    char *p = tmp_path(name);
+    rm_db(p);
+    st_db *db;
+    st_error err = {0};
+    cr_assert_eq(st_db_open(p, ST_DB_CREATE, &db, &err), ST_OK, "%s", err.msg);
+    char body[700];
+    for (int i = 0; i < 40; i++) {
+        char t[32];
+        snprintf(t, sizeof t, "conversation %d", i);
+        for (int k = 0; k < (int)sizeof body - 1; k++) body[k] = "abcdefgh ijklmnop"[(k * 7 + i) % 17];
+        body[sizeof body - 1] = 0;
+        add_conv(db, t, body, body);
+    }
+    st_db_close(db);
+    char *w = wal_of(p);
+    cr_assert(!tu_file_exists(w), "the WAL was not checkpointed away");
+    free(w);
+    return p;
+}
+
+/* n more committed transactions left in the WAL, as a process killed
+ * before its checkpoint leaves them */
+static void leave_wal(const char *p, int n) {
+    sqlite3 *h;
+    cr_assert_eq(sqlite3_open(p, &h), SQLITE_OK);
+    char *msg = NULL;
+    cr_assert_eq(sqlite3_exec(h, "PRAGMA journal_mode = WAL; PRAGMA wal_autocheckpoint = 0;", NULL, NULL, &msg), SQLITE_OK,
+                 "%s", msg ? msg : "");
+    for (int i = 0; i < n; i++) {
+        char sql[200];
+        snprintf(sql, sizeof sql, "INSERT INTO conversations (title, created, updated) VALUES ('in the WAL %d', 1, 1)", i);
+        cr_assert_eq(sqlite3_exec(h, sql, NULL, NULL, &msg), SQLITE_OK, "%s", msg ? msg : "");
+    }
+    sqlite3_db_config(h, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, (int *)NULL);
+    sqlite3_close(h);
+    char *w = wal_of(p);
+    cr_assert(tu_file_exists(w));
+    free(w);
+}
+
+static size_t wal_frame_size(const char *p) {
+    char *w = wal_of(p);
+    size_t n;
+    unsigned char *b = (unsigned char *)tu_read_file(w, &n);
+    cr_assert(b && n >= 32);
+    size_t page = (size_t)b[8] << 24 | (size_t)b[9] << 16 | (size_t)b[10] << 8 | b[11];
+    free(b);
+    free(w);
+    return 24 + page;
+}
+
+/* opening fails with ST_ERR_FORMAT, the message has `expect` and the path,
+ * and the file and its WAL are byte for byte what they were */
+static void expect_refused_flags(const char *p, const char *expect, const char *what, int first_flags) {
+    char *w = wal_of(p);
+    size_t n_db = 0, n_wal = 0;
+    char *db_before = tu_file_exists(p) ? tu_read_file(p, &n_db) : NULL;
+    char *wal_before = tu_file_exists(w) ? tu_read_file(w, &n_wal) : NULL;
+    for (int flags = first_flags; flags <= ST_DB_CREATE; flags += ST_DB_CREATE) {
+        st_db *db = NULL;
+        st_error err = {0};
+        st_status st = st_db_open(p, flags, &db, &err);
+        cr_assert_eq(st, ST_ERR_FORMAT, "%s: opened (%d): %s", what, st, err.msg);
+        cr_assert_null(db);
+        cr_assert(strstr(err.msg, expect), "%s: expected '%s' in: %s", what, expect, err.msg);
+        cr_assert(strstr(err.msg, p), "%s: the message does not name the file: %s", what, err.msg);
+        if (db_before) cr_assert(file_bytes_equal(p, db_before, n_db), "%s: the file changed", what);
+        else cr_assert(!tu_file_exists(p) || file_size(p) == 0, "%s: a file was created", what);
+        if (wal_before) cr_assert(file_bytes_equal(w, wal_before, n_wal), "%s: the WAL changed", what);
+    }
+    free(db_before);
+    free(wal_before);
+    free(w);
+}
+
+static void expect_refused(const char *p, const char *expect, const char *what) {
+    expect_refused_flags(p, expect, what, 0);
+}
+
+static int64_t count_convs(const char *p) {
+    st_db *db;
+    st_error err = {0};
+    cr_assert_eq(st_db_open(p, 0, &db, &err), ST_OK, "%s", err.msg);
+    int64_t n = q_int(db, "SELECT count(*) FROM conversations");
+    st_db_close(db);
+    return n;
+}
+
+Test(damaged, database_file_refused_untouched) {
+    /* garbage in the header after the magic string (page size, counters...) */
+    char *p = make_history("hdr.db");
+    overwrite_garbage(p, 16, 84, 1);
+    expect_refused(p, "is damaged", "garbage header");
+    /* one page in the middle overwritten: with garbage, with zeros */
+    long size = (long)file_size(p);
+    cr_assert_geq(size, 20 * 4096, "only %ld bytes", size);
+    free(p);
+    p = make_history("page.db");
+    overwrite_garbage(p, (size / 4096 / 2) * 4096, 4096, 2);
+    expect_refused(p, "is damaged", "a page of garbage");
+    free(p);
+    p = make_history("zero.db");
+    unsigned char zero[4096] = {0};
+    overwrite(p, 7 * 4096, zero, sizeof zero);
+    expect_refused(p, "is damaged", "a page of zeros");
+    free(p);
+    /* truncated: in a page, at a page boundary, inside the header */
+    long cuts[] = {size / 2 + 1000, (size / 4096 / 2) * 4096, 50};
+    for (int i = 0; i < 3; i++) {
+        p = make_history("cut.db");
+        cr_assert_eq(truncate(p, cuts[i]), 0);
+        expect_refused(p, "is damaged", "truncated");
+        free(p);
+    }
+    /* not SQLite at all (the first 16 bytes) */
+    p = make_history("magic.db");
+    overwrite_garbage(p, 0, 100, 3);
+    expect_refused(p, "not a SQLite database", "garbage from byte 0");
+    free(p);
+}
+
+Test(damaged, write_ahead_log_refused_untouched) {
+    /* garbage for a WAL beside an intact file */
+    char *p = make_history("walg.db");
+    char *w = wal_of(p);
+    unsigned char g[20000];
+    garbage(g, sizeof g, 4);
+    FILE *f = fopen(w, "wb");
+    fwrite(g, 1, sizeof g, f);
+    fclose(f);
+    expect_refused(p, "write-ahead log", "a WAL of garbage");
+    free(p);
+    free(w);
+    /* a real WAL whose header checksum fails (a salt changed) */
+    p = make_history("walh.db");
+    leave_wal(p, 3);
+    w = wal_of(p);
+    overwrite_garbage(w, 16, 4, 5);
+    expect_refused(p, "header fails its checksum", "a WAL header");
+    free(w);
+    free(p);
+    /* a frame of the first transaction damaged, committed ones after it:
+     * SQLite would stop at the frame and drop them */
+    p = make_history("walf.db");
+    leave_wal(p, 5);
+    w = wal_of(p);
+    overwrite_garbage(w, 32 + 24 + 100, 200, 6);
+    expect_refused(p, "frame 1 fails its checksum", "a damaged frame");
+    free(w);
+    free(p);
+    /* a WAL beside an empty or a missing file: SQLite would delete it */
+    p = make_history("wale.db");
+    leave_wal(p, 2);
+    cr_assert_eq(truncate(p, 0), 0);
+    expect_refused(p, "is empty but its write-ahead log", "a WAL beside an empty file");
+    unlink(p);
+    /* (without ST_DB_CREATE a missing file is "no database at") */
+    expect_refused_flags(p, "is missing but its write-ahead log", "a WAL beside no file", ST_DB_CREATE);
+    free(p);
+}
+
+/* what a crash leaves is not damage: a WAL of committed transactions opens
+ * with all of them; one whose last commit was torn opens without it */
+Test(damaged, crash_leftovers_open) {
+    char *p = make_history("crash1.db");
+    leave_wal(p, 4);
+    cr_assert_eq(count_convs(p), 44);
+    free(p);
+    p = make_history("crash2.db");
+    leave_wal(p, 4);
+    char *w = wal_of(p);
+    size_t n = file_size(w), fs = wal_frame_size(p);
+    cr_assert_eq((n - 32) % fs, 0);
+    overwrite_garbage(w, (long)(n - fs + 24 + 10), 100, 7);   /* the last frame: the last commit */
+    cr_assert_eq(count_convs(p), 43);
+    free(w);
+    free(p);
+    /* an empty file (touch) is a new database */
+    p = tmp_path("touched.db");
+    rm_db(p);
+    fclose(fopen(p, "w"));
+    st_db *db;
+    st_error err = {0};
+    cr_assert_eq(st_db_open(p, 0, &db, &err), ST_OK, "%s", err.msg);
+    cr_assert_eq(st_db_schema_version(db), ST_DB_SCHEMA_VERSION);
+    st_db_close(db);
+    free(p);
+}
+
+/* damage SQLite meets after the open: the connection writes nothing more,
+ * not even the checkpoint its close would do */
+Test(damaged, found_while_open_stops_writes) {
+    char *p = make_history("late.db");
+    st_db *db;
+    st_error err = {0};
+    cr_assert_eq(st_db_open(p, 0, &db, &err), ST_OK, "%s", err.msg);
+    int64_t id = add_conv(db, "in the WAL", "user text", "a reply");   /* a transaction in the WAL */
+    /* every page but the first (the schema) overwritten behind SQLite's back,
+     * and the pages SQLite has cached dropped */
+    long size = (long)file_size(p);
+    overwrite_garbage(p, 4096, (size_t)(size - 4096), 8);
+    sqlite3_db_release_memory(db->h);
+    size_t n_db;
+    char *damaged = tu_read_file(p, &n_db);
+    msgs_seen s = {0};
+    hits h = {0};
+    st_status st = st_db_messages(db, 1, seen_msg, &s, &err);
+    if (st == ST_OK) st = st_db_search(db, "abcdefgh", false, 10, "[", "]", collect_hit, &h, &err);
+    cr_assert_eq(st, ST_ERR_FORMAT, "reading a damaged file: %d %s", st, err.msg);
+    cr_assert(strstr(err.msg, "is damaged") && strstr(err.msg, p), "%s", err.msg);
+    cr_assert(st_db_damaged(db));
+    st_db_message m = {.conversation_id = id, .role = "user", .content = "more"};
+    cr_assert_eq(st_db_message_add(db, &m, NULL, &err), ST_ERR_FORMAT);
+    cr_assert(strstr(err.msg, "is damaged"), "%s", err.msg);
+    st_db_close(db);
+    cr_assert(file_bytes_equal(p, damaged, n_db), "the damaged file was written to");
+    char *w = wal_of(p);
+    cr_assert(tu_file_exists(w), "the WAL was checkpointed away");
+    free(w);
+    free(damaged);
+    free(p);
 }

@@ -1,7 +1,9 @@
 /* test_ui.c — the terminal app's pure parts: UTF-8 and column widths, word
  * wrapping (wide characters, emoji, combining marks, invalid bytes), the
  * screen layout from 1x1 to 200x60 (80x24, 60x16, 20x6 in detail), the line
- * editor's keys and history, and sparklines. No terminal needed. */
+ * editor's keys and history, the rule for typed and pasted bytes (invalid
+ * UTF-8, control characters) and the input's size limits, and sparklines.
+ * No terminal needed. */
 #include "input.h"
 #include "layout.h"
 #include "panels.h"
@@ -375,6 +377,154 @@ Test(editor, history) {
     cr_assert_str_eq(in.buf, "l1\nl2");     /* moved to its first line */
     KEY(&in, UP);
     cr_assert_str_eq(in.buf, "third");
+    ui_input_free(&in);
+}
+
+/* ---- keys and pastes as bytes: the rule for invalid UTF-8 and controls ---- */
+
+/* decodes s[0..n) byte by byte (then the end of the stream) */
+static int feed_all(const char *s, int n, uint32_t *out) {
+    ui_utf8_dec d = {0};
+    int k = 0;
+    for (int i = 0; i < n; i++) k += ui_utf8_feed(&d, (unsigned char)s[i], out + k);
+    k += ui_utf8_flush(&d, out + k);
+    return k;
+}
+
+/* a second implementation of the maximal-subpart rule, written from the
+ * table in the Unicode standard (3.9, Table 3-7) */
+static int ref_decode(const unsigned char *s, int n, uint32_t *out) {
+    int k = 0;
+    for (int i = 0; i < n;) {
+        unsigned char b = s[i];
+        int len = b < 0x80 ? 1 : b >= 0xC2 && b <= 0xDF ? 2 : b >= 0xE0 && b <= 0xEF ? 3 : b >= 0xF0 && b <= 0xF4 ? 4 : 0;
+        if (len == 1) { out[k++] = b; i++; continue; }
+        if (len == 0) { out[k++] = UI_REPLACEMENT; i++; continue; }
+        unsigned char lo = b == 0xE0 ? 0xA0 : b == 0xF0 ? 0x90 : 0x80;
+        unsigned char hi = b == 0xED ? 0x9F : b == 0xF4 ? 0x8F : 0xBF;
+        int j = 1;
+        uint32_t v = b & (len == 2 ? 0x1F : len == 3 ? 0x0F : 0x07);
+        while (j < len && i + j < n && s[i + j] >= (j == 1 ? lo : 0x80) && s[i + j] <= (j == 1 ? hi : 0xBF)) {
+            v = v << 6 | (s[i + j] & 0x3F);
+            j++;
+        }
+        out[k++] = j == len ? v : UI_REPLACEMENT;
+        i += j;
+    }
+    return k;
+}
+
+Test(wrap, utf8_stream_maximal_subparts) {
+    /* the expected code points are Python's bytes.decode("utf-8", "replace") */
+    static const struct { const char *in; int n; uint32_t out[6]; int k; } cases[] = {
+        {"A\xc3(B", 4, {'A', 0xFFFD, '(', 'B'}, 4},
+        {"\xe2\x82" "C", 3, {0xFFFD, 'C'}, 2},
+        {"\xff", 1, {0xFFFD}, 1},
+        {"\xed\xa0\x80", 3, {0xFFFD, 0xFFFD, 0xFFFD}, 3},       /* a surrogate */
+        {"\xf0\x9f\x98\x80", 4, {0x1F600}, 1},
+        {"\xc0\xaf", 2, {0xFFFD, 0xFFFD}, 2},                    /* overlong */
+        {"\xf4\x90\x80\x80", 4, {0xFFFD, 0xFFFD, 0xFFFD, 0xFFFD}, 4},   /* > U+10FFFF */
+        {"\xe0\x80", 2, {0xFFFD, 0xFFFD}, 2},
+        {"\x80\x80", 2, {0xFFFD, 0xFFFD}, 2},
+        {"\xf0\x9f\x98", 3, {0xFFFD}, 1},                        /* cut short at the end */
+        {"\xf1\x80\x80\xc3\xa9", 5, {0xFFFD, 0xE9}, 2},
+        {"\xc2", 1, {0xFFFD}, 1},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        uint32_t out[16];
+        int k = feed_all(cases[c].in, cases[c].n, out);
+        cr_assert_eq(k, cases[c].k, "case %zu: %d code points", c, k);
+        for (int i = 0; i < k; i++) cr_assert_eq(out[i], cases[c].out[i], "case %zu, code point %d: %x", c, i, out[i]);
+    }
+    /* random bytes (mostly high ones) against the reference */
+    srand(11);
+    for (int t = 0; t < 3000; t++) {
+        unsigned char b[40];
+        int n = rand() % 40;
+        for (int i = 0; i < n; i++) {
+            int r = rand() % 10;
+            b[i] = (unsigned char)(r < 2 ? 0x20 + rand() % 0x5F : r < 6 ? 0x80 + rand() % 0x40 : 0xC0 + rand() % 0x40);
+        }
+        uint32_t x[64], y[64];
+        int kx = feed_all((const char *)b, n, x), ky = ref_decode(b, n, y);
+        cr_assert_eq(kx, ky, "case %d: %d vs %d code points", t, kx, ky);
+        for (int i = 0; i < kx; i++) cr_assert_eq(x[i], y[i], "case %d, code point %d", t, i);
+    }
+}
+
+Test(editor, paste_rule) {
+    ui_input in;
+    ui_input_init(&in);
+    /* line breaks of every kind, a tab, C0 controls, NUL, DEL, C1 (U+0085,
+     * U+009B), broken sequences, one cut short at the end */
+    static const char paste[] = "p1\r\np2\rp3\np4\tq\x01\x02\x7f\xc2\x85r\xe2\x82s\x00t\x1b\x1bu\xc2\x9bv\xc3";
+    ui_input_insert(&in, paste, (int)sizeof paste - 1);
+    cr_assert_str_eq(in.buf, "p1\np2\np3\np4\tqr\xef\xbf\xbdstuv\xef\xbf\xbd");
+    /* typed: control characters and C1 are not text */
+    ui_input_set(&in, "");
+    uint32_t typed[] = {'a', 0x07, 0x1B, 0x7F, 0x85, 0x9B, 0xD800, 0x110000, '\n', 0xFFFD, 0xE9, '\t', 'b'};
+    for (size_t i = 0; i < sizeof typed / sizeof typed[0]; i++) ui_input_key(&in, UI_KEY_CHAR, typed[i]);
+    cr_assert_str_eq(in.buf, "a\xef\xbf\xbd\xc3\xa9\tb");
+    /* the text is always valid UTF-8, whatever is pasted */
+    srand(12);
+    for (int t = 0; t < 500; t++) {
+        char b[64];
+        int n = rand() % 64;
+        for (int i = 0; i < n; i++) b[i] = (char)(rand() & 0xFF);
+        ui_input_set(&in, "");
+        ui_input_insert(&in, b, n);
+        cr_assert_eq((int)strlen(in.buf), in.len);
+        for (int i = 0; i < in.len;) {
+            uint32_t cp;
+            int k = ui_utf8_decode(in.buf + i, in.len - i, &cp);
+            cr_assert_gt(k, 0, "case %d: unfinished at %d", t, i);
+            cr_assert(cp == '\t' || cp == '\n' || (cp >= 0x20 && cp != 0x7F && !(cp >= 0x80 && cp < 0xA0)),
+                      "case %d: control %x kept", t, cp);
+            if (cp == UI_REPLACEMENT) cr_assert(!memcmp(in.buf + i, "\xef\xbf\xbd", 3), "case %d: invalid byte kept", t);
+            i += k;
+        }
+    }
+    ui_input_free(&in);
+}
+
+Test(editor, size_limits) {
+    ui_input in;
+    ui_input_init(&in);
+    /* a paste past UI_INPUT_MAX is cut at a character boundary and flagged */
+    int n = UI_INPUT_MAX + 1000;
+    char *big = malloc((size_t)n);
+    for (int i = 0; i + 3 <= n; i += 3) memcpy(big + i, "\xe6\xbc\xa2", 3);   /* 漢 */
+    n -= n % 3;
+    ui_input_insert(&in, big, n);
+    cr_assert(in.overflow);
+    cr_assert_leq(in.len, UI_INPUT_MAX);
+    cr_assert_geq(in.len, UI_INPUT_MAX - 3);
+    cr_assert_eq(in.len % 3, 0);
+    cr_assert_eq(in.cur, in.len);
+    in.overflow = false;
+    while (in.len < UI_INPUT_MAX) cr_assert_eq(ui_input_key(&in, UI_KEY_CHAR, 'x'), UI_ED_CHANGED);
+    cr_assert(!in.overflow);
+    cr_assert_eq(ui_input_key(&in, UI_KEY_CHAR, 'x'), UI_ED_IGNORED);   /* full */
+    cr_assert_eq(ui_input_key(&in, UI_KEY_NEWLINE, 0), UI_ED_IGNORED);
+    cr_assert(in.overflow);
+    cr_assert_eq(in.len, UI_INPUT_MAX);
+    /* a 1 MiB paste in the middle of a text goes in in one step */
+    ui_input_set(&in, "ab");
+    in.cur = 1;
+    ui_input_insert(&in, big, 1 << 20);
+    cr_assert_eq(in.len, 2 + (1 << 20) - (1 << 20) % 3 + ((1 << 20) % 3 ? 3 : 0));
+    cr_assert_eq(in.buf[0], 'a');
+    cr_assert_eq(in.buf[in.len - 1], 'b');
+    /* the input history keeps at most UI_INPUT_HISTORY_BYTES */
+    for (int i = 0; i < 5; i++) {
+        ui_input_set(&in, "");
+        big[0] = (char)('a' + i);   /* distinct entries */
+        ui_input_insert(&in, big, 3 << 20);
+        free(ui_input_take(&in));
+        cr_assert_leq(in.hist_bytes, (size_t)UI_INPUT_HISTORY_BYTES);
+    }
+    cr_assert_eq(in.n_hist, 2);
+    free(big);
     ui_input_free(&in);
 }
 

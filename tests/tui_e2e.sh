@@ -63,6 +63,17 @@ wait_re() {
     fail "/$1/ did not appear within $(( ${2:-15} * SLOW )) s"
 }
 check() { screen | grep -qE -- "$1" || fail "$2 (no match for /$1/)"; }
+# wait_status WHAT: until the status line is the screen's last row (laid out
+# for the window's size: tmux may apply a resize to the terminal a moment
+# after resize-window returns)
+wait_status() {
+    local n=$(( 5 * 20 * SLOW ))
+    for ((i = 0; i < n; i++)); do
+        screen | tail -1 | grep -qF "strata-tiny-14m │" && return 0
+        sleep 0.05
+    done
+    fail "not laid out for the window's size $1"
+}
 capture() { [ -n "$CAPDIR" ] && screen > "$CAPDIR/$1.txt"; return 0; }
 width_ok() {
     local w=$1 line
@@ -74,7 +85,7 @@ width_ok() {
 
 # ---- chat at 100x30 with a layer budget ------------------------------------
 T new-session -d -s e2e -x 100 -y 30 \
-    "TERM=tmux-256color '$STRATA' chat --cache-layers 4 --seed 7 -n 48 -t 1 2>'$TMP/err.log'; echo \$? > '$TMP/rc'" \
+    "TERM=tmux-256color '$STRATA' chat --cache-layers 4 --seed 7 -n 48 -t 1 -c 2048 2>'$TMP/err.log'; echo \$? > '$TMP/rc'" \
     || fail "tmux did not start"
 T set-option -t e2e -g status off >/dev/null
 wait_for "ready" 20
@@ -161,25 +172,21 @@ sleep 0.2
 # ---- stop a reply with Esc (resizing while it streams) --------------------------
 T send-keys -t e2e -l "/clear"
 T send-keys -t e2e Enter
-T send-keys -t e2e -l "/max 400"
+T send-keys -t e2e -l "/max 1600"            # (-c 2048: a reply of seconds, time to stop it)
 T send-keys -t e2e Enter
 T send-keys -t e2e -l "Tell me a long story about a dragon"
 T send-keys -t e2e Enter
 wait_re "● generating [0-9.]+ tok/s" 10    # tokens are arriving
-T resize-window -t e2e -x 80 -y 24
-T resize-window -t e2e -x 100 -y 30
-T send-keys -t e2e Escape
+T resize-window -t e2e -x 80 -y 24 \; send-keys -t e2e Escape \; resize-window -t e2e -x 100 -y 30
 wait_re "stopped *$" 10                  # the status line says so
-sleep 0.3
+wait_status "after the resizes"
 s=$(screen)
-# laid out again for 100x30: the status line is the last row
-tail -1 <<<"$s" | grep -qF "strata-tiny-14m │" || fail "not laid out for 100x30 after the resizes"
 ntok=$(grep -oE "reply +[0-9]+ tokens" <<<"$s" | grep -oE "[0-9]+")
-[ -n "$ntok" ] && [ "$ntok" -lt 400 ] || fail "the reply was not stopped early ($ntok tokens)"
+[ -n "$ntok" ] && [ "$ntok" -lt 1600 ] || fail "the reply was not stopped early ($ntok tokens)"
 T send-keys -t e2e Tab Home               # to the top of the conversation
 wait_re "^strata-tiny-14m  stopped  [0-9]+ tok" 5
+wait_for "Tell me a long story about a dragon" 5   # (the scroll to the top may land a frame later)
 s=$(screen)
-grep -qF "Tell me a long story about a dragon" <<<"$s" || fail "the stopped turn is gone"
 reply=$(awk '/^strata-tiny-14m  stopped/{f=1; next} f' <<<"$s" | cut -c1-60 | grep -E '^  [^ ]' | head -1)
 [ -n "$reply" ] || fail "the partial reply was not kept"
 capture chat-stopped
@@ -209,6 +216,99 @@ for ((i = 0; i < 200; i++)); do
     sleep 0.05
 done
 [ -n "$cached" ] && [ "$cached" -gt 10 ] || fail "the follow-up did not reuse the KV cache (cached: '$cached')"
+
+# ---- terminal input: what reaches the model is what was typed ------------------------
+# The stored user message (the history database; the engine renders the same
+# text into the prompt) is compared byte for byte with what was sent, under
+# the rule of ui/input.h: invalid UTF-8 -> one U+FFFD per maximal subpart (as
+# Python's bytes.decode(errors="replace")), control characters (C0 but Tab
+# and line breaks, DEL, C1) act as keys or are dropped, CR and CRLF in a
+# paste -> LF, the message trimmed of spaces and line breaks at both ends.
+command -v sqlite3 >/dev/null || fail "the sqlite3 command is missing (scripts/deps.sh installs it)"
+DB="$XDG_DATA_HOME/strata/strata.db"
+q() { sqlite3 -cmd ".timeout 5000" "$DB" "$1"; }
+n_user() { q "SELECT count(*) FROM messages WHERE role = 'user'"; }
+hex_of() { printf "$1" | od -An -v -tx1 | tr -d ' \n' | tr a-f A-F; }
+# wait_saved N: until N user messages are stored (their replies have ended)
+wait_saved() {
+    local n=$(( 20 * 20 * SLOW ))
+    for ((i = 0; i < n; i++)); do
+        [ "$(n_user 2>/dev/null)" = "$1" ] && return 0
+        sleep 0.05
+    done
+    fail "the database holds $(n_user) user messages, expected $1"
+}
+# expect_stored PRINTF-FORMAT WHAT: the newest stored user message
+expect_stored() {
+    local want got
+    want=$(hex_of "$1")
+    got=$(q "SELECT hex(content) FROM messages WHERE role = 'user' ORDER BY id DESC LIMIT 1")
+    [ "$got" = "$want" ] || fail "$2: stored $got, expected $want"
+}
+# raw PRINTF-FORMAT: those bytes into the tmux buffer "raw"
+raw() { printf "$1" > "$TMP/raw.bin"; T load-buffer -b raw "$TMP/raw.bin"; }
+# storm N: N resizes to sizes all over the place (1x1 to 200x60)
+storm() { for ((k = 1; k <= $1; k++)); do T resize-window -t e2e -x $(( 1 + (k * 37) % 200 )) -y $(( 1 + (k * 13) % 60 )); done; }
+T send-keys -t e2e F5                     # panels off: the chat's notes on whole lines
+T send-keys -t e2e -l "/max 4"
+T send-keys -t e2e Enter
+base=$(n_user)
+# typed: invalid UTF-8 (paste-buffer without -p: the bytes arrive as keys)
+# and every control key that is bound to nothing
+raw 'A\xc3(B\xe2\x82C\xffD\xed\xa0\x80E\xf0\x9f\x98\x80F\xc3\xa9G\xc0\xafH\xf4\x90\x80\x80I\xe0\x80J\x80K\xf0\x9f\x98L\xc2\x85M\xc2\x9bN'
+T paste-buffer -r -b raw -t e2e
+T send-keys -t e2e C-g C-n C-o C-p C-r C-s C-t C-v C-x C-y C-z 'C-\' 'C-]' C-^ C-_
+T send-keys -t e2e -l "O"
+T send-keys -t e2e Enter
+wait_saved $(( base + 1 ))
+expect_stored 'A\xef\xbf\xbd(B\xef\xbf\xbdC\xef\xbf\xbdD\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbdE\xf0\x9f\x98\x80F\xc3\xa9G\xef\xbf\xbd\xef\xbf\xbdH\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbdI\xef\xbf\xbd\xef\xbf\xbdJ\xef\xbf\xbdK\xef\xbf\xbdLMNO' \
+    "typed invalid UTF-8 and control keys"
+# a bracketed paste: line breaks of every kind, a tab, controls, NUL, Esc,
+# C1, a broken sequence, one cut short at the end
+raw 'p1\r\np2\rp3\np4\tq\x01\x02\x7f\xc2\x85r\xe2\x82s\x00t\x1b\x1bu\r\n\r\nv\xc3'
+T paste-buffer -p -r -b raw -t e2e
+T send-keys -t e2e Enter
+wait_saved $(( base + 2 ))
+expect_stored 'p1\np2\np3\np4\tqr\xef\xbf\xbdstu\n\nv\xef\xbf\xbd' "a bracketed paste"
+# 1 MiB pasted while the window is resized: longer than the context, so not
+# sent (nothing stored); the message says how many tokens it needs, exactly
+# as many as `strata run --chat` counts for the same text (nothing was lost
+# or changed on the way), and the text is back in the input
+awk 'BEGIN { for (i = 0; i < 15000; i++) printf "line %d: the quick brown fox, été 漢字 😀, jumps over the lazy dog\n", i; printf "END-OF-PASTE" }' > "$TMP/big.txt"
+[ "$(stat -c %s "$TMP/big.txt")" -ge 1048576 ] || fail "the big paste is smaller than 1 MiB"
+want_tok=$("$STRATA" run --chat -f "$TMP/big.txt" -n 1 -t 1 2>&1 >/dev/null | grep -oE "[0-9]+ tokens" | head -1 | grep -oE "[0-9]+")
+[ -n "$want_tok" ] || fail "strata run --chat did not count the big paste's tokens"
+T load-buffer -b big "$TMP/big.txt"
+storm 60 &
+storm_pid=$!
+T paste-buffer -p -b big -t e2e
+wait "$storm_pid"
+T resize-window -t e2e -x 100 -y 30
+wait_for "END-OF-PASTE" 30
+T send-keys -t e2e Enter
+wait_re "message not sent: it needs [0-9]+ tokens" 30
+got_tok=$(screen | grep -oE "it needs [0-9]+ tokens" | grep -oE "[0-9]+")
+[ "$got_tok" = "$want_tok" ] || fail "the 1 MiB paste needs $got_tok tokens in the app, $want_tok in strata run: it was changed on the way"
+check "back in the input" "the rejected message is not back in the input"
+check "END-OF-PASTE" "the rejected message is not in the input"
+[ "$(n_user)" = $(( base + 2 )) ] || fail "the rejected message was stored"
+T send-keys -t e2e C-c                     # clears the input
+wait_gone "END-OF-PASTE" 10
+# typing and a reply during a resize storm: the app stays up, the text is intact
+T send-keys -t e2e -l "/max 600"
+T send-keys -t e2e Enter
+storm 150 &
+storm_pid=$!
+T send-keys -t e2e -l "A story told in a storm: 漢字, été, 😀 and the end"
+T send-keys -t e2e Enter
+wait "$storm_pid"
+T resize-window -t e2e -x 100 -y 30
+wait_saved $(( base + 3 ))
+expect_stored 'A story told in a storm: \xe6\xbc\xa2\xe5\xad\x97, \xc3\xa9t\xc3\xa9, \xf0\x9f\x98\x80 and the end' "typed during a resize storm"
+[ -n "$(q "SELECT content FROM messages WHERE role = 'assistant' ORDER BY id DESC LIMIT 1")" ] || fail "no reply during the resize storm"
+wait_status "after the storm"
+width_ok 100
+T send-keys -t e2e F5                     # panels back on
 
 # ---- quit with F10 -------------------------------------------------------------------
 T send-keys -t e2e F10

@@ -63,12 +63,23 @@ typedef struct app {
     bool quit_ask, quit;
     char flash[256];
     uint64_t flash_until;
-    bool paste;
+    bool paste;              /* inside a bracketed paste */
+    char *pbuf;              /* its text not yet inserted (ui_input_insert: one step per batch) */
+    size_t plen, pcap;
+    bool paste_cr;           /* the last pasted character was a CR (a LF after it is dropped) */
     bool dirty;
-    int pushback;            /* one key read ahead (-1: none) */
-    int pushback_type;
+    /* keys: wgetch's bytes are decoded here (ui_utf8_feed) rather than by
+     * wget_wch, which swallows the input after an invalid byte */
+    ui_utf8_dec dec;
+    struct { int type; wint_t ch; } q[4];   /* keys read ahead */
+    int nq;
     int k_cleft, k_cright;
     int input_top;
+    /* the input's wrapped lines, for in.gen at width wrap_w (a 1 MB paste
+     * is not wrapped again on every frame) */
+    ui_line *wrap;
+    int n_wrap, wrap_cap, wrap_w;
+    unsigned wrap_gen;
     uint64_t next_stats;     /* when the panels sample next */
     /* history database */
     ui_db *db;
@@ -266,6 +277,24 @@ static void request_quit(app *a) {
 
 /* ---- engine events ---------------------------------------------------------- */
 
+/* A message longer than the whole context (a huge paste): nothing reached
+ * the model, so it leaves the conversation (and is not stored) and goes
+ * back to the input to be cut down. */
+static void reject_message(app *a, const ui_event *ev) {
+    bool back = false;
+    if (a->reply >= 1 && a->reply < a->chat.n && a->chat.msgs[a->reply - 1].kind == UI_MSG_USER) {
+        if (a->in.len == 0) {
+            ui_input_set(&a->in, a->chat.msgs[a->reply - 1].text);
+            back = true;
+        }
+        ui_chat_remove(&a->chat, a->reply);
+        ui_chat_remove(&a->chat, a->reply - 1);
+    }
+    a->reply = a->chat.n;
+    note(a, UI_MSG_ERROR, "message not sent: it needs %lld tokens and the context holds %d. %s", (long long)ev->n_tokens,
+         ev->n_ctx_used, back ? "It is back in the input to shorten (Ctrl-C clears it)." : "Up brings it back.");
+}
+
 static void on_event(app *a, ui_event *ev) {
     switch (ev->type) {
     case UI_EV_LOADED:
@@ -294,6 +323,12 @@ static void on_event(app *a, ui_event *ev) {
     case UI_EV_DONE: {
         if (ev->job != a->gen_job) break;
         a->generating = false;
+        if (ev->too_long) {
+            reject_message(a, ev);
+            if (a->quit_ask) a->quit = true;
+            a->dirty = true;
+            break;
+        }
         if (a->reply < a->chat.n) {
             ui_msg *m = &a->chat.msgs[a->reply];
             m->streaming = false;
@@ -371,10 +406,12 @@ static void on_db_event(app *a, ui_db_event *ev) {
         refresh_bench(a);
         break;
     case UI_DB_FAILED:
-        if (ev->req == a->db_open_req) {
+        if (ev->req == a->db_open_req || ev->closed) {
+            /* no database (or a damaged one, closed): the chat goes on, nothing is stored */
+            a->hist.available = a->bench.available = false;
             snprintf(a->hist.err, sizeof a->hist.err, "%s", ev->msg);
             snprintf(a->bench.err, sizeof a->bench.err, "%s", ev->msg);
-            if (!a->db_warned) note(a, UI_MSG_NOTE, "history not stored: %s", ev->msg);
+            if (!a->db_warned) note(a, UI_MSG_ERROR, "history not stored: %s", ev->msg);
             a->db_warned = true;
         } else say(a, "history: %s", ev->msg);
         break;
@@ -427,20 +464,74 @@ static void do_action(app *a, ui_action x) {
 
 /* ---- keys ------------------------------------------------------------------- */
 
-/* reads a key: OK (a character in *ch), KEY_CODE_YES (a key code) or ERR */
-static int read_key(app *a, wint_t *ch) {
-    if (a->pushback_type != ERR) {
-        int t = a->pushback_type;
-        *ch = (wint_t)a->pushback;
-        a->pushback_type = ERR;
-        return t;
-    }
-    return wget_wch(stdscr, ch);
+static void queue_key(app *a, bool front, int type, wint_t ch) {
+    if (a->nq == (int)(sizeof a->q / sizeof a->q[0])) return;   /* (never more than 3) */
+    if (front) memmove(a->q + 1, a->q, sizeof a->q[0] * (size_t)a->nq);
+    int i = front ? 0 : a->nq;
+    a->q[i].type = type;
+    a->q[i].ch = ch;
+    a->nq++;
 }
 
-static void unread_key(app *a, int type, wint_t ch) {
-    a->pushback_type = type;
-    a->pushback = (int)ch;
+/* reads a key: OK (a character in *ch), KEY_CODE_YES (a key code) or ERR.
+ * Bytes are decoded as UTF-8 with ui_utf8_feed's rule: each broken
+ * sequence or stray byte gives one U+FFFD, and the key after it is kept. */
+static int read_key(app *a, wint_t *ch) {
+    if (a->nq) {
+        int t = a->q[0].type;
+        *ch = a->q[0].ch;
+        memmove(a->q, a->q + 1, sizeof a->q[0] * (size_t)--a->nq);
+        return t;
+    }
+    for (;;) {
+        int c = wgetch(stdscr);
+        if (c == ERR) return ERR;
+        uint32_t cps[2];
+        if (c >= KEY_MIN) {
+            /* a key code cuts a sequence short */
+            if (ui_utf8_flush(&a->dec, cps)) {
+                queue_key(a, false, KEY_CODE_YES, (wint_t)c);
+                *ch = cps[0];
+                return OK;
+            }
+            *ch = (wint_t)c;
+            return KEY_CODE_YES;
+        }
+        int m = ui_utf8_feed(&a->dec, (unsigned char)c, cps);
+        if (m == 0) continue;
+        if (m == 2) queue_key(a, false, OK, cps[1]);
+        *ch = cps[0];
+        return OK;
+    }
+}
+
+static void unread_key(app *a, int type, wint_t ch) { queue_key(a, true, type, ch); }
+
+/* pasted text: "\r\n" and '\r' become '\n' here (the pair may be split
+ * between two batches); the rest of the rule is ui_input_insert's */
+static void paste_add(app *a, uint32_t c) {
+    if (c == '\n' && a->paste_cr) { a->paste_cr = false; return; }
+    a->paste_cr = c == '\r';
+    if (c == '\r') c = '\n';
+    if (a->plen + 4 > a->pcap) {
+        size_t cap = a->pcap ? a->pcap * 2 : 4096;
+        char *p = realloc(a->pbuf, cap);
+        if (!p) return;
+        a->pbuf = p;
+        a->pcap = cap;
+    }
+    a->plen += (size_t)ui_utf8_encode(c, a->pbuf + a->plen);
+}
+
+static void paste_flush(app *a) {
+    if (!a->plen) return;
+    ui_input_insert(&a->in, a->pbuf, (int)a->plen);
+    a->plen = 0;
+    a->dirty = true;
+    if (a->in.overflow) {
+        a->in.overflow = false;
+        say(a, "the input holds at most %d MiB: the rest of the paste was dropped", UI_INPUT_MAX >> 20);
+    }
 }
 
 static void switch_screen(app *a, screen s) {
@@ -468,12 +559,6 @@ static int page(app *a) { return a->chat.last_h > 2 ? a->chat.last_h - 2 : 1; }
 
 static void on_code(app *a, int k) {
     bool in_editor = a->scr == SCR_CHAT && a->focus_input;
-    if (k == KEY_F(1)) { switch_screen(a, SCR_HELP); return; }
-    if (k == KEY_F(2)) { switch_screen(a, SCR_CHAT); return; }
-    if (k == KEY_F(3)) { switch_screen(a, SCR_HISTORY); return; }
-    if (k == KEY_F(4)) { switch_screen(a, SCR_BENCH); return; }
-    if (k == KEY_F(5)) { a->panels = !a->panels; a->dirty = true; return; }
-    if (k == KEY_F(10)) { request_quit(a); return; }
     if (k == KEY_RESIZE) {
         /* the terminal may have dropped what was outside the smaller size
          * (tmux does): repaint everything */
@@ -481,8 +566,20 @@ static void on_code(app *a, int k) {
         a->dirty = true;
         return;
     }
-    if (k == KEY_PASTE_BEGIN) { a->paste = true; return; }
-    if (k == KEY_PASTE_END) { a->paste = false; return; }
+    if (k == KEY_PASTE_BEGIN) { a->paste = true; a->paste_cr = false; return; }
+    if (k == KEY_PASTE_END) { paste_flush(a); a->paste = false; a->paste_cr = false; return; }
+    if (a->paste) {
+        /* inside a paste only text counts: a key code here is an escape
+         * sequence in the pasted text (Enter aside) */
+        if (k == KEY_ENTER && in_editor) paste_add(a, '\n');
+        return;
+    }
+    if (k == KEY_F(1)) { switch_screen(a, SCR_HELP); return; }
+    if (k == KEY_F(2)) { switch_screen(a, SCR_CHAT); return; }
+    if (k == KEY_F(3)) { switch_screen(a, SCR_HISTORY); return; }
+    if (k == KEY_F(4)) { switch_screen(a, SCR_BENCH); return; }
+    if (k == KEY_F(5)) { a->panels = !a->panels; a->dirty = true; return; }
+    if (k == KEY_F(10)) { request_quit(a); return; }
     if (k == KEY_MOUSE) {
         MEVENT me;
         if (getmouse(&me) == OK) {
@@ -535,10 +632,18 @@ static void on_char(app *a, wint_t c) {
         else { a->quit_ask = false; a->dirty = true; }
         return;
     }
-    if (a->paste && in_editor) {
-        /* pasted text goes in as it is: Enter is a line break */
-        if (c == '\r' || c == '\n') edit(a, UI_KEY_NEWLINE, 0);
-        else if (c == '\t' || c >= 0x20) edit(a, UI_KEY_CHAR, (uint32_t)c);
+    if (a->paste) {
+        /* pasted text goes in as it is (line breaks too), in one step per
+         * batch of keys (paste_flush); elsewhere only into a search or
+         * filter box being typed in, and never as commands (a "d" then "y"
+         * in the text must not delete a conversation) */
+        if (in_editor) paste_add(a, (uint32_t)c);
+        else if (c >= 0x20 && c != 0x7F && ((a->scr == SCR_HISTORY && a->hist.searching && !a->hist.viewing) ||
+                                            (a->scr == SCR_BENCH && a->bench.editing))) {
+            int pg = LINES > 10 ? LINES - 10 : 1;
+            ui_action x = a->scr == SCR_HISTORY ? ui_history_key(&a->hist, OK, (int)c, pg) : ui_bench_key(&a->bench, OK, (int)c, pg);
+            if (x.kind != UI_ACT_NOT_HANDLED) do_action(a, x);
+        }
         return;
     }
     if ((a->scr == SCR_HISTORY || a->scr == SCR_BENCH) && c != 3 && c != 17 && c != 12) {
@@ -676,9 +781,34 @@ static void draw_status(app *a, ui_rect r) {
 
 static int input_wrap_width(int w) { return w - 2 > 1 ? w - 2 : 1; }
 
+/* the input's lines at wrap width ww (cached); NULL when out of memory */
+static const ui_line *input_wrap(app *a, int ww, int *n) {
+    if (!a->wrap || a->wrap_w != ww || a->wrap_gen != a->in.gen) {
+        int k = ui_wrap(a->in.buf, a->in.len, ww, NULL, 0);
+        if (k > a->wrap_cap) {
+            ui_line *p = realloc(a->wrap, sizeof *p * (size_t)k);
+            if (!p) { *n = 0; return NULL; }
+            a->wrap = p;
+            a->wrap_cap = k;
+        }
+        if (!a->wrap) {
+            a->wrap = malloc(sizeof *a->wrap);
+            if (!a->wrap) { *n = 0; return NULL; }
+            a->wrap_cap = 1;
+        }
+        ui_wrap(a->in.buf, a->in.len, ww, a->wrap, k);
+        a->n_wrap = k;
+        a->wrap_w = ww;
+        a->wrap_gen = a->in.gen;
+    }
+    *n = a->n_wrap;
+    return a->wrap;
+}
+
 /* lines the input text needs at width w */
 static int input_lines(app *a, int w) {
-    int n = ui_wrap(a->in.buf, a->in.len, input_wrap_width(w), NULL, 0);
+    int n;
+    input_wrap(a, input_wrap_width(w), &n);
     return n < 1 ? 1 : n;
 }
 
@@ -692,11 +822,9 @@ static void draw_input(app *a, ui_rect sep, ui_rect r, int *cy, int *cx) {
     }
     if (r.h <= 0) return;
     int ww = input_wrap_width(r.w);
-    int n = ui_wrap(a->in.buf, a->in.len, ww, NULL, 0);
-    ui_line stackl[64];
-    ui_line *L = n <= 64 ? stackl : malloc(sizeof *L * (size_t)n);
-    if (!L) return;
-    ui_wrap(a->in.buf, a->in.len, ww, L, n);
+    int n;
+    const ui_line *L = input_wrap(a, ww, &n);
+    if (!L || n < 1) return;
     /* the cursor's line and column */
     int c = a->in.cur, cl = 0;
     for (int i = 0; i < n; i++)
@@ -719,7 +847,6 @@ static void draw_input(app *a, ui_rect sep, ui_rect r, int *cy, int *cx) {
     *cy = r.y + cl - a->input_top;
     *cx = r.x + 2 + ccol;
     if (*cx >= r.x + r.w) *cx = r.x + r.w - 1;
-    if (L != stackl) free(L);
 }
 
 static void draw(app *a) {
@@ -789,7 +916,6 @@ int ui_run(const ui_options *opt) {
     a->max_reply = opt->max_reply;
     a->panels = opt->panels;
     a->focus_input = true;
-    a->pushback_type = ERR;
     ui_chat_init(&a->chat);
     ui_input_init(&a->in);
     ui_panels_init(&a->pan);
@@ -882,7 +1008,7 @@ int ui_run(const ui_options *opt) {
             if (f < wait) wait = f;
         }
         struct pollfd fds[3] = {{STDIN_FILENO, POLLIN, 0}, {ui_engine_wake_fd(a->eng), POLLIN, 0}, {a->db ? ui_db_wake_fd(a->db) : -1, POLLIN, 0}};
-        int pr = a->pushback_type != ERR ? 1 : poll(fds, 3, (int)(wait / 1000000ull));
+        int pr = a->nq ? 1 : poll(fds, 3, (int)(wait / 1000000ull));
         if (pr < 0 && errno != EINTR) break;
         ui_event ev;
         while (ui_engine_next_event(a->eng, &ev)) {
@@ -900,6 +1026,7 @@ int ui_run(const ui_options *opt) {
             if (t == KEY_CODE_YES) on_code(a, (int)ch);
             else on_char(a, ch);
         }
+        paste_flush(a);     /* what arrived of a paste shows at once */
         if (fds[0].revents & (POLLHUP | POLLERR)) break;
     }
 
@@ -912,5 +1039,7 @@ int ui_run(const ui_options *opt) {
     ui_bench_free(&a->bench);
     ui_chat_free(&a->chat);
     ui_input_free(&a->in);
+    free(a->pbuf);
+    free(a->wrap);
     return 0;
 }

@@ -66,6 +66,13 @@ void ui_msg_append(ui_msg *m, const char *text, int len) {
     m->text[m->len] = 0;
 }
 
+void ui_chat_remove(ui_chat *c, int i) {
+    if (i < 0 || i >= c->n) return;
+    msg_free(&c->msgs[i]);
+    memmove(c->msgs + i, c->msgs + i + 1, sizeof *c->msgs * (size_t)(c->n - i - 1));
+    c->n--;
+}
+
 void ui_chat_set_system(ui_chat *c, const char *text) {
     bool has = c->n > 0 && c->msgs[0].kind == UI_MSG_SYSTEM;
     if (!text || !*text) {

@@ -43,6 +43,8 @@ void ui_chat_clear(ui_chat *c);
 /* Appends a message (text copied); returns it, NULL on allocation failure. */
 ui_msg *ui_chat_add(ui_chat *c, ui_msg_kind kind, const char *text);
 void ui_msg_append(ui_msg *m, const char *text, int len);
+/* Removes message i (later ones move up). */
+void ui_chat_remove(ui_chat *c, int i);
 /* Sets the system prompt: the first message, added, replaced or (empty
  * text) removed. */
 void ui_chat_set_system(ui_chat *c, const char *text);

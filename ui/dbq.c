@@ -329,6 +329,17 @@ static void run_job(ui_db *d, djob *j) {
     ev.n = ev.type == UI_DB_DELETED ? ev.n : v.n;
     if (st || v.oom) {
         ui_db_event_free(&ev);
+        if (st_db_damaged(d->db)) {
+            /* damaged on disk: leave the file as it is (the connection
+             * writes nothing more; closing it does no checkpoint) */
+            st_db_close(d->db);
+            d->db = NULL;
+            snprintf(d->open_err, sizeof d->open_err, "%s", err.msg);
+            ui_db_event f = {.type = UI_DB_FAILED, .req = j->id, .closed = true};
+            snprintf(f.msg, sizeof f.msg, "%s", err.msg);
+            post(d, &f);
+            return;
+        }
         fail(d, j, v.oom ? "out of memory" : err.msg);
         return;
     }

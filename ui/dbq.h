@@ -67,6 +67,8 @@ typedef struct ui_db_event {
     int64_t conv_id;
     int local;
     bool continue_it;            /* MESSAGES asked for to continue the conversation */
+    bool closed;                 /* FAILED: SQLite found the file damaged; the database is
+                                    closed, nothing more is read or written */
 } ui_db_event;
 
 /* path NULL: the default ($XDG_DATA_HOME/strata/strata.db). Starts the

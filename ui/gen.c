@@ -360,6 +360,7 @@ static void do_generate(ui_engine *e, job *j) {
     int64_t n = 0;
     ui_turn *view = malloc(sizeof *view * (size_t)(j->n_turns + 1));
     if (!view) { ev.status = ST_ERR_NOMEM; snprintf(ev.msg, sizeof ev.msg, "out of memory"); goto out; }
+    bool tried_last = false;
     for (;;) {
         int k = 0;
         for (int i = 0; i < first; i++) view[k++] = j->turns[i];
@@ -371,6 +372,29 @@ static void do_generate(ui_engine *e, job *j) {
         if (n < 0) break;
         /* keep at least the last turn */
         if (n + reserve <= n_ctx || first + drop + 1 >= j->n_turns) break;
+        if (!tried_last) {
+            /* first the last turn alone: when even that does not fit (a
+             * huge paste), say so at once rather than tokenizing it again
+             * for every turn left out */
+            tried_last = true;
+            int keep = drop;
+            drop = j->n_turns - 1 - first;
+            int kk = 0;
+            for (int i = 0; i < first; i++) view[kk++] = j->turns[i];
+            view[kk++] = j->turns[j->n_turns - 1];
+            bool as = true;
+            char *t1 = ui_prompt_render(&e->fmt, view, kk, &as, &err);
+            int64_t n1 = t1 ? st_tok_encode(tok, t1, strlen(t1), as, true, NULL, 0) : -1;
+            if (t1 && n1 >= n_ctx) {
+                free(text);
+                text = t1;
+                n = n1;
+                add_special = as;
+                break;
+            }
+            free(t1);
+            drop = keep;
+        }
         drop++;
         /* start the kept part at a user turn */
         while (first + drop + 1 < j->n_turns && j->turns[first + drop].role != UI_ROLE_USER) drop++;
@@ -380,8 +404,12 @@ static void do_generate(ui_engine *e, job *j) {
     if (n < 0) { ev.status = ST_ERR_INTERNAL; snprintf(ev.msg, sizeof ev.msg, "cannot tokenize the conversation"); goto out; }
     ev.n_dropped = drop;
     if (n >= n_ctx) {
+        /* the last message alone does not fit: nothing is evaluated */
         ev.status = ST_ERR_CONTEXT;
-        snprintf(ev.msg, sizeof ev.msg, "the message needs %lld tokens, the context holds %d (/clear, or a shorter message)", (long long)n, n_ctx);
+        ev.too_long = true;
+        ev.n_tokens = n;
+        ev.n_ctx_used = n_ctx;
+        snprintf(ev.msg, sizeof ev.msg, "the message needs %lld tokens and the context holds %d", (long long)n, n_ctx);
         goto out;
     }
     toks = malloc(sizeof *toks * (size_t)(n > 0 ? n : 1));

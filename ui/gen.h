@@ -44,6 +44,11 @@ typedef struct ui_event {
     bool stopped;            /* cancelled by the user (the partial reply is kept) */
     int n_new, n_reused;     /* prompt tokens evaluated / taken from the cache */
     int n_dropped;           /* oldest turns left out to fit the context */
+    bool too_long;           /* status ST_ERR_CONTEXT: the last message alone (with the
+                                system prompt) does not fit the context; nothing was
+                                evaluated. n_tokens: what it needs, n_ctx: the context */
+    int64_t n_tokens;
+    int n_ctx_used;
     uint64_t n_gen, gen_ns, n_prompt, prompt_ns;
     st_stats stats;          /* the session's snapshot after the reply */
 } ui_event;

@@ -31,12 +31,21 @@ static bool reserve(ui_input *in, int extra) {
     return true;
 }
 
-static void put(ui_input *in, const char *s, int n) {
-    if (n <= 0 || !reserve(in, n)) return;
+/* inserts s[0..n) (valid UTF-8) at the cursor; what would pass UI_INPUT_MAX
+ * is cut at a character boundary and flagged */
+static bool put(ui_input *in, const char *s, int n) {
+    if (n > UI_INPUT_MAX - in->len) {
+        n = UI_INPUT_MAX - in->len;
+        while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80) n--;
+        in->overflow = true;
+    }
+    if (n <= 0 || !reserve(in, n)) return false;
     memmove(in->buf + in->cur + n, in->buf + in->cur, (size_t)(in->len - in->cur + 1));
     memcpy(in->buf + in->cur, s, (size_t)n);
     in->len += n;
     in->cur += n;
+    in->gen++;
+    return true;
 }
 
 static void erase(ui_input *in, int a, int b) {
@@ -45,6 +54,14 @@ static void erase(ui_input *in, int a, int b) {
     in->len -= b - a;
     if (in->cur >= b) in->cur -= b - a;
     else if (in->cur > a) in->cur = a;
+    in->gen++;
+}
+
+/* the characters the text may hold (see input.h) */
+static bool keep_cp(uint32_t cp) {
+    if (cp == '\t' || cp == '\n') return true;
+    if (cp < 0x20 || (cp >= 0x7F && cp < 0xA0)) return false;
+    return cp <= 0x10FFFF && !(cp >= 0xD800 && cp <= 0xDFFF);
 }
 
 static int line_start(const ui_input *in, int i) {
@@ -89,26 +106,47 @@ void ui_input_cursor_pos(const ui_input *in, int *line, int *col) {
 void ui_input_set(ui_input *in, const char *text) {
     in->len = in->cur = 0;
     if (in->buf) in->buf[0] = 0;
+    in->gen++;
     ui_input_insert(in, text, (int)strlen(text));
 }
 
 void ui_input_insert(ui_input *in, const char *text, int n) {
-    for (int i = 0; i < n; i++) {
-        char c = text[i];
-        if (c == '\r') {
-            if (i + 1 < n && text[i + 1] == '\n') continue;
-            c = '\n';
+    if (n <= 0) return;
+    /* <= 3 bytes out per byte in (amortized: a broken sequence becomes one
+     * U+FFFD) and a final U+FFFD; past UI_INPUT_MAX put() cuts it anyway */
+    size_t room = (size_t)n * 3 + 16;
+    if (room > (size_t)UI_INPUT_MAX + 16) room = (size_t)UI_INPUT_MAX + 16;
+    char *o = malloc(room);
+    if (!o) return;
+    size_t k = 0;
+    bool full = false;
+    ui_utf8_dec d = {0};
+    uint32_t cps[2];
+    for (int i = 0; i <= n && !full; i++) {
+        int m;
+        if (i == n) m = ui_utf8_flush(&d, cps);
+        else {
+            unsigned char c = (unsigned char)text[i];
+            if (c == '\r') {
+                if (i + 1 < n && text[i + 1] == '\n') continue;
+                c = '\n';
+            }
+            m = ui_utf8_feed(&d, c, cps);
         }
-        /* other control characters are dropped, tabs kept */
-        if ((unsigned char)c < 0x20 && c != '\n' && c != '\t') continue;
-        if (c == 0x7F) continue;
-        put(in, &c, 1);
+        for (int j = 0; j < m; j++) {
+            if (!keep_cp(cps[j])) continue;
+            if (k + 4 > room) { full = true; break; }
+            k += (size_t)ui_utf8_encode(cps[j], o + k);
+        }
     }
+    put(in, o, (int)k);
+    free(o);
 }
 
 static void history_show(ui_input *in, const char *s) {
     in->len = in->cur = 0;
     in->buf[0] = 0;
+    in->gen++;
     put(in, s, (int)strlen(s));
 }
 
@@ -116,19 +154,26 @@ char *ui_input_take(ui_input *in) {
     char *t = strdup(in->buf ? in->buf : "");
     if (!t) return NULL;
     if (t[0] && (in->n_hist == 0 || strcmp(in->hist[in->n_hist - 1], t))) {
-        if (in->n_hist == UI_INPUT_HISTORY) {
+        size_t l = strlen(t);
+        /* the oldest go first: at most UI_INPUT_HISTORY entries and bytes */
+        while (in->n_hist > 0 && (in->n_hist == UI_INPUT_HISTORY || in->hist_bytes + l > UI_INPUT_HISTORY_BYTES)) {
+            in->hist_bytes -= strlen(in->hist[0]);
             free(in->hist[0]);
-            memmove(in->hist, in->hist + 1, sizeof in->hist[0] * (UI_INPUT_HISTORY - 1));
+            memmove(in->hist, in->hist + 1, sizeof in->hist[0] * (size_t)(in->n_hist - 1));
             in->n_hist--;
         }
         char *h = strdup(t);
-        if (h) in->hist[in->n_hist++] = h;
+        if (h) {
+            in->hist[in->n_hist++] = h;
+            in->hist_bytes += l;
+        }
     }
     free(in->draft);
     in->draft = NULL;
     in->hist_pos = -1;
     in->len = in->cur = 0;
     in->buf[0] = 0;
+    in->gen++;
     return t;
 }
 
@@ -137,13 +182,11 @@ ui_ed_result ui_input_key(ui_input *in, ui_key key, uint32_t cp) {
     int c = in->cur, ls, le, col, dummy;
     switch (key) {
     case UI_KEY_CHAR: {
-        if (cp < 0x20 && cp != '\t') return UI_ED_IGNORED;
-        if (cp == 0x7F || cp > 0x10FFFF) return UI_ED_IGNORED;
+        if (cp == '\n' || !keep_cp(cp)) return UI_ED_IGNORED;
         char b[4];
-        put(in, b, ui_utf8_encode(cp, b));
-        return UI_ED_CHANGED;
+        return put(in, b, ui_utf8_encode(cp, b)) ? UI_ED_CHANGED : UI_ED_IGNORED;
     }
-    case UI_KEY_NEWLINE: put(in, "\n", 1); return UI_ED_CHANGED;
+    case UI_KEY_NEWLINE: return put(in, "\n", 1) ? UI_ED_CHANGED : UI_ED_IGNORED;
     case UI_KEY_ENTER: return UI_ED_SUBMIT;
     case UI_KEY_LEFT:
         if (c == 0) return UI_ED_IGNORED;

@@ -36,6 +36,49 @@ int ui_utf8_decode(const char *str, int n, uint32_t *cp) {
     return need + 1;
 }
 
+/* b with no sequence pending: 1 code point out, or 0 when b begins one */
+static int utf8_start(ui_utf8_dec *d, unsigned char b, uint32_t *out) {
+    if (b < 0x80) { *out = b; return 1; }
+    d->lo = 0x80;
+    d->hi = 0xBF;
+    if (b >= 0xC2 && b <= 0xDF) { d->need = 1; d->v = b & 0x1Fu; }
+    else if (b >= 0xE0 && b <= 0xEF) {
+        d->need = 2; d->v = b & 0x0Fu;
+        if (b == 0xE0) d->lo = 0xA0;       /* overlong */
+        if (b == 0xED) d->hi = 0x9F;       /* surrogates */
+    } else if (b >= 0xF0 && b <= 0xF4) {
+        d->need = 3; d->v = b & 0x07u;
+        if (b == 0xF0) d->lo = 0x90;       /* overlong */
+        if (b == 0xF4) d->hi = 0x8F;       /* > U+10FFFF */
+    } else { *out = UI_REPLACEMENT; return 1; }
+    return 0;
+}
+
+int ui_utf8_feed(ui_utf8_dec *d, unsigned char b, uint32_t out[2]) {
+    if (!d->need) return utf8_start(d, b, out);
+    if (b >= d->lo && b <= d->hi) {
+        d->v = (d->v << 6) | (b & 0x3Fu);
+        d->lo = 0x80;
+        d->hi = 0xBF;
+        if (--d->need) return 0;
+        out[0] = d->v;
+        return 1;
+    }
+    /* the sequence is cut short: one U+FFFD for it, then b afresh */
+    d->need = 0;
+    out[0] = UI_REPLACEMENT;
+    return 1 + utf8_start(d, b, &out[1]);
+}
+
+int ui_utf8_flush(ui_utf8_dec *d, uint32_t *out) {
+    if (!d->need) return 0;
+    d->need = 0;
+    *out = UI_REPLACEMENT;
+    return 1;
+}
+
+bool ui_utf8_pending(const ui_utf8_dec *d) { return d->need != 0; }
+
 int ui_utf8_encode(uint32_t cp, char *o) {
     if (cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) cp = UI_REPLACEMENT;
     if (cp < 0x80) { o[0] = (char)cp; return 1; }

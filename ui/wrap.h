@@ -25,6 +25,24 @@ int ui_utf8_complete_len(const char *s, int n);
 int ui_utf8_prev(const char *s, int i);
 int ui_utf8_next(const char *s, int n, int i);
 
+/* Incremental UTF-8 decoding of a byte stream (keys as the terminal sends
+ * them, pasted text). Invalid input follows the Unicode "maximal subpart"
+ * practice (as WHATWG's decoder and Python's errors="replace" do): each
+ * maximal prefix of a valid sequence that is cut short, and each byte that
+ * cannot begin one, becomes one U+FFFD; the byte that broke a sequence is
+ * decoded afresh. Valid UTF-8 passes through unchanged. */
+typedef struct ui_utf8_dec {
+    uint32_t v;
+    int need;                /* continuation bytes the pending sequence still needs (0: none) */
+    unsigned char lo, hi;    /* the allowed range of the next byte */
+} ui_utf8_dec;
+/* Feeds one byte; writes 0, 1 or 2 code points to out[] and returns how many. */
+int ui_utf8_feed(ui_utf8_dec *d, unsigned char b, uint32_t out[2]);
+/* Ends the stream: an unfinished sequence gives one U+FFFD (returns 1). */
+int ui_utf8_flush(ui_utf8_dec *d, uint32_t *out);
+/* True while a sequence is half-way. */
+bool ui_utf8_pending(const ui_utf8_dec *d);
+
 /* Columns a code point takes: 2 for wide (CJK, emoji), 0 for combining marks
  * and control characters (which are not drawn), 1 for a tab (drawn as a
  * space) and for anything wcwidth does not know (drawn as U+FFFD). */

@@ -10,39 +10,7 @@ option(STRATA_FUZZ "build the libFuzzer targets (tests/fuzz/fuzz_*.c; needs clan
 if(STRATA_FUZZ)
   if(CMAKE_C_COMPILER_ID MATCHES "Clang")
     set(STRATA_FUZZ_FLAGS -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer)
-    # A core file that clang rejects (quant_avxvnni.c passes a non-constant
-    # immediate to _mm256_permute2x128_si256, which gcc folds after unrolling
-    # and clang does not) is compiled by gcc into an uninstrumented object and
-    # linked into the clang-built cores; each file is checked at configure time,
-    # so one that clang accepts again goes back to clang by itself.
-    set(fuzz_core_src ${STRATA_CORE_SRC})
-    set(fuzz_gcc_objs)
-    find_program(STRATA_FUZZ_GCC gcc)
-    foreach(src ${STRATA_CORE_SRC})
-      get_source_file_property(opts ${src} COMPILE_OPTIONS)
-      if(NOT opts)
-        set(opts)
-      endif()
-      execute_process(COMMAND ${CMAKE_C_COMPILER} -std=gnu11 -O2 -fsyntax-only ${opts} -I${CMAKE_SOURCE_DIR}/core ${src}
-                      RESULT_VARIABLE rc OUTPUT_QUIET ERROR_QUIET)
-      if(NOT rc EQUAL 0)
-        if(NOT STRATA_FUZZ_GCC)
-          message(FATAL_ERROR "STRATA_FUZZ: clang cannot compile ${src} and there is no gcc to compile it instead")
-        endif()
-        get_filename_component(base ${src} NAME_WE)
-        set(obj ${CMAKE_BINARY_DIR}/fuzz_gcc_${base}.o)
-        add_custom_command(OUTPUT ${obj}
-          COMMAND ${STRATA_FUZZ_GCC} -std=gnu11 -O2 -g -Wall -Wextra ${opts} -I${CMAKE_SOURCE_DIR}/core -c ${src} -o ${obj}
-          DEPENDS ${src} COMMENT "gcc ${base}.c (clang rejects it)" VERBATIM)
-        list(REMOVE_ITEM fuzz_core_src ${src})
-        list(APPEND fuzz_gcc_objs ${obj})
-        message(STATUS "STRATA_FUZZ: clang rejects ${src}: compiled with gcc, uninstrumented")
-      endif()
-    endforeach()
-    if(fuzz_gcc_objs)
-      set_property(TARGET strata_core_asan PROPERTY SOURCES ${fuzz_core_src} ${fuzz_gcc_objs})
-    endif()
-    add_library(strata_core_fuzz STATIC ${fuzz_core_src} ${fuzz_gcc_objs})
+    add_library(strata_core_fuzz STATIC ${STRATA_CORE_SRC})
     target_include_directories(strata_core_fuzz PUBLIC ${CMAKE_SOURCE_DIR}/core)
     target_compile_options(strata_core_fuzz PUBLIC ${STRATA_FUZZ_FLAGS})
     target_link_libraries(strata_core_fuzz PUBLIC Threads::Threads m)
