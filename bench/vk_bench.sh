@@ -1,0 +1,50 @@
+#!/bin/bash
+# The Vulkan benchmark on the GPU machine (docs/VULKAN.md, "Benchmarks").
+# Run from the repository root there, with a Release build's strata and
+# vk_microbench copied into build-gpu/ and the .gl/ packages of
+# ../shared/docs/DEVICE.md (plus the glvnd libraries: libglvnd0 libglx0
+# libegl1 libgl1 libgles2 libopengl0; .gl/extra/ may hold libsqlite3-0 for a
+# machine without it). Models are generated there (random weights); all
+# output on stdout.
+for f in .gl/*.deb; do dpkg -x "$f" /; done; ldconfig
+ldconfig -p | grep -q libsqlite3.so.0 || { mkdir -p /tmp/x; for f in .gl/extra/*.deb; do dpkg -x "$f" /tmp/x; done; export LD_LIBRARY_PATH=/tmp/x/usr/lib/x86_64-linux-gnu; }
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
+ls /usr/local/nvidia /usr/local/nvidia/share/vulkan/icd.d /usr/share/vulkan/icd.d /etc/vulkan/icd.d 2>&1 | head -20
+ICD=$(ls /usr/local/nvidia/share/vulkan/icd.d/nvidia*.json /usr/share/vulkan/icd.d/nvidia*.json /etc/vulkan/icd.d/nvidia*.json 2>/dev/null | head -1)
+[ -z "$ICD" ] && ICD=$(find /usr /etc /opt -name 'nvidia_icd*.json' 2>/dev/null | head -1)
+if [ -z "$ICD" ]; then
+  L=$(find /usr/local/nvidia /usr/lib /usr/lib64 -name 'libGLX_nvidia.so.0' 2>/dev/null | head -1)
+  ICD=/tmp/nvidia_icd.json
+  printf '{"file_format_version":"1.0.0","ICD":{"library_path":"%s","api_version":"1.3.0"}}\n' "$L" > $ICD
+fi
+echo "ICD $ICD"; cat $ICD
+export VK_DRIVER_FILES=$ICD VK_ICD_FILENAMES=$ICD
+VK_LOADER_DEBUG=error vulkaninfo --summary 2>&1 | sed -n '/Devices:/,$p' | head -20
+S=./build-gpu/strata; M=/tmp/models; V=assets/tiny-14m-q8_0.gguf; mkdir -p $M
+$S devices 2>&1
+t0=$(date +%s)
+b() { local n=$1 f=$2; shift 2; echo "== $n $(( $(date +%s) - t0 ))s"; timeout 150 $S bench -m $f "$@" 2>&1 | grep -v "^strata bench: stored"; }
+$S genmodel --preset tinyllama-1.1b --type Q4_K_M -o $M/tl-q4km.gguf --vocab $V -t 16 > /dev/null 2>&1
+b tl_q4km $M/tl-q4km.gguf --backend vulkan -p 512 -n 128 -r 3
+timeout 60 $S run -m $M/tl-q4km.gguf --backend vulkan -p "Once upon a time" -n 200 --ignore-eos 2>&1 | grep -a -E "^prompt|^layer|^gpu"
+$S genmodel --preset tinyllama-1.1b --type Q8_0 -o $M/tl-q8.gguf --vocab $V -t 16 > /dev/null 2>&1
+b tl_q8 $M/tl-q8.gguf --backend vulkan -p 512 -n 128 -r 3
+rm -f $M/tl-q8.gguf
+$S genmodel --preset llama2-7b --type Q4_K_M -o $M/l7-q4km.gguf --vocab $V -t 16 > /dev/null 2>&1
+b l7_q4km $M/l7-q4km.gguf --backend vulkan -p 512 -n 128 -r 3
+timeout 60 $S run -m $M/l7-q4km.gguf --backend vulkan -p "Once upon a time" -n 100 --ignore-eos 2>&1 | grep -a -E "^prompt|^layer|^gpu"
+$S genmodel --preset llama2-7b --type Q8_0 -o $M/l7-q8.gguf --vocab $V -t 16 > /dev/null 2>&1
+b l7_q8 $M/l7-q8.gguf --backend vulkan -p 512 -n 128 -r 3
+STRATA_VK_PROFILE=1 $S bench -m $M/l7-q4km.gguf --backend vulkan -p 512 -n 0 -r 1 2>&1 | grep -a -A12 "vulkan profile"
+./build-gpu/vk_microbench 0 1024
+f=$M/l7-q8.gguf
+[ -f $f ] || $S genmodel --preset llama2-7b --type Q8_0 -o $f --vocab $V -t 16 > /dev/null 2>&1
+ls -la $f
+cat $f > /dev/null
+echo "=== resident"
+$S run -m $f --backend vulkan -p "Once upon a time" -n 64 --ignore-eos 2>&1 | grep -a -E "^prompt|^layer|^gpu"
+for pt in ${STREAM_THREADS:-2 4 8}; do k=8
+  echo "=== --gpu-cache-layers $k --prefetch-threads $pt"
+  $S run -m $f --backend vulkan --gpu-cache-layers $k --prefetch-threads $pt -p "Once upon a time" -n ${STREAM_N:-16} --ignore-eos 2>&1 | grep -a -E "^prompt|^layer|^gpu|^  |store|prefetch|stream"
+done
+echo "== done $(( $(date +%s) - t0 ))s"
