@@ -34,6 +34,13 @@ typedef struct st_backend_ops {
     void *(*slot_alloc)(st_backend *be, size_t bytes);
     void (*slot_free)(st_backend *be, void *slot);
     st_status (*slot_upload)(st_backend *be, void *slot, size_t off, const void *src, size_t n, st_error *err);
+    /* Optional (NULL for the CPU): host memory the device copies from
+     * directly (pinned), for the store's read buffers, so that a layer goes
+     * file -> pinned buffer -> device with one host copy instead of two.
+     * slot_upload from such a buffer has finished reading it on return.
+     * host_free returns false for memory it did not allocate. */
+    void *(*host_alloc)(st_backend *be, size_t bytes);
+    bool (*host_free)(st_backend *be, void *p);
 
     st_status (*begin)(st_backend *be, const float *x, int n_tok, int pos0, st_error *err);
     st_status (*layer)(st_backend *be, int il, const st_layer *l, st_error *err);

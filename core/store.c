@@ -374,6 +374,21 @@ static void *aligned_buf(size_t n) {
     return posix_memalign(&p, ALIGN, n) == 0 ? p : NULL;
 }
 
+/* A read buffer for non-host slots: the backend's pinned memory when it
+ * offers some (one host copy fewer per byte), else ours. */
+static void *staging_buf(st_store *s) {
+    if (s->be->ops->host_alloc) {
+        void *p = s->be->ops->host_alloc(s->be, CHUNK);
+        if (p) return p;
+    }
+    return aligned_buf(CHUNK);
+}
+
+static void staging_free(st_store *s, void *p) {
+    if (p && s->be->ops->host_free && s->be->ops->host_free(s->be, p)) return;
+    free(p);
+}
+
 /* The slot arithmetic of a budget (st_store_new and st_store_plan_slots):
  * the largest layer's span sets the slot size, the budget the count. L, when
  * given, receives every layer's layout. */
@@ -489,7 +504,7 @@ static st_status store_slots_init(st_store *s, st_error *err) {
         if (s->dfd >= 0) atomic_store(&s->direct, true); /* else: buffered reads (the figures say so) */
     }
     if (!c->host_slots) {
-        if (!(s->sync_staging = aligned_buf(CHUNK))) return st_error_set(err, ST_ERR_NOMEM, "layer store: out of memory");
+        if (!(s->sync_staging = staging_buf(s))) return st_error_set(err, ST_ERR_NOMEM, "layer store: out of memory");
     }
 
     /* prefetch */
@@ -503,7 +518,7 @@ static st_status store_slots_init(st_store *s, st_error *err) {
             s->staging = calloc((size_t)k, sizeof *s->staging);
             if (!s->staging) return st_error_set(err, ST_ERR_NOMEM, "layer store: out of memory");
             for (int i = 0; i < k; i++)
-                if (!(s->staging[i] = aligned_buf(CHUNK))) return st_error_set(err, ST_ERR_NOMEM, "layer store: out of memory");
+                if (!(s->staging[i] = staging_buf(s))) return st_error_set(err, ST_ERR_NOMEM, "layer store: out of memory");
         }
         s->n_workers = k;
         st_pf_callbacks cb = {pf_run, pf_cancel};
@@ -571,9 +586,9 @@ void st_store_free(st_store *s) {
                 if (s->slots[k].handle) s->be->ops->slot_free(s->be, s->slots[k].handle);
         if (s->dfd >= 0) close(s->dfd);
         if (s->staging)
-            for (int i = 0; i < s->n_workers; i++) free(s->staging[i]);
+            for (int i = 0; i < s->n_workers; i++) staging_free(s, s->staging[i]);
         free(s->staging);
-        free(s->sync_staging);
+        staging_free(s, s->sync_staging);
         free(s->slots);
         free((void *)s->state_pub);
         free((void *)s->slot_pub);

@@ -71,6 +71,7 @@ typedef struct fixed_copy {
 } fixed_copy;
 
 #define MAX_FIXED 8
+#define MAX_PINNED 64
 
 typedef struct vk_be {
     st_backend base;
@@ -110,6 +111,8 @@ typedef struct vk_be {
     pthread_mutex_t mu_slots;
     slot_rec **slots;
     int nslots, capslots;
+    vk_hbuf pinned[MAX_PINNED];        /* the store's read buffers (host_alloc), under mu_slots */
+    int npinned;
 
     _Atomic uint64_t busy_ns, submits, weight_bytes, uploaded;
     /* GPU time per 10 ms of host time, for the busy fraction of the last second */
@@ -743,9 +746,53 @@ static st_status vk_slot_upload(st_backend *b, void *slot, size_t off, const voi
     vk_be *be = (vk_be *)b;
     slot_rec *s = slot_find(be, slot);
     if (!s || (uint8_t *)slot != s->va) return st_error_set(err, ST_ERR_ARG, "vulkan backend: upload to an unknown slot");
-    st_status rc = vk_upload(be->c, &s->mem, off, src, n, be->tl, atomic_load(&s->last_use), err);
+    /* from one of our pinned buffers: the DMA reads it directly */
+    VkBuffer pb = VK_NULL_HANDLE;
+    VkDeviceSize po = 0;
+    pthread_mutex_lock(&be->mu_slots);
+    for (int i = 0; i < be->npinned; i++) {
+        const uint8_t *m = be->pinned[i].map;
+        if ((const uint8_t *)src >= m && (const uint8_t *)src + n <= m + be->pinned[i].size) {
+            pb = be->pinned[i].buf;
+            po = (VkDeviceSize)((const uint8_t *)src - m);
+        }
+    }
+    pthread_mutex_unlock(&be->mu_slots);
+    st_status rc = pb ? vk_upload_pinned(be->c, &s->mem, off, pb, po, n, be->tl, atomic_load(&s->last_use), err)
+                      : vk_upload(be->c, &s->mem, off, src, n, be->tl, atomic_load(&s->last_use), err);
     if (!rc) atomic_fetch_add(&be->uploaded, n);
     return rc;
+}
+
+/* Host-visible memory the transfer queue copies from directly: the layer
+ * store reads the file into it, so a streamed byte is copied once on the
+ * host (by the read) instead of twice. */
+static void *vk_host_alloc(st_backend *b, size_t bytes) {
+    vk_be *be = (vk_be *)b;
+    vk_hbuf h;
+    st_error e = {0};
+    pthread_mutex_lock(&be->mu_slots);
+    void *p = NULL;
+    if (be->npinned < MAX_PINNED && !vk_hbuf_new(be->c, bytes, &h, &e)) {
+        be->pinned[be->npinned++] = h;
+        p = h.map;
+    }
+    pthread_mutex_unlock(&be->mu_slots);
+    return p;
+}
+
+static bool vk_host_free(st_backend *b, void *p) {
+    vk_be *be = (vk_be *)b;
+    bool mine = false;
+    pthread_mutex_lock(&be->mu_slots);
+    for (int i = 0; i < be->npinned && !mine; i++)
+        if (be->pinned[i].map == p) {
+            vk_hbuf_free(be->c, &be->pinned[i]);
+            be->pinned[i] = be->pinned[--be->npinned];
+            mine = true;
+        }
+    pthread_mutex_unlock(&be->mu_slots);
+    return mine;
 }
 
 /* ------------------------------------------------------------ create / destroy */
@@ -758,6 +805,7 @@ static void vk_destroy(st_backend *b) {
         if (be->recording) vkEndCommandBuffer(be->cb[be->cur]);
         if (be->tl) wait_value(be, be->submitted, NULL);
         for (int i = 0; i < be->nslots; i++) slot_release(be, be->slots[i]);
+        for (int i = 0; i < be->npinned; i++) vk_hbuf_free(c, &be->pinned[i]);
         if (be->lc)
             for (int il = 0; il < be->hp.n_layer; il++)
                 if (be->lc[il].valid) vk_free_dev(c, &be->lc[il].mem);
@@ -802,6 +850,8 @@ static const st_backend_ops vk_ops = {
     .slot_alloc = vk_slot_alloc,
     .slot_free = vk_slot_free,
     .slot_upload = vk_slot_upload,
+    .host_alloc = vk_host_alloc,
+    .host_free = vk_host_free,
     .begin = vk_begin,
     .layer = vk_layer,
     .end = vk_end,

@@ -556,6 +556,77 @@ static st_status vkcheck(VkResult r, const char *what, st_error *err) {
                         "vulkan: %s failed (%s)", what, vk_result_str(r));
 }
 
+/* Claims a staging slot no other thread is filling; waits for its last
+ * copy to land (its fence) before handing it out. */
+static st_status ring_claim(st_vk_ctx *c, int *out, st_error *err) {
+    pthread_mutex_lock(&c->mu_up);
+    int sl = -1;
+    while (sl < 0) {
+        for (int i = 0; i < VK_STAGING_SLOTS && sl < 0; i++) {
+            int j = (c->up_next + i) % VK_STAGING_SLOTS;
+            if (!c->up_filling[j]) sl = j;
+        }
+        if (sl < 0) pthread_cond_wait(&c->up_cv, &c->mu_up);
+    }
+    c->up_next = (sl + 1) % VK_STAGING_SLOTS;
+    c->up_filling[sl] = true;
+    bool busy = c->up_busy[sl];
+    pthread_mutex_unlock(&c->mu_up);
+    *out = sl;
+    if (!busy) return ST_OK;
+    return vkcheck(vkWaitForFences(c->dev, 1, &c->up_fence[sl], VK_TRUE, UINT64_MAX), "vkWaitForFences (upload)", err);
+}
+
+/* Records and submits, on slot sl's command buffer and fence, a copy of k
+ * bytes from src at soff to dst at doff, signalling the next upload value.
+ * Under mu_up (the pool and the timeline's order are shared). */
+static st_status submit_copy(st_vk_ctx *c, int sl, VkBuffer src, VkDeviceSize soff, const vk_alloc *dst, VkDeviceSize doff,
+                             size_t k, VkSemaphore wait_sem, uint64_t wait_value, st_error *err) {
+    c->up_busy[sl] = false;
+    VkCommandBuffer cb = c->up_cb[sl];
+    VkCommandBufferBeginInfo bi = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO,
+                                   .flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT};
+    st_status rc = vkcheck(vkResetCommandBuffer(cb, 0), "vkResetCommandBuffer", err);
+    if (!rc) rc = vkcheck(vkBeginCommandBuffer(cb, &bi), "vkBeginCommandBuffer", err);
+    if (rc) return rc;
+    VkBufferCopy cp = {soff, dst->off + doff, k};
+    vkCmdCopyBuffer(cb, src, dst->buf, 1, &cp);
+    if ((rc = vkcheck(vkEndCommandBuffer(cb), "vkEndCommandBuffer", err))) return rc;
+    uint64_t sig = atomic_load(&c->up_value) + 1;
+    bool wait = wait_sem != VK_NULL_HANDLE;
+    VkPipelineStageFlags stage = VK_PIPELINE_STAGE_ALL_COMMANDS_BIT;
+    VkTimelineSemaphoreSubmitInfo ts = {.sType = VK_STRUCTURE_TYPE_TIMELINE_SEMAPHORE_SUBMIT_INFO,
+                                        .waitSemaphoreValueCount = wait ? 1 : 0,
+                                        .pWaitSemaphoreValues = &wait_value,
+                                        .signalSemaphoreValueCount = 1,
+                                        .pSignalSemaphoreValues = &sig};
+    VkSubmitInfo si = {.sType = VK_STRUCTURE_TYPE_SUBMIT_INFO,
+                       .pNext = &ts,
+                       .waitSemaphoreCount = wait ? 1 : 0,
+                       .pWaitSemaphores = &wait_sem,
+                       .pWaitDstStageMask = &stage,
+                       .commandBufferCount = 1,
+                       .pCommandBuffers = &cb,
+                       .signalSemaphoreCount = 1,
+                       .pSignalSemaphores = &c->up_sem};
+    vkResetFences(c->dev, 1, &c->up_fence[sl]);
+    pthread_mutex_t *qm = c->separate_transfer ? &c->mu_qt : &c->mu_qc;
+    pthread_mutex_lock(qm);
+    VkResult r = vkQueueSubmit(c->q_transfer, 1, &si, c->up_fence[sl]);
+    pthread_mutex_unlock(qm);
+    if ((rc = vkcheck(r, "vkQueueSubmit (upload)", err))) return rc;
+    c->up_busy[sl] = true;
+    atomic_store(&c->up_value, sig);
+    return ST_OK;
+}
+
+static void ring_release(st_vk_ctx *c, int sl) {
+    pthread_mutex_lock(&c->mu_up);
+    c->up_filling[sl] = false;
+    pthread_cond_signal(&c->up_cv);
+    pthread_mutex_unlock(&c->mu_up);
+}
+
 st_status vk_upload(st_vk_ctx *c, const vk_alloc *dst, VkDeviceSize off, const void *src, size_t n,
                     VkSemaphore wait_sem, uint64_t wait_value, st_error *err) {
     if (off + n > dst->size)
@@ -564,67 +635,13 @@ st_status vk_upload(st_vk_ctx *c, const vk_alloc *dst, VkDeviceSize off, const v
     st_status rc = ST_OK;
     for (size_t done = 0; done < n && !rc; done += (size_t)STAGING_SLOT) {
         size_t k = n - done < STAGING_SLOT ? n - done : (size_t)STAGING_SLOT;
-        /* claim a slot no other thread is filling; its last copy must have
-         * landed before it is overwritten (its fence) */
-        pthread_mutex_lock(&c->mu_up);
-        int sl = -1;
-        while (sl < 0) {
-            for (int i = 0; i < VK_STAGING_SLOTS && sl < 0; i++) {
-                int j = (c->up_next + i) % VK_STAGING_SLOTS;
-                if (!c->up_filling[j]) sl = j;
-            }
-            if (sl < 0) pthread_cond_wait(&c->up_cv, &c->mu_up);
-        }
-        c->up_next = (sl + 1) % VK_STAGING_SLOTS;
-        c->up_filling[sl] = true;
-        bool busy = c->up_busy[sl];
-        pthread_mutex_unlock(&c->mu_up);
-        if (busy) rc = vkcheck(vkWaitForFences(c->dev, 1, &c->up_fence[sl], VK_TRUE, UINT64_MAX), "vkWaitForFences (upload)", err);
+        int sl;
+        rc = ring_claim(c, &sl, err);
         VkDeviceSize so = (VkDeviceSize)sl * STAGING_SLOT;
         /* the host copies run outside the lock: several prefetch threads fill their slots at once */
         if (!rc) memcpy((uint8_t *)c->staging.map + so, (const uint8_t *)src + done, k);
         pthread_mutex_lock(&c->mu_up);
-        c->up_busy[sl] = false;
-        VkCommandBuffer cb = c->up_cb[sl];
-        VkCommandBufferBeginInfo bi = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO,
-                                       .flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT};
-        /* the pool and the timeline's order are shared: record and submit under the lock */
-        if (!rc) rc = vkcheck(vkResetCommandBuffer(cb, 0), "vkResetCommandBuffer", err);
-        if (!rc) rc = vkcheck(vkBeginCommandBuffer(cb, &bi), "vkBeginCommandBuffer", err);
-        if (!rc) {
-            VkBufferCopy cp = {so, dst->off + off + done, k};
-            vkCmdCopyBuffer(cb, c->staging.buf, dst->buf, 1, &cp);
-            rc = vkcheck(vkEndCommandBuffer(cb), "vkEndCommandBuffer", err);
-        }
-        if (!rc) {
-            uint64_t sig = atomic_load(&c->up_value) + 1;
-            bool wait = wait_sem != VK_NULL_HANDLE;
-            VkPipelineStageFlags stage = VK_PIPELINE_STAGE_ALL_COMMANDS_BIT;
-            VkTimelineSemaphoreSubmitInfo ts = {.sType = VK_STRUCTURE_TYPE_TIMELINE_SEMAPHORE_SUBMIT_INFO,
-                                                .waitSemaphoreValueCount = wait ? 1 : 0,
-                                                .pWaitSemaphoreValues = &wait_value,
-                                                .signalSemaphoreValueCount = 1,
-                                                .pSignalSemaphoreValues = &sig};
-            VkSubmitInfo si = {.sType = VK_STRUCTURE_TYPE_SUBMIT_INFO,
-                               .pNext = &ts,
-                               .waitSemaphoreCount = wait ? 1 : 0,
-                               .pWaitSemaphores = &wait_sem,
-                               .pWaitDstStageMask = &stage,
-                               .commandBufferCount = 1,
-                               .pCommandBuffers = &cb,
-                               .signalSemaphoreCount = 1,
-                               .pSignalSemaphores = &c->up_sem};
-            vkResetFences(c->dev, 1, &c->up_fence[sl]);
-            pthread_mutex_t *qm = c->separate_transfer ? &c->mu_qt : &c->mu_qc;
-            pthread_mutex_lock(qm);
-            VkResult r = vkQueueSubmit(c->q_transfer, 1, &si, c->up_fence[sl]);
-            pthread_mutex_unlock(qm);
-            rc = vkcheck(r, "vkQueueSubmit (upload)", err);
-            if (!rc) {
-                c->up_busy[sl] = true;
-                atomic_store(&c->up_value, sig);
-            }
-        }
+        if (!rc) rc = submit_copy(c, sl, c->staging.buf, so, dst, off + done, k, wait_sem, wait_value, err);
         c->up_filling[sl] = false;
         pthread_cond_signal(&c->up_cv);
         pthread_mutex_unlock(&c->mu_up);
@@ -632,6 +649,25 @@ st_status vk_upload(st_vk_ctx *c, const vk_alloc *dst, VkDeviceSize off, const v
     /* No wait for the copies to land: src was copied into the ring already,
      * and every compute submission waits on the GPU for the uploads made
      * before it (up_sem at up_value). */
+    return rc;
+}
+
+st_status vk_upload_pinned(st_vk_ctx *c, const vk_alloc *dst, VkDeviceSize off, VkBuffer src, VkDeviceSize src_off, size_t n,
+                           VkSemaphore wait_sem, uint64_t wait_value, st_error *err) {
+    if (off + n > dst->size)
+        return st_error_set(err, ST_ERR_ARG, "vulkan: upload of %zu bytes at offset %" PRIu64 " overruns a buffer of %" PRIu64,
+                            n, (uint64_t)off, (uint64_t)dst->size);
+    int sl;
+    st_status rc = ring_claim(c, &sl, err);
+    pthread_mutex_lock(&c->mu_up);
+    if (!rc) rc = submit_copy(c, sl, src, src_off, dst, off, n, wait_sem, wait_value, err);
+    pthread_mutex_unlock(&c->mu_up);
+    /* the caller reuses src on return: wait for the DMA (the slot is still ours) */
+    if (!rc) rc = vkcheck(vkWaitForFences(c->dev, 1, &c->up_fence[sl], VK_TRUE, UINT64_MAX), "vkWaitForFences (upload)", err);
+    pthread_mutex_lock(&c->mu_up);
+    if (!rc) c->up_busy[sl] = false;
+    pthread_mutex_unlock(&c->mu_up);
+    ring_release(c, sl);
     return rc;
 }
 

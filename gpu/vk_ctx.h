@@ -155,6 +155,11 @@ void vk_hbuf_free(st_vk_ctx *c, vk_hbuf *b);
 st_status vk_upload(st_vk_ctx *c, const vk_alloc *dst, VkDeviceSize off, const void *src, size_t n,
                     VkSemaphore wait_sem, uint64_t wait_value, st_error *err);
 
+/* The same from n bytes of a host-visible buffer the device copies from
+ * directly (no host copy); returns once the copy has landed. */
+st_status vk_upload_pinned(st_vk_ctx *c, const vk_alloc *dst, VkDeviceSize off, VkBuffer src, VkDeviceSize src_off, size_t n,
+                           VkSemaphore wait_sem, uint64_t wait_value, st_error *err);
+
 VkPipeline vk_pipeline(st_vk_ctx *c, vk_pipe_id id, st_error *err);
 
 /* A storage-buffer binding: the byte range [off, off + range) of buf. */
