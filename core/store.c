@@ -455,8 +455,12 @@ static st_status store_slots_init(st_store *s, st_error *err) {
          * fewer. A smaller ring pins more layers (fewer bytes per token) but
          * leaves the reader idle while the pinned layers compute and absorbs
          * no jitter: on tinyllama with 6 of 22 layers, rings of 2/3/4 were
-         * ready when needed 83/97/99.9% of the time. */
-        int r = c->ring_slots > 0 ? c->ring_slots : n < 4 ? n : 4;
+         * ready when needed 83/97/99.9% of the time.
+         * Device slots (GPU): every slot streams. There the reads, not the
+         * compute, set the pace, and they scale with the loads in flight:
+         * llama2-7b Q8_0 with 8 slots on an H200 decoded 2.5 tok/s with 4
+         * pinned + 4 streaming, 3.75 with 8 streaming (docs/VULKAN.md). */
+        int r = c->ring_slots > 0 ? c->ring_slots : !c->host_slots ? n : n < 4 ? n : 4;
         if (r > n) r = n;
         s->n_ring = r;
         s->n_pinned = n - r;
@@ -512,7 +516,12 @@ static st_status store_slots_init(st_store *s, st_error *err) {
     s->adaptive = c->prefetch == ST_PREFETCH_AUTO;
     if (c->prefetch > 0) s->dist = c->prefetch < s->dist_limit ? c->prefetch : s->dist_limit;
     if (c->prefetch != ST_PREFETCH_OFF && s->dist_limit >= 1 && st_prefetch_available()) {
-        int k = c->prefetch_threads > 0 ? c->prefetch_threads : (s->dist_limit < 2 ? 1 : 2);
+        /* readers: 2 beside CPU compute; for device slots one per layer in
+         * flight up to 6 (the GPU computes meanwhile: the host copies are
+         * the limit and run in parallel) */
+        int k = c->prefetch_threads > 0 ? c->prefetch_threads
+              : !c->host_slots       ? (s->dist_limit < 6 ? (s->dist_limit < 1 ? 1 : s->dist_limit) : 6)
+                                     : (s->dist_limit < 2 ? 1 : 2);
         int q = c->queue_cap > 0 ? c->queue_cap : (2 * s->dist_limit > 4 ? 2 * s->dist_limit : 4);
         if (!c->host_slots) {
             s->staging = calloc((size_t)k, sizeof *s->staging);
