@@ -43,8 +43,8 @@ ls -la $f
 cat $f > /dev/null
 echo "=== resident"
 $S run -m $f --backend vulkan -p "Once upon a time" -n 64 --ignore-eos 2>&1 | grep -a -E "^prompt|^layer|^gpu"
-for pt in ${STREAM_THREADS:-2 4 8}; do k=8
-  echo "=== --gpu-cache-layers $k --prefetch-threads $pt"
-  $S run -m $f --backend vulkan --gpu-cache-layers $k --prefetch-threads $pt -p "Once upon a time" -n ${STREAM_N:-16} --ignore-eos 2>&1 | grep -a -E "^prompt|^layer|^gpu|^  |store|prefetch|stream"
+for cfg in "" "--prefetch-threads 8" "--ring-slots 4 --prefetch-threads 4"; do
+  echo "=== --gpu-cache-layers 8 $cfg"
+  $S run -m $f --backend vulkan --gpu-cache-layers 8 $cfg -p "Once upon a time" -n ${STREAM_N:-16} --ignore-eos 2>&1 | grep -a -E "^prompt|^layer|^gpu|acquisitions|read "
 done
 echo "== done $(( $(date +%s) - t0 ))s"
