@@ -551,7 +551,7 @@ static st_status vk_layer(st_backend *b, int il, const st_layer *L, st_error *er
     for (int i = 0; i < 3; i++) {
         st_type prev = i ? st_type_traits_get(qkv[i - 1]->type)->vec_dot_type : ST_TYPE_COUNT;
         if (i && st_type_traits_get(qkv[i]->type)->vec_dot_type != prev) {
-            vk_barrier(cb);
+            vk_barrier_compute(cb);
             if ((rc = rec_quantize(be, cb, qkv[i]->type, &be->xb, D, T, err))) return rc;
         }
         vk_bind ob = vk_bind_all(qkv_out[i]);
@@ -667,6 +667,7 @@ static st_status vk_end(st_backend *b, const st_tensor *out_norm, const st_tenso
     vk_bind lb = vk_bind_range(be->c, &be->logits, 0, lbytes, &skip);
     if ((rc = rec_matvec(be, cb, out, &dout, &be->xb, &lb, skip / 4, V, false, n, err))) return rc;
     VkBufferCopy cp = {be->logits.off, 0, lbytes};
+    vk_barrier(cb); /* compute -> transfer */
     vkCmdCopyBuffer(cb, be->logits.buf, be->out.buf, 1, &cp);
     VkMemoryBarrier mb = {.sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER, .srcAccessMask = VK_ACCESS_TRANSFER_WRITE_BIT, .dstAccessMask = VK_ACCESS_HOST_READ_BIT};
     vkCmdPipelineBarrier(cb, VK_PIPELINE_STAGE_TRANSFER_BIT, VK_PIPELINE_STAGE_HOST_BIT, 0, 1, &mb, 0, NULL, 0, NULL);
@@ -993,6 +994,7 @@ static st_status test_be(int device, int n, int n_tok, int n_out, vk_be **out, s
 static st_status test_finish(vk_be *be, const vk_alloc *src, size_t bytes, void *dst, st_error *err) {
     VkCommandBuffer cb = be->cb[be->cur];
     VkBufferCopy cp = {src->off, 0, bytes};
+    vk_barrier(cb); /* compute -> transfer */
     vkCmdCopyBuffer(cb, src->buf, be->out.buf, 1, &cp);
     VkMemoryBarrier mb = {.sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER, .srcAccessMask = VK_ACCESS_TRANSFER_WRITE_BIT, .dstAccessMask = VK_ACCESS_HOST_READ_BIT};
     vkCmdPipelineBarrier(cb, VK_PIPELINE_STAGE_TRANSFER_BIT, VK_PIPELINE_STAGE_HOST_BIT, 0, 1, &mb, 0, NULL, 0, NULL);

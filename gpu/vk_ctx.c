@@ -799,10 +799,17 @@ void vk_dispatch_nb(st_vk_ctx *c, VkCommandBuffer cb, VkPipeline pipe, const vk_
     }
 }
 
+void vk_barrier_compute(VkCommandBuffer cb) {
+    VkMemoryBarrier mb = {.sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER,
+                          .srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT,
+                          .dstAccessMask = VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT};
+    vkCmdPipelineBarrier(cb, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, 0, 1, &mb, 0, NULL, 0, NULL);
+}
+
 void vk_dispatch(st_vk_ctx *c, VkCommandBuffer cb, VkPipeline pipe, const vk_bind *b, int nb, const void *push,
                  uint32_t push_bytes, uint32_t gx, uint32_t gy, uint32_t gz) {
     vk_dispatch_nb(c, cb, pipe, b, nb, push, push_bytes, gx, gy, gz);
-    vk_barrier(cb);
+    vk_barrier_compute(cb);
 }
 
 void vk_grid(const st_vk_ctx *c, uint32_t n, uint32_t *gx, uint32_t *gy) {

@@ -174,14 +174,19 @@ vk_bind vk_bind_range(const st_vk_ctx *c, const vk_alloc *a, VkDeviceSize off, V
 static inline vk_bind vk_bind_all(const vk_alloc *a) { vk_bind b = {a->buf, a->off, a->size}; return b; }
 
 /* Records one dispatch: pushes the bindings (0..nb-1) and push constants,
- * then a compute-to-compute memory barrier after it. */
+ * then a compute-to-compute memory barrier after it (a transfer reading its
+ * output needs vk_barrier first). */
 void vk_dispatch(st_vk_ctx *c, VkCommandBuffer cb, VkPipeline pipe, const vk_bind *b, int nb, const void *push,
                  uint32_t push_bytes, uint32_t gx, uint32_t gy, uint32_t gz);
 /* The same without the barrier: for dispatches independent of the next
  * ones (the caller records vk_barrier before whatever depends on them). */
 void vk_dispatch_nb(st_vk_ctx *c, VkCommandBuffer cb, VkPipeline pipe, const vk_bind *b, int nb, const void *push,
                     uint32_t push_bytes, uint32_t gx, uint32_t gy, uint32_t gz);
+/* Compute and transfer writes before it -> reads and writes after it. */
 void vk_barrier(VkCommandBuffer cb);
+/* Compute shader writes -> compute shader reads and writes (lighter: the
+ * barrier between two dispatches). */
+void vk_barrier_compute(VkCommandBuffer cb);
 /* Profiling marks (no-ops unless STRATA_VK_PROFILE=1): vk_prof_start at the
  * start of a command buffer, vk_prof_collect once every submission so far
  * has finished. */
