@@ -249,8 +249,8 @@ out:
     return rc;
 }
 
-/* the first problem PRAGMA quick_check reports ("ok": none). O(file size):
- * about 1.5 ms per MB (docs/DATABASE.md). */
+/* the first problem PRAGMA quick_check reports ("ok": none). It reads the
+ * whole file: 2-3 ms per MB on a loaded 2-core machine (docs/DATABASE.md). */
 static st_status quick_check(st_db *db, st_error *err) {
     sqlite3_stmt *st;
     if (sqlite3_prepare_v2(db->h, "PRAGMA quick_check(1)", -1, &st, NULL) != SQLITE_OK) return dbi_fail(db, err, "checking it");

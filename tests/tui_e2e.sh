@@ -5,7 +5,10 @@
 # screen with capture-pane: a prompt gets a streamed reply, the panels show
 # numbers (tok/s, ready rate) and a layer map of one cell per layer, the
 # History screen, resizes to 60x20 and 130x40 (also mid-generation), Esc
-# stops a reply (kept), F10 quits; then TERM=vt100 (no colours), Ctrl-Q.
+# stops a reply (kept); terminal input (invalid UTF-8, control keys, pastes,
+# a 1 MiB paste, resize storms) checked byte for byte against the message
+# stored in the history database (sqlite3); F10 quits; then TERM=vt100 (no
+# colours), Ctrl-Q.
 #
 #   tests/tui_e2e.sh path/to/strata [capture-dir]
 #
@@ -279,7 +282,7 @@ awk 'BEGIN { for (i = 0; i < 15000; i++) printf "line %d: the quick brown fox, Ã
 want_tok=$("$STRATA" run --chat -f "$TMP/big.txt" -n 1 -t 1 2>&1 >/dev/null | grep -oE "[0-9]+ tokens" | head -1 | grep -oE "[0-9]+")
 [ -n "$want_tok" ] || fail "strata run --chat did not count the big paste's tokens"
 T load-buffer -b big "$TMP/big.txt"
-storm 60 &
+storm 100 &
 storm_pid=$!
 T paste-buffer -p -b big -t e2e
 wait "$storm_pid"
@@ -316,6 +319,31 @@ for ((i = 0; i < 100; i++)); do [ -s "$TMP/rc" ] && break; sleep 0.05; done
 [ -s "$TMP/rc" ] || fail "F10 did not quit"
 [ "$(cat "$TMP/rc")" = 0 ] || fail "exit status $(cat "$TMP/rc")"
 [ -s "$TMP/err.log" ] && fail "stderr: $(cat "$TMP/err.log")"
+
+# ---- a damaged history database: the chat works, says so, writes nothing -----------
+cp "$DB" "$TMP/damaged.db"                 # (checkpointed when the app quit)
+[ ! -e "$DB-wal" ] || fail "the database's WAL was not checkpointed at exit"
+dd if=/dev/zero of="$TMP/damaged.db" bs=4096 seek=1 count=1 conv=notrunc status=none   # page 2: zeros
+cp "$TMP/damaged.db" "$TMP/damaged.orig"
+rm -f "$TMP/rc"
+T new-session -d -s e2e -x 100 -y 30 \
+    "TERM=tmux-256color '$STRATA' chat -n 8 -t 1 --db '$TMP/damaged.db' 2>'$TMP/err.log'; echo \$? > '$TMP/rc'" \
+    || fail "tmux did not start (damaged database)"
+wait_for "history not stored: database" 20
+wait_for "ready" 20
+T send-keys -t e2e F3
+wait_for "history database not available" 5
+check "is damaged" "History does not say why"
+capture history-damaged
+T send-keys -t e2e F2
+T send-keys -t e2e -l "Hello"
+T send-keys -t e2e Enter
+wait_for "tok/s Â· prompt" 30
+T send-keys -t e2e F10
+for ((i = 0; i < 100 * SLOW; i++)); do [ -s "$TMP/rc" ] && break; sleep 0.05; done
+[ "$(cat "$TMP/rc" 2>/dev/null)" = 0 ] || fail "damaged database: did not quit cleanly"
+[ -s "$TMP/err.log" ] && fail "damaged database: stderr: $(cat "$TMP/err.log")"
+cmp -s "$TMP/damaged.db" "$TMP/damaged.orig" || fail "the damaged database was written to"
 
 # ---- TERM=vt100: no colours, still usable; Ctrl-Q quits ----------------------------
 rm -f "$TMP/rc"

@@ -354,7 +354,9 @@ static void on_event(app *a, ui_event *ev) {
             if (ui_db_save_turn(a->db, &t) < 0) note(a, UI_MSG_ERROR, "out of memory");
         }
         if (ev->n_dropped) note(a, UI_MSG_NOTE, "the %d oldest messages no longer fit the context and were left out of the prompt", ev->n_dropped);
-        if (ev->status == ST_ERR_CONTEXT) note(a, UI_MSG_ERROR, "context full: %s (/clear starts over)", ev->msg);
+        if (ev->status == ST_ERR_CONTEXT)
+            note(a, UI_MSG_ERROR, "%s%s (/clear starts over)", strncmp(ev->msg, "context full", 12) ? "context full: " : "",
+                 ev->msg);
         else if (ev->status) note(a, UI_MSG_ERROR, "%s", ev->msg);
         if (ev->stopped) say(a, "stopped");
         if (a->quit_ask) a->quit = true;
@@ -475,7 +477,9 @@ static void queue_key(app *a, bool front, int type, wint_t ch) {
 
 /* reads a key: OK (a character in *ch), KEY_CODE_YES (a key code) or ERR.
  * Bytes are decoded as UTF-8 with ui_utf8_feed's rule: each broken
- * sequence or stray byte gives one U+FFFD, and the key after it is kept. */
+ * sequence or stray byte gives one U+FFFD, and the key after it is kept.
+ * (wgetch, not wget_wch: given an invalid byte, wget_wch goes on reading
+ * into its buffer until it is full and returns ERR, losing all of it.) */
 static int read_key(app *a, wint_t *ch) {
     if (a->nq) {
         int t = a->q[0].type;
@@ -488,8 +492,11 @@ static int read_key(app *a, wint_t *ch) {
         if (c == ERR) return ERR;
         uint32_t cps[2];
         if (c >= KEY_MIN) {
-            /* a key code cuts a sequence short */
-            if (ui_utf8_flush(&a->dec, cps)) {
+            /* a key the terminal sent (an escape sequence) cuts a sequence
+             * short; KEY_RESIZE does not: resizeterm() puts it at the front
+             * of ncurses' queue, possibly between the bytes of a character
+             * (a resize during a paste turned an emoji into 3 U+FFFD) */
+            if (c != KEY_RESIZE && ui_utf8_flush(&a->dec, cps)) {
                 queue_key(a, false, KEY_CODE_YES, (wint_t)c);
                 *ch = cps[0];
                 return OK;

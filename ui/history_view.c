@@ -14,9 +14,15 @@
 void ui_unavailable_draw(ui_rect r, const char *title, const char *const *lines) {
     if (r.h <= 0 || r.w <= 0) return;
     ui_rule(r.y, r.x, r.w, title, UI_C_TITLE);
-    int y = r.y + 2;
-    for (int i = 0; lines[i] && y < r.y + r.h; i++, y++)
-        ui_text(y, r.x + 2, r.w - 2, lines[i], (int)strlen(lines[i]), i == 0 ? UI_C_WARN : UI_C_DIM);
+    int y = r.y + 2, w = r.w - 2 > 1 ? r.w - 2 : 1;
+    /* each line wrapped (an error message names a path and says what to do) */
+    for (int i = 0; lines[i] && y < r.y + r.h; i++) {
+        int len = (int)strlen(lines[i]);
+        ui_line L[16];
+        int n = ui_wrap(lines[i], len, w, L, 16);
+        for (int k = 0; k < n && k < 16 && y < r.y + r.h; k++, y++)
+            ui_text(y, r.x + 2, w, lines[i] + L[k].start, L[k].len, i == 0 ? UI_C_WARN : UI_C_DIM);
+    }
 }
 
 void ui_history_init(ui_history *h) {
