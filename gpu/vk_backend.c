@@ -433,24 +433,25 @@ static uint32_t matvec_rows(const vk_be *be, st_type t) {
 }
 
 /* Prompt batches of at least c->mm_min_tok tokens use matmul.comp: the
- * large tiles from half a large tile's tokens on, else the small ones
+ * large tiles from half a large tile's tokens on (the cooperative-matrix
+ * kernel instead where enabled, not for F32 weights), else the small ones
  * (where they fit the device). -1: the mat-vec kernel. */
-static int matmul_variant(const vk_be *be, int n_tok) {
-    const st_vk_ctx *c = be->c;
+static int matmul_variant(const st_vk_ctx *c, st_type t, int n_tok) {
     if (c->mm_min_tok == 0 || n_tok < (int)c->mm_min_tok) return -1;
+    if (c->coopmat && t != ST_TYPE_F32 && n_tok >= (int)(c->mm[VK_MM_CM].bn / 2)) return VK_MM_CM;
     if (c->mm[VK_MM_LARGE].ok && (n_tok >= (int)(c->mm[VK_MM_LARGE].bn / 2) || !c->mm[VK_MM_SMALL].ok)) return VK_MM_LARGE;
     return c->mm[VK_MM_SMALL].ok ? VK_MM_SMALL : -1;
 }
 
 static vk_pipe_id matmul_pipe(st_type t, int variant) {
-    int base = variant == VK_MM_SMALL ? VKP_MATMUL_S_F32 : VKP_MATMUL_F32;
+    int base = variant == VK_MM_SMALL ? VKP_MATMUL_S_F32 : variant == VK_MM_CM ? VKP_MATMUL_CM_F32 : VKP_MATMUL_F32;
     return (vk_pipe_id)(base + (int)matvec_pipe(t) - VKP_MATVEC_F32);
 }
 
 static st_status rec_matvec_b(vk_be *be, VkCommandBuffer cb, const st_tensor *w, const dev_tensor *dw, const vk_alloc *xin,
                               const vk_bind *ob, uint32_t o_off, uint32_t o_stride, bool add, int n_tok, bool bar,
                               st_error *err) {
-    int v = matmul_variant(be, n_tok);
+    int v = matmul_variant(be->c, w->type, n_tok);
     VkPipeline p;
     st_status rc = pipe(be, v >= 0 ? matmul_pipe(w->type, v) : matvec_pipe(w->type), &p, err);
     if (rc) return rc;
@@ -1045,6 +1046,16 @@ st_status st_vk_test_matvec(int device, int type, const void *w, int ncols, int 
     if (!rc) rc = test_finish(be, &be->logits, (size_t)n_tok * nrows * sizeof(float), out, err);
     if (be) vk_destroy(&be->base);
     return rc;
+}
+
+const char *st_vk_test_kernel(int device, int type, int n_tok) {
+    st_vk_ctx *c = NULL;
+    st_error err = {0};
+    if (vk_ctx_get(device, &c, &err)) return NULL;
+    int v = matmul_variant(c, (st_type)type, n_tok);
+    const char *name = vk_pipe_name(v >= 0 ? matmul_pipe((st_type)type, v) : matvec_pipe((st_type)type));
+    vk_ctx_put(c);
+    return name;
 }
 
 st_status st_vk_test_rmsnorm(int device, const float *x, const float *w, int n, int n_tok, float eps, float *out,

@@ -26,7 +26,11 @@ static const char *const pipe_names[VKP_COUNT] = {
     "matmul_q4_k", "matmul_q5_k", "matmul_q6_k",
     "matmul_s_f32", "matmul_s_f16", "matmul_s_q4_0", "matmul_s_q8_0",
     "matmul_s_q4_k", "matmul_s_q5_k", "matmul_s_q6_k",
+    "matmul_cm_f32", "matmul_cm_f16", "matmul_cm_q4_0", "matmul_cm_q8_0",
+    "matmul_cm_q4_k", "matmul_cm_q5_k", "matmul_cm_q6_k",
 };
+
+const char *vk_pipe_name(vk_pipe_id id) { return id < VKP_COUNT ? pipe_names[id] : "?"; }
 
 /* The SPIR-V of a pipeline: its own name, except the small-tile matmuls
  * (the large ones' code with other specialization constants). */
@@ -698,7 +702,9 @@ VkPipeline vk_pipeline(st_vk_ctx *c, vk_pipe_id id, st_error *err) {
         goto out;
     }
     /* 0-2: every shader (common.glsl); 3-8: matmul.comp's tiles */
-    const vk_mm_cfg *mm = &c->mm[id >= VKP_MATMUL_S_F32 && id <= VKP_MATMUL_S_Q6_K ? VK_MM_SMALL : VK_MM_LARGE];
+    const vk_mm_cfg *mm = &c->mm[id >= VKP_MATMUL_CM_F32                             ? VK_MM_CM
+                                 : id >= VKP_MATMUL_S_F32 && id <= VKP_MATMUL_S_Q6_K ? VK_MM_SMALL
+                                                                                      : VK_MM_LARGE];
     struct { uint32_t wg, sg; VkBool32 use_sg; uint32_t mm_wg, bm, bn, bk, tm, tn; } spec = {
         c->wg, c->subgroup_size, c->subgroup_arith ? VK_TRUE : VK_FALSE, mm->wg, mm->bm, mm->bn, mm->bk, mm->tm, mm->tn};
     VkSpecializationMapEntry me[9];
@@ -852,12 +858,64 @@ static vk_mm_cfg mm_fit(const VkPhysicalDeviceLimits *l, uint32_t bm, uint32_t b
     return m;
 }
 
+/* The cooperative-matrix tiles: bm x bn per workgroup, wm x wn (multiples
+ * of 16) per subgroup, bk 16 or 32; the workgroup and the shared memory
+ * (two F16 tiles with rows padded by 8 halves, 1 KiB of F32 staging per
+ * subgroup) within the device's limits, else not used. */
+static vk_mm_cfg cm_fit(const st_vk_ctx *c, uint32_t bm, uint32_t bn, uint32_t bk, uint32_t wm, uint32_t wn) {
+    vk_mm_cfg m = {0};
+    const VkPhysicalDeviceLimits *l = &c->props.limits;
+    if (!wm || !wn || wm % 16 || wn % 16 || bm % wm || bn % wn || !(bk == 16 || bk == 32)) return m;
+    uint64_t subs = (uint64_t)(bm / wm) * (bn / wn), wg = subs * c->subgroup_size;
+    uint64_t shared = 2ull * (bk + 8) * (bm + bn) + 1024ull * subs;
+    if (wg > l->maxComputeWorkGroupInvocations || wg > l->maxComputeWorkGroupSize[0] || shared > l->maxComputeSharedMemorySize)
+        return m;
+    return (vk_mm_cfg){(uint32_t)wg, bm, bn, bk, wm, wn, true};
+}
+
+#ifndef STRATA_VK_CM_EMULATE
+/* Whether the device offers VK_NV_cooperative_matrix with 16x16x16 F16 x
+ * F16 + F32 -> F32 at subgroup scope in compute shaders, and the features
+ * matmul_cm.comp needs (shaderFloat16, vulkanMemoryModel). */
+static bool cm_probe(VkInstance inst, VkPhysicalDevice pd) {
+    if (!has_dev_ext(pd, VK_NV_COOPERATIVE_MATRIX_EXTENSION_NAME)) return false;
+    VkPhysicalDeviceCooperativeMatrixFeaturesNV cf = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_FEATURES_NV};
+    VkPhysicalDeviceVulkan12Features f12 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_2_FEATURES, .pNext = &cf};
+    VkPhysicalDeviceFeatures2 f2 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2, .pNext = &f12};
+    vkGetPhysicalDeviceFeatures2(pd, &f2);
+    if (!cf.cooperativeMatrix || !f12.shaderFloat16 || !f12.vulkanMemoryModel) return false;
+    VkPhysicalDeviceCooperativeMatrixPropertiesNV cp = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_PROPERTIES_NV};
+    VkPhysicalDeviceProperties2 p2 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2, .pNext = &cp};
+    vkGetPhysicalDeviceProperties2(pd, &p2);
+    if (!(cp.cooperativeMatrixSupportedStages & VK_SHADER_STAGE_COMPUTE_BIT)) return false;
+    PFN_vkGetPhysicalDeviceCooperativeMatrixPropertiesNV get =
+        (PFN_vkGetPhysicalDeviceCooperativeMatrixPropertiesNV)vkGetInstanceProcAddr(inst, "vkGetPhysicalDeviceCooperativeMatrixPropertiesNV");
+    uint32_t n = 0;
+    if (!get || get(pd, &n, NULL) != VK_SUCCESS || n == 0) return false;
+    VkCooperativeMatrixPropertiesNV *props = calloc(n, sizeof *props);
+    if (!props) return false;
+    for (uint32_t i = 0; i < n; i++) props[i].sType = VK_STRUCTURE_TYPE_COOPERATIVE_MATRIX_PROPERTIES_NV;
+    bool ok = false;
+    if (get(pd, &n, props) == VK_SUCCESS)
+        for (uint32_t i = 0; i < n; i++) {
+            const VkCooperativeMatrixPropertiesNV *q = &props[i];
+            if (q->MSize == 16 && q->NSize == 16 && q->KSize == 16 && q->AType == VK_COMPONENT_TYPE_FLOAT16_NV &&
+                q->BType == VK_COMPONENT_TYPE_FLOAT16_NV && q->CType == VK_COMPONENT_TYPE_FLOAT32_NV &&
+                q->DType == VK_COMPONENT_TYPE_FLOAT32_NV && q->scope == VK_SCOPE_SUBGROUP_NV)
+                ok = true;
+        }
+    free(props);
+    return ok;
+}
+#endif
+
 /* The matmul tiles and threshold: defaults, or STRATA_VK_MM_TILES =
- * "BMxBNxBKxTMxTN[,BMxBNxBKxTMxTN]" (large[,small], for tuning) and
+ * "BMxBNxBKxTMxTN[,BMxBNxBKxTMxTN]" (large[,small], for tuning),
+ * STRATA_VK_MM_CM_TILES = "BMxBNxBKxWMxWN" (cooperative matrices) and
  * STRATA_VK_MATMUL = the smallest batch that uses matmul (0: never). */
 static void mm_setup(st_vk_ctx *c) {
-    static const uint32_t def[VK_MM_N][5] = {{128, 128, 16, 8, 8}, {64, 32, 32, 4, 4}};
-    uint32_t t[VK_MM_N][5];
+    static const uint32_t def[2][5] = {{128, 128, 16, 8, 8}, {64, 32, 32, 4, 4}}; /* large, small */
+    uint32_t t[2][5];
     memcpy(t, def, sizeof t);
     const char *e = getenv("STRATA_VK_MM_TILES");
     if (e && *e) {
@@ -870,10 +928,24 @@ static void mm_setup(st_vk_ctx *c) {
             memcpy(t[1], def[1], sizeof t[1]);
         }
     }
-    for (int v = 0; v < VK_MM_N; v++) {
+    for (int v = VK_MM_LARGE; v <= VK_MM_SMALL; v++) {
         c->mm[v] = mm_fit(&c->props.limits, t[v][0], t[v][1], t[v][2], t[v][3], t[v][4]);
         if (!c->mm[v].ok) fprintf(stderr, "strata: vulkan: %s matmul tiles %ux%ux%ux%ux%u do not fit this device: not used\n",
                                   v == VK_MM_LARGE ? "large" : "small", t[v][0], t[v][1], t[v][2], t[v][3], t[v][4]);
+    }
+    if (c->coopmat) {
+        uint32_t m[5] = {128, 128, 32, 64, 32};
+        e = getenv("STRATA_VK_MM_CM_TILES");
+        if (e && *e && sscanf(e, "%ux%ux%ux%ux%u", &m[0], &m[1], &m[2], &m[3], &m[4]) != 5) {
+            fprintf(stderr, "strata: STRATA_VK_MM_CM_TILES=%s: expected BMxBNxBKxWMxWN; using the defaults\n", e);
+            m[0] = 128, m[1] = 128, m[2] = 32, m[3] = 64, m[4] = 32;
+        }
+        c->mm[VK_MM_CM] = cm_fit(c, m[0], m[1], m[2], m[3], m[4]);
+        if (!c->mm[VK_MM_CM].ok) {
+            fprintf(stderr, "strata: vulkan: cooperative-matrix tiles %ux%ux%ux%ux%u do not fit this device: not used\n", m[0], m[1],
+                    m[2], m[3], m[4]);
+            c->coopmat = false;
+        }
     }
     c->mm_min_tok = 8;
     e = getenv("STRATA_VK_MATMUL");
@@ -970,6 +1042,14 @@ static st_status ctx_create(int want, st_vk_ctx **out, st_error *err) {
     if (c->subgroup_size > wg) wg = c->subgroup_size;
     if (wg > c->props.limits.maxComputeWorkGroupInvocations) wg = c->props.limits.maxComputeWorkGroupInvocations;
     c->wg = wg;
+    /* cooperative matrices: opt-in (STRATA_VK_COOPMAT=1) until measured on
+     * a GPU; with -DSTRATA_VK_CM_EMULATE=ON (tests) matmul_cm.comp is plain
+     * code and needs nothing of the device but subgroups */
+#ifdef STRATA_VK_CM_EMULATE
+    c->coopmat = env_on("STRATA_VK_COOPMAT") && c->subgroup_arith;
+#else
+    c->coopmat = env_on("STRATA_VK_COOPMAT") && c->subgroup_arith && cm_probe(c->inst, c->phys);
+#endif
     mm_setup(c);
 
     float prio = 1.0f;
@@ -977,22 +1057,34 @@ static st_status ctx_create(int want, st_vk_ctx **out, st_error *err) {
         {.sType = VK_STRUCTURE_TYPE_DEVICE_QUEUE_CREATE_INFO, .queueFamilyIndex = c->qf_compute, .queueCount = 1, .pQueuePriorities = &prio},
         {.sType = VK_STRUCTURE_TYPE_DEVICE_QUEUE_CREATE_INFO, .queueFamilyIndex = c->qf_transfer, .queueCount = 1, .pQueuePriorities = &prio},
     };
+    bool cm_dev = false; /* the device extension and features of matmul_cm.comp */
+#ifndef STRATA_VK_CM_EMULATE
+    cm_dev = c->coopmat;
+#endif
+    VkPhysicalDeviceCooperativeMatrixFeaturesNV fcm = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_FEATURES_NV,
+                                                       .cooperativeMatrix = VK_TRUE};
     VkPhysicalDeviceShaderIntegerDotProductFeaturesKHR fdot = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_INTEGER_DOT_PRODUCT_FEATURES_KHR,
+                                                               .pNext = cm_dev ? &fcm : NULL,
                                                                .shaderIntegerDotProduct = VK_TRUE};
     VkPhysicalDeviceVulkan12Features f12 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_2_FEATURES,
-                                            .pNext = info.int_dot ? &fdot : NULL,
+                                            .pNext = info.int_dot ? (void *)&fdot : cm_dev ? (void *)&fcm : NULL,
                                             .storageBuffer8BitAccess = VK_TRUE,
+                                            .shaderFloat16 = cm_dev ? VK_TRUE : VK_FALSE,
+                                            .vulkanMemoryModel = cm_dev ? VK_TRUE : VK_FALSE,
                                             .timelineSemaphore = VK_TRUE};
     VkPhysicalDeviceVulkan11Features f11 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_1_FEATURES,
                                             .pNext = &f12,
                                             .storageBuffer16BitAccess = VK_TRUE};
     VkPhysicalDeviceFeatures2 f2 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2, .pNext = &f11};
-    const char *exts[] = {VK_KHR_PUSH_DESCRIPTOR_EXTENSION_NAME, VK_KHR_SHADER_INTEGER_DOT_PRODUCT_EXTENSION_NAME};
+    const char *exts[3] = {VK_KHR_PUSH_DESCRIPTOR_EXTENSION_NAME};
+    uint32_t n_ext = 1;
+    if (info.int_dot) exts[n_ext++] = VK_KHR_SHADER_INTEGER_DOT_PRODUCT_EXTENSION_NAME;
+    if (cm_dev) exts[n_ext++] = VK_NV_COOPERATIVE_MATRIX_EXTENSION_NAME;
     VkDeviceCreateInfo di = {.sType = VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO,
                              .pNext = &f2,
                              .queueCreateInfoCount = c->separate_transfer ? 2 : 1,
                              .pQueueCreateInfos = qi,
-                             .enabledExtensionCount = info.int_dot ? 2 : 1,
+                             .enabledExtensionCount = n_ext,
                              .ppEnabledExtensionNames = exts};
     VkResult r = vkCreateDevice(c->phys, &di, NULL, &c->dev);
     if (r != VK_SUCCESS) {

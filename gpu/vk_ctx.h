@@ -27,6 +27,10 @@ typedef enum {
     VKP_MATMUL_Q4_K, VKP_MATMUL_Q5_K, VKP_MATMUL_Q6_K,
     VKP_MATMUL_S_F32, VKP_MATMUL_S_F16, VKP_MATMUL_S_Q4_0, VKP_MATMUL_S_Q8_0,
     VKP_MATMUL_S_Q4_K, VKP_MATMUL_S_Q5_K, VKP_MATMUL_S_Q6_K,
+    /* matmul_cm.comp: cooperative matrices (VK_NV_cooperative_matrix,
+     * mm[VK_MM_CM]); only created when c->coopmat */
+    VKP_MATMUL_CM_F32, VKP_MATMUL_CM_F16, VKP_MATMUL_CM_Q4_0, VKP_MATMUL_CM_Q8_0,
+    VKP_MATMUL_CM_Q4_K, VKP_MATMUL_CM_Q5_K, VKP_MATMUL_CM_Q6_K,
     VKP_COUNT
 } vk_pipe_id;
 
@@ -36,12 +40,14 @@ typedef enum {
  * 3-8): a workgroup of wg = (bm / tm) * (bn / tn) invocations computes bm
  * rows x bn tokens, k in steps of bk, tm x tn per invocation. Fitted to the
  * device's limits (invocations, shared memory) when the context opens;
- * ok = false: that variant is not used. */
+ * ok = false: that variant is not used. For matmul_cm.comp (VK_MM_CM), tm
+ * x tn is the part of one subgroup (multiples of 16) and wg = (bm / tm) *
+ * (bn / tn) * the subgroup size. */
 typedef struct vk_mm_cfg {
     uint32_t wg, bm, bn, bk, tm, tn;
     bool ok;
 } vk_mm_cfg;
-enum { VK_MM_LARGE, VK_MM_SMALL, VK_MM_N };
+enum { VK_MM_LARGE, VK_MM_SMALL, VK_MM_CM, VK_MM_N };
 #define VK_PUSH_BYTES 128
 #define VK_PROF_MAX 4096
 #define VK_STAGING_SLOTS 4
@@ -88,7 +94,8 @@ typedef struct st_vk_ctx {
     uint32_t subgroup_size;
     bool subgroup_arith;
     uint32_t wg;                     /* workgroup size of the kernels: a multiple of the subgroup size */
-    vk_mm_cfg mm[VK_MM_N];           /* matmul tiles: large, small */
+    vk_mm_cfg mm[VK_MM_N];           /* matmul tiles: large, small, cooperative matrix */
+    bool coopmat;                    /* VK_NV_cooperative_matrix (16x16x16 F16 -> F32) enabled and asked for (STRATA_VK_COOPMAT=1) */
     uint32_t mm_min_tok;             /* prompt batches of at least this many tokens use matmul (0: never) */
     VkDeviceSize ssbo_align, ssbo_range;
     uint32_t max_groups_x;
@@ -161,6 +168,7 @@ st_status vk_upload_pinned(st_vk_ctx *c, const vk_alloc *dst, VkDeviceSize off, 
                            VkSemaphore wait_sem, uint64_t wait_value, st_error *err);
 
 VkPipeline vk_pipeline(st_vk_ctx *c, vk_pipe_id id, st_error *err);
+const char *vk_pipe_name(vk_pipe_id id);
 
 /* A storage-buffer binding: the byte range [off, off + range) of buf. */
 typedef struct vk_bind {
