@@ -179,16 +179,28 @@ static void kill_runs(const char *dir, int iterations, uint64_t seed) {
                 full_us = a > b ? (b > c ? b : a > c ? c : a) : (a > c ? a : b > c ? c : b);
             }
         } else {
-            /* a moment in the first half of the run, anywhere in it, or around
-             * its end (up to 2.5 runs: a loaded machine may slow a run down
-             * well past the calibration's) */
+            /* a moment in the first half of the run, anywhere in it, or in
+             * its tail: after it reported the reply saved (the statistics,
+             * the checkpoint of the close, the exit). The tail is found by
+             * watching stderr, not by the calibration's time: on a loaded
+             * machine runs take several times as long as it measured */
             uint64_t r = (uint64_t)rand();
-            uint64_t delay = it % 3 == 0 ? r % (full_us / 2 + 1)
-                           : it % 3 == 1 ? r % (full_us + 1)
-                                         : full_us / 2 + r % (2 * full_us + 1);
-            usleep((useconds_t)delay);
-            kill(pid, SIGKILL);
-            cr_assert_eq(waitpid(pid, &st, 0), pid);
+            bool reaped = false;
+            if (it % 3 == 2) {
+                for (int k = 0; k < 60000 && !reaped; k++) {   /* (a hang check: 60 s) */
+                    char *e = tu_read_file(err, NULL);
+                    bool saved = e && strstr(e, "reply saved");
+                    free(e);
+                    if (saved) break;
+                    reaped = waitpid(pid, &st, WNOHANG) == pid;
+                    usleep(1000);
+                }
+                if (!reaped) usleep((useconds_t)(r % (full_us / 4 + 1)));
+            } else usleep((useconds_t)(it % 3 == 0 ? r % (full_us / 2 + 1) : r % (full_us + 1)));
+            if (!reaped) {
+                kill(pid, SIGKILL);
+                cr_assert_eq(waitpid(pid, &st, 0), pid);
+            }
         }
         /* what the process said it had saved */
         char *e = tu_read_file(err, NULL), *o = tu_read_file(out, NULL);
