@@ -448,6 +448,12 @@ static vk_pipe_id matmul_pipe(st_type t, int variant) {
     return (vk_pipe_id)(base + (int)matvec_pipe(t) - VKP_MATVEC_F32);
 }
 
+/* matvec.comp's push constants (matmul.comp reads the first 11) */
+typedef struct {
+    uint32_t n, nrows, w_off, row_bytes, x_off, x_stride, o_off, o_stride, add, gx, n_tok;
+    uint32_t g1, g2, nrows1, nrows2, w_off1, w_off2, o_off1, o_off2, o_stride1, o_stride2;
+} mv_push;
+
 static st_status rec_matvec_b(vk_be *be, VkCommandBuffer cb, const st_tensor *w, const dev_tensor *dw, const vk_alloc *xin,
                               const vk_bind *ob, uint32_t o_off, uint32_t o_stride, bool add, int n_tok, bool bar,
                               st_error *err) {
@@ -461,7 +467,8 @@ static st_status rec_matvec_b(vk_be *be, VkCommandBuffer cb, const st_tensor *w,
         return st_error_set(err, ST_ERR_UNSUPPORTED, "vulkan backend: a %.1f MiB weight exceeds the device's storage buffer range (%.1f MiB)",
                             w->nbytes / 1048576.0, be->c->ssbo_range / 1048576.0);
     bool flt = w->type == ST_TYPE_F32 || w->type == ST_TYPE_F16;
-    vk_bind b[5] = {wb, vk_bind_all(flt ? xin : &be->aq), vk_bind_all(&be->ad), vk_bind_all(&be->ab), *ob};
+    /* bindings 5 and 6: matvec's second and third outputs (unused here) */
+    vk_bind b[7] = {wb, vk_bind_all(flt ? xin : &be->aq), vk_bind_all(&be->ad), vk_bind_all(&be->ab), *ob, *ob, *ob};
     if (w->type == ST_TYPE_Q4_K && (skip % 16 || w->row_bytes % 16))
         return st_error_set(err, ST_ERR_UNSUPPORTED, "vulkan backend: a Q4_K weight is not 16-byte aligned on the device (the file's alignment is below 16)");
     uint32_t gx, gy, gz = (uint32_t)n_tok, rpw = matvec_rows(be, w->type);
@@ -470,11 +477,53 @@ static st_status rec_matvec_b(vk_be *be, VkCommandBuffer cb, const st_tensor *w,
         gz = ((uint32_t)n_tok + be->c->mm[v].bn - 1) / be->c->mm[v].bn;
     }
     vk_grid(be->c, (uint32_t)((w->ne1 + rpw - 1) / rpw), &gx, &gy);
-    struct { uint32_t n, nrows, w_off, row_bytes, x_off, x_stride, o_off, o_stride, add, gx, n_tok; } pc = {
-        (uint32_t)w->ne0, (uint32_t)w->ne1, skip, (uint32_t)w->row_bytes, 0, (uint32_t)w->ne0, o_off, o_stride, add ? 1u : 0u, gx,
-        (uint32_t)n_tok};
-    if (bar) vk_dispatch(be->c, cb, p, b, 5, &pc, sizeof pc, gx, gy, gz);
-    else vk_dispatch_nb(be->c, cb, p, b, 5, &pc, sizeof pc, gx, gy, gz);
+    mv_push pc = {(uint32_t)w->ne0, (uint32_t)w->ne1, skip, (uint32_t)w->row_bytes, 0, (uint32_t)w->ne0, o_off, o_stride, add ? 1u : 0u, gx,
+                  (uint32_t)n_tok, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+    int nb = v >= 0 ? 5 : 7;
+    if (bar) vk_dispatch(be->c, cb, p, b, nb, &pc, sizeof pc, gx, gy, gz);
+    else vk_dispatch_nb(be->c, cb, p, b, nb, &pc, sizeof pc, gx, gy, gz);
+    return ST_OK;
+}
+
+/* Q, K and V (or gate and up) in one matvec dispatch: n matrices of the same
+ * type and width in the same device allocation, into outputs ob[i] (row
+ * stride o_stride[i]), set (not added). Returns ST_OK with *done false when
+ * they do not qualify (a prompt batch, types or widths differ, separate
+ * allocations, a range beyond the device's limit): the caller records them
+ * one by one. */
+static st_status rec_matvec_group(vk_be *be, VkCommandBuffer cb, int n, const st_tensor *const *w, const dev_tensor *dw,
+                                  const vk_bind *ob, const uint32_t *o_stride, int n_tok, bool *done, st_error *err) {
+    *done = false;
+    if (matmul_variant(be->c, w[0]->type, n_tok) >= 0) return ST_OK;
+    VkDeviceSize lo = dw[0].off, hi = dw[0].off + w[0]->nbytes;
+    for (int i = 1; i < n; i++) {
+        if (w[i]->type != w[0]->type || w[i]->ne0 != w[0]->ne0 || w[i]->row_bytes != w[0]->row_bytes || dw[i].mem != dw[0].mem)
+            return ST_OK;
+        if (dw[i].off < lo) lo = dw[i].off;
+        if (dw[i].off + w[i]->nbytes > hi) hi = dw[i].off + w[i]->nbytes;
+    }
+    uint32_t skip;
+    vk_bind wb = vk_bind_range(be->c, dw[0].mem, lo, hi - lo, &skip);
+    if (wb.range > be->c->ssbo_range || hi - lo > UINT32_MAX / 2) return ST_OK;
+    uint32_t off[3], g[3], rpw = matvec_rows(be, w[0]->type), total = 0;
+    for (int i = 0; i < n; i++) {
+        off[i] = skip + (uint32_t)(dw[i].off - lo);
+        if (w[0]->type == ST_TYPE_Q4_K && (off[i] % 16 || w[0]->row_bytes % 16)) return ST_OK;
+        g[i] = total;
+        total += (uint32_t)((w[i]->ne1 + rpw - 1) / rpw);
+    }
+    VkPipeline p;
+    st_status rc = pipe(be, matvec_pipe(w[0]->type), &p, err);
+    if (rc) return rc;
+    bool flt = w[0]->type == ST_TYPE_F32 || w[0]->type == ST_TYPE_F16;
+    vk_bind b[7] = {wb, vk_bind_all(flt ? &be->xb : &be->aq), vk_bind_all(&be->ad), vk_bind_all(&be->ab), ob[0], ob[1], n > 2 ? ob[2] : ob[1]};
+    uint32_t gx, gy;
+    vk_grid(be->c, total, &gx, &gy);
+    mv_push pc = {(uint32_t)w[0]->ne0, (uint32_t)w[0]->ne1, off[0], (uint32_t)w[0]->row_bytes, 0, (uint32_t)w[0]->ne0, 0, o_stride[0], 0, gx,
+                  (uint32_t)n_tok, g[1], n > 2 ? g[2] : 0, (uint32_t)w[1]->ne1, n > 2 ? (uint32_t)w[2]->ne1 : 0, off[1],
+                  n > 2 ? off[2] : 0, 0, 0, o_stride[1], n > 2 ? o_stride[2] : 0};
+    vk_dispatch(be->c, cb, p, b, 7, &pc, sizeof pc, gx, gy, (uint32_t)n_tok);
+    *done = true;
     return ST_OK;
 }
 
@@ -487,7 +536,7 @@ static st_status rec_matvec(vk_be *be, VkCommandBuffer cb, const st_tensor *w, c
 
 static st_status vk_begin(st_backend *b, const float *x, int n_tok, int pos0, st_error *err) {
     vk_be *be = (vk_be *)b;
-    if (be->c->prof) be->t_begin = st_now_ns();
+    if (be->c->prof_host) be->t_begin = st_now_ns();
     const st_hparams *hp = &be->hp;
     if (n_tok < 1 || n_tok > be->n_batch)
         return st_error_set(err, ST_ERR_ARG, "batch of %d tokens (expected 1..%d)", n_tok, be->n_batch);
@@ -550,13 +599,19 @@ static st_status vk_layer(st_backend *b, int il, const st_layer *L, st_error *er
 
     /* attention */
     if ((rc = rec_rmsnorm(be, cb, 0, &dt[0], L->attn_norm.type, L->wq.type, T, err))) return rc;
-    const st_tensor *qkv[3] = {&L->wq, &L->wk, &L->wv};
+    const st_tensor *const qkv[3] = {&L->wq, &L->wk, &L->wv};
     const vk_alloc *qkv_out[3] = {&be->q, &be->k, &be->v};
     uint32_t qkv_n[3] = {D, DKV, DKV};
-    /* Q, K and V are independent: no barrier between them, unless the
-     * activations must be quantized again for another type (the products
-     * before must have read them first) */
-    for (int i = 0; i < 3; i++) {
+    /* Q, K and V are independent: one dispatch when they share type and
+     * allocation; else no barrier between them, unless the activations must
+     * be quantized again for another type (the products before must have
+     * read them first) */
+    bool fused = false;
+    {
+        vk_bind ob[3] = {vk_bind_all(qkv_out[0]), vk_bind_all(qkv_out[1]), vk_bind_all(qkv_out[2])};
+        if ((rc = rec_matvec_group(be, cb, 3, qkv, &dt[1], ob, qkv_n, T, &fused, err))) return rc;
+    }
+    for (int i = 0; i < 3 && !fused; i++) {
         st_type prev = i ? st_type_traits_get(qkv[i - 1]->type)->vec_dot_type : ST_TYPE_COUNT;
         if (i && st_type_traits_get(qkv[i]->type)->vec_dot_type != prev) {
             vk_barrier_compute(cb);
@@ -633,10 +688,19 @@ static st_status vk_layer(st_backend *b, int il, const st_layer *L, st_error *er
     if ((rc = rec_rmsnorm(be, cb, 0, &dt[5], L->ffn_norm.type, L->w_gate.type, T, err))) return rc;
     vk_bind hb = vk_bind_all(&be->hb), hb2 = vk_bind_all(&be->hb2);
     bool requant = st_type_traits_get(L->w_up.type)->vec_dot_type != st_type_traits_get(L->w_gate.type)->vec_dot_type;
-    /* gate and up are independent */
-    if ((rc = rec_matvec_b(be, cb, &L->w_gate, &dt[6], &be->xb, &hb, 0, F, false, T, requant, err))) return rc;
-    if (requant && (rc = rec_quantize(be, cb, L->w_up.type, &be->xb, D, T, err))) return rc;
-    if ((rc = rec_matvec(be, cb, &L->w_up, &dt[7], &be->xb, &hb2, 0, F, false, T, err))) return rc;
+    /* gate and up are independent: one dispatch where they qualify */
+    bool gu = false;
+    {
+        const st_tensor *const g2[2] = {&L->w_gate, &L->w_up};
+        vk_bind ob[2] = {hb, hb2};
+        uint32_t st[2] = {F, F};
+        if ((rc = rec_matvec_group(be, cb, 2, g2, &dt[6], ob, st, T, &gu, err))) return rc;
+    }
+    if (!gu) {
+        if ((rc = rec_matvec_b(be, cb, &L->w_gate, &dt[6], &be->xb, &hb, 0, F, false, T, requant, err))) return rc;
+        if (requant && (rc = rec_quantize(be, cb, L->w_up.type, &be->xb, D, T, err))) return rc;
+        if ((rc = rec_matvec(be, cb, &L->w_up, &dt[7], &be->xb, &hb2, 0, F, false, T, err))) return rc;
+    }
     /* SwiGLU, quantized for the down projection */
     if ((rc = rec_act(be, cb, 2, &be->hb, 0, F, NULL, ST_TYPE_F32, &be->hb2, &be->hb, act_kind(L->w_down.type), T, err))) return rc;
     if ((rc = rec_matvec(be, cb, &L->w_down, &dt[8], &be->hb, &xbind, 0, D, true, T, err))) return rc;
@@ -679,9 +743,9 @@ static st_status vk_end(st_backend *b, const st_tensor *out_norm, const st_tenso
     vkCmdCopyBuffer(cb, be->logits.buf, be->out.buf, 1, &cp);
     VkMemoryBarrier mb = {.sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER, .srcAccessMask = VK_ACCESS_TRANSFER_WRITE_BIT, .dstAccessMask = VK_ACCESS_HOST_READ_BIT};
     vkCmdPipelineBarrier(cb, VK_PIPELINE_STAGE_TRANSFER_BIT, VK_PIPELINE_STAGE_HOST_BIT, 0, 1, &mb, 0, NULL, 0, NULL);
-    uint64_t t_sub = be->c->prof ? st_now_ns() : 0;
+    uint64_t t_sub = be->c->prof_host ? st_now_ns() : 0;
     if ((rc = cb_submit(be, true, err))) return rc;
-    if (be->c->prof) {
+    if (be->c->prof_host) {
         uint64_t now = st_now_ns();
         be->host_ns += t_sub - be->t_begin;
         be->wait_ns += now - t_sub;
@@ -817,7 +881,7 @@ static void vk_destroy(st_backend *b) {
     vk_be *be = (vk_be *)b;
     if (!be) return;
     st_vk_ctx *c = be->c;
-    if (c && c->prof && be->host_passes)
+    if (c && c->prof_host && be->host_passes)
         fprintf(stderr, "vulkan profile (host): %llu passes, %.1f us recording + %.1f us waiting for the GPU per pass\n",
                 (unsigned long long)be->host_passes, be->host_ns / 1e3 / be->host_passes, be->wait_ns / 1e3 / be->host_passes);
     if (c) {

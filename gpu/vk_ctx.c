@@ -1092,7 +1092,9 @@ static st_status ctx_create(int want, st_vk_ctx **out, st_error *err) {
         rc = st_error_set(err, ST_ERR_UNSUPPORTED, "vulkan: cannot create a device on %s (%s)", info.name, vk_result_str(r));
         goto fail;
     }
-    if (c->ts_period > 0 && env_on("STRATA_VK_PROFILE")) {
+    const char *pe = getenv("STRATA_VK_PROFILE");
+    c->prof_host = pe && (!strcmp(pe, "1") || !strcmp(pe, "host"));
+    if (c->ts_period > 0 && pe && !strcmp(pe, "1")) {
         VkQueryPoolCreateInfo qpi = {.sType = VK_STRUCTURE_TYPE_QUERY_POOL_CREATE_INFO, .queryType = VK_QUERY_TYPE_TIMESTAMP, .queryCount = VK_PROF_MAX};
         c->prof = vkCreateQueryPool(c->dev, &qpi, NULL, &c->prof_qp) == VK_SUCCESS;
     }

@@ -34,7 +34,7 @@ typedef enum {
     VKP_COUNT
 } vk_pipe_id;
 
-#define VK_MAX_BINDINGS 6
+#define VK_MAX_BINDINGS 8
 
 /* The tile shape of matmul.comp pipelines (its specialization constants
  * 3-8): a workgroup of wg = (bm / tm) * (bn / tn) invocations computes bm
@@ -135,6 +135,7 @@ typedef struct st_vk_ctx {
      * pipeline is summed and printed on stderr when the context closes.
      * For benchmarking one session at a time (not thread-safe). */
     bool prof;
+    bool prof_host;                  /* =1 or =host: host recording vs waiting time per pass (no timestamps with =host) */
     VkQueryPool prof_qp;
     uint32_t prof_n;
     int16_t prof_id[VK_PROF_MAX];

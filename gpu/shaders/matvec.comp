@@ -44,7 +44,14 @@ layout(std430, binding = 1) readonly buffer QS4 { uvec4 qs4[]; };
 layout(std430, binding = 2) readonly buffer D { float yd[]; };
 layout(std430, binding = 3) readonly buffer BS { int bs[]; };
 layout(std430, binding = 4) buffer O { float o[]; };
+layout(std430, binding = 5) writeonly buffer O1 { float o1[]; };
+layout(std430, binding = 6) writeonly buffer O2 { float o2[]; };
 
+/* One dispatch may compute up to three matrices of the same type and width
+ * that lie in the same buffer (Q, K and V; gate and up): the workgroups from
+ * g1 on compute the second (rows nrows1 at w_off1, into binding 5), from g2
+ * on the third (binding 6); g1 = 0: one matrix. Each dispatch saved is a
+ * launch and a barrier fewer per layer. */
 layout(push_constant) uniform P {
     uint n;          /* elements per row */
     uint nrows;
@@ -52,8 +59,10 @@ layout(push_constant) uniform P {
     uint row_bytes;
     uint x_off, x_stride; /* float types: activations of token t at x_off + t * x_stride */
     uint o_off, o_stride;
-    uint add;        /* 1: o += result (residual), 0: o = result */
+    uint add;        /* 1: o += result (residual), 0: o = result (first matrix only) */
     uint gx;
+    uint n_tok_;     /* (matmul's) */
+    uint g1, g2, nrows1, nrows2, w_off1, w_off2, o_off1, o_off2, o_stride1, o_stride2;
 } p;
 
 #if defined(W_F32) || defined(W_F16) || defined(W_Q4_0) || defined(W_Q5_K)
@@ -144,13 +153,24 @@ void main() {
         grp = gl_LocalInvocationID.x / LANES;
         lane = gl_LocalInvocationID.x % LANES;
     }
-    uint r0 = (group_index(p.gx) * NG + grp) * NR;
+    uint gi = group_index(p.gx), seg = 0, gbase = 0;
+    if (p.g1 != 0 && gi >= p.g1) {
+        seg = 1;
+        gbase = p.g1;
+        if (p.g2 != 0 && gi >= p.g2) {
+            seg = 2;
+            gbase = p.g2;
+        }
+    }
+    uint nrows = seg == 0 ? p.nrows : seg == 1 ? p.nrows1 : p.nrows2;
+    uint w_off = seg == 0 ? p.w_off : seg == 1 ? p.w_off1 : p.w_off2;
+    uint r0 = ((gi - gbase) * NG + grp) * NR;
     uint t = gl_WorkGroupID.z;
     uint rb[NR];
     float acc[NR];
     for (uint k = 0; k < NR; k++) {
         /* rows past the end compute row nrows-1 again and are not stored */
-        rb[k] = p.w_off + min(r0 + k, p.nrows - 1) * p.row_bytes;
+        rb[k] = w_off + min(r0 + k, nrows - 1) * p.row_bytes;
         acc[k] = 0.0;
     }
 #if defined(W_F32)
@@ -302,9 +322,15 @@ void main() {
     for (uint k = 0; k < NR; k++) {
         float v = group_sum(acc[k], sg, grp, lane);
         uint r = r0 + k;
-        if (lane == 0 && r < p.nrows) {
-            uint oi = p.o_off + t * p.o_stride + r;
-            o[oi] = p.add != 0 ? o[oi] + v : v;
+        if (lane == 0 && r < nrows) {
+            if (seg == 0) {
+                uint oi = p.o_off + t * p.o_stride + r;
+                o[oi] = p.add != 0 ? o[oi] + v : v;
+            } else if (seg == 1) {
+                o1[p.o_off1 + t * p.o_stride1 + r] = v;
+            } else {
+                o2[p.o_off2 + t * p.o_stride2 + r] = v;
+            }
         }
     }
 }
