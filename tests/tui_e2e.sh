@@ -255,7 +255,8 @@ storm() { for ((k = 1; k <= $1; k++)); do T resize-window -t e2e -x $(( 1 + (k *
 T send-keys -t e2e F5                     # panels off: the chat's notes on whole lines
 T send-keys -t e2e -l "/max 4"
 T send-keys -t e2e Enter
-base=$(n_user)
+wait_saved 3                               # the three messages sent so far (saved after their replies)
+base=3
 # typed: invalid UTF-8 (paste-buffer without -p: the bytes arrive as keys)
 # and every control key that is bound to nothing
 raw 'A\xc3(B\xe2\x82C\xffD\xed\xa0\x80E\xf0\x9f\x98\x80F\xc3\xa9G\xc0\xafH\xf4\x90\x80\x80I\xe0\x80J\x80K\xf0\x9f\x98L\xc2\x85M\xc2\x9bN'
