@@ -655,7 +655,7 @@ static st_status vk_layer(st_backend *b, int il, const st_layer *L, st_error *er
         uint32_t hd = (uint32_t)hp->head_dim, nh = (uint32_t)hp->n_head, kv_len = (uint32_t)(be->pos0 + T);
         uint32_t wg = c->wg, chunk = ATTN_MIN_CHUNK < wg ? wg : (ATTN_MIN_CHUNK + wg - 1) / wg * wg;
         uint64_t per = (uint64_t)T * nh * (hd + 2) * 4;  /* bytes of one chunk's partials for the batch */
-        uint32_t max_chunks = (uint32_t)(ATTN_PART_BYTES / per);
+        uint32_t max_chunks = (uint32_t)(be->part.size / per);
         if (max_chunks > ATTN_MAX_CHUNKS) max_chunks = ATTN_MAX_CHUNKS;
         if (max_chunks < 1) max_chunks = 1;
         uint32_t n_chunks = (kv_len + chunk - 1) / chunk;
@@ -985,12 +985,16 @@ st_status st_vk_backend_new(const st_hparams *hp, int n_ctx, int n_batch, bool k
     VkDeviceSize B = (VkDeviceSize)n_batch, D = (VkDeviceSize)hp->n_embd, F = (VkDeviceSize)hp->n_ff,
                  DKV = (VkDeviceSize)be->dkv, M = (VkDeviceSize)be->maxn;
     VkDeviceSize kv_bytes = (VkDeviceSize)hp->n_layer * (VkDeviceSize)n_ctx * DKV * be->kv_elt;
+    /* attention partials: what the context can use, at most ATTN_PART_BYTES */
+    VkDeviceSize part_bytes = B * (VkDeviceSize)hp->n_head * (VkDeviceSize)((n_ctx + ATTN_MIN_CHUNK - 1) / ATTN_MIN_CHUNK) *
+                              (VkDeviceSize)(hp->head_dim + 2) * 4;
+    if (part_bytes > ATTN_PART_BYTES) part_bytes = ATTN_PART_BYTES;
     struct { vk_alloc *a; VkDeviceSize n; } bufs[] = {
         {&be->x, B * D * 4}, {&be->xb, B * D * 4}, {&be->q, B * D * 4}, {&be->k, B * DKV * 4}, {&be->v, B * DKV * 4},
         {&be->hb, B * F * 4}, {&be->hb2, B * F * 4}, {&be->aq, B * M}, {&be->ad, B * (M / 32 + 1) * 4},
         {&be->ab, B * (M / 16 + 1) * 4}, {&be->cs, B * (VkDeviceSize)hp->n_rot * 4 + 4},
         {&be->logits, B * (VkDeviceSize)hp->n_vocab * 4}, {&be->kc, kv_bytes}, {&be->vc, kv_bytes},
-        {&be->part, ATTN_PART_BYTES}};
+        {&be->part, part_bytes}};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) bufs[i].a->block = -1;
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0] && !rc; i++) rc = vk_alloc_dev(c, bufs[i].n, bufs[i].a, err);
     if (rc) goto fail;

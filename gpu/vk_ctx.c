@@ -483,6 +483,21 @@ static bool block_give(vk_block *b, VkDeviceSize off, VkDeviceSize size) {
     return true;
 }
 
+/* A new pool block of device memory; under STRATA_VK_VRAM_LIMIT, refused
+ * as the driver refuses when the device is full (to test that path). */
+static st_status device_block(st_vk_ctx *c, VkDeviceSize bs, vk_block *nb, st_error *err) {
+    if (c->vram_limit) {
+        VkDeviceSize held = 0;
+        for (int i = 0; i < c->nblocks; i++) held += c->blocks[i].mem ? c->blocks[i].size : 0;
+        if (held + bs > c->vram_limit)
+            return st_error_set(err, ST_ERR_NOMEM,
+                                "vulkan: cannot allocate %.1f MiB of device memory (STRATA_VK_VRAM_LIMIT %.1f MiB; %.1f MiB in use by strata): "
+                                "stream the layers with --vram-budget SIZE or --gpu-cache-layers N, or use --backend cpu",
+                                bs / 1048576.0, c->vram_limit / 1048576.0, held / 1048576.0);
+    }
+    return make_buffer(c, bs, false, &nb->buf, &nb->mem, err);
+}
+
 st_status vk_alloc_dev(st_vk_ctx *c, VkDeviceSize size, vk_alloc *out, st_error *err) {
     memset(out, 0, sizeof *out);
     out->block = -1;
@@ -502,10 +517,10 @@ st_status vk_alloc_dev(st_vk_ctx *c, VkDeviceSize size, vk_alloc *out, st_error 
     VkDeviceSize bs = need > BLOCK_BYTES ? need : BLOCK_BYTES;
     vk_block nb = {0};
     nb.size = bs;
-    st_status rc = make_buffer(c, bs, false, &nb.buf, &nb.mem, err);
+    st_status rc = device_block(c, bs, &nb, err);
     if (rc && bs > need) { /* a smaller block may still fit */
         nb.size = bs = need;
-        rc = make_buffer(c, bs, false, &nb.buf, &nb.mem, err);
+        rc = device_block(c, bs, &nb, err);
     }
     if (!rc) {
         vk_block *blocks = realloc(c->blocks, (size_t)(c->nblocks + 1) * sizeof *blocks);
@@ -1091,6 +1106,13 @@ static st_status ctx_create(int want, st_vk_ctx **out, st_error *err) {
         c->dev = VK_NULL_HANDLE;
         rc = st_error_set(err, ST_ERR_UNSUPPORTED, "vulkan: cannot create a device on %s (%s)", info.name, vk_result_str(r));
         goto fail;
+    }
+    const char *vl = getenv("STRATA_VK_VRAM_LIMIT");
+    if (vl && *vl) {
+        char *e;
+        double v = strtod(vl, &e);
+        double mul = *e == 'G' || *e == 'g' ? 1073741824.0 : *e == 'M' || *e == 'm' ? 1048576.0 : *e == 'K' || *e == 'k' ? 1024.0 : 1.0;
+        if (v > 0) c->vram_limit = (VkDeviceSize)(v * mul);
     }
     const char *pe = getenv("STRATA_VK_PROFILE");
     c->prof_host = pe && (!strcmp(pe, "1") || !strcmp(pe, "host"));

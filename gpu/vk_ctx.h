@@ -102,6 +102,7 @@ typedef struct st_vk_ctx {
     float ts_period;                 /* ns per timestamp tick; 0 = no timestamps */
     uint32_t mt_device, mt_host;     /* memory types */
     uint64_t vram_bytes;             /* size of the largest device-local heap */
+    VkDeviceSize vram_limit;         /* STRATA_VK_VRAM_LIMIT (tests): device memory beyond it is refused; 0 = none */
 
     /* device memory pools */
     pthread_mutex_t mu_alloc;

@@ -477,6 +477,52 @@ Test(vulkan_model, bad_device) {
     st_model_close(m);
 }
 
+/* VRAM exhausted (STRATA_VK_VRAM_LIMIT makes the pool refuse device memory
+ * beyond it, as a full device does): the model does not fit, so the first
+ * pass fails with ST_ERR_NOMEM naming the sizes and the options, the
+ * session stays usable (the same clear error again, no crash), and once the
+ * device has room (the limit lifted, a new device context) the same model
+ * runs. (Streaming cannot rescue this model: its output matrix and the
+ * batch's logits outweigh its 8 small layers.) */
+Test(vulkan_model, vram_exhausted, .timeout = 240) {
+    need_device();
+    st_vk_register();
+    cr_assert_eq(setenv("STRATA_VK_VRAM_LIMIT", "13M", 1), 0); /* read when the device context opens: once per test process */
+    st_model_params mp;
+    st_model_params_default(&mp);
+    st_model *m = NULL;
+    st_error err = {0};
+    cr_assert_eq(st_model_open(tu_source_path("assets/tiny-14m-q8_0.gguf"), &mp, &m, &err), ST_OK, "%s", err.msg);
+    int32_t toks[4] = {1, 450, 4996, 2501};
+    st_session_params sp;
+    st_session_params_default(&sp);
+    sp.n_ctx = 64;
+    sp.backend = ST_BACKEND_VULKAN;
+    sp.device = g_dev;
+    st_session *s = NULL;
+    st_status rc = st_session_new(m, &sp, &s, &err);
+    if (rc == ST_OK) {
+        for (int round = 0; round < 2; round++) {
+            memset(&err, 0, sizeof err);
+            rc = st_session_eval(s, toks, 4, false, &err);
+            cr_assert_eq(rc, ST_ERR_NOMEM, "round %d: %d (%s)", round, rc, err.msg);
+            cr_assert(strstr(err.msg, "device memory") && strstr(err.msg, "--vram-budget"), "message: %s", err.msg);
+        }
+        st_session_free(s);
+    } else { /* refused at creation: the same error */
+        cr_assert_eq(rc, ST_ERR_NOMEM, "%d (%s)", rc, err.msg);
+        cr_assert(strstr(err.msg, "--vram-budget"), "message: %s", err.msg);
+    }
+    fprintf(stderr, "vram_exhausted: %s\n", err.msg);
+    cr_assert_eq(unsetenv("STRATA_VK_VRAM_LIMIT"), 0);
+    s = NULL;
+    cr_assert_eq(st_session_new(m, &sp, &s, &err), ST_OK, "after: %s", err.msg);
+    cr_assert_eq(st_session_eval(s, toks, 4, false, &err), ST_OK, "after: %s", err.msg);
+    st_session_free(s);
+    st_model_close(m);
+    no_validation_errors();
+}
+
 #else /* built without Vulkan */
 
 Test(vulkan, not_built) { cr_skip_test("built with -DSTRATA_VULKAN=OFF"); }
