@@ -424,11 +424,11 @@ static vk_pipe_id matvec_pipe(st_type t) {
  * quantized ones what rec_quantize left. o rows are o_stride apart. */
 /* Rows of one workgroup of matvec.comp: WG / LANES groups (LANES = the
  * subgroup size with subgroup arithmetic, else the workgroup) of NR rows
- * (2 for Q8_0, Q4_K, Q6_K; the shader's NR). */
+ * (2 for Q8_0, Q4_0, Q4_K, Q6_K; the shader's NR). */
 static uint32_t matvec_rows(const vk_be *be, st_type t) {
     const st_vk_ctx *c = be->c;
     uint32_t lanes = c->subgroup_arith ? c->subgroup_size : c->wg;
-    uint32_t nr = (t == ST_TYPE_Q8_0 || t == ST_TYPE_Q4_K || t == ST_TYPE_Q6_K) ? 2 : 1;
+    uint32_t nr = (t == ST_TYPE_Q8_0 || t == ST_TYPE_Q4_0 || t == ST_TYPE_Q4_K || t == ST_TYPE_Q6_K) ? 2 : 1;
     return (c->wg / lanes) * nr;
 }
 

@@ -65,7 +65,7 @@ layout(push_constant) uniform P {
     uint g1, g2, nrows1, nrows2, w_off1, w_off2, o_off1, o_off2, o_stride1, o_stride2;
 } p;
 
-#if defined(W_F32) || defined(W_F16) || defined(W_Q4_0) || defined(W_Q5_K)
+#if defined(W_F32) || defined(W_F16) || defined(W_Q5_K)
 #define NR 1
 #else
 #define NR 2
@@ -193,16 +193,26 @@ void main() {
         }
     }
 #elif defined(W_Q4_0)
+    /* unit: a block (32 weights: low nibbles 0..15, high 16..31) as four
+     * 32-bit words from 16-bit pairs (18-byte blocks are 2-byte aligned);
+     * sum (q - 8) y = sum q y - 8 sum y, all integer as on the CPU */
     uint nb = p.n / 32;
     for (uint b = lane; b < nb; b += LANES) {
-        uint bb = rb[0] + b * 18;
-        int sumi = 0;
-        for (uint j = 0; j < 16; j++) {
-            uint q = wb(bb + 2 + j);
-            sumi += (int(q & 0xFu) - 8) * yq(t, b * 32 + j);
-            sumi += (int(q >> 4) - 8) * yq(t, b * 32 + j + 16);
+        uint yo = (t * p.n + b * 32) >> 2;
+        uint y[8];
+        for (uint j = 0; j < 8; j++) y[j] = qs[yo + j];
+        int ysum = 0;
+        for (uint j = 0; j < 8; j++) ysum += sum4(y[j]);
+        float dy = yd[t * nb + b];
+        for (uint k = 0; k < NR; k++) {
+            uint bb = rb[k] + b * 18;
+            int sumi = -8 * ysum;
+            for (uint j = 0; j < 4; j++) {
+                uint q = w16x2(bb + 2 + 4 * j);
+                sumi += dot4u(q & 0x0F0F0F0Fu, y[j]) + dot4u((q >> 4) & 0x0F0F0F0Fu, y[4 + j]);
+            }
+            acc[k] += float(sumi) * wh(bb) * dy;
         }
-        acc[0] += float(sumi) * wh(bb) * yd[t * nb + b];
     }
 #elif defined(W_Q4_K)
     /* unit: a quarter super-block (64 weights: 32 bytes of nibbles, low
