@@ -424,11 +424,11 @@ static vk_pipe_id matvec_pipe(st_type t) {
  * quantized ones what rec_quantize left. o rows are o_stride apart. */
 /* Rows of one workgroup of matvec.comp: WG / LANES groups (LANES = the
  * subgroup size with subgroup arithmetic, else the workgroup) of NR rows
- * (2 for Q8_0, Q4_0, Q4_K, Q6_K; the shader's NR). */
+ * (2 for the quantized types, 1 for F32/F16; the shader's NR). */
 static uint32_t matvec_rows(const vk_be *be, st_type t) {
     const st_vk_ctx *c = be->c;
     uint32_t lanes = c->subgroup_arith ? c->subgroup_size : c->wg;
-    uint32_t nr = (t == ST_TYPE_Q8_0 || t == ST_TYPE_Q4_0 || t == ST_TYPE_Q4_K || t == ST_TYPE_Q6_K) ? 2 : 1;
+    uint32_t nr = (t == ST_TYPE_F32 || t == ST_TYPE_F16) ? 1 : 2;
     return (c->wg / lanes) * nr;
 }
 
@@ -469,8 +469,9 @@ static st_status rec_matvec_b(vk_be *be, VkCommandBuffer cb, const st_tensor *w,
     bool flt = w->type == ST_TYPE_F32 || w->type == ST_TYPE_F16;
     /* bindings 5 and 6: matvec's second and third outputs (unused here) */
     vk_bind b[7] = {wb, vk_bind_all(flt ? xin : &be->aq), vk_bind_all(&be->ad), vk_bind_all(&be->ab), *ob, *ob, *ob};
-    if (w->type == ST_TYPE_Q4_K && (skip % 16 || w->row_bytes % 16))
-        return st_error_set(err, ST_ERR_UNSUPPORTED, "vulkan backend: a Q4_K weight is not 16-byte aligned on the device (the file's alignment is below 16)");
+    if ((w->type == ST_TYPE_Q4_K || w->type == ST_TYPE_Q5_K) && (skip % 16 || w->row_bytes % 16))
+        return st_error_set(err, ST_ERR_UNSUPPORTED, "vulkan backend: a %s weight is not 16-byte aligned on the device (the file's alignment is below 16)",
+                            st_type_name(w->type));
     uint32_t gx, gy, gz = (uint32_t)n_tok, rpw = matvec_rows(be, w->type);
     if (v >= 0) { /* a prompt batch: tiles of bm rows x bn tokens */
         rpw = be->c->mm[v].bm;
@@ -508,7 +509,7 @@ static st_status rec_matvec_group(vk_be *be, VkCommandBuffer cb, int n, const st
     uint32_t off[3], g[3], rpw = matvec_rows(be, w[0]->type), total = 0;
     for (int i = 0; i < n; i++) {
         off[i] = skip + (uint32_t)(dw[i].off - lo);
-        if (w[0]->type == ST_TYPE_Q4_K && (off[i] % 16 || w[0]->row_bytes % 16)) return ST_OK;
+        if ((w[0]->type == ST_TYPE_Q4_K || w[0]->type == ST_TYPE_Q5_K) && (off[i] % 16 || w[0]->row_bytes % 16)) return ST_OK;
         g[i] = total;
         total += (uint32_t)((w[i]->ne1 + rpw - 1) / rpw);
     }

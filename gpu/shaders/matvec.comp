@@ -11,16 +11,18 @@
  * are loaded once and used for all NR rows. Where the device's subgroups
  * turn out not to be SG wide, the same groups reduce through shared memory.
  *
- * Units (what one lane handles per step), with 32-bit weight loads:
- *   Q4_K: 8 bytes of a quarter super-block (16 low + 16 high nibbles: two
- *         words), 16 units per 256-block
+ * Units (what one lane handles per step):
+ *   Q4_K, Q5_K: a quarter super-block (64 weights) with 16-byte loads (144-
+ *         and 176-byte blocks keep 16-byte alignment), 4 units per block
  *   Q6_K: 8 positions l of a 128-half (32 weights: ql, ql+32, qh), 8 units
  *         per block, from 16-bit loads (210-byte blocks are 2-byte aligned)
  *   Q8_0: 8 bytes of a 32-block (16-bit loads: 34-byte blocks), 4 units
- *   Q4_0, Q5_K: a 32-block / a quarter super-block (byte loads)
+ *   Q4_0: a 32-block as four words from 16-bit pairs (18-byte blocks)
  *   F32, F16: an element
+ * Products of 4 bytes go through sdot4 (common.glsl: the packed integer dot
+ * product instruction where the device has it).
  *
- * The arithmetic is the CPU's: activations were quantized by quantize.comp
+ * The arithmetic is the CPU's: activations were quantized by act.comp
  * to the weight type's vec_dot_type (Q8_0 for Q4_0/Q8_0, Q8_K for the
  * K-quants; for F16 weights they are rounded to F16 here), every block's
  * integer sums are exact, and the float scaling follows the CPU reference
@@ -65,7 +67,7 @@ layout(push_constant) uniform P {
     uint g1, g2, nrows1, nrows2, w_off1, w_off2, o_off1, o_off2, o_stride1, o_stride2;
 } p;
 
-#if defined(W_F32) || defined(W_F16) || defined(W_Q5_K)
+#if defined(W_F32) || defined(W_F16)
 #define NR 1
 #else
 #define NR 2
@@ -93,17 +95,7 @@ int dot4u(uint a, uint y) { return sdot4(a, y); }
 int dot4s(uint a, uint y) { return sdot4(a, y); }
 int sum4(uint y) { return sdot4(0x01010101u, y); }
 
-/* Q4_K / Q5_K: 6-bit scale and min of sub-block j from the 12 bytes at s */
-void scale_min_k4(uint j, uint s, out int sc, out int m) {
-    if (j < 4) {
-        sc = int(wb(s + j) & 63u);
-        m = int(wb(s + j + 4) & 63u);
-    } else {
-        sc = int((wb(s + j + 4) & 0xFu) | ((wb(s + j - 4) >> 6) << 4));
-        m = int((wb(s + j + 4) >> 4) | ((wb(s + j) >> 6) << 4));
-    }
-}
-/* the same from the 12 bytes as 3 words */
+/* Q4_K / Q5_K: the 6-bit scale and min of sub-block j from the 12 scale bytes as 3 words */
 uint sbyte(uint s0, uint s1, uint s2, uint k) {
     uint w = k < 4 ? s0 : (k < 8 ? s1 : s2);
     return (w >> (8 * (k & 3u))) & 0xFFu;
@@ -267,30 +259,44 @@ void main() {
         }
     }
 #elif defined(W_Q5_K)
+    /* unit: a quarter super-block as for Q4_K, 16-byte loads (176-byte
+     * blocks keep 16-byte alignment): the head, the 32 bytes of high bits
+     * (bit 2q of byte l: weight l's fifth bit, bit 2q+1: weight 32+l's) and
+     * the quarter's 32 bytes of nibbles */
     uint nb = p.n / 256;
     for (uint u = lane; u < nb * 4; u += LANES) {
         uint i = u >> 2, q = u & 3u;
-        uint bb = rb[0] + i * 176, qo = bb + 48 + 32 * q, qh = bb + 16;
-        uint u1 = 1u << (2 * q), u2 = 2u << (2 * q);
-        int sc0, m0, sc1, m1;
-        scale_min_k4(2 * q, bb + 4, sc0, m0);
-        scale_min_k4(2 * q + 1, bb + 4, sc1, m1);
         uint e0 = i * 256 + 64 * q;
-        int s1 = 0, s2 = 0;
-        for (uint l = 0; l < 32; l++) {
-            uint v = wb(qo + l);
-            int lo = int(v & 0xFu), hi = int(v >> 4);
-            uint hb = wb(qh + l);
-            lo += (hb & u1) != 0 ? 16 : 0;
-            hi += (hb & u2) != 0 ? 16 : 0;
-            s1 += yq(t, e0 + l) * lo;
-            s2 += yq(t, e0 + 32 + l) * hi;
-        }
-        int isum = sc0 * s1 + sc1 * s2;
+        uint yo = (t * p.n + e0) >> 4;
+        uvec4 ya0 = qs4[yo], ya1 = qs4[yo + 1], yb0 = qs4[yo + 2], yb1 = qs4[yo + 3];
         uint g = (t * p.n + e0) / 16;
-        int summs = (bs[g] + bs[g + 1]) * m0 + (bs[g + 2] + bs[g + 3]) * m1;
+        int ysum_lo = bs[g] + bs[g + 1], ysum_hi = bs[g + 2] + bs[g + 3];
         float dy = yd[t * nb + i];
-        acc[0] += (wh(bb) * dy) * float(isum) - (wh(bb + 2) * dy) * float(summs);
+        for (uint k = 0; k < NR; k++) {
+            uint bq = (rb[k] + i * 176) >> 4;
+            uvec4 hd = w4[bq], h0 = w4[bq + 1], h1 = w4[bq + 2], qa = w4[bq + 3 + 2 * q], qb = w4[bq + 4 + 2 * q];
+            int sc0, m0, sc1, m1;
+            scale_min_w(2 * q, hd.y, hd.z, hd.w, sc0, m0);
+            scale_min_w(2 * q + 1, hd.y, hd.z, hd.w, sc1, m1);
+            const uint M4 = 0x0F0F0F0Fu, M1 = 0x01010101u;
+            uint sl = 2 * q, sh = 2 * q + 1;
+            int s_lo = dot4u((qa.x & M4) | (((h0.x >> sl) & M1) << 4), ya0.x) + dot4u((qa.y & M4) | (((h0.y >> sl) & M1) << 4), ya0.y) +
+                       dot4u((qa.z & M4) | (((h0.z >> sl) & M1) << 4), ya0.z) + dot4u((qa.w & M4) | (((h0.w >> sl) & M1) << 4), ya0.w) +
+                       dot4u((qb.x & M4) | (((h1.x >> sl) & M1) << 4), ya1.x) + dot4u((qb.y & M4) | (((h1.y >> sl) & M1) << 4), ya1.y) +
+                       dot4u((qb.z & M4) | (((h1.z >> sl) & M1) << 4), ya1.z) + dot4u((qb.w & M4) | (((h1.w >> sl) & M1) << 4), ya1.w);
+            int s_hi = dot4u(((qa.x >> 4) & M4) | (((h0.x >> sh) & M1) << 4), yb0.x) +
+                       dot4u(((qa.y >> 4) & M4) | (((h0.y >> sh) & M1) << 4), yb0.y) +
+                       dot4u(((qa.z >> 4) & M4) | (((h0.z >> sh) & M1) << 4), yb0.z) +
+                       dot4u(((qa.w >> 4) & M4) | (((h0.w >> sh) & M1) << 4), yb0.w) +
+                       dot4u(((qb.x >> 4) & M4) | (((h1.x >> sh) & M1) << 4), yb1.x) +
+                       dot4u(((qb.y >> 4) & M4) | (((h1.y >> sh) & M1) << 4), yb1.y) +
+                       dot4u(((qb.z >> 4) & M4) | (((h1.z >> sh) & M1) << 4), yb1.z) +
+                       dot4u(((qb.w >> 4) & M4) | (((h1.w >> sh) & M1) << 4), yb1.w);
+            int isum = sc0 * s_lo + sc1 * s_hi;
+            int summs = ysum_lo * m0 + ysum_hi * m1;
+            vec2 dm = unpackHalf2x16(hd.x);
+            acc[k] += (dm.x * dy) * float(isum) - (dm.y * dy) * float(summs);
+        }
     }
 #elif defined(W_Q6_K)
     uint nb = p.n / 256;
