@@ -41,6 +41,7 @@ layout(std430, binding = 0) readonly buffer W32 { float w32[]; };
 layout(std430, binding = 0) readonly buffer WU { uint wu[]; };
 layout(std430, binding = 0) readonly buffer W4 { uvec4 w4[]; };
 layout(std430, binding = 1) readonly buffer X { float x[]; };   /* float types */
+layout(std430, binding = 1) readonly buffer X4 { vec4 x4[]; };
 layout(std430, binding = 1) readonly buffer QS { uint qs[]; };  /* quantized types */
 layout(std430, binding = 1) readonly buffer QS4 { uvec4 qs4[]; };
 layout(std430, binding = 2) readonly buffer D { float yd[]; };
@@ -165,12 +166,33 @@ void main() {
         rb[k] = w_off + min(r0 + k, nrows - 1) * p.row_bytes;
         acc[k] = 0.0;
     }
+#if defined(W_F32) || defined(W_F16)
+    uint xo = p.x_off + t * p.x_stride;
+    /* 16-byte loads where rows and activations are aligned (uniform) */
+    bool vec = (w_off & 15u) == 0 && (p.row_bytes & 15u) == 0 && (xo & 3u) == 0 && (p.x_stride & 3u) == 0 && (p.n & 7u) == 0;
+#endif
 #if defined(W_F32)
-    uint xo = p.x_off + t * p.x_stride;
-    for (uint i = lane; i < p.n; i += LANES) acc[0] += w32[(rb[0] >> 2) + i] * x[xo + i];
+    if (vec) {
+        for (uint i = lane * 4; i < p.n; i += LANES * 4) {
+            vec4 w = uintBitsToFloat(w4[(rb[0] + 4 * i) >> 4]);
+            vec4 xv = x4[(xo + i) >> 2];
+            acc[0] += w.x * xv.x + w.y * xv.y + w.z * xv.z + w.w * xv.w;
+        }
+    } else {
+        for (uint i = lane; i < p.n; i += LANES) acc[0] += w32[(rb[0] >> 2) + i] * x[xo + i];
+    }
 #elif defined(W_F16)
-    uint xo = p.x_off + t * p.x_stride;
-    for (uint i = lane; i < p.n; i += LANES) acc[0] += wh(rb[0] + 2 * i) * fp16_round(x[xo + i]);
+    if (vec) {
+        for (uint i = lane * 8; i < p.n; i += LANES * 8) {
+            uvec4 w = w4[(rb[0] + 2 * i) >> 4];
+            vec4 xa = x4[(xo + i) >> 2], xb = x4[(xo + i + 4) >> 2];
+            vec2 a = unpackHalf2x16(w.x), b = unpackHalf2x16(w.y), c = unpackHalf2x16(w.z), d = unpackHalf2x16(w.w);
+            acc[0] += a.x * fp16_round(xa.x) + a.y * fp16_round(xa.y) + b.x * fp16_round(xa.z) + b.y * fp16_round(xa.w) +
+                      c.x * fp16_round(xb.x) + c.y * fp16_round(xb.y) + d.x * fp16_round(xb.z) + d.y * fp16_round(xb.w);
+        }
+    } else {
+        for (uint i = lane; i < p.n; i += LANES) acc[0] += wh(rb[0] + 2 * i) * fp16_round(x[xo + i]);
+    }
 #elif defined(W_Q8_0)
     uint nb = p.n / 32;
     for (uint u = lane; u < nb * 4; u += LANES) {
