@@ -96,19 +96,21 @@ int dot4u(uint a, uint y) { return sdot4(a, y); }
 int dot4s(uint a, uint y) { return sdot4(a, y); }
 int sum4(uint y) { return sdot4(0x01010101u, y); }
 
-/* Q4_K / Q5_K: the 6-bit scale and min of sub-block j from the 12 scale bytes as 3 words */
-uint sbyte(uint s0, uint s1, uint s2, uint k) {
-    uint w = k < 4 ? s0 : (k < 8 ? s1 : s2);
-    return (w >> (8 * (k & 3u))) & 0xFFu;
-}
-void scale_min_w(uint j, uint s0, uint s1, uint s2, out int sc, out int m) {
-    if (j < 4) {
-        sc = int(sbyte(s0, s1, s2, j) & 63u);
-        m = int(sbyte(s0, s1, s2, j + 4) & 63u);
-    } else {
-        sc = int((sbyte(s0, s1, s2, j + 4) & 0xFu) | ((sbyte(s0, s1, s2, j - 4) >> 6) << 4));
-        m = int((sbyte(s0, s1, s2, j + 4) >> 4) | ((sbyte(s0, s1, s2, j) >> 6) << 4));
-    }
+/* Q4_K / Q5_K: the 6-bit scale and min of sub-blocks 2q and 2q+1 from the
+ * 12 scale bytes as 3 words s0 s1 s2, without branches (q differs between
+ * the lanes of a subgroup): bytes 0-3 hold the low 6 bits of scales 0-3
+ * (their top 2 bits: the high bits of scales 4-7), bytes 4-7 the same for
+ * mins 0-3, bytes 8-11 the low 4 bits of scales 4-7 (low nibble) and mins
+ * 4-7 (high nibble). */
+void scale_min_pair(uint q, uint s0, uint s1, uint s2, out int sc0, out int m0, out int sc1, out int m1) {
+    uint sh = 16u * (q & 1u);                   /* which 16 bits of a word hold sub-blocks 2q, 2q+1 */
+    bool lo = q < 2u;
+    uint a = (lo ? s0 : s2) >> sh;              /* the scales, or (q >= 2) the 4-bit parts */
+    uint hs = s0 >> sh, hm = s1 >> sh;          /* the mins (q < 2); the top 2 bits (q >= 2) */
+    sc0 = int(lo ? (a & 63u) : ((a & 0xFu) | ((hs >> 6) & 3u) << 4));
+    sc1 = int(lo ? ((a >> 8) & 63u) : (((a >> 8) & 0xFu) | ((hs >> 14) & 3u) << 4));
+    m0 = int(lo ? (hm & 63u) : (((a >> 4) & 0xFu) | ((hm >> 6) & 3u) << 4));
+    m1 = int(lo ? ((hm >> 8) & 63u) : (((a >> 12) & 0xFu) | ((hm >> 14) & 3u) << 4));
 }
 
 shared float gred_[WG];
@@ -263,8 +265,7 @@ void main() {
             for (uint k = 0; k < NR; k++) {
                 uvec4 h = hd[2 * k + v], a = qa[2 * k + v], b = qb[2 * k + v];
                 int sc0, m0, sc1, m1;
-                scale_min_w(2 * q, h.y, h.z, h.w, sc0, m0);
-                scale_min_w(2 * q + 1, h.y, h.z, h.w, sc1, m1);
+                scale_min_pair(q, h.y, h.z, h.w, sc0, m0, sc1, m1);
                 const uint M4 = 0x0F0F0F0Fu;
                 int s_lo = dot4u(a.x & M4, ya0[v].x) + dot4u(a.y & M4, ya0[v].y) + dot4u(a.z & M4, ya0[v].z) +
                            dot4u(a.w & M4, ya0[v].w) + dot4u(b.x & M4, ya1[v].x) + dot4u(b.y & M4, ya1[v].y) +
@@ -298,8 +299,7 @@ void main() {
             uint bq = (rb[k] + i * 176) >> 4;
             uvec4 hd = w4[bq], h0 = w4[bq + 1], h1 = w4[bq + 2], qa = w4[bq + 3 + 2 * q], qb = w4[bq + 4 + 2 * q];
             int sc0, m0, sc1, m1;
-            scale_min_w(2 * q, hd.y, hd.z, hd.w, sc0, m0);
-            scale_min_w(2 * q + 1, hd.y, hd.z, hd.w, sc1, m1);
+            scale_min_pair(q, hd.y, hd.z, hd.w, sc0, m0, sc1, m1);
             const uint M4 = 0x0F0F0F0Fu, M1 = 0x01010101u;
             uint sl = 2 * q, sh = 2 * q + 1;
             int s_lo = dot4u((qa.x & M4) | (((h0.x >> sl) & M1) << 4), ya0.x) + dot4u((qa.y & M4) | (((h0.y >> sl) & M1) << 4), ya0.y) +
