@@ -29,9 +29,12 @@
 #include "common.glsl"
 
 layout(std430, binding = 0) buffer X { float x[]; };
+layout(std430, binding = 0) buffer X4 { vec4 x4[]; };
 layout(std430, binding = 1) readonly buffer W32 { float w32[]; };
 layout(std430, binding = 1) readonly buffer W16 { uint16_t w16[]; };
+layout(std430, binding = 1) readonly buffer W4 { uvec4 w4[]; };
 layout(std430, binding = 2) writeonly buffer O { float o[]; };
+layout(std430, binding = 2) writeonly buffer O4 { vec4 o4[]; };
 layout(std430, binding = 3) writeonly buffer QS { uint qs[]; };
 layout(std430, binding = 4) writeonly buffer D { float d[]; };
 layout(std430, binding = 5) writeonly buffer BS { int bs[]; };
@@ -69,7 +72,22 @@ void main() {
     float scale = 1.0;
     if (p.mode == 1) {
         float ss = 0.0;
-        for (uint i = tid; i < p.n; i += WG) ss += x[xb + i] * x[xb + i];
+        if ((xb & 3u) == 0 && (p.n & 3u) == 0) {
+            /* 16-byte loads, four in flight per step: a loop of one load
+             * and one add per step waited for every load (the sum of a
+             * 4096-wide row took most of this kernel's time) */
+            vec4 s4 = vec4(0.0);
+            for (uint i = tid * 4; i < p.n; i += WG * 16) {
+                vec4 a = x4[(xb + i) >> 2];
+                vec4 b = i + WG * 4 < p.n ? x4[(xb + i + WG * 4) >> 2] : vec4(0.0);
+                vec4 c = i + WG * 8 < p.n ? x4[(xb + i + WG * 8) >> 2] : vec4(0.0);
+                vec4 d = i + WG * 12 < p.n ? x4[(xb + i + WG * 12) >> 2] : vec4(0.0);
+                s4 += a * a + b * b + c * c + d * d;
+            }
+            ss = (s4.x + s4.y) + (s4.z + s4.w);
+        } else {
+            for (uint i = tid; i < p.n; i += WG) ss += x[xb + i] * x[xb + i];
+        }
         ss = wg_sum(ss);
         scale = 1.0 / sqrt(ss / float(p.n) + p.eps);
     }
@@ -82,13 +100,51 @@ void main() {
         bool mine = e0 < p.n;
         float y[16];
         float am = 0.0, sv = 0.0;
+        /* 16-byte loads and stores where everything is aligned (uniform
+         * but for the row's last group), all issued before the arithmetic */
+        bool fast = e0 + 16 <= p.n && (xb & 3u) == 0 && (ob & 3u) == 0 &&
+                    (p.mode != 1 || (p.w_off & 15u) == 0) && (p.mode != 2 || ((p.w_off + p.x_stride * t) & 3u) == 0);
+        if (fast) {
+            vec4 xv[4];
+            for (uint v = 0; v < 4; v++) xv[v] = x4[(xb + e0) / 4 + v];
+            if (p.mode == 1 && p.w_type == 0) {
+                for (uint v = 0; v < 4; v++) {
+                    vec4 w = uintBitsToFloat(w4[(p.w_off / 4 + e0) / 4 + v]);
+                    for (uint k = 0; k < 4; k++) y[4 * v + k] = (xv[v][k] * scale) * w[k];
+                }
+            } else if (p.mode == 1) {
+                for (uint v = 0; v < 2; v++) {
+                    uvec4 h = w4[(p.w_off / 2 + e0) / 8 + v];
+                    for (uint k = 0; k < 4; k++) {
+                        vec2 w = unpackHalf2x16(h[k]);
+                        uint j = 8 * v + 2 * k;
+                        y[j] = (xv[j / 4][j % 4] * scale) * w.x;
+                        y[j + 1] = (xv[(j + 1) / 4][(j + 1) % 4] * scale) * w.y;
+                    }
+                }
+            } else if (p.mode == 2) {
+                for (uint v = 0; v < 4; v++) {
+                    vec4 u = uintBitsToFloat(w4[(p.w_off + p.x_stride * t + e0) / 4 + v]);
+                    for (uint k = 0; k < 4; k++) {
+                        float g = xv[v][k];
+                        precise float yy = g / (1.0 + exp(-g)) * u[k];
+                        y[4 * v + k] = yy;
+                    }
+                }
+            } else {
+                for (uint v = 0; v < 4; v++)
+                    for (uint k = 0; k < 4; k++) y[4 * v + k] = xv[v][k];
+            }
+            for (uint v = 0; v < 4; v++) o4[(ob + e0) / 4 + v] = vec4(y[4 * v], y[4 * v + 1], y[4 * v + 2], y[4 * v + 3]);
+        } else {
+            for (uint j = 0; j < 16; j++) y[j] = e0 + j < p.n ? yval(xb, e0 + j, scale) : 0.0;
+            for (uint j = 0; j < 16; j++)
+                if (e0 + j < p.n) o[ob + e0 + j] = y[j];
+        }
         for (uint j = 0; j < 16; j++) {
-            y[j] = e0 + j < p.n ? yval(xb, e0 + j, scale) : 0.0;
             float ay = abs(y[j]);
             if (ay > am) { am = ay; sv = y[j]; }
         }
-        for (uint j = 0; j < 16; j++)
-            if (e0 + j < p.n) o[ob + e0 + j] = y[j];
         if (p.kind == 2) return;   /* uniform */
         amx[tid] = am;
         asv[tid] = sv;
