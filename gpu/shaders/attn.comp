@@ -48,6 +48,13 @@ shared float smax[WG];
 float kval(uint i) { return p.kv_f32 != 0 ? kc32[i] : half_bits_to_float(uint(kc16[i])); }
 float vval(uint i) { return p.kv_f32 != 0 ? vc32[i] : half_bits_to_float(uint(vc16[i])); }
 
+/* 8 F16 keys (16 bytes) . q[d..d+7] */
+float dot8(uvec4 k, uint d) {
+    vec2 a = unpackHalf2x16(k.x), b = unpackHalf2x16(k.y), c = unpackHalf2x16(k.z), e = unpackHalf2x16(k.w);
+    return a.x * qsh[d] + a.y * qsh[d + 1] + b.x * qsh[d + 2] + b.y * qsh[d + 3] +
+           c.x * qsh[d + 4] + c.y * qsh[d + 5] + e.x * qsh[d + 6] + e.y * qsh[d + 7];
+}
+
 /* q . K[row at kb] */
 float score(uint kb, uint hd) {
     float s = 0.0;
@@ -58,12 +65,19 @@ float score(uint kb, uint hd) {
                 s += k.x * qsh[d] + k.y * qsh[d + 1] + k.z * qsh[d + 2] + k.w * qsh[d + 3];
             }
         } else {
-            for (uint d = 0; d < hd; d += 8) {
-                uvec4 k = kc4[(kb + d) >> 3];
-                vec2 a = unpackHalf2x16(k.x), b = unpackHalf2x16(k.y), c = unpackHalf2x16(k.z), e = unpackHalf2x16(k.w);
-                s += a.x * qsh[d] + a.y * qsh[d + 1] + b.x * qsh[d + 2] + b.y * qsh[d + 3] +
-                     c.x * qsh[d + 4] + c.y * qsh[d + 5] + e.x * qsh[d + 6] + e.y * qsh[d + 7];
+            /* 32 dimensions a step (hd % 8 == 0: a shorter last step) */
+            float s1 = 0.0, s2 = 0.0, s3 = 0.0;
+            for (uint d = 0; d < hd; d += 32) {
+                uvec4 k0 = kc4[(kb + d) >> 3];
+                uvec4 k1 = d + 8 < hd ? kc4[(kb + d + 8) >> 3] : uvec4(0);
+                uvec4 k2 = d + 16 < hd ? kc4[(kb + d + 16) >> 3] : uvec4(0);
+                uvec4 k3 = d + 24 < hd ? kc4[(kb + d + 24) >> 3] : uvec4(0);
+                s += dot8(k0, d);
+                if (d + 8 < hd) s1 += dot8(k1, d + 8);
+                if (d + 16 < hd) s2 += dot8(k2, d + 16);
+                if (d + 24 < hd) s3 += dot8(k3, d + 24);
             }
+            s += (s1 + s2) + s3;
         }
         return s;
     }
@@ -104,9 +118,19 @@ void main() {
         for (uint k = 0; k < 4; k++) {
             uint d = tid + k * WG;
             if (d < hd) {
-                float a = 0.0;
-                for (uint c = 0; c < cn; c++) a += ssh[c] * vval(vb + c * p.kv_stride + d);
-                acc[k] += a;
+                /* four positions a step, four sums: the loads of a step
+                 * are issued together */
+                float a0 = 0.0, a1 = 0.0, a2 = 0.0, a3 = 0.0;
+                uint c = 0, st = p.kv_stride;
+                for (; c + 4 <= cn; c += 4) {
+                    uint vi = vb + c * st + d;
+                    a0 += ssh[c] * vval(vi);
+                    a1 += ssh[c + 1] * vval(vi + st);
+                    a2 += ssh[c + 2] * vval(vi + 2 * st);
+                    a3 += ssh[c + 3] * vval(vi + 3 * st);
+                }
+                for (; c < cn; c++) a0 += ssh[c] * vval(vb + c * st + d);
+                acc[k] += (a0 + a1) + (a2 + a3);
             }
         }
         M = Mn;
