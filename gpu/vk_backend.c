@@ -41,10 +41,11 @@
  * 7B pass's ~500 dispatches takes about as long as running them). */
 #define SUBMIT_LAYERS 4
 /* Flash-decoding: attention splits the positions of a (head, token) into up
- * to this many chunks of at least ATTN_MIN_CHUNK positions (a multiple of
- * the workgroup), at most ATTN_PART_BYTES of partial results in all. */
+ * to this many chunks of at least ATTN_MIN_CHUNK positions, at most
+ * ATTN_PART_BYTES of partial results in all. Short chunks keep the GPU busy
+ * at short contexts (32 heads x 1 chunk is 32 workgroups on 132 SMs). */
 #define ATTN_MAX_CHUNKS 128
-#define ATTN_MIN_CHUNK 64
+#define ATTN_MIN_CHUNK 32
 #define ATTN_PART_BYTES ((VkDeviceSize)32 << 20)
 #define BUSY_BUCKETS 128          /* of BUSY_BUCKET_NS each: more than a second */
 #define BUSY_BUCKET_NS 10000000ull
@@ -654,7 +655,7 @@ static st_status vk_layer(st_backend *b, int il, const st_layer *L, st_error *er
     if ((rc = pipe(be, VKP_ATTN, &p, err))) return rc;
     {
         uint32_t hd = (uint32_t)hp->head_dim, nh = (uint32_t)hp->n_head, kv_len = (uint32_t)(be->pos0 + T);
-        uint32_t wg = c->wg, chunk = ATTN_MIN_CHUNK < wg ? wg : (ATTN_MIN_CHUNK + wg - 1) / wg * wg;
+        uint32_t chunk = ATTN_MIN_CHUNK;
         uint64_t per = (uint64_t)T * nh * (hd + 2) * 4;  /* bytes of one chunk's partials for the batch */
         uint32_t max_chunks = (uint32_t)(be->part.size / per);
         if (max_chunks > ATTN_MAX_CHUNKS) max_chunks = ATTN_MAX_CHUNKS;
@@ -663,7 +664,6 @@ static st_status vk_layer(st_backend *b, int il, const st_layer *L, st_error *er
         if (n_chunks > max_chunks) {
             n_chunks = max_chunks;
             chunk = (kv_len + n_chunks - 1) / n_chunks;
-            chunk = (chunk + wg - 1) / wg * wg;
             n_chunks = (kv_len + chunk - 1) / chunk;
         }
         vk_bind bb[5] = {vk_bind_all(&be->q), kcb, vcb, vk_bind_all(&be->xb), vk_bind_all(&be->part)};

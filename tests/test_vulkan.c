@@ -325,12 +325,13 @@ Test(vulkan_model, random_quantized) { check_rmodel(ST_TYPE_Q8_0, ST_TYPE_Q4_0, 
  * 0.15-0.28, 0.032-0.059, 0.08-0.13. Since attention accumulates in F32
  * on the GPU (flash-attention steps, attn.comp) where the CPU rounds its
  * accumulator to F16 after every position as llama.cpp's CPU kernel does,
- * all 6 prompts on the 5 files: max 0.14-0.42, mean 0.034-0.060; one step
+ * all 6 prompts on the 5 files: max 0.19-0.49 (Q5_K_M, with attention
+ * in chunks of 32 combined in F32), mean 0.034-0.076; one step
  * of unusual_chars on Q4_K_M moves as a whole (step mean 0.265: an
  * activation one quantization step apart early in the pass). A real error
  * moves logits by whole units. The bounds leave room for other devices'
  * float arithmetic. */
-#define LOGIT_MAX 0.5        /* any logit, any step */
+#define LOGIT_MAX 0.6        /* any logit, any step */
 #define LOGIT_STEP_MEAN 0.35 /* mean over the vocabulary, any step */
 #define LOGIT_MEAN 0.08      /* mean over all steps of a model */
 /* a CPU margin below this is a tie at that precision: the greedy comparison

@@ -4,7 +4,7 @@
  * F16 cache (as the CPU backend does) and everything else in F32.
  *
  * Flash-decoding: the positions are cut into n_chunks chunks of `chunk`
- * (a multiple of WG) and workgroup (h, t, c) walks chunk c alone, so that a
+ * and workgroup (h, t, c) walks chunk c alone, so that a
  * long context keeps the whole GPU busy even for one token. With one chunk
  * the result is written normalized; with more, each chunk writes its
  * maximum score M, its sum S and its unnormalized output to part[] and
