@@ -624,16 +624,7 @@ static st_status vk_layer(st_backend *b, int il, const st_layer *L, st_error *er
     }
     VkPipeline p;
     uint32_t gx, gy;
-    /* RoPE on the queries */
-    if ((rc = pipe(be, VKP_ROPE_Q, &p, err))) return rc;
-    {
-        vk_grid(c, groups(be, (uint64_t)T * hp->n_head * (hp->n_rot / 2)), &gx, &gy);
-        vk_bind bb[2] = {vk_bind_all(&be->q), vk_bind_all(&be->cs)};
-        struct { uint32_t n_head, head_dim, n_rot, n_tok, off, stride, gx; } pc = {
-            (uint32_t)hp->n_head, (uint32_t)hp->head_dim, (uint32_t)hp->n_rot, (uint32_t)T, 0, D, gx};
-        vk_dispatch_nb(c, cb, p, bb, 2, &pc, sizeof pc, gx, gy, 1); /* independent of the KV store below */
-    }
-    /* keys (with RoPE) and values into the cache */
+    /* RoPE on the queries, keys (with RoPE) and values into the cache: one dispatch */
     VkDeviceSize layer_bytes = (VkDeviceSize)be->n_ctx * DKV * be->kv_elt;
     VkDeviceSize used = (VkDeviceSize)(be->pos0 + T) * DKV * be->kv_elt;
     uint32_t kskip, vskip;
@@ -644,12 +635,12 @@ static st_status vk_layer(st_backend *b, int il, const st_layer *L, st_error *er
                             kcb.range / 1048576.0);
     if ((rc = pipe(be, VKP_KV_STORE, &p, err))) return rc;
     {
-        vk_grid(c, groups(be, (uint64_t)T * DKV), &gx, &gy);
-        vk_bind bb[5] = {vk_bind_all(&be->k), vk_bind_all(&be->v), vk_bind_all(&be->cs), kcb, vcb};
-        struct { uint32_t n_kv, head_dim, n_rot, n_tok, k_off, v_off, stride, cache_off, kv_f32, gx; } pc = {
+        vk_grid(c, groups(be, (uint64_t)T * DKV + (uint64_t)T * hp->n_head * (hp->n_rot / 2)), &gx, &gy);
+        vk_bind bb[6] = {vk_bind_all(&be->k), vk_bind_all(&be->v), vk_bind_all(&be->cs), kcb, vcb, vk_bind_all(&be->q)};
+        struct { uint32_t n_kv, head_dim, n_rot, n_tok, k_off, v_off, stride, cache_off, kv_f32, gx, n_head, q_off, q_stride; } pc = {
             DKV, (uint32_t)hp->head_dim, (uint32_t)hp->n_rot, (uint32_t)T, 0, 0, DKV,
-            (uint32_t)(kskip / be->kv_elt) + (uint32_t)be->pos0 * DKV, be->kv_f32 ? 1u : 0u, gx};
-        vk_dispatch(c, cb, p, bb, 5, &pc, sizeof pc, gx, gy, 1);
+            (uint32_t)(kskip / be->kv_elt) + (uint32_t)be->pos0 * DKV, be->kv_f32 ? 1u : 0u, gx, (uint32_t)hp->n_head, 0, D};
+        vk_dispatch(c, cb, p, bb, 6, &pc, sizeof pc, gx, gy, 1);
     }
     /* attention: one workgroup per (head, token, chunk of positions) */
     if ((rc = pipe(be, VKP_ATTN, &p, err))) return rc;

@@ -1,7 +1,13 @@
 #version 450
-/* The batch's keys (with RoPE, as rope_q.comp) and values into the KV cache
- * of one layer, as F16 (kv_f32 = 0) or F32. One invocation per element of
- * [n_tok][n_embd_kv]. */
+/* RoPE on the queries (in place) and the batch's keys (with RoPE) and
+ * values into the KV cache of one layer, as F16 (kv_f32 = 0) or F32, in one
+ * dispatch (one launch and barrier fewer per layer than two kernels).
+ * llama "normal" RoPE: adjacent pairs (2i, 2i+1) of each head rotate by the
+ * angle whose cos/sin the host computed for the token (cs[t][2i],
+ * cs[t][2i+1]: built exactly as the CPU backend builds them, by repeated
+ * float multiplication); partial rotary (n_rot < head_dim) leaves the rest.
+ * Invocations [0, n_tok * n_kv): one element of the keys/values each; the
+ * next n_tok * n_head * n_rot / 2: one query pair each. */
 #extension GL_GOOGLE_include_directive : require
 #include "common.glsl"
 
@@ -12,6 +18,7 @@ layout(std430, binding = 3) writeonly buffer KC16 { uint16_t kc16[]; };
 layout(std430, binding = 3) writeonly buffer KC32 { float kc32[]; };
 layout(std430, binding = 4) writeonly buffer VC16 { uint16_t vc16[]; };
 layout(std430, binding = 4) writeonly buffer VC32 { float vc32[]; };
+layout(std430, binding = 5) buffer Q { float q[]; };
 
 layout(push_constant) uniform P {
     uint n_kv;       /* elements per token: n_head_kv * head_dim */
@@ -19,11 +26,24 @@ layout(push_constant) uniform P {
     uint k_off, v_off, stride;  /* token t of k at k_off + t * stride */
     uint cache_off;  /* element of (this layer, position pos0) in the cache ranges */
     uint kv_f32, gx;
+    uint n_head, q_off, q_stride;  /* token t's queries at q_off + t * q_stride */
 } p;
 
 void main() {
     uint gid = group_index(p.gx) * WG + gl_LocalInvocationID.x;
-    if (gid >= p.n_tok * p.n_kv) return;
+    if (gid >= p.n_tok * p.n_kv) {
+        uint np = p.n_rot / 2, g = gid - p.n_tok * p.n_kv;
+        if (g >= p.n_tok * p.n_head * np) return;
+        uint i = g % np, h = (g / np) % p.n_head, tq = g / (np * p.n_head);
+        uint b = p.q_off + tq * p.q_stride + h * p.head_dim + 2 * i;
+        float c = cs[tq * p.n_rot + 2 * i], s = cs[tq * p.n_rot + 2 * i + 1];
+        float x0 = q[b], x1 = q[b + 1];
+        precise float y0 = x0 * c - x1 * s;
+        precise float y1 = x0 * s + x1 * c;
+        q[b] = y0;
+        q[b + 1] = y1;
+        return;
+    }
     uint t = gid / p.n_kv, e = gid % p.n_kv;
     uint j = e % p.head_dim;
     uint kb = p.k_off + t * p.stride;
