@@ -3,14 +3,13 @@
  * rows and their output formats, a concurrent reader while writers save,
  * errors (missing or read-only directory, full disk), damaged files and
  * write-ahead logs (refused, never written) and what a crash leaves (opens). */
-#define _GNU_SOURCE /* nftw */
+#define _GNU_SOURCE
 #include "benchdb.h"
 #include "db_internal.h"
 #include "history.h"
 #include "testutil.h"
 
 #include <criterion/criterion.h>
-#include <ftw.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -19,30 +18,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static const char *shm_dir;
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
-    (void)sb; (void)flag; (void)ftw;
-    remove(path);
-    return 0;
-}
-static void remove_shm_dir(void) {
-    if (shm_dir) nftw(shm_dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
-
-/* databases go to a fresh directory in /dev/shm when there is one: every
- * commit fsyncs (synchronous=FULL), which costs ~100 ms on some disks */
-static const char *db_dir(void) {
-    static char dir[256];
-    if (!dir[0]) {
-        snprintf(dir, sizeof dir, "/dev/shm/strata-test-db-XXXXXX");
-        if (access("/dev/shm", W_OK) != 0 || !mkdtemp(dir)) snprintf(dir, sizeof dir, "%s", tu_tmpdir());
-        else {
-            shm_dir = dir;
-            atexit(remove_shm_dir); /* /dev/shm is memory: leave nothing behind */
-        }
-    }
-    return dir;
-}
+static const char *db_dir(void) { return tu_fast_dir("db"); }
 
 static char *tmp_path(const char *name) {
     static int k;

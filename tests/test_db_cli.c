@@ -4,11 +4,10 @@
  * reply, bad databases (not SQLite, newer schema, missing or read-only
  * directory, full disk, a damaged file or WAL: never written) leave
  * generation and benchmarks working, and `strata history`. */
-#define _GNU_SOURCE /* nftw */
+#define _GNU_SOURCE
 #include "testutil.h"
 
 #include <criterion/criterion.h>
-#include <ftw.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -31,29 +30,7 @@ static const char *model(void) {
     return p;
 }
 
-static const char *shm_dir;
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
-    (void)sb; (void)flag; (void)ftw;
-    remove(path);
-    return 0;
-}
-static void remove_shm_dir(void) {
-    if (shm_dir) nftw(shm_dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
-
-/* /dev/shm when there is one (every commit fsyncs; some disks take 100 ms) */
-static const char *fast_dir(void) {
-    static char dir[256];
-    if (!dir[0]) {
-        snprintf(dir, sizeof dir, "/dev/shm/strata-test-cli-XXXXXX");
-        if (access("/dev/shm", W_OK) != 0 || !mkdtemp(dir)) snprintf(dir, sizeof dir, "%s", tu_tmpdir());
-        else {
-            shm_dir = dir;
-            atexit(remove_shm_dir); /* /dev/shm is memory: leave nothing behind */
-        }
-    }
-    return dir;
-}
+static const char *fast_dir(void) { return tu_fast_dir("cli"); }
 
 static void path_in(char *buf, size_t n, const char *dir, const char *name) {
     static int k;

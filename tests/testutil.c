@@ -1,8 +1,10 @@
 #define _GNU_SOURCE /* memmem */
 #include "testutil.h"
+#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 const char *tu_shared_path(const char *rel) {
@@ -49,6 +51,29 @@ const char *tu_tmpdir(void) {
     if (!dir[0]) {
         snprintf(dir, sizeof dir, "/tmp/strata-test-XXXXXX");
         if (!mkdtemp(dir)) snprintf(dir, sizeof dir, "/tmp");
+    }
+    return dir;
+}
+
+static const char *fast_dir_made;
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
+    (void)sb; (void)flag; (void)ftw;
+    remove(path);
+    return 0;
+}
+static void remove_fast_dir(void) {
+    if (fast_dir_made) nftw(fast_dir_made, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+const char *tu_fast_dir(const char *tag) {
+    static char dir[256];
+    if (!dir[0]) {
+        snprintf(dir, sizeof dir, "/dev/shm/strata-test-%.32s-XXXXXX", tag);
+        if (access("/dev/shm", W_OK) != 0 || !mkdtemp(dir)) snprintf(dir, sizeof dir, "%s", tu_tmpdir());
+        else {
+            fast_dir_made = dir;
+            atexit(remove_fast_dir); /* /dev/shm is memory: leave nothing behind */
+        }
     }
     return dir;
 }

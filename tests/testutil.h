@@ -18,6 +18,10 @@ char *tu_read_file(const char *path, size_t *len);
 cJSON *tu_read_json(const char *path);
 /* A fresh temporary directory for the test (removed by nobody; under /tmp). */
 const char *tu_tmpdir(void);
+/* A fresh directory in /dev/shm (removed with its contents when the process
+ * exits) when there is one, else tu_tmpdir(): databases commit with fsync
+ * (synchronous=FULL), which costs ~100 ms a commit on some disks. */
+const char *tu_fast_dir(const char *tag);
 
 /* llama.cpp's tokenizer test vectors: NAME.inp holds the cases separated by
  * "\n__ggml_vocab_test__\n", NAME.out one line of ids per case. */
