@@ -95,6 +95,11 @@ int dot4u(uint a, uint y) { return sdot4(a, y); }
 /* signed a[k] * signed y[k] */
 int dot4s(uint a, uint y) { return sdot4(a, y); }
 int sum4(uint y) { return sdot4(0x01010101u, y); }
+/* 32 quant values (a then b, 4 bytes a word) . 32 activations (ya then yb) */
+int dot32(uvec4 a, uvec4 b, uvec4 ya, uvec4 yb) {
+    return dot4u(a.x, ya.x) + dot4u(a.y, ya.y) + dot4u(a.z, ya.z) + dot4u(a.w, ya.w) +
+           dot4u(b.x, yb.x) + dot4u(b.y, yb.y) + dot4u(b.z, yb.z) + dot4u(b.w, yb.w);
+}
 
 /* Q4_K / Q5_K: the 6-bit scale and min of sub-blocks 2q and 2q+1 from the
  * 12 scale bytes as 3 words s0 s1 s2, without branches (q differs between
@@ -267,13 +272,8 @@ void main() {
                 int sc0, m0, sc1, m1;
                 scale_min_pair(q, h.y, h.z, h.w, sc0, m0, sc1, m1);
                 const uint M4 = 0x0F0F0F0Fu;
-                int s_lo = dot4u(a.x & M4, ya0[v].x) + dot4u(a.y & M4, ya0[v].y) + dot4u(a.z & M4, ya0[v].z) +
-                           dot4u(a.w & M4, ya0[v].w) + dot4u(b.x & M4, ya1[v].x) + dot4u(b.y & M4, ya1[v].y) +
-                           dot4u(b.z & M4, ya1[v].z) + dot4u(b.w & M4, ya1[v].w);
-                int s_hi = dot4u((a.x >> 4) & M4, yb0[v].x) + dot4u((a.y >> 4) & M4, yb0[v].y) +
-                           dot4u((a.z >> 4) & M4, yb0[v].z) + dot4u((a.w >> 4) & M4, yb0[v].w) +
-                           dot4u((b.x >> 4) & M4, yb1[v].x) + dot4u((b.y >> 4) & M4, yb1[v].y) +
-                           dot4u((b.z >> 4) & M4, yb1[v].z) + dot4u((b.w >> 4) & M4, yb1[v].w);
+                int s_lo = dot32(a & M4, b & M4, ya0[v], ya1[v]);
+                int s_hi = dot32((a >> 4) & M4, (b >> 4) & M4, yb0[v], yb1[v]);
                 int isum = sc0 * s_lo + sc1 * s_hi;
                 int summs = ysum_lo * m0 + ysum_hi * m1;
                 vec2 dm = unpackHalf2x16(h.x);
@@ -302,18 +302,9 @@ void main() {
             scale_min_pair(q, hd.y, hd.z, hd.w, sc0, m0, sc1, m1);
             const uint M4 = 0x0F0F0F0Fu, M1 = 0x01010101u;
             uint sl = 2 * q, sh = 2 * q + 1;
-            int s_lo = dot4u((qa.x & M4) | (((h0.x >> sl) & M1) << 4), ya0.x) + dot4u((qa.y & M4) | (((h0.y >> sl) & M1) << 4), ya0.y) +
-                       dot4u((qa.z & M4) | (((h0.z >> sl) & M1) << 4), ya0.z) + dot4u((qa.w & M4) | (((h0.w >> sl) & M1) << 4), ya0.w) +
-                       dot4u((qb.x & M4) | (((h1.x >> sl) & M1) << 4), ya1.x) + dot4u((qb.y & M4) | (((h1.y >> sl) & M1) << 4), ya1.y) +
-                       dot4u((qb.z & M4) | (((h1.z >> sl) & M1) << 4), ya1.z) + dot4u((qb.w & M4) | (((h1.w >> sl) & M1) << 4), ya1.w);
-            int s_hi = dot4u(((qa.x >> 4) & M4) | (((h0.x >> sh) & M1) << 4), yb0.x) +
-                       dot4u(((qa.y >> 4) & M4) | (((h0.y >> sh) & M1) << 4), yb0.y) +
-                       dot4u(((qa.z >> 4) & M4) | (((h0.z >> sh) & M1) << 4), yb0.z) +
-                       dot4u(((qa.w >> 4) & M4) | (((h0.w >> sh) & M1) << 4), yb0.w) +
-                       dot4u(((qb.x >> 4) & M4) | (((h1.x >> sh) & M1) << 4), yb1.x) +
-                       dot4u(((qb.y >> 4) & M4) | (((h1.y >> sh) & M1) << 4), yb1.y) +
-                       dot4u(((qb.z >> 4) & M4) | (((h1.z >> sh) & M1) << 4), yb1.z) +
-                       dot4u(((qb.w >> 4) & M4) | (((h1.w >> sh) & M1) << 4), yb1.w);
+            /* the nibbles with their fifth bits */
+            int s_lo = dot32((qa & M4) | (((h0 >> sl) & M1) << 4), (qb & M4) | (((h1 >> sl) & M1) << 4), ya0, ya1);
+            int s_hi = dot32(((qa >> 4) & M4) | (((h0 >> sh) & M1) << 4), ((qb >> 4) & M4) | (((h1 >> sh) & M1) << 4), yb0, yb1);
             int isum = sc0 * s_lo + sc1 * s_hi;
             int summs = ysum_lo * m0 + ysum_hi * m1;
             vec2 dm = unpackHalf2x16(hd.x);
