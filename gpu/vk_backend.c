@@ -21,7 +21,22 @@
  *    read from a slot is submitted at the end of layer() and the slot
  *    remembers that submission (a timeline semaphore value): slot_upload()
  *    makes the copy into the slot wait for it on the GPU, so a slot is never
- *    overwritten while a kernel still reads it. */
+ *    overwritten while a kernel still reads it.
+ *
+ * Replay. A one-token (decode) pass records the same commands every time
+ * except for its position: the position, the attention's chunking and the
+ * attention's group count (an indirect dispatch) come from a small device
+ * buffer (dyn) that begin() fills with the embeddings, and the KV cache is
+ * bound whole. So the pass is kept as parts (the head: copies in; one per
+ * layer; the tail: norm, LM head, logits out), each a command buffer
+ * recorded once and submitted again for every token while what it uses is
+ * the same (its signature: device buffers and offsets of the weights, the
+ * tensors' shapes and types, and a generation count bumped whenever device
+ * memory is freed). Recording a pass cost the host about as long as the GPU
+ * ran it; replaying costs a signature check per layer and one submission.
+ * Layers read from slots (streaming) are recorded every time, as are
+ * prompt batches. STRATA_VK_GRAPH=0 turns replay off; the per-dispatch
+ * profile (STRATA_VK_PROFILE=1) does too. */
 #define _GNU_SOURCE
 #include "vk_backend.h"
 
@@ -47,6 +62,13 @@
 #define ATTN_MAX_CHUNKS 128
 #define ATTN_MIN_CHUNK 32
 #define ATTN_PART_BYTES ((VkDeviceSize)32 << 20)
+/* dyn: the pass's values read by the kernels (uint32 words) */
+#define DYN_POS0 0    /* first position of the batch */
+#define DYN_CHUNK 1   /* attention positions per chunk */
+#define DYN_NCHUNKS 2 /* attention chunks */
+#define DYN_IND 4     /* attention's indirect dispatch: heads, tokens, chunks */
+#define DYN_WORDS 8
+#define GSIG 64       /* words of a part's signature */
 #define BUSY_BUCKETS 128          /* of BUSY_BUCKET_NS each: more than a second */
 #define BUSY_BUCKET_NS 10000000ull
 
@@ -71,6 +93,14 @@ typedef struct fixed_copy {
     vk_alloc mem;
 } fixed_copy;
 
+/* A recorded part of a decode pass (see "Replay" above). */
+typedef struct gpart {
+    VkCommandBuffer cb;
+    uint64_t sig[GSIG];
+    int nsig;
+    bool valid;
+} gpart;
+
 #define MAX_FIXED 8
 #define MAX_PINNED 64
 
@@ -89,7 +119,8 @@ typedef struct vk_be {
     vk_alloc logits;                   /* [n_batch][n_vocab] */
     vk_alloc kc, vc;                   /* [n_layer][n_ctx][dkv] */
     vk_alloc part;                     /* attention chunks: [n_batch][n_head][ATTN_PART_CHUNKS][head_dim + 2] */
-    vk_hbuf in;                        /* host: embeddings + RoPE table */
+    vk_alloc dyn;                      /* the pass's position and attention chunking (DYN_*) */
+    vk_hbuf in;                        /* host: embeddings + RoPE table + dyn */
     vk_hbuf out;                       /* host: logits read-back */
 
     VkCommandPool pool;
@@ -98,6 +129,19 @@ typedef struct vk_be {
     bool cb_ts[NCB];                   /* timestamps written, not yet read */
     int cur;
     bool recording;
+    bool live_ts;                      /* the command buffer being recorded has a start timestamp */
+    bool in_pass;                      /* between begin() and end() */
+    /* replay (see the top of the file) */
+    bool graph_on;                     /* replay one-token passes */
+    bool graph;                        /* this pass is assembled from parts */
+    gpart *gp;                         /* [0] head, [1 + il] layer il, [n_layer + 1] tail */
+    VkCommandBuffer *pend;             /* parts of the submission being assembled, in order */
+    int npend;
+    bool gts_pend;                     /* the assembled submission ends a timed part pass */
+    bool gts_open;                     /* its query pair 2 * NCB was started, not yet read */
+    uint64_t gts_value;                /* the timeline value that completes it */
+    _Atomic uint64_t gen;              /* bumped when device memory is freed */
+    _Atomic uint64_t parts_recorded, parts_replayed;
     VkSemaphore tl;
     uint64_t submitted;
     VkFence fence;                     /* for submissions waited on at once (a fence wait is prompt on lavapipe) */
@@ -172,6 +216,14 @@ static void collect_ts(vk_be *be) {
             busy_add(be, (uint64_t)((double)(t[1] - t[0]) * be->c->ts_period));
         be->cb_ts[i] = false;
     }
+    if (be->gts_open && be->gts_value && be->gts_value <= done) {
+        uint64_t t[2];
+        if (vkGetQueryPoolResults(be->c->dev, be->qp, (uint32_t)(2 * NCB), 2, sizeof t, t, sizeof t[0], VK_QUERY_RESULT_64_BIT) == VK_SUCCESS &&
+            t[1] >= t[0])
+            busy_add(be, (uint64_t)((double)(t[1] - t[0]) * be->c->ts_period));
+        be->gts_open = false;
+        be->gts_value = 0;
+    }
 }
 
 static st_status cb_begin(vk_be *be, st_error *err) {
@@ -183,7 +235,9 @@ static st_status cb_begin(vk_be *be, st_error *err) {
     if ((rc = vkerr(vkResetCommandBuffer(cb, 0), "vkResetCommandBuffer", err))) return rc;
     VkCommandBufferBeginInfo bi = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO, .flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT};
     if ((rc = vkerr(vkBeginCommandBuffer(cb, &bi), "vkBeginCommandBuffer", err))) return rc;
-    if (be->qp) {
+    /* in a pass assembled from parts, the head and tail time the whole pass */
+    be->live_ts = be->qp && !be->graph;
+    if (be->live_ts) {
         vkCmdResetQueryPool(cb, be->qp, (uint32_t)(2 * be->cur), 2);
         vkCmdWriteTimestamp(cb, VK_PIPELINE_STAGE_TOP_OF_PIPE_BIT, be->qp, (uint32_t)(2 * be->cur));
     }
@@ -192,16 +246,22 @@ static st_status cb_begin(vk_be *be, st_error *err) {
     return ST_OK;
 }
 
-/* Ends and submits the command buffer being recorded (waiting on the GPU
- * for the uploads made so far); with wait, until it has run. */
+/* Ends the command buffer being recorded and submits it after the parts
+ * assembled before it (one submission, in order; it waits on the GPU for
+ * the uploads made so far); with wait, until it has run. */
 static st_status cb_submit(vk_be *be, bool wait, st_error *err) {
-    if (!be->recording) return wait ? wait_value(be, be->submitted, err) : ST_OK;
     st_vk_ctx *c = be->c;
-    VkCommandBuffer cb = be->cb[be->cur];
-    if (be->qp) vkCmdWriteTimestamp(cb, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, be->qp, (uint32_t)(2 * be->cur + 1));
-    be->recording = false;
-    st_status rc = vkerr(vkEndCommandBuffer(cb), "vkEndCommandBuffer", err);
-    if (rc) return rc;
+    st_status rc;
+    int ring = -1;
+    if (be->recording) {
+        VkCommandBuffer cb = be->cb[be->cur];
+        if (be->live_ts) vkCmdWriteTimestamp(cb, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, be->qp, (uint32_t)(2 * be->cur + 1));
+        be->recording = false;
+        if ((rc = vkerr(vkEndCommandBuffer(cb), "vkEndCommandBuffer", err))) return rc;
+        ring = be->cur;
+        be->pend[be->npend++] = cb;
+    }
+    if (be->npend == 0) return wait ? wait_value(be, be->submitted, err) : ST_OK;
     uint64_t up = atomic_load(&c->up_value);
     uint64_t sig = be->submitted + 1;
     VkPipelineStageFlags stage = VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT;
@@ -215,19 +275,26 @@ static st_status cb_submit(vk_be *be, bool wait, st_error *err) {
                        .waitSemaphoreCount = up ? 1 : 0,
                        .pWaitSemaphores = &c->up_sem,
                        .pWaitDstStageMask = &stage,
-                       .commandBufferCount = 1,
-                       .pCommandBuffers = &cb,
+                       .commandBufferCount = (uint32_t)be->npend,
+                       .pCommandBuffers = be->pend,
                        .signalSemaphoreCount = 1,
                        .pSignalSemaphores = &be->tl};
     if (wait) vkResetFences(c->dev, 1, &be->fence);
     pthread_mutex_lock(&c->mu_qc);
     VkResult r = vkQueueSubmit(c->q_compute, 1, &si, wait ? be->fence : VK_NULL_HANDLE);
     pthread_mutex_unlock(&c->mu_qc);
+    be->npend = 0;
     if ((rc = vkerr(r, "vkQueueSubmit", err))) return rc;
     be->submitted = sig;
-    be->cb_value[be->cur] = sig;
-    be->cb_ts[be->cur] = be->qp != VK_NULL_HANDLE;
-    be->cur = (be->cur + 1) % NCB;
+    if (ring >= 0) {
+        be->cb_value[ring] = sig;
+        be->cb_ts[ring] = be->live_ts;
+        be->cur = (be->cur + 1) % NCB;
+    }
+    if (be->gts_pend) {
+        be->gts_pend = false;
+        be->gts_value = sig;
+    }
     atomic_fetch_add(&be->submits, 1);
     if (wait) {
         rc = vkerr(vkWaitForFences(c->dev, 1, &be->fence, VK_TRUE, UINT64_MAX), "vkWaitForFences", err);
@@ -235,6 +302,54 @@ static st_status cb_submit(vk_be *be, bool wait, st_error *err) {
         if (!rc) vk_prof_collect(c);
     }
     return rc;
+}
+
+/* Replay: starts recording part g (after submitting whatever is being
+ * recorded live, so that the order holds); *cb receives its command
+ * buffer. */
+static st_status part_begin(vk_be *be, gpart *g, VkCommandBuffer *cb, st_error *err) {
+    st_status rc;
+    if (be->recording && (rc = cb_submit(be, false, err))) return rc;
+    g->valid = false;
+    if (!g->cb) {
+        VkCommandBufferAllocateInfo cai = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO,
+                                           .commandPool = be->pool,
+                                           .level = VK_COMMAND_BUFFER_LEVEL_PRIMARY,
+                                           .commandBufferCount = 1};
+        if ((rc = vkerr(vkAllocateCommandBuffers(be->c->dev, &cai, &g->cb), "vkAllocateCommandBuffers", err))) return rc;
+    }
+    if ((rc = vkerr(vkResetCommandBuffer(g->cb, 0), "vkResetCommandBuffer", err))) return rc;
+    VkCommandBufferBeginInfo bi = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO};
+    if ((rc = vkerr(vkBeginCommandBuffer(g->cb, &bi), "vkBeginCommandBuffer", err))) return rc;
+    *cb = g->cb;
+    return ST_OK;
+}
+
+/* Ends part g's recording (rc: how recording went; a failed part stays
+ * invalid) and remembers its signature. */
+static st_status part_end(vk_be *be, gpart *g, const uint64_t *sig, int nsig, st_status rc, st_error *err) {
+    st_status e = vkerr(vkEndCommandBuffer(g->cb), "vkEndCommandBuffer", rc ? NULL : err);
+    if (rc) return rc;
+    if (e) return e;
+    memcpy(g->sig, sig, (size_t)nsig * sizeof *sig);
+    g->nsig = nsig;
+    g->valid = true;
+    be->pend[be->npend++] = g->cb;
+    atomic_fetch_add(&be->parts_recorded, 1);
+    return ST_OK;
+}
+
+/* Replay: whether part g was recorded with this signature; if so, it is
+ * queued for the next submission (after submitting whatever is being
+ * recorded live). */
+static st_status part_reuse(vk_be *be, gpart *g, const uint64_t *sig, int nsig, bool *reused, st_error *err) {
+    *reused = g->valid && g->nsig == nsig && memcmp(g->sig, sig, (size_t)nsig * sizeof *sig) == 0;
+    if (!*reused) return ST_OK;
+    st_status rc;
+    if (be->recording && (rc = cb_submit(be, false, err))) return rc;
+    be->pend[be->npend++] = g->cb;
+    atomic_fetch_add(&be->parts_replayed, 1);
+    return ST_OK;
 }
 
 /* ------------------------------------------------------------ weights */
@@ -326,6 +441,7 @@ static st_status layer_tensors(vk_be *be, int il, const st_layer *L, dev_tensor 
             if (rc) return rc;
             atomic_fetch_sub(&be->weight_bytes, lc->bytes);
             vk_free_dev(be->c, &lc->mem);
+            atomic_fetch_add(&be->gen, 1); /* recorded parts may name it */
             lc->valid = false;
         }
         VkDeviceSize total = 0;
@@ -536,6 +652,42 @@ static st_status rec_matvec(vk_be *be, VkCommandBuffer cb, const st_tensor *w, c
 
 /* ------------------------------------------------------------ backend methods */
 
+/* The attention's chunking for a batch of n_tok tokens from pos0 (see
+ * ATTN_*): chunk positions each, n_chunks chunks. */
+static void attn_chunks(const vk_be *be, int n_tok, int pos0, uint32_t *chunk_, uint32_t *n_chunks_) {
+    uint32_t hd = (uint32_t)be->hp.head_dim, nh = (uint32_t)be->hp.n_head, kv_len = (uint32_t)(pos0 + n_tok);
+    uint32_t chunk = ATTN_MIN_CHUNK;
+    uint64_t per = (uint64_t)n_tok * nh * (hd + 2) * 4;  /* bytes of one chunk's partials for the batch */
+    uint32_t max_chunks = (uint32_t)(be->part.size / per);
+    if (max_chunks > ATTN_MAX_CHUNKS) max_chunks = ATTN_MAX_CHUNKS;
+    if (max_chunks < 1) max_chunks = 1;
+    uint32_t n_chunks = (kv_len + chunk - 1) / chunk;
+    if (n_chunks > max_chunks) {
+        n_chunks = max_chunks;
+        chunk = (kv_len + n_chunks - 1) / n_chunks;
+        n_chunks = (kv_len + chunk - 1) / chunk;
+    }
+    *chunk_ = chunk;
+    *n_chunks_ = n_chunks;
+}
+
+/* The head of a pass: the batch's embeddings, RoPE table and dyn words from
+ * the host buffer into the device buffers, then a barrier for the kernels
+ * and the indirect dispatch that read them. */
+static void rec_head(vk_be *be, VkCommandBuffer cb, size_t xb, size_t cs_at, size_t csb, size_t dyn_at) {
+    VkBufferCopy c1 = {0, be->x.off, xb}, c2 = {cs_at, be->cs.off, csb}, c3 = {dyn_at, be->dyn.off, DYN_WORDS * 4};
+    vkCmdCopyBuffer(cb, be->in.buf, be->x.buf, 1, &c1);
+    vkCmdCopyBuffer(cb, be->in.buf, be->cs.buf, 1, &c2);
+    vkCmdCopyBuffer(cb, be->in.buf, be->dyn.buf, 1, &c3);
+    VkMemoryBarrier mb = {.sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER,
+                          .srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_WRITE_BIT,
+                          .dstAccessMask = VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_READ_BIT |
+                                           VK_ACCESS_INDIRECT_COMMAND_READ_BIT};
+    vkCmdPipelineBarrier(cb, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT,
+                         VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT | VK_PIPELINE_STAGE_DRAW_INDIRECT_BIT,
+                         0, 1, &mb, 0, NULL, 0, NULL);
+}
+
 static st_status vk_begin(st_backend *b, const float *x, int n_tok, int pos0, st_error *err) {
     vk_be *be = (vk_be *)b;
     if (be->c->prof_host) be->t_begin = st_now_ns();
@@ -544,15 +696,21 @@ static st_status vk_begin(st_backend *b, const float *x, int n_tok, int pos0, st
         return st_error_set(err, ST_ERR_ARG, "batch of %d tokens (expected 1..%d)", n_tok, be->n_batch);
     if (pos0 < 0 || pos0 + n_tok > be->n_ctx)
         return st_error_set(err, ST_ERR_CONTEXT, "context full: %d + %d tokens exceed the context of %d", pos0, n_tok, be->n_ctx);
-    /* a pass that failed half-way left a command buffer open: drop it */
+    /* a pass that failed half-way left a command buffer open or parts
+     * queued: drop them */
     if (be->recording) {
         vkEndCommandBuffer(be->cb[be->cur]);
         be->recording = false;
     }
+    be->npend = 0;
+    be->gts_pend = false;
     st_status rc = wait_value(be, be->submitted, err);
     if (rc) return rc;
+    collect_ts(be);
     be->n_tok = n_tok;
     be->pos0 = pos0;
+    be->graph = be->graph_on && n_tok == 1;
+    be->in_pass = true;
     /* the RoPE table, as the CPU backend builds it */
     float theta_scale = powf(hp->rope_base, -2.0f / (float)hp->n_rot);
     for (int t = 0; t < n_tok; t++) {
@@ -564,41 +722,47 @@ static st_status vk_begin(st_backend *b, const float *x, int n_tok, int pos0, st
             theta *= theta_scale;
         }
     }
-    size_t xb = (size_t)n_tok * hp->n_embd * sizeof(float), cb_ = (size_t)n_tok * hp->n_rot * sizeof(float);
+    size_t xb = (size_t)n_tok * hp->n_embd * sizeof(float), csb = (size_t)n_tok * hp->n_rot * sizeof(float);
     size_t cs_at = (size_t)be->n_batch * hp->n_embd * sizeof(float);
+    size_t dyn_at = (cs_at + (size_t)be->n_batch * hp->n_rot * sizeof(float) + 15) & ~(size_t)15;
+    uint32_t dyn[DYN_WORDS] = {0};
+    dyn[DYN_POS0] = (uint32_t)pos0;
+    attn_chunks(be, n_tok, pos0, &dyn[DYN_CHUNK], &dyn[DYN_NCHUNKS]);
+    dyn[DYN_IND] = (uint32_t)hp->n_head;
+    dyn[DYN_IND + 1] = (uint32_t)n_tok;
+    dyn[DYN_IND + 2] = dyn[DYN_NCHUNKS];
     memcpy(be->in.map, x, xb);
-    memcpy((uint8_t *)be->in.map + cs_at, be->cs_host, cb_);
+    memcpy((uint8_t *)be->in.map + cs_at, be->cs_host, csb);
+    memcpy((uint8_t *)be->in.map + dyn_at, dyn, sizeof dyn);
+    if (be->graph) {
+        gpart *g = &be->gp[0];
+        uint64_t sig[2] = {atomic_load(&be->gen), (uint64_t)n_tok};
+        bool reused;
+        if ((rc = part_reuse(be, g, sig, 2, &reused, err))) return rc;
+        be->gts_open = be->qp != VK_NULL_HANDLE;
+        if (reused) return ST_OK;
+        VkCommandBuffer cb;
+        if ((rc = part_begin(be, g, &cb, err))) return rc;
+        if (be->qp) { /* the pass's GPU time: from here to the tail */
+            vkCmdResetQueryPool(cb, be->qp, (uint32_t)(2 * NCB), 2);
+            vkCmdWriteTimestamp(cb, VK_PIPELINE_STAGE_TOP_OF_PIPE_BIT, be->qp, (uint32_t)(2 * NCB));
+        }
+        rec_head(be, cb, xb, cs_at, csb, dyn_at);
+        be->gts_open = be->qp != VK_NULL_HANDLE;
+        return part_end(be, g, sig, 2, ST_OK, err);
+    }
     if ((rc = cb_begin(be, err))) return rc;
-    VkCommandBuffer cb = be->cb[be->cur];
-    VkBufferCopy c1 = {0, be->x.off, xb}, c2 = {cs_at, be->cs.off, cb_};
-    vkCmdCopyBuffer(cb, be->in.buf, be->x.buf, 1, &c1);
-    vkCmdCopyBuffer(cb, be->in.buf, be->cs.buf, 1, &c2);
-    vk_barrier(cb);
+    rec_head(be, be->cb[be->cur], xb, cs_at, csb, dyn_at);
     return ST_OK;
 }
 
-static st_status vk_layer(st_backend *b, int il, const st_layer *L, st_error *err) {
-    vk_be *be = (vk_be *)b;
+/* Records layer il's kernels into cb (weights dt on the device). */
+static st_status rec_layer(vk_be *be, VkCommandBuffer cb, int il, const st_layer *L, const dev_tensor *dt, st_error *err) {
     const st_hparams *hp = &be->hp;
     st_vk_ctx *c = be->c;
     int T = be->n_tok;
     uint32_t D = (uint32_t)hp->n_embd, DKV = (uint32_t)be->dkv, F = (uint32_t)hp->n_ff;
-    static const char *const names[ST_LAYER_N_TENSORS] = {"attn_norm", "attn_q", "attn_k", "attn_v", "attn_output",
-                                                          "ffn_norm", "ffn_gate", "ffn_up", "ffn_down"};
     st_status rc;
-    for (int k = 0; k < ST_LAYER_N_TENSORS; k++) {
-        const st_tensor *t = st_layer_tensor((st_layer *)L, k);
-        bool norm = k == 0 || k == 5;
-        if (norm ? (t->type == ST_TYPE_F32 || t->type == ST_TYPE_F16) : type_ok(t->type)) continue;
-        char what[64]; /* named only on failure: this runs for every layer of every token */
-        snprintf(what, sizeof what, "blk.%d.%s", il, names[k]);
-        return check_type(t, norm, what, err);
-    }
-    dev_tensor dt[ST_LAYER_N_TENSORS];
-    if ((rc = layer_tensors(be, il, L, dt, err))) return rc;
-    if (!be->recording) return st_error_set(err, ST_ERR_ARG, "vulkan backend: layer() without begin()");
-    VkCommandBuffer cb = be->cb[be->cur];
-
     /* attention */
     if ((rc = rec_rmsnorm(be, cb, 0, &dt[0], L->attn_norm.type, L->wq.type, T, err))) return rc;
     const st_tensor *const qkv[3] = {&L->wq, &L->wk, &L->wv};
@@ -626,7 +790,10 @@ static st_status vk_layer(st_backend *b, int il, const st_layer *L, st_error *er
     uint32_t gx, gy;
     /* RoPE on the queries, keys (with RoPE) and values into the cache: one dispatch */
     VkDeviceSize layer_bytes = (VkDeviceSize)be->n_ctx * DKV * be->kv_elt;
-    VkDeviceSize used = (VkDeviceSize)(be->pos0 + T) * DKV * be->kv_elt;
+    /* the whole layer's cache where the device can bind it (so that the
+     * commands do not depend on the position: replay), else what the batch
+     * uses */
+    VkDeviceSize used = layer_bytes <= c->ssbo_range ? layer_bytes : (VkDeviceSize)(be->pos0 + T) * DKV * be->kv_elt;
     uint32_t kskip, vskip;
     vk_bind kcb = vk_bind_range(c, &be->kc, (VkDeviceSize)il * layer_bytes, used, &kskip);
     vk_bind vcb = vk_bind_range(c, &be->vc, (VkDeviceSize)il * layer_bytes, used, &vskip);
@@ -639,38 +806,28 @@ static st_status vk_layer(st_backend *b, int il, const st_layer *L, st_error *er
         vk_bind bb[6] = {vk_bind_all(&be->k), vk_bind_all(&be->v), vk_bind_all(&be->cs), kcb, vcb, vk_bind_all(&be->q)};
         struct { uint32_t n_kv, head_dim, n_rot, n_tok, k_off, v_off, stride, cache_off, kv_f32, gx, n_head, q_off, q_stride; } pc = {
             DKV, (uint32_t)hp->head_dim, (uint32_t)hp->n_rot, (uint32_t)T, 0, 0, DKV,
-            (uint32_t)(kskip / be->kv_elt) + (uint32_t)be->pos0 * DKV, be->kv_f32 ? 1u : 0u, gx, (uint32_t)hp->n_head, 0, D};
-        vk_dispatch(c, cb, p, bb, 6, &pc, sizeof pc, gx, gy, 1);
+            (uint32_t)(kskip / be->kv_elt), be->kv_f32 ? 1u : 0u, gx, (uint32_t)hp->n_head, 0, D};
+        vk_bind bd[7] = {bb[0], bb[1], bb[2], bb[3], bb[4], bb[5], vk_bind_all(&be->dyn)};
+        vk_dispatch(c, cb, p, bd, 7, &pc, sizeof pc, gx, gy, 1);
     }
-    /* attention: one workgroup per (head, token, chunk of positions) */
+    /* attention: one workgroup per (head, token, chunk of positions); the
+     * chunking and the group count come from dyn (attn_chunks) */
     if ((rc = pipe(be, VKP_ATTN, &p, err))) return rc;
     {
-        uint32_t hd = (uint32_t)hp->head_dim, nh = (uint32_t)hp->n_head, kv_len = (uint32_t)(be->pos0 + T);
-        uint32_t chunk = ATTN_MIN_CHUNK;
-        uint64_t per = (uint64_t)T * nh * (hd + 2) * 4;  /* bytes of one chunk's partials for the batch */
-        uint32_t max_chunks = (uint32_t)(be->part.size / per);
-        if (max_chunks > ATTN_MAX_CHUNKS) max_chunks = ATTN_MAX_CHUNKS;
-        if (max_chunks < 1) max_chunks = 1;
-        uint32_t n_chunks = (kv_len + chunk - 1) / chunk;
-        if (n_chunks > max_chunks) {
-            n_chunks = max_chunks;
-            chunk = (kv_len + n_chunks - 1) / n_chunks;
-            n_chunks = (kv_len + chunk - 1) / chunk;
-        }
-        vk_bind bb[5] = {vk_bind_all(&be->q), kcb, vcb, vk_bind_all(&be->xb), vk_bind_all(&be->part)};
-        struct { uint32_t n_head, n_head_kv, head_dim, pos0, q_off, q_stride, kv_off, kv_stride, o_off, o_stride, kv_f32; float scale;
-                 uint32_t chunk, n_chunks, vec_ok; } pc = {
-            nh, (uint32_t)hp->n_head_kv, hd, (uint32_t)be->pos0, 0, D,
-            (uint32_t)(kskip / be->kv_elt), DKV, 0, D, be->kv_f32 ? 1u : 0u, 1.0f / sqrtf((float)hp->head_dim), chunk, n_chunks, 0};
+        uint32_t hd = (uint32_t)hp->head_dim, nh = (uint32_t)hp->n_head;
+        vk_bind bb[6] = {vk_bind_all(&be->q), kcb, vcb, vk_bind_all(&be->xb), vk_bind_all(&be->part), vk_bind_all(&be->dyn)};
+        struct { uint32_t n_head, n_head_kv, head_dim, q_off, q_stride, kv_off, kv_stride, o_off, o_stride, kv_f32; float scale;
+                 uint32_t vec_ok; } pc = {
+            nh, (uint32_t)hp->n_head_kv, hd, 0, D, (uint32_t)(kskip / be->kv_elt), DKV, 0, D, be->kv_f32 ? 1u : 0u,
+            1.0f / sqrtf((float)hp->head_dim), 0};
         uint32_t vec = be->kv_f32 ? 4 : 8;  /* elements per 16 bytes */
         pc.vec_ok = (pc.kv_off % vec == 0 && DKV % vec == 0 && hd % vec == 0) ? 1u : 0u;
-        vk_dispatch(c, cb, p, bb, 5, &pc, sizeof pc, nh, (uint32_t)T, n_chunks);
-        if (n_chunks > 1) {
-            if ((rc = pipe(be, VKP_ATTN_COMBINE, &p, err))) return rc;
-            vk_bind cbb[2] = {vk_bind_all(&be->part), vk_bind_all(&be->xb)};
-            struct { uint32_t n_head, head_dim, n_chunks, o_off, o_stride; } cpc = {nh, hd, n_chunks, 0, D};
-            vk_dispatch(c, cb, p, cbb, 2, &cpc, sizeof cpc, nh, (uint32_t)T, 1);
-        }
+        vk_dispatch_indirect(c, cb, p, bb, 6, &pc, sizeof pc, be->dyn.buf, be->dyn.off + DYN_IND * 4);
+        /* merges the chunks (nothing to do with one chunk) */
+        if ((rc = pipe(be, VKP_ATTN_COMBINE, &p, err))) return rc;
+        vk_bind cbb[3] = {vk_bind_all(&be->part), vk_bind_all(&be->xb), vk_bind_all(&be->dyn)};
+        struct { uint32_t n_head, head_dim, o_off, o_stride; } cpc = {nh, hd, 0, D};
+        vk_dispatch(c, cb, p, cbb, 3, &cpc, sizeof cpc, nh, (uint32_t)T, 1);
     }
     vk_bind xbind = vk_bind_all(&be->x);
     if ((rc = rec_quantize(be, cb, L->wo.type, &be->xb, D, T, err))) return rc;
@@ -697,6 +854,55 @@ static st_status vk_layer(st_backend *b, int il, const st_layer *L, st_error *er
     if ((rc = rec_act(be, cb, 2, &be->hb, 0, F, NULL, ST_TYPE_F32, &be->hb2, &be->hb, act_kind(L->w_down.type), T, err))) return rc;
     if ((rc = rec_matvec(be, cb, &L->w_down, &dt[8], &be->hb, &xbind, 0, D, true, T, err))) return rc;
 
+    return ST_OK;
+}
+
+/* A layer part's signature: what its recorded commands depend on besides
+ * the buffers the backend owns. */
+static int layer_sig(vk_be *be, const st_layer *L, const dev_tensor *dt, uint64_t *sig) {
+    int n = 0;
+    sig[n++] = atomic_load(&be->gen);
+    sig[n++] = (uint64_t)be->n_tok;
+    for (int k = 0; k < ST_LAYER_N_TENSORS; k++) {
+        const st_tensor *t = st_layer_tensor((st_layer *)L, k);
+        sig[n++] = (uint64_t)(uintptr_t)dt[k].mem->buf;
+        sig[n++] = dt[k].mem->off + dt[k].off;
+        sig[n++] = (uint64_t)t->type | (uint64_t)t->row_bytes << 8;
+        sig[n++] = (uint64_t)t->ne0 | (uint64_t)t->ne1 << 32;
+    }
+    return n;
+}
+
+static st_status vk_layer(st_backend *b, int il, const st_layer *L, st_error *err) {
+    vk_be *be = (vk_be *)b;
+    static const char *const names[ST_LAYER_N_TENSORS] = {"attn_norm", "attn_q", "attn_k", "attn_v", "attn_output",
+                                                          "ffn_norm", "ffn_gate", "ffn_up", "ffn_down"};
+    st_status rc;
+    for (int k = 0; k < ST_LAYER_N_TENSORS; k++) {
+        const st_tensor *t = st_layer_tensor((st_layer *)L, k);
+        bool norm = k == 0 || k == 5;
+        if (norm ? (t->type == ST_TYPE_F32 || t->type == ST_TYPE_F16) : type_ok(t->type)) continue;
+        char what[64]; /* named only on failure: this runs for every layer of every token */
+        snprintf(what, sizeof what, "blk.%d.%s", il, names[k]);
+        return check_type(t, norm, what, err);
+    }
+    dev_tensor dt[ST_LAYER_N_TENSORS];
+    if ((rc = layer_tensors(be, il, L, dt, err))) return rc;
+    if (!be->in_pass) return st_error_set(err, ST_ERR_ARG, "vulkan backend: layer() without begin()");
+    VkDeviceSize layer_bytes = (VkDeviceSize)be->n_ctx * be->dkv * be->kv_elt;
+    if (be->graph && !dt[1].slot && layer_bytes <= be->c->ssbo_range) {
+        uint64_t sig[GSIG];
+        int ns = layer_sig(be, L, dt, sig);
+        gpart *g = &be->gp[1 + il];
+        bool reused;
+        if ((rc = part_reuse(be, g, sig, ns, &reused, err)) || reused) return rc;
+        VkCommandBuffer cb;
+        if ((rc = part_begin(be, g, &cb, err))) return rc;
+        return part_end(be, g, sig, ns, rec_layer(be, cb, il, L, dt, err), err);
+    }
+    if (!be->recording && (rc = cb_begin(be, err))) return rc;
+    if ((rc = rec_layer(be, be->cb[be->cur], il, L, dt, err))) return rc;
+
     /* a layer read from a slot is submitted now, so that the slot knows
      * when it may be overwritten; others every SUBMIT_LAYERS layers */
     if (!dt[1].slot && il % SUBMIT_LAYERS == SUBMIT_LAYERS - 1) {
@@ -711,31 +917,69 @@ static st_status vk_layer(st_backend *b, int il, const st_layer *L, st_error *er
     return ST_OK;
 }
 
-static st_status vk_end(st_backend *b, const st_tensor *out_norm, const st_tensor *out, float *logits, bool all, st_error *err) {
-    vk_be *be = (vk_be *)b;
-    const st_hparams *hp = &be->hp;
-    uint32_t D = (uint32_t)hp->n_embd, V = (uint32_t)hp->n_vocab;
-    int t0 = all ? 0 : be->n_tok - 1, n = be->n_tok - t0;
-    st_status rc;
-    if ((rc = check_type(out_norm, true, "output_norm", err)) || (rc = check_type(out, false, "output", err))) return rc;
-    dev_tensor dn, dout;
-    if ((rc = fixed_tensor(be, out_norm, &dn, err)) || (rc = fixed_tensor(be, out, &dout, err))) return rc;
-    if (!be->recording) return st_error_set(err, ST_ERR_ARG, "vulkan backend: end() without begin()");
+/* The tail of a pass: final norm of tokens t0.. (n of them), LM head into
+ * the logits, copied to the host buffer. */
+static st_status rec_tail(vk_be *be, VkCommandBuffer cb, const st_tensor *out_norm, const st_tensor *out, const dev_tensor *dn,
+                          const dev_tensor *dout, int t0, int n, st_error *err) {
+    uint32_t D = (uint32_t)be->hp.n_embd, V = (uint32_t)be->hp.n_vocab;
     VkDeviceSize lbytes = (VkDeviceSize)n * V * sizeof(float);
-    if (lbytes > be->c->ssbo_range)
-        return st_error_set(err, ST_ERR_UNSUPPORTED, "vulkan backend: logits of %d tokens (%.1f MiB) exceed the device's storage buffer range; use a smaller batch",
-                            n, lbytes / 1048576.0);
-    VkCommandBuffer cb = be->cb[be->cur];
-    if ((rc = rec_rmsnorm(be, cb, (uint32_t)t0 * D, &dn, out_norm->type, out->type, n, err))) return rc;
+    st_status rc;
+    if ((rc = rec_rmsnorm(be, cb, (uint32_t)t0 * D, dn, out_norm->type, out->type, n, err))) return rc;
     uint32_t skip;
     vk_bind lb = vk_bind_range(be->c, &be->logits, 0, lbytes, &skip);
-    if ((rc = rec_matvec(be, cb, out, &dout, &be->xb, &lb, skip / 4, V, false, n, err))) return rc;
+    if ((rc = rec_matvec(be, cb, out, dout, &be->xb, &lb, skip / 4, V, false, n, err))) return rc;
     VkBufferCopy cp = {be->logits.off, 0, lbytes};
     vk_barrier(cb); /* compute -> transfer */
     vkCmdCopyBuffer(cb, be->logits.buf, be->out.buf, 1, &cp);
     VkMemoryBarrier mb = {.sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER, .srcAccessMask = VK_ACCESS_TRANSFER_WRITE_BIT, .dstAccessMask = VK_ACCESS_HOST_READ_BIT};
     vkCmdPipelineBarrier(cb, VK_PIPELINE_STAGE_TRANSFER_BIT, VK_PIPELINE_STAGE_HOST_BIT, 0, 1, &mb, 0, NULL, 0, NULL);
+    /* a pass assembled from parts is timed from the head to here */
+    if (be->graph && be->gts_open) vkCmdWriteTimestamp(cb, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, be->qp, (uint32_t)(2 * NCB + 1));
+    return ST_OK;
+}
+
+static st_status vk_end(st_backend *b, const st_tensor *out_norm, const st_tensor *out, float *logits, bool all, st_error *err) {
+    vk_be *be = (vk_be *)b;
+    const st_hparams *hp = &be->hp;
+    uint32_t V = (uint32_t)hp->n_vocab;
+    int t0 = all ? 0 : be->n_tok - 1, n = be->n_tok - t0;
+    st_status rc;
+    if ((rc = check_type(out_norm, true, "output_norm", err)) || (rc = check_type(out, false, "output", err))) return rc;
+    dev_tensor dn, dout;
+    if ((rc = fixed_tensor(be, out_norm, &dn, err)) || (rc = fixed_tensor(be, out, &dout, err))) return rc;
+    if (!be->in_pass) return st_error_set(err, ST_ERR_ARG, "vulkan backend: end() without begin()");
+    VkDeviceSize lbytes = (VkDeviceSize)n * V * sizeof(float);
+    if (lbytes > be->c->ssbo_range)
+        return st_error_set(err, ST_ERR_UNSUPPORTED, "vulkan backend: logits of %d tokens (%.1f MiB) exceed the device's storage buffer range; use a smaller batch",
+                            n, lbytes / 1048576.0);
+    if (be->graph && !dn.slot && !dout.slot) {
+        uint64_t sig[16];
+        int ns = 0;
+        sig[ns++] = atomic_load(&be->gen);
+        sig[ns++] = (uint64_t)t0 | (uint64_t)n << 32;
+        const dev_tensor *d2[2] = {&dn, &dout};
+        const st_tensor *t2[2] = {out_norm, out};
+        for (int i = 0; i < 2; i++) {
+            sig[ns++] = (uint64_t)(uintptr_t)d2[i]->mem->buf;
+            sig[ns++] = d2[i]->mem->off + d2[i]->off;
+            sig[ns++] = (uint64_t)t2[i]->type | (uint64_t)t2[i]->row_bytes << 8;
+            sig[ns++] = (uint64_t)t2[i]->ne0 | (uint64_t)t2[i]->ne1 << 32;
+        }
+        gpart *g = &be->gp[1 + hp->n_layer];
+        bool reused;
+        if ((rc = part_reuse(be, g, sig, ns, &reused, err))) return rc;
+        if (!reused) {
+            VkCommandBuffer cb;
+            if ((rc = part_begin(be, g, &cb, err))) return rc;
+            if ((rc = part_end(be, g, sig, ns, rec_tail(be, cb, out_norm, out, &dn, &dout, t0, n, err), err))) return rc;
+        }
+    } else {
+        if (!be->recording && (rc = cb_begin(be, err))) return rc;
+        if ((rc = rec_tail(be, be->cb[be->cur], out_norm, out, &dn, &dout, t0, n, err))) return rc;
+    }
+    be->gts_pend = be->graph && be->gts_open;
     uint64_t t_sub = be->c->prof_host ? st_now_ns() : 0;
+    be->in_pass = false;
     if ((rc = cb_submit(be, true, err))) return rc;
     if (be->c->prof_host) {
         uint64_t now = st_now_ns();
@@ -795,6 +1039,7 @@ static void *vk_slot_alloc(st_backend *b, size_t bytes) {
 static void slot_release(vk_be *be, slot_rec *s) {
     wait_value(be, atomic_load(&s->last_use), NULL);
     vk_free_dev(be->c, &s->mem);
+    atomic_fetch_add(&be->gen, 1);
     munmap(s->va, s->size);
     atomic_fetch_sub(&be->weight_bytes, s->size);
     free(s);
@@ -886,7 +1131,7 @@ static void vk_destroy(st_backend *b) {
                 if (be->lc[il].valid) vk_free_dev(c, &be->lc[il].mem);
         for (int i = 0; i < be->nfc; i++) vk_free_dev(c, &be->fc[i].mem);
         vk_alloc *bufs[] = {&be->x, &be->xb, &be->q, &be->k, &be->v, &be->hb, &be->hb2, &be->aq, &be->ad,
-                            &be->ab, &be->cs, &be->logits, &be->kc, &be->vc};
+                            &be->ab, &be->cs, &be->logits, &be->kc, &be->vc, &be->part, &be->dyn};
         for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) vk_free_dev(c, bufs[i]);
         vk_hbuf_free(c, &be->in);
         vk_hbuf_free(c, &be->out);
@@ -901,6 +1146,8 @@ static void vk_destroy(st_backend *b) {
     free(be->slots);
     free(be->lc);
     free(be->cs_host);
+    free(be->gp);
+    free(be->pend);
     free(be);
 }
 
@@ -973,7 +1220,12 @@ st_status st_vk_backend_new(const st_hparams *hp, int n_ctx, int n_batch, bool k
     }
     be->lc = calloc((size_t)hp->n_layer, sizeof *be->lc);
     be->cs_host = malloc((size_t)n_batch * hp->n_rot * sizeof(float) + 1);
-    if (!be->lc || !be->cs_host) { rc = st_error_set(err, ST_ERR_NOMEM, "out of memory"); goto fail; }
+    be->gp = calloc((size_t)hp->n_layer + 2, sizeof *be->gp);
+    /* a submission holds at most every part and one live command buffer */
+    be->pend = calloc((size_t)hp->n_layer + 3, sizeof *be->pend);
+    const char *ge = getenv("STRATA_VK_GRAPH");
+    be->graph_on = !c->prof && !(ge && strcmp(ge, "0") == 0);
+    if (!be->lc || !be->cs_host || !be->gp || !be->pend) { rc = st_error_set(err, ST_ERR_NOMEM, "out of memory"); goto fail; }
     VkDeviceSize B = (VkDeviceSize)n_batch, D = (VkDeviceSize)hp->n_embd, F = (VkDeviceSize)hp->n_ff,
                  DKV = (VkDeviceSize)be->dkv, M = (VkDeviceSize)be->maxn;
     VkDeviceSize kv_bytes = (VkDeviceSize)hp->n_layer * (VkDeviceSize)n_ctx * DKV * be->kv_elt;
@@ -986,11 +1238,11 @@ st_status st_vk_backend_new(const st_hparams *hp, int n_ctx, int n_batch, bool k
         {&be->hb, B * F * 4}, {&be->hb2, B * F * 4}, {&be->aq, B * M}, {&be->ad, B * (M / 32 + 1) * 4},
         {&be->ab, B * (M / 16 + 1) * 4}, {&be->cs, B * (VkDeviceSize)hp->n_rot * 4 + 4},
         {&be->logits, B * (VkDeviceSize)hp->n_vocab * 4}, {&be->kc, kv_bytes}, {&be->vc, kv_bytes},
-        {&be->part, part_bytes}};
+        {&be->part, part_bytes}, {&be->dyn, DYN_WORDS * 4}};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) bufs[i].a->block = -1;
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0] && !rc; i++) rc = vk_alloc_dev(c, bufs[i].n, bufs[i].a, err);
     if (rc) goto fail;
-    if ((rc = vk_hbuf_new(c, B * D * 4 + B * (VkDeviceSize)hp->n_rot * 4, &be->in, err))) goto fail;
+    if ((rc = vk_hbuf_new(c, ((B * D * 4 + B * (VkDeviceSize)hp->n_rot * 4 + 15) & ~(VkDeviceSize)15) + DYN_WORDS * 4, &be->in, err))) goto fail;
     if ((rc = vk_hbuf_new(c, B * (VkDeviceSize)hp->n_vocab * 4, &be->out, err))) goto fail;
     VkCommandPoolCreateInfo cpi = {.sType = VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO,
                                    .flags = VK_COMMAND_POOL_CREATE_RESET_COMMAND_BUFFER_BIT,
@@ -1007,7 +1259,8 @@ st_status st_vk_backend_new(const st_hparams *hp, int n_ctx, int n_batch, bool k
     VkFenceCreateInfo fci = {.sType = VK_STRUCTURE_TYPE_FENCE_CREATE_INFO};
     if ((rc = vkerr(vkCreateFence(c->dev, &fci, NULL, &be->fence), "vkCreateFence", err))) goto fail;
     if (c->ts_period > 0) {
-        VkQueryPoolCreateInfo qi = {.sType = VK_STRUCTURE_TYPE_QUERY_POOL_CREATE_INFO, .queryType = VK_QUERY_TYPE_TIMESTAMP, .queryCount = 2 * NCB};
+        /* a pair per ring command buffer, and one for passes assembled from parts */
+        VkQueryPoolCreateInfo qi = {.sType = VK_STRUCTURE_TYPE_QUERY_POOL_CREATE_INFO, .queryType = VK_QUERY_TYPE_TIMESTAMP, .queryCount = 2 * NCB + 2};
         if (vkCreateQueryPool(c->dev, &qi, NULL, &be->qp) != VK_SUCCESS) be->qp = VK_NULL_HANDLE;
     }
     *out = &be->base;
@@ -1028,6 +1281,8 @@ bool st_vk_backend_figures_get(st_backend *b, st_vk_backend_figures *o) {
     o->vram_total = be->c->vram_bytes;
     o->weight_bytes = atomic_load(&be->weight_bytes);
     o->uploaded_bytes = atomic_load(&be->uploaded);
+    o->parts_recorded = atomic_load(&be->parts_recorded);
+    o->parts_replayed = atomic_load(&be->parts_replayed);
     return true;
 }
 

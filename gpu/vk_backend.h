@@ -21,6 +21,8 @@ typedef struct st_vk_backend_figures {
     uint64_t vram_total;       /* the device's largest device-local heap */
     uint64_t weight_bytes;     /* weights resident on the device (copies + slots) */
     uint64_t uploaded_bytes;   /* bytes copied to the device through staging */
+    uint64_t parts_recorded;   /* decode-pass parts recorded for replay (vk_backend.c, "Replay") */
+    uint64_t parts_replayed;   /* ... and submitted again without recording */
 } st_vk_backend_figures;
 bool st_vk_backend_figures_get(st_backend *b, st_vk_backend_figures *out);
 

@@ -378,7 +378,7 @@ static st_status make_buffer(st_vk_ctx *c, VkDeviceSize size, bool host, VkBuffe
     VkBufferCreateInfo bi = {.sType = VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO,
                              .size = size,
                              .usage = VK_BUFFER_USAGE_STORAGE_BUFFER_BIT | VK_BUFFER_USAGE_TRANSFER_SRC_BIT |
-                                      VK_BUFFER_USAGE_TRANSFER_DST_BIT,
+                                      VK_BUFFER_USAGE_TRANSFER_DST_BIT | VK_BUFFER_USAGE_INDIRECT_BUFFER_BIT,
                              .sharingMode = c->separate_transfer ? VK_SHARING_MODE_CONCURRENT : VK_SHARING_MODE_EXCLUSIVE,
                              .queueFamilyIndexCount = c->separate_transfer ? 2 : 0,
                              .pQueueFamilyIndices = fams};
@@ -794,8 +794,9 @@ static void prof_report(st_vk_ctx *c) {
     fprintf(stderr, "  %-12s %10.3f ms\n", "total", total / 1e6);
 }
 
-void vk_dispatch_nb(st_vk_ctx *c, VkCommandBuffer cb, VkPipeline pipe, const vk_bind *b, int nb, const void *push,
-                    uint32_t push_bytes, uint32_t gx, uint32_t gy, uint32_t gz) {
+/* Binds the pipeline, its buffers (push descriptors) and push constants. */
+static void bind_for(st_vk_ctx *c, VkCommandBuffer cb, VkPipeline pipe, const vk_bind *b, int nb, const void *push,
+                     uint32_t push_bytes) {
     VkDescriptorBufferInfo bi[VK_MAX_BINDINGS];
     VkWriteDescriptorSet w[VK_MAX_BINDINGS];
     for (int i = 0; i < nb; i++) {
@@ -811,13 +812,30 @@ void vk_dispatch_nb(st_vk_ctx *c, VkCommandBuffer cb, VkPipeline pipe, const vk_
     uint8_t pc[VK_PUSH_BYTES] = {0};
     memcpy(pc, push, push_bytes);
     vkCmdPushConstants(cb, c->layout, VK_SHADER_STAGE_COMPUTE_BIT, 0, VK_PUSH_BYTES, pc);
-    vkCmdDispatch(cb, gx, gy, gz);
+}
+
+static void prof_after(st_vk_ctx *c, VkCommandBuffer cb, VkPipeline pipe) {
     if (c->prof) {
         int id = VKP_COUNT;
         for (int i = 0; i < VKP_COUNT; i++)
             if (c->pipes[i] == pipe) id = i;
         prof_mark(c, cb, id);
     }
+}
+
+void vk_dispatch_nb(st_vk_ctx *c, VkCommandBuffer cb, VkPipeline pipe, const vk_bind *b, int nb, const void *push,
+                    uint32_t push_bytes, uint32_t gx, uint32_t gy, uint32_t gz) {
+    bind_for(c, cb, pipe, b, nb, push, push_bytes);
+    vkCmdDispatch(cb, gx, gy, gz);
+    prof_after(c, cb, pipe);
+}
+
+void vk_dispatch_indirect(st_vk_ctx *c, VkCommandBuffer cb, VkPipeline pipe, const vk_bind *b, int nb, const void *push,
+                          uint32_t push_bytes, VkBuffer args, VkDeviceSize args_off) {
+    bind_for(c, cb, pipe, b, nb, push, push_bytes);
+    vkCmdDispatchIndirect(cb, args, args_off);
+    prof_after(c, cb, pipe);
+    vk_barrier_compute(cb);
 }
 
 void vk_barrier_compute(VkCommandBuffer cb) {

@@ -193,6 +193,11 @@ void vk_dispatch(st_vk_ctx *c, VkCommandBuffer cb, VkPipeline pipe, const vk_bin
 void vk_dispatch_nb(st_vk_ctx *c, VkCommandBuffer cb, VkPipeline pipe, const vk_bind *b, int nb, const void *push,
                     uint32_t push_bytes, uint32_t gx, uint32_t gy, uint32_t gz);
 /* Compute and transfer writes before it -> reads and writes after it. */
+/* vk_dispatch with the group counts read by the device from args at
+ * args_off (three uint32: x, y, z; the buffer written before a barrier that
+ * includes VK_ACCESS_INDIRECT_COMMAND_READ_BIT); then a compute barrier. */
+void vk_dispatch_indirect(st_vk_ctx *c, VkCommandBuffer cb, VkPipeline pipe, const vk_bind *b, int nb, const void *push,
+                          uint32_t push_bytes, VkBuffer args, VkDeviceSize args_off);
 void vk_barrier(VkCommandBuffer cb);
 /* Compute shader writes -> compute shader reads and writes (lighter: the
  * barrier between two dispatches). */

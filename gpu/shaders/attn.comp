@@ -29,15 +29,18 @@ layout(std430, binding = 2) readonly buffer VC16 { uint16_t vc16[]; };
 layout(std430, binding = 2) readonly buffer VC32 { float vc32[]; };
 layout(std430, binding = 3) writeonly buffer O { float o[]; };
 layout(std430, binding = 4) writeonly buffer PART { float part[]; }; /* [t][h][c][head_dim + 2] */
+/* the pass's first position, chunk length and chunk count (also the
+ * indirect dispatch's z), written by the host each pass, so that a recorded
+ * command buffer replays unchanged (vk_backend.c, "Replay") */
+layout(std430, binding = 5) readonly buffer DYN { uint dyn[]; };
 
 layout(push_constant) uniform P {
-    uint n_head, n_head_kv, head_dim, pos0;
+    uint n_head, n_head_kv, head_dim;
     uint q_off, q_stride;   /* token t's queries at q_off + t * q_stride */
     uint kv_off, kv_stride; /* position j's row of this layer at kv_off + j * kv_stride */
     uint o_off, o_stride;
     uint kv_f32;
     float scale;
-    uint chunk, n_chunks;
     uint vec_ok;            /* key rows (kv_off, kv_stride, head_dim) allow 16-byte loads */
 } p;
 
@@ -89,7 +92,8 @@ void main() {
     uint h = gl_WorkGroupID.x, t = gl_WorkGroupID.y, ch = gl_WorkGroupID.z, tid = gl_LocalInvocationID.x;
     uint hd = p.head_dim;
     uint kvh = h / (p.n_head / p.n_head_kv);
-    uint pos = p.pos0 + t;
+    uint pos0 = dyn[0], chunk = dyn[1], n_chunks = dyn[2];
+    uint pos = pos0 + t;
     uint qb = p.q_off + t * p.q_stride + h * hd;
     for (uint d = tid; d < hd; d += WG) qsh[d] = p.kv_f32 != 0 ? q[qb + d] : fp16_round(q[qb + d]);
     barrier();
@@ -97,7 +101,7 @@ void main() {
     float acc[4] = float[4](0.0, 0.0, 0.0, 0.0);
     float M = NEG_INF, S = 0.0;
     uint kvb = p.kv_off + kvh * hd;
-    uint c0 = ch * p.chunk, c1 = min(c0 + p.chunk, pos + 1);  /* empty past the causal limit */
+    uint c0 = ch * chunk, c1 = min(c0 + chunk, pos + 1);  /* empty past the causal limit */
     for (uint p0 = c0; p0 < c1; p0 += WG) {
         uint j = p0 + tid;
         float s = j < c1 ? score(kvb + j * p.kv_stride, hd) * p.scale : NEG_INF;
@@ -136,8 +140,8 @@ void main() {
         M = Mn;
         barrier();
     }
-    if (p.n_chunks > 1) {
-        uint pb = ((t * p.n_head + h) * p.n_chunks + ch) * (hd + 2);
+    if (n_chunks > 1) {
+        uint pb = ((t * p.n_head + h) * n_chunks + ch) * (hd + 2);
         for (uint k = 0; k < 4; k++) {
             uint d = tid + k * WG;
             if (d < hd) part[pb + d] = acc[k];

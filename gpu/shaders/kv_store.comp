@@ -19,12 +19,15 @@ layout(std430, binding = 3) writeonly buffer KC32 { float kc32[]; };
 layout(std430, binding = 4) writeonly buffer VC16 { uint16_t vc16[]; };
 layout(std430, binding = 4) writeonly buffer VC32 { float vc32[]; };
 layout(std430, binding = 5) buffer Q { float q[]; };
+/* the pass's position (written by the host each pass, so that a recorded
+ * command buffer replays unchanged: vk_backend.c, "Replay") */
+layout(std430, binding = 6) readonly buffer DYN { uint dyn[]; };
 
 layout(push_constant) uniform P {
     uint n_kv;       /* elements per token: n_head_kv * head_dim */
     uint head_dim, n_rot, n_tok;
     uint k_off, v_off, stride;  /* token t of k at k_off + t * stride */
-    uint cache_off;  /* element of (this layer, position pos0) in the cache ranges */
+    uint cache_off;  /* element of (this layer, position 0) in the cache ranges */
     uint kv_f32, gx;
     uint n_head, q_off, q_stride;  /* token t's queries at q_off + t * q_stride */
 } p;
@@ -56,7 +59,7 @@ void main() {
         kv = y;
     }
     float vv = v[p.v_off + t * p.stride + e];
-    uint ci = p.cache_off + t * p.n_kv + e;
+    uint ci = p.cache_off + (dyn[0] + t) * p.n_kv + e;
     if (p.kv_f32 != 0) {
         kc32[ci] = kv;
         vc32[ci] = vv;
