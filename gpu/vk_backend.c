@@ -120,6 +120,8 @@ typedef struct vk_be {
     vk_alloc kc, vc;                   /* [n_layer][n_ctx][dkv] */
     vk_alloc part;                     /* attention chunks: [n_batch][n_head][ATTN_PART_CHUNKS][head_dim + 2] */
     vk_alloc dyn;                      /* the pass's position and attention chunking (DYN_*) */
+    vk_alloc cnt;                      /* counters of the last-workgroup epilogues (CNT_*), kept at 0 between dispatches */
+    bool fuse;                         /* epilogues on (STRATA_VK_FUSE=0: off) */
     vk_hbuf in;                        /* host: embeddings + RoPE table + dyn */
     vk_hbuf out;                       /* host: logits read-back */
 
@@ -569,14 +571,55 @@ static vk_pipe_id matmul_pipe(st_type t, int variant) {
 typedef struct {
     uint32_t n, nrows, w_off, row_bytes, x_off, x_stride, o_off, o_stride, add, gx, n_tok;
     uint32_t g1, g2, nrows1, nrows2, w_off1, w_off2, o_off1, o_off2, o_stride1, o_stride2;
+    uint32_t e0, e1, e2, e3, e_cnt, e_kind;
+    float e_eps;
 } mv_push;
 
-static st_status rec_matvec_b(vk_be *be, VkCommandBuffer cb, const st_tensor *w, const dev_tensor *dw, const vk_alloc *xin,
+/* A mat-vec epilogue (matvec.comp's EPI; epi 0: none): the buffers of
+ * bindings 5-7 and the e* push constants. */
+typedef struct {
+    int epi;
+    vk_bind b5, b6, b7;
+    uint32_t e0, e1, e2, e3, cnt, kind;
+} mv_epi;
+
+/* counters of the last-workgroup epilogues (be->cnt) */
+#define CNT_WO 0
+#define CNT_GU 1
+#define CNT_N 2
+
+static vk_pipe_id matvec_epi_pipe(st_type t, int epi) {
+    return epi ? (vk_pipe_id)(VKP_MATVEC_E1_F32 + 7 * (epi - 1) + (int)matvec_pipe(t) - VKP_MATVEC_F32) : matvec_pipe(t);
+}
+
+/* Bindings 5-8 of a mat-vec dispatch: the epilogue's, else the outputs
+ * again (bindings the shader declares must be bound). */
+static void mv_binds(vk_be *be, vk_bind *b, const vk_bind *o1, const vk_bind *o2, const mv_epi *e, mv_push *pc) {
+    if (e && e->epi) {
+        b[5] = e->b5;
+        b[6] = e->b6;
+        b[7] = e->b7;
+        pc->e0 = e->e0;
+        pc->e1 = e->e1;
+        pc->e2 = e->e2;
+        pc->e3 = e->e3;
+        pc->e_cnt = e->cnt;
+        pc->e_kind = e->kind;
+        pc->e_eps = be->hp.rms_eps;
+    } else {
+        b[5] = *o1;
+        b[6] = *o2;
+        b[7] = vk_bind_all(&be->cnt);
+    }
+    b[8] = vk_bind_all(&be->dyn);
+}
+
+static st_status rec_matvec_e(vk_be *be, VkCommandBuffer cb, const st_tensor *w, const dev_tensor *dw, const vk_alloc *xin,
                               const vk_bind *ob, uint32_t o_off, uint32_t o_stride, bool add, int n_tok, bool bar,
-                              st_error *err) {
+                              const mv_epi *e, st_error *err) {
     int v = matmul_variant(be->c, w->type, n_tok);
     VkPipeline p;
-    st_status rc = pipe(be, v >= 0 ? matmul_pipe(w->type, v) : matvec_pipe(w->type), &p, err);
+    st_status rc = pipe(be, v >= 0 ? matmul_pipe(w->type, v) : matvec_epi_pipe(w->type, e ? e->epi : 0), &p, err);
     if (rc) return rc;
     uint32_t skip;
     vk_bind wb = vk_bind_range(be->c, dw->mem, dw->off, w->nbytes, &skip);
@@ -585,7 +628,7 @@ static st_status rec_matvec_b(vk_be *be, VkCommandBuffer cb, const st_tensor *w,
                             w->nbytes / 1048576.0, be->c->ssbo_range / 1048576.0);
     bool flt = w->type == ST_TYPE_F32 || w->type == ST_TYPE_F16;
     /* bindings 5 and 6: matvec's second and third outputs (unused here) */
-    vk_bind b[7] = {wb, vk_bind_all(flt ? xin : &be->aq), vk_bind_all(&be->ad), vk_bind_all(&be->ab), *ob, *ob, *ob};
+    vk_bind b[9] = {wb, vk_bind_all(flt ? xin : &be->aq), vk_bind_all(&be->ad), vk_bind_all(&be->ab), *ob};
     if ((w->type == ST_TYPE_Q4_K || w->type == ST_TYPE_Q5_K) && (skip % 16 || w->row_bytes % 16))
         return st_error_set(err, ST_ERR_UNSUPPORTED, "vulkan backend: a %s weight is not 16-byte aligned on the device (the file's alignment is below 16)",
                             st_type_name(w->type));
@@ -596,11 +639,18 @@ static st_status rec_matvec_b(vk_be *be, VkCommandBuffer cb, const st_tensor *w,
     }
     vk_grid(be->c, (uint32_t)((w->ne1 + rpw - 1) / rpw), &gx, &gy);
     mv_push pc = {(uint32_t)w->ne0, (uint32_t)w->ne1, skip, (uint32_t)w->row_bytes, 0, (uint32_t)w->ne0, o_off, o_stride, add ? 1u : 0u, gx,
-                  (uint32_t)n_tok, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
-    int nb = v >= 0 ? 5 : 7;
+                  (uint32_t)n_tok, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+    mv_binds(be, b, ob, ob, e, &pc);
+    int nb = v >= 0 ? 5 : 9;
     if (bar) vk_dispatch(be->c, cb, p, b, nb, &pc, sizeof pc, gx, gy, gz);
     else vk_dispatch_nb(be->c, cb, p, b, nb, &pc, sizeof pc, gx, gy, gz);
     return ST_OK;
+}
+
+static st_status rec_matvec_b(vk_be *be, VkCommandBuffer cb, const st_tensor *w, const dev_tensor *dw, const vk_alloc *xin,
+                              const vk_bind *ob, uint32_t o_off, uint32_t o_stride, bool add, int n_tok, bool bar,
+                              st_error *err) {
+    return rec_matvec_e(be, cb, w, dw, xin, ob, o_off, o_stride, add, n_tok, bar, NULL, err);
 }
 
 /* Q, K and V (or gate and up) in one matvec dispatch: n matrices of the same
@@ -610,9 +660,13 @@ static st_status rec_matvec_b(vk_be *be, VkCommandBuffer cb, const st_tensor *w,
  * allocations, a range beyond the device's limit): the caller records them
  * one by one. */
 static st_status rec_matvec_group(vk_be *be, VkCommandBuffer cb, int n, const st_tensor *const *w, const dev_tensor *dw,
-                                  const vk_bind *ob, const uint32_t *o_stride, int n_tok, bool *done, st_error *err) {
+                                  const vk_bind *ob, const uint32_t *o_stride, int n_tok, const mv_epi *e, bool *done,
+                                  st_error *err) {
     *done = false;
     if (matmul_variant(be->c, w[0]->type, n_tok) >= 0) return ST_OK;
+    /* the pair-of-rows epilogue needs the two rows in one group (NR = 2:
+     * the quantized types) */
+    if (e && e->epi == 1 && (w[0]->type == ST_TYPE_F32 || w[0]->type == ST_TYPE_F16)) return ST_OK;
     VkDeviceSize lo = dw[0].off, hi = dw[0].off + w[0]->nbytes;
     for (int i = 1; i < n; i++) {
         if (w[i]->type != w[0]->type || w[i]->ne0 != w[0]->ne0 || w[i]->row_bytes != w[0]->row_bytes || dw[i].mem != dw[0].mem)
@@ -631,16 +685,17 @@ static st_status rec_matvec_group(vk_be *be, VkCommandBuffer cb, int n, const st
         total += (uint32_t)((w[i]->ne1 + rpw - 1) / rpw);
     }
     VkPipeline p;
-    st_status rc = pipe(be, matvec_pipe(w[0]->type), &p, err);
+    st_status rc = pipe(be, matvec_epi_pipe(w[0]->type, e ? e->epi : 0), &p, err);
     if (rc) return rc;
     bool flt = w[0]->type == ST_TYPE_F32 || w[0]->type == ST_TYPE_F16;
-    vk_bind b[7] = {wb, vk_bind_all(flt ? &be->xb : &be->aq), vk_bind_all(&be->ad), vk_bind_all(&be->ab), ob[0], ob[1], n > 2 ? ob[2] : ob[1]};
+    vk_bind b[9] = {wb, vk_bind_all(flt ? &be->xb : &be->aq), vk_bind_all(&be->ad), vk_bind_all(&be->ab), ob[0]};
     uint32_t gx, gy;
     vk_grid(be->c, total, &gx, &gy);
     mv_push pc = {(uint32_t)w[0]->ne0, (uint32_t)w[0]->ne1, off[0], (uint32_t)w[0]->row_bytes, 0, (uint32_t)w[0]->ne0, 0, o_stride[0], 0, gx,
                   (uint32_t)n_tok, g[1], n > 2 ? g[2] : 0, (uint32_t)w[1]->ne1, n > 2 ? (uint32_t)w[2]->ne1 : 0, off[1],
-                  n > 2 ? off[2] : 0, 0, 0, o_stride[1], n > 2 ? o_stride[2] : 0};
-    vk_dispatch(be->c, cb, p, b, 7, &pc, sizeof pc, gx, gy, (uint32_t)n_tok);
+                  n > 2 ? off[2] : 0, 0, 0, o_stride[1], n > 2 ? o_stride[2] : 0, 0, 0, 0, 0, 0, 0, 0};
+    mv_binds(be, b, &ob[1], n > 2 ? &ob[2] : &ob[1], e, &pc);
+    vk_dispatch(be->c, cb, p, b, 9, &pc, sizeof pc, gx, gy, (uint32_t)n_tok);
     *done = true;
     return ST_OK;
 }
@@ -763,8 +818,24 @@ static st_status rec_layer(vk_be *be, VkCommandBuffer cb, int il, const st_layer
     int T = be->n_tok;
     uint32_t D = (uint32_t)hp->n_embd, DKV = (uint32_t)be->dkv, F = (uint32_t)hp->n_ff;
     st_status rc;
+    /* one-token passes fold steps into the products' epilogues (matvec.comp) */
+    bool fuse = be->fuse && T == 1;
+    VkDeviceSize layer_bytes = (VkDeviceSize)be->n_ctx * DKV * be->kv_elt;
+    /* the whole layer's cache where the device can bind it (so that the
+     * commands do not depend on the position: replay), else what the batch
+     * uses */
+    VkDeviceSize used = layer_bytes <= c->ssbo_range ? layer_bytes : (VkDeviceSize)(be->pos0 + T) * DKV * be->kv_elt;
+    uint32_t kskip, vskip;
+    vk_bind kcb = vk_bind_range(c, &be->kc, (VkDeviceSize)il * layer_bytes, used, &kskip);
+    vk_bind vcb = vk_bind_range(c, &be->vc, (VkDeviceSize)il * layer_bytes, used, &vskip);
+    if (kcb.range > c->ssbo_range)
+        return st_error_set(err, ST_ERR_UNSUPPORTED, "vulkan backend: a layer's KV cache (%.1f MiB) exceeds the device's storage buffer range",
+                            kcb.range / 1048576.0);
     /* attention */
     if ((rc = rec_rmsnorm(be, cb, 0, &dt[0], L->attn_norm.type, L->wq.type, T, err))) return rc;
+    /* Q, K, V with RoPE and the cache stores in their epilogue */
+    mv_epi e_qkv = {1, kcb, vcb, vk_bind_all(&be->cs), (uint32_t)hp->head_dim, (uint32_t)hp->n_rot, (uint32_t)(kskip / be->kv_elt),
+                    be->kv_f32 ? 1u : 0u, 0, 0};
     const st_tensor *const qkv[3] = {&L->wq, &L->wk, &L->wv};
     const vk_alloc *qkv_out[3] = {&be->q, &be->k, &be->v};
     uint32_t qkv_n[3] = {D, DKV, DKV};
@@ -775,7 +846,7 @@ static st_status rec_layer(vk_be *be, VkCommandBuffer cb, int il, const st_layer
     bool fused = false;
     {
         vk_bind ob[3] = {vk_bind_all(qkv_out[0]), vk_bind_all(qkv_out[1]), vk_bind_all(qkv_out[2])};
-        if ((rc = rec_matvec_group(be, cb, 3, qkv, &dt[1], ob, qkv_n, T, &fused, err))) return rc;
+        if ((rc = rec_matvec_group(be, cb, 3, qkv, &dt[1], ob, qkv_n, T, fuse ? &e_qkv : NULL, &fused, err))) return rc;
     }
     for (int i = 0; i < 3 && !fused; i++) {
         st_type prev = i ? st_type_traits_get(qkv[i - 1]->type)->vec_dot_type : ST_TYPE_COUNT;
@@ -788,20 +859,10 @@ static st_status rec_layer(vk_be *be, VkCommandBuffer cb, int il, const st_layer
     }
     VkPipeline p;
     uint32_t gx, gy;
-    /* RoPE on the queries, keys (with RoPE) and values into the cache: one dispatch */
-    VkDeviceSize layer_bytes = (VkDeviceSize)be->n_ctx * DKV * be->kv_elt;
-    /* the whole layer's cache where the device can bind it (so that the
-     * commands do not depend on the position: replay), else what the batch
-     * uses */
-    VkDeviceSize used = layer_bytes <= c->ssbo_range ? layer_bytes : (VkDeviceSize)(be->pos0 + T) * DKV * be->kv_elt;
-    uint32_t kskip, vskip;
-    vk_bind kcb = vk_bind_range(c, &be->kc, (VkDeviceSize)il * layer_bytes, used, &kskip);
-    vk_bind vcb = vk_bind_range(c, &be->vc, (VkDeviceSize)il * layer_bytes, used, &vskip);
-    if (kcb.range > c->ssbo_range)
-        return st_error_set(err, ST_ERR_UNSUPPORTED, "vulkan backend: a layer's KV cache (%.1f MiB) exceeds the device's storage buffer range",
-                            kcb.range / 1048576.0);
-    if ((rc = pipe(be, VKP_KV_STORE, &p, err))) return rc;
-    {
+    /* RoPE on the queries, keys (with RoPE) and values into the cache: one
+     * dispatch, unless the Q/K/V epilogue did it */
+    if (!(fused && fuse)) {
+        if ((rc = pipe(be, VKP_KV_STORE, &p, err))) return rc;
         vk_grid(c, groups(be, (uint64_t)T * DKV + (uint64_t)T * hp->n_head * (hp->n_rot / 2)), &gx, &gy);
         vk_bind bb[6] = {vk_bind_all(&be->k), vk_bind_all(&be->v), vk_bind_all(&be->cs), kcb, vcb, vk_bind_all(&be->q)};
         struct { uint32_t n_kv, head_dim, n_rot, n_tok, k_off, v_off, stride, cache_off, kv_f32, gx, n_head, q_off, q_stride; } pc = {
@@ -810,6 +871,7 @@ static st_status rec_layer(vk_be *be, VkCommandBuffer cb, int il, const st_layer
         vk_bind bd[7] = {bb[0], bb[1], bb[2], bb[3], bb[4], bb[5], vk_bind_all(&be->dyn)};
         vk_dispatch(c, cb, p, bd, 7, &pc, sizeof pc, gx, gy, 1);
     }
+    st_type wt = L->w_gate.type;
     /* attention: one workgroup per (head, token, chunk of positions); the
      * chunking and the group count come from dyn (attn_chunks) */
     if ((rc = pipe(be, VKP_ATTN, &p, err))) return rc;
@@ -831,27 +893,39 @@ static st_status rec_layer(vk_be *be, VkCommandBuffer cb, int il, const st_layer
     }
     vk_bind xbind = vk_bind_all(&be->x);
     if ((rc = rec_quantize(be, cb, L->wo.type, &be->xb, D, T, err))) return rc;
-    if ((rc = rec_matvec(be, cb, &L->wo, &dt[4], &be->xb, &xbind, 0, D, true, T, err))) return rc;
+    /* the output projection into the residual; the FFN's RMSNorm in its
+     * epilogue */
+    {
+        uint32_t nw_off;
+        mv_epi e_wo = {2, vk_bind_range(c, dt[5].mem, dt[5].off, (VkDeviceSize)D * (L->ffn_norm.type == ST_TYPE_F32 ? 4 : 2), &nw_off),
+                       vk_bind_all(&be->xb), vk_bind_all(&be->cnt), nw_off, L->ffn_norm.type == ST_TYPE_F16 ? 1u : 0u, 0, 0, CNT_WO,
+                       act_kind(wt)};
+        if ((rc = rec_matvec_e(be, cb, &L->wo, &dt[4], &be->xb, &xbind, 0, D, true, T, true, fuse ? &e_wo : NULL, err))) return rc;
+    }
 
     /* feed-forward */
-    if ((rc = rec_rmsnorm(be, cb, 0, &dt[5], L->ffn_norm.type, L->w_gate.type, T, err))) return rc;
+    if (!fuse && (rc = rec_rmsnorm(be, cb, 0, &dt[5], L->ffn_norm.type, wt, T, err))) return rc;
     vk_bind hb = vk_bind_all(&be->hb), hb2 = vk_bind_all(&be->hb2);
     bool requant = st_type_traits_get(L->w_up.type)->vec_dot_type != st_type_traits_get(L->w_gate.type)->vec_dot_type;
     /* gate and up are independent: one dispatch where they qualify */
     bool gu = false;
+    mv_epi e_gu = {3, hb2, hb, vk_bind_all(&be->cnt), 0, 0, 0, 0, CNT_GU, act_kind(L->w_down.type)};
     {
         const st_tensor *const g2[2] = {&L->w_gate, &L->w_up};
         vk_bind ob[2] = {hb, hb2};
         uint32_t st[2] = {F, F};
-        if ((rc = rec_matvec_group(be, cb, 2, g2, &dt[6], ob, st, T, &gu, err))) return rc;
+        if ((rc = rec_matvec_group(be, cb, 2, g2, &dt[6], ob, st, T, fuse ? &e_gu : NULL, &gu, err))) return rc;
     }
     if (!gu) {
         if ((rc = rec_matvec_b(be, cb, &L->w_gate, &dt[6], &be->xb, &hb, 0, F, false, T, requant, err))) return rc;
         if (requant && (rc = rec_quantize(be, cb, L->w_up.type, &be->xb, D, T, err))) return rc;
         if ((rc = rec_matvec(be, cb, &L->w_up, &dt[7], &be->xb, &hb2, 0, F, false, T, err))) return rc;
     }
-    /* SwiGLU, quantized for the down projection */
-    if ((rc = rec_act(be, cb, 2, &be->hb, 0, F, NULL, ST_TYPE_F32, &be->hb2, &be->hb, act_kind(L->w_down.type), T, err))) return rc;
+    /* SwiGLU, quantized for the down projection (in gate/up's epilogue
+     * where they ran as one dispatch) */
+    if (!(gu && fuse) &&
+        (rc = rec_act(be, cb, 2, &be->hb, 0, F, NULL, ST_TYPE_F32, &be->hb2, &be->hb, act_kind(L->w_down.type), T, err)))
+        return rc;
     if ((rc = rec_matvec(be, cb, &L->w_down, &dt[8], &be->hb, &xbind, 0, D, true, T, err))) return rc;
 
     return ST_OK;
@@ -1131,7 +1205,7 @@ static void vk_destroy(st_backend *b) {
                 if (be->lc[il].valid) vk_free_dev(c, &be->lc[il].mem);
         for (int i = 0; i < be->nfc; i++) vk_free_dev(c, &be->fc[i].mem);
         vk_alloc *bufs[] = {&be->x, &be->xb, &be->q, &be->k, &be->v, &be->hb, &be->hb2, &be->aq, &be->ad,
-                            &be->ab, &be->cs, &be->logits, &be->kc, &be->vc, &be->part, &be->dyn};
+                            &be->ab, &be->cs, &be->logits, &be->kc, &be->vc, &be->part, &be->dyn, &be->cnt};
         for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) vk_free_dev(c, bufs[i]);
         vk_hbuf_free(c, &be->in);
         vk_hbuf_free(c, &be->out);
@@ -1225,6 +1299,8 @@ st_status st_vk_backend_new(const st_hparams *hp, int n_ctx, int n_batch, bool k
     be->pend = calloc((size_t)hp->n_layer + 3, sizeof *be->pend);
     const char *ge = getenv("STRATA_VK_GRAPH");
     be->graph_on = !c->prof && !(ge && strcmp(ge, "0") == 0);
+    const char *fe = getenv("STRATA_VK_FUSE");
+    be->fuse = !(fe && strcmp(fe, "0") == 0);
     if (!be->lc || !be->cs_host || !be->gp || !be->pend) { rc = st_error_set(err, ST_ERR_NOMEM, "out of memory"); goto fail; }
     VkDeviceSize B = (VkDeviceSize)n_batch, D = (VkDeviceSize)hp->n_embd, F = (VkDeviceSize)hp->n_ff,
                  DKV = (VkDeviceSize)be->dkv, M = (VkDeviceSize)be->maxn;
@@ -1238,10 +1314,16 @@ st_status st_vk_backend_new(const st_hparams *hp, int n_ctx, int n_batch, bool k
         {&be->hb, B * F * 4}, {&be->hb2, B * F * 4}, {&be->aq, B * M}, {&be->ad, B * (M / 32 + 1) * 4},
         {&be->ab, B * (M / 16 + 1) * 4}, {&be->cs, B * (VkDeviceSize)hp->n_rot * 4 + 4},
         {&be->logits, B * (VkDeviceSize)hp->n_vocab * 4}, {&be->kc, kv_bytes}, {&be->vc, kv_bytes},
-        {&be->part, part_bytes}, {&be->dyn, DYN_WORDS * 4}};
+        {&be->part, part_bytes}, {&be->dyn, DYN_WORDS * 4}, {&be->cnt, CNT_N * 4 + (VkDeviceSize)hp->n_head * B * 4}};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) bufs[i].a->block = -1;
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0] && !rc; i++) rc = vk_alloc_dev(c, bufs[i].n, bufs[i].a, err);
     if (rc) goto fail;
+    {   /* the epilogues' counters start at 0 (and each use leaves them so) */
+        void *zero = calloc(1, be->cnt.size);
+        rc = zero ? vk_upload(c, &be->cnt, 0, zero, be->cnt.size, VK_NULL_HANDLE, 0, err) : st_error_set(err, ST_ERR_NOMEM, "out of memory");
+        free(zero);
+        if (rc) goto fail;
+    }
     if ((rc = vk_hbuf_new(c, ((B * D * 4 + B * (VkDeviceSize)hp->n_rot * 4 + 15) & ~(VkDeviceSize)15) + DYN_WORDS * 4, &be->in, err))) goto fail;
     if ((rc = vk_hbuf_new(c, B * (VkDeviceSize)hp->n_vocab * 4, &be->out, err))) goto fail;
     VkCommandPoolCreateInfo cpi = {.sType = VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO,

@@ -28,14 +28,22 @@ static const char *const pipe_names[VKP_COUNT] = {
     "matmul_s_q4_k", "matmul_s_q5_k", "matmul_s_q6_k",
     "matmul_cm_f32", "matmul_cm_f16", "matmul_cm_q4_0", "matmul_cm_q8_0",
     "matmul_cm_q4_k", "matmul_cm_q5_k", "matmul_cm_q6_k",
+    "matvec_e1_f32", "matvec_e1_f16", "matvec_e1_q4_0", "matvec_e1_q8_0",
+    "matvec_e1_q4_k", "matvec_e1_q5_k", "matvec_e1_q6_k",
+    "matvec_e2_f32", "matvec_e2_f16", "matvec_e2_q4_0", "matvec_e2_q8_0",
+    "matvec_e2_q4_k", "matvec_e2_q5_k", "matvec_e2_q6_k",
+    "matvec_e3_f32", "matvec_e3_f16", "matvec_e3_q4_0", "matvec_e3_q8_0",
+    "matvec_e3_q4_k", "matvec_e3_q5_k", "matvec_e3_q6_k",
 };
 
 const char *vk_pipe_name(vk_pipe_id id) { return id < VKP_COUNT ? pipe_names[id] : "?"; }
 
 /* The SPIR-V of a pipeline: its own name, except the small-tile matmuls
- * (the large ones' code with other specialization constants). */
+ * (the large ones' code with other specialization constants) and the
+ * mat-vec epilogues (the mat-vec's code with EPI set). */
 static const char *pipe_spirv(vk_pipe_id id) {
     if (id >= VKP_MATMUL_S_F32 && id <= VKP_MATMUL_S_Q6_K) return pipe_names[id - VKP_MATMUL_S_F32 + VKP_MATMUL_F32];
+    if (id >= VKP_MATVEC_E1_F32 && id <= VKP_MATVEC_E3_Q6_K) return pipe_names[(id - VKP_MATVEC_E1_F32) % 7 + VKP_MATVEC_F32];
     return pipe_names[id];
 }
 
@@ -720,11 +728,13 @@ VkPipeline vk_pipeline(st_vk_ctx *c, vk_pipe_id id, st_error *err) {
     const vk_mm_cfg *mm = &c->mm[id >= VKP_MATMUL_CM_F32                             ? VK_MM_CM
                                  : id >= VKP_MATMUL_S_F32 && id <= VKP_MATMUL_S_Q6_K ? VK_MM_SMALL
                                                                                       : VK_MM_LARGE];
-    struct { uint32_t wg, sg; VkBool32 use_sg; uint32_t mm_wg, bm, bn, bk, tm, tn; } spec = {
-        c->wg, c->subgroup_size, c->subgroup_arith ? VK_TRUE : VK_FALSE, mm->wg, mm->bm, mm->bn, mm->bk, mm->tm, mm->tn};
-    VkSpecializationMapEntry me[9];
-    for (uint32_t i = 0; i < 9; i++) me[i] = (VkSpecializationMapEntry){i, 4 * i, 4};
-    VkSpecializationInfo si = {9, me, sizeof spec, &spec};
+    /* 9: matvec.comp's epilogue */
+    uint32_t epi = id >= VKP_MATVEC_E1_F32 && id <= VKP_MATVEC_E3_Q6_K ? 1 + (uint32_t)(id - VKP_MATVEC_E1_F32) / 7 : 0;
+    struct { uint32_t wg, sg; VkBool32 use_sg; uint32_t mm_wg, bm, bn, bk, tm, tn, epi; } spec = {
+        c->wg, c->subgroup_size, c->subgroup_arith ? VK_TRUE : VK_FALSE, mm->wg, mm->bm, mm->bn, mm->bk, mm->tm, mm->tn, epi};
+    VkSpecializationMapEntry me[10];
+    for (uint32_t i = 0; i < 10; i++) me[i] = (VkSpecializationMapEntry){i, 4 * i, 4};
+    VkSpecializationInfo si = {10, me, sizeof spec, &spec};
     VkComputePipelineCreateInfo ci = {
         .sType = VK_STRUCTURE_TYPE_COMPUTE_PIPELINE_CREATE_INFO,
         .stage = {.sType = VK_STRUCTURE_TYPE_PIPELINE_SHADER_STAGE_CREATE_INFO,

@@ -312,8 +312,11 @@ Test(vulkan_model, random_f16) { check_rmodel(ST_TYPE_F16, ST_TYPE_F16, ST_TYPE_
  * where one step is up to 1/127 of a block's largest value */
 Test(vulkan_model, random_quantized) { check_rmodel(ST_TYPE_Q8_0, ST_TYPE_Q4_0, ST_TYPE_F32, false, 3e-2); }
 
-/* Replay (vk_backend.c): decode passes assembled from recorded parts give
- * bit-identical logits to passes recorded afresh (STRATA_VK_GRAPH=0), at
+/* Replay and epilogues (vk_backend.c, matvec.comp): decode passes
+ * assembled from recorded parts, with RoPE/KV store, the FFN norm and
+ * SwiGLU in the products' epilogues, give bit-identical logits to passes
+ * recorded afresh with separate kernels (STRATA_VK_GRAPH=0
+ * STRATA_VK_FUSE=0), at
  * positions that need 1 to 4 attention chunks, across a rewind, with prompt
  * batches between them (recorded live), and parts are in fact replayed. */
 Test(vulkan_model, replay_identical, .timeout = 120) {
@@ -326,9 +329,11 @@ Test(vulkan_model, replay_identical, .timeout = 120) {
     int n_ctx = 224, n_batch = 32, V = hp->n_vocab, D = hp->n_embd;
     for (int i = 0; i < 2; i++) {
         setenv("STRATA_VK_GRAPH", i ? "0" : "1", 1);
+        setenv("STRATA_VK_FUSE", i ? "0" : "1", 1);
         cr_assert_eq(st_vk_backend_new(hp, n_ctx, n_batch, false, g_dev, &be[i], &err), ST_OK, "%s", err.msg);
     }
     unsetenv("STRATA_VK_GRAPH");
+    unsetenv("STRATA_VK_FUSE");
     float *x = malloc((size_t)n_batch * D * 4), *l0 = malloc((size_t)n_batch * V * 4), *l1 = malloc((size_t)n_batch * V * 4);
     int pos = 0, steps = 0;
     for (int round = 0; round < 3; round++) {

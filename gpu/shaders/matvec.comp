@@ -31,7 +31,25 @@
  *
  * Compiled once per weight type: -DW_F32, -DW_F16, -DW_Q4_0, -DW_Q8_0,
  * -DW_Q4_K, -DW_Q5_K, -DW_Q6_K. The host's rows per workgroup
- * (vk_backend.c, matvec_rows) must agree with NR here. */
+ * (vk_backend.c, matvec_rows) must agree with NR here.
+ *
+ * Epilogues (specialization constant EPI, one-token passes): each saves the
+ * dispatch and barrier of the step that used to follow (~4-6 us each on an
+ * H200, more than the step's work).
+ *   EPI 1, Q/K/V in one dispatch (NR = 2, so a group holds the pair of
+ *     adjacent rows RoPE rotates): RoPE on the query and key rows, queries
+ *     to binding 4, keys and values straight into the KV cache (bindings 5
+ *     and 6, F16 or F32) at the pass's position (binding 8) with the
+ *     cos/sin table (binding 7): what kv_store.comp does, the same way.
+ *   EPI 2, the attention output product (adding into the residual x): the
+ *     workgroup that finishes last (a counter, binding 7) applies the FFN's
+ *     RMSNorm to the finished x and quantizes it: act.comp mode 1.
+ *   EPI 3, gate and up in one dispatch: the last workgroup computes
+ *     silu(gate) * up and quantizes it: act.comp mode 2.
+ * The last workgroup sees the others' results through `coherent` views
+ * after a device-scope memory barrier on both sides of the counter, and
+ * leaves the counter at 0 for the next dispatch. Its activation step is
+ * act_body.glsl, so the results are bit-identical to the separate kernel. */
 #extension GL_GOOGLE_include_directive : require
 #include "common.glsl"
 
@@ -49,6 +67,25 @@ layout(std430, binding = 3) readonly buffer BS { int bs[]; };
 layout(std430, binding = 4) buffer O { float o[]; };
 layout(std430, binding = 5) writeonly buffer O1 { float o1[]; };
 layout(std430, binding = 6) writeonly buffer O2 { float o2[]; };
+/* epilogues (see above) */
+layout(constant_id = 9) const uint EPI = 0;
+layout(std430, binding = 4) coherent buffer AX { float ax[]; };
+layout(std430, binding = 4) coherent buffer AX4 { vec4 ax4[]; };
+layout(std430, binding = 5) coherent readonly buffer AW32 { float aw32[]; };
+layout(std430, binding = 5) coherent readonly buffer AW16 { uint16_t aw16[]; };
+layout(std430, binding = 5) coherent readonly buffer AW4 { uvec4 aw4[]; };
+layout(std430, binding = 6) writeonly buffer AO { float ao[]; };
+layout(std430, binding = 6) writeonly buffer AO4 { vec4 ao4[]; };
+layout(std430, binding = 1) writeonly buffer AQS { uint aqs[]; };
+layout(std430, binding = 2) writeonly buffer AD { float ad[]; };
+layout(std430, binding = 3) writeonly buffer ABS { int abs_[]; };
+layout(std430, binding = 7) coherent buffer CNT { uint cnt[]; };
+layout(std430, binding = 5) writeonly buffer KC16 { uint16_t kc16[]; };
+layout(std430, binding = 5) writeonly buffer KC32 { float kc32[]; };
+layout(std430, binding = 6) writeonly buffer VC16 { uint16_t vc16[]; };
+layout(std430, binding = 6) writeonly buffer VC32 { float vc32[]; };
+layout(std430, binding = 7) readonly buffer CS { float cs[]; };
+layout(std430, binding = 8) readonly buffer DYN { uint dyn[]; };
 
 /* One dispatch may compute up to three matrices of the same type and width
  * that lie in the same buffer (Q, K and V; gate and up): the workgroups from
@@ -66,7 +103,16 @@ layout(push_constant) uniform P {
     uint gx;
     uint n_tok_;     /* (matmul's) */
     uint g1, g2, nrows1, nrows2, w_off1, w_off2, o_off1, o_off2, o_stride1, o_stride2;
+    /* epilogue: EPI 1: head_dim, n_rot, the layer's first cache element in
+     * bindings 5/6, kv_f32; EPI 2: the norm weight's byte offset and type
+     * (0 F32, 1 F16) in binding 5, xb's offset in binding 6; EPI 2/3: the
+     * counter, act's quantization kind, eps */
+    uint e0, e1, e2, e3, e_cnt, e_kind;
+    float e_eps;
 } p;
+
+#include "act_body.glsl"
+
 
 #if defined(W_F32) || defined(W_F16)
 #define NR 1
@@ -119,6 +165,65 @@ void scale_min_pair(uint q, uint s0, uint s1, uint s2, out int sc0, out int m0, 
 }
 
 shared float gred_[WG];
+shared bool last_;
+
+/* EPI 1: RoPE on the pair of rows r0, r0 + 1 (values v0, v1) of segment seg
+ * (0 queries, 1 keys, 2 values) of token t, then the stores */
+void rope_store(float v0, float v1, uint r0, uint seg, uint t, uint nrows) {
+    uint hd = p.e0, nrot = p.e1;
+    uint j = r0 % hd;
+    float y0 = v0, y1 = v1;
+    if (seg < 2 && j < nrot) {
+        float c = cs[t * nrot + j], s = cs[t * nrot + j + 1];
+        precise float a = v0 * c - v1 * s;
+        precise float b = v0 * s + v1 * c;
+        y0 = a;
+        y1 = b;
+    }
+    if (seg == 0) {
+        uint oi = p.o_off + t * p.o_stride + r0;
+        o[oi] = y0;
+        o[oi + 1] = y1;
+        return;
+    }
+    uint ci = p.e2 + (dyn[0] + t) * nrows + r0;
+    if (p.e3 != 0) {
+        if (seg == 1) { kc32[ci] = y0; kc32[ci + 1] = y1; }
+        else { vc32[ci] = y0; vc32[ci + 1] = y1; }
+    } else {
+        if (seg == 1) {
+            kc16[ci] = uint16_t(float_to_half_bits(y0));
+            kc16[ci + 1] = uint16_t(float_to_half_bits(y1));
+        } else {
+            vc16[ci] = uint16_t(float_to_half_bits(y0));
+            vc16[ci + 1] = uint16_t(float_to_half_bits(y1));
+        }
+    }
+}
+
+/* EPI 2/3: called by every invocation after the workgroup's stores; the
+ * last workgroup of the dispatch runs act's step over the finished row of
+ * token t. */
+void epi_act(uint t, uint nrows) {
+    memoryBarrierBuffer();
+    barrier();
+    if (gl_LocalInvocationID.x == 0) {
+        uint total = gl_NumWorkGroups.x * gl_NumWorkGroups.y * gl_NumWorkGroups.z;
+        last_ = atomicAdd(cnt[p.e_cnt], 1u) == total - 1u;
+    }
+    barrier();
+    if (!last_) return;
+    memoryBarrierBuffer();
+    act_p a;
+    if (EPI == 2) /* RMSNorm of x (this product's output) with the weight in binding 5, into xb (binding 6) */
+        a = act_p(nrows, p.o_off + t * p.o_stride, p.o_stride, p.e0, p.e1, p.e2, nrows, 1u, p.e_kind, p.e_eps);
+    else /* silu(gate) * up, gate (binding 4) rewritten in place through binding 6 */
+        a = act_p(nrows, p.o_off + t * p.o_stride, p.o_stride, p.o_off1 + t * p.o_stride1, 0u,
+                  p.o_off + t * p.o_stride, p.o_stride, 2u, p.e_kind, p.e_eps);
+    float sc = act_scale(a, 0u);
+    for (uint c = 0; c * WG * 16 < nrows; c++) act_chunk(a, c, 0u, sc);
+    if (gl_LocalInvocationID.x == 0) cnt[p.e_cnt] = 0u;
+}
 
 /* Sum over the LANES invocations of a group; all invocations of the
  * workgroup must call it (uniform control flow). */
@@ -348,8 +453,16 @@ void main() {
 #else
 #error "matvec.comp: define the weight type (W_F32, W_F16, W_Q4_0, W_Q8_0, W_Q4_K, W_Q5_K, W_Q6_K)"
 #endif
+    float vs[NR];
+    for (uint k = 0; k < NR; k++) vs[k] = group_sum(acc[k], sg, grp, lane);
+#if NR == 2
+    if (EPI == 1) {
+        if (lane == 0 && r0 < nrows) rope_store(vs[0], vs[1], r0, seg, t, nrows);
+        return;
+    }
+#endif
     for (uint k = 0; k < NR; k++) {
-        float v = group_sum(acc[k], sg, grp, lane);
+        float v = vs[k];
         uint r = r0 + k;
         if (lane == 0 && r < nrows) {
             if (seg == 0) {
@@ -362,4 +475,5 @@ void main() {
             }
         }
     }
+    if (EPI >= 2) epi_act(t, nrows);
 }
