@@ -586,7 +586,8 @@ typedef struct {
 /* counters of the last-workgroup epilogues (be->cnt) */
 #define CNT_WO 0
 #define CNT_GU 1
-#define CNT_N 2
+#define CNT_ATTN 2  /* heads finished (attn.comp's quant) */
+#define CNT_N 3     /* then one per (head, token): attention chunks finished */
 
 static vk_pipe_id matvec_epi_pipe(st_type t, int epi) {
     return epi ? (vk_pipe_id)(VKP_MATVEC_E1_F32 + 7 * (epi - 1) + (int)matvec_pipe(t) - VKP_MATVEC_F32) : matvec_pipe(t);
@@ -873,26 +874,25 @@ static st_status rec_layer(vk_be *be, VkCommandBuffer cb, int il, const st_layer
     }
     st_type wt = L->w_gate.type;
     /* attention: one workgroup per (head, token, chunk of positions); the
-     * chunking and the group count come from dyn (attn_chunks) */
+     * chunking and the group count come from dyn (attn_chunks); the last
+     * chunk of a head merges the chunks, and in one-token passes the last
+     * head quantizes the row for the output projection */
+    bool attn_quant = fuse && act_kind(L->wo.type) != 2;
     if ((rc = pipe(be, VKP_ATTN, &p, err))) return rc;
     {
         uint32_t hd = (uint32_t)hp->head_dim, nh = (uint32_t)hp->n_head;
-        vk_bind bb[6] = {vk_bind_all(&be->q), kcb, vcb, vk_bind_all(&be->xb), vk_bind_all(&be->part), vk_bind_all(&be->dyn)};
+        vk_bind bb[10] = {vk_bind_all(&be->q), kcb, vcb, vk_bind_all(&be->xb), vk_bind_all(&be->part), vk_bind_all(&be->dyn),
+                          vk_bind_all(&be->cnt), vk_bind_all(&be->aq), vk_bind_all(&be->ad), vk_bind_all(&be->ab)};
         struct { uint32_t n_head, n_head_kv, head_dim, q_off, q_stride, kv_off, kv_stride, o_off, o_stride, kv_f32; float scale;
-                 uint32_t vec_ok; } pc = {
+                 uint32_t vec_ok, cnt_head, cnt_row, quant, kind, n; } pc = {
             nh, (uint32_t)hp->n_head_kv, hd, 0, D, (uint32_t)(kskip / be->kv_elt), DKV, 0, D, be->kv_f32 ? 1u : 0u,
-            1.0f / sqrtf((float)hp->head_dim), 0};
+            1.0f / sqrtf((float)hp->head_dim), 0, CNT_N, CNT_ATTN, attn_quant ? 1u : 0u, act_kind(L->wo.type), D};
         uint32_t vec = be->kv_f32 ? 4 : 8;  /* elements per 16 bytes */
         pc.vec_ok = (pc.kv_off % vec == 0 && DKV % vec == 0 && hd % vec == 0) ? 1u : 0u;
-        vk_dispatch_indirect(c, cb, p, bb, 6, &pc, sizeof pc, be->dyn.buf, be->dyn.off + DYN_IND * 4);
-        /* merges the chunks (nothing to do with one chunk) */
-        if ((rc = pipe(be, VKP_ATTN_COMBINE, &p, err))) return rc;
-        vk_bind cbb[3] = {vk_bind_all(&be->part), vk_bind_all(&be->xb), vk_bind_all(&be->dyn)};
-        struct { uint32_t n_head, head_dim, o_off, o_stride; } cpc = {nh, hd, 0, D};
-        vk_dispatch(c, cb, p, cbb, 3, &cpc, sizeof cpc, nh, (uint32_t)T, 1);
+        vk_dispatch_indirect(c, cb, p, bb, 10, &pc, sizeof pc, be->dyn.buf, be->dyn.off + DYN_IND * 4);
     }
     vk_bind xbind = vk_bind_all(&be->x);
-    if ((rc = rec_quantize(be, cb, L->wo.type, &be->xb, D, T, err))) return rc;
+    if (!attn_quant && (rc = rec_quantize(be, cb, L->wo.type, &be->xb, D, T, err))) return rc;
     /* the output projection into the residual; the FFN's RMSNorm in its
      * epilogue */
     {

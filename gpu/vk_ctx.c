@@ -18,7 +18,7 @@
 #define ALLOC_ALIGN ((VkDeviceSize)256)
 
 static const char *const pipe_names[VKP_COUNT] = {
-    "act", "kv_store", "attn", "attn_combine",
+    "act", "kv_store", "attn",
     "matvec_f32", "matvec_f16", "matvec_q4_0", "matvec_q8_0",
     "matvec_q4_k", "matvec_q5_k", "matvec_q6_k",
     "bw_read",

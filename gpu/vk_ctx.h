@@ -17,7 +17,7 @@
 
 /* The pipelines, one per shader of gpu/shaders (names as in vk_shaders.c). */
 typedef enum {
-    VKP_ACT, VKP_KV_STORE, VKP_ATTN, VKP_ATTN_COMBINE,
+    VKP_ACT, VKP_KV_STORE, VKP_ATTN,
     VKP_MATVEC_F32, VKP_MATVEC_F16, VKP_MATVEC_Q4_0, VKP_MATVEC_Q8_0,
     VKP_MATVEC_Q4_K, VKP_MATVEC_Q5_K, VKP_MATVEC_Q6_K,
     VKP_BW_READ,

@@ -7,8 +7,15 @@
  * and workgroup (h, t, c) walks chunk c alone, so that a
  * long context keeps the whole GPU busy even for one token. With one chunk
  * the result is written normalized; with more, each chunk writes its
- * maximum score M, its sum S and its unnormalized output to part[] and
- * attn_combine.comp merges them.
+ * maximum score M, its sum S and its unnormalized output to part[], and
+ * the chunk that finishes last (a counter per (head, token), binding 6)
+ * merges them: with M the largest chunk maximum,
+ *   out[d] = sum_c acc_c[d] e^(M_c - M) / sum_c S_c e^(M_c - M),
+ * chunks that saw no position (S = 0, past the causal limit) adding
+ * nothing. With `quant` (one-token passes), the workgroup that completes
+ * the last head then quantizes the row for the output projection
+ * (act.comp mode 0, the same arithmetic through act_body.glsl). Each merge
+ * or quantization in the kernel saves a dispatch and a barrier.
  *
  * Inside a chunk, positions are taken WG at a time: each invocation scores
  * one position (16-byte loads of its key row where rows are aligned), the
@@ -33,6 +40,19 @@ layout(std430, binding = 4) writeonly buffer PART { float part[]; }; /* [t][h][c
  * indirect dispatch's z), written by the host each pass, so that a recorded
  * command buffer replays unchanged (vk_backend.c, "Replay") */
 layout(std430, binding = 5) readonly buffer DYN { uint dyn[]; };
+layout(std430, binding = 6) coherent buffer CNT { uint cnt[]; };
+layout(std430, binding = 4) coherent readonly buffer PARTC { float partc[]; };  /* the other chunks' partials */
+/* act_body.glsl's buffers: the finished row (binding 3), quantized to 7-9 */
+layout(std430, binding = 3) coherent buffer AX { float ax[]; };
+layout(std430, binding = 3) coherent buffer AX4 { vec4 ax4[]; };
+layout(std430, binding = 3) writeonly buffer AO { float ao[]; };
+layout(std430, binding = 3) writeonly buffer AO4 { vec4 ao4[]; };
+layout(std430, binding = 4) readonly buffer AW32 { float aw32[]; };  /* (unused by mode 0) */
+layout(std430, binding = 4) readonly buffer AW16 { uint16_t aw16[]; };
+layout(std430, binding = 4) readonly buffer AW4 { uvec4 aw4[]; };
+layout(std430, binding = 7) writeonly buffer AQS { uint aqs[]; };
+layout(std430, binding = 8) writeonly buffer AD { float ad[]; };
+layout(std430, binding = 9) writeonly buffer ABS { int abs_[]; };
 
 layout(push_constant) uniform P {
     uint n_head, n_head_kv, head_dim;
@@ -42,7 +62,30 @@ layout(push_constant) uniform P {
     uint kv_f32;
     float scale;
     uint vec_ok;            /* key rows (kv_off, kv_stride, head_dim) allow 16-byte loads */
+    uint cnt_head;          /* counters: (head, token) at cnt_head + t * n_head + h */
+    uint cnt_row;           /* quant: the counter of finished heads */
+    uint quant, kind, n;    /* quant: quantize the finished row (n = n_head * head_dim) to kind */
 } p;
+
+#include "act_body.glsl"
+
+shared bool last_;
+
+/* Counts this workgroup at counter i (after its stores); true in every
+ * invocation of the workgroup that brought it to `total` (which resets it).
+ * The stores of all counted workgroups are visible to the last one. */
+bool last_of(uint i, uint total) {
+    memoryBarrierBuffer();
+    barrier();
+    if (gl_LocalInvocationID.x == 0) {
+        last_ = atomicAdd(cnt[i], 1u) == total - 1u;
+        if (last_) cnt[i] = 0u;
+    }
+    barrier();
+    bool l = last_;
+    if (l) memoryBarrierBuffer();
+    return l;
+}
 
 shared float qsh[4 * WG];
 shared float ssh[WG];
@@ -140,6 +183,7 @@ void main() {
         M = Mn;
         barrier();
     }
+    uint ob = p.o_off + t * p.o_stride + h * hd;
     if (n_chunks > 1) {
         uint pb = ((t * p.n_head + h) * n_chunks + ch) * (hd + 2);
         for (uint k = 0; k < 4; k++) {
@@ -150,12 +194,35 @@ void main() {
             part[pb + hd] = M;
             part[pb + hd + 1] = S;
         }
-        return;
+        if (!last_of(p.cnt_head + t * p.n_head + h, n_chunks)) return;
+        /* the merge */
+        uint w = hd + 2, base = (t * p.n_head + h) * n_chunks * w;
+        float MM = NEG_INF;
+        for (uint c = 0; c < n_chunks; c++)
+            if (partc[base + c * w + hd + 1] > 0.0) MM = max(MM, partc[base + c * w + hd]);
+        float SS = 0.0;
+        for (uint c = 0; c < n_chunks; c++) {
+            float Sc = partc[base + c * w + hd + 1];
+            if (Sc > 0.0) SS += Sc * exp(partc[base + c * w + hd] - MM);
+        }
+        float inv = SS == 0.0 ? 0.0 : 1.0 / SS;
+        for (uint d = tid; d < hd; d += WG) {
+            float a = 0.0;
+            for (uint c = 0; c < n_chunks; c++) {
+                float Sc = partc[base + c * w + hd + 1];
+                if (Sc > 0.0) a += partc[base + c * w + d] * exp(partc[base + c * w + hd] - MM);
+            }
+            o[ob + d] = a * inv;
+        }
+    } else {
+        float inv = S == 0.0 ? 0.0 : 1.0 / S;
+        for (uint k = 0; k < 4; k++) {
+            uint d = tid + k * WG;
+            if (d < hd) o[ob + d] = acc[k] * inv;
+        }
     }
-    float inv = S == 0.0 ? 0.0 : 1.0 / S;
-    uint ob = p.o_off + t * p.o_stride + h * hd;
-    for (uint k = 0; k < 4; k++) {
-        uint d = tid + k * WG;
-        if (d < hd) o[ob + d] = acc[k] * inv;
-    }
+    if (p.quant == 0 || !last_of(p.cnt_row, p.n_head)) return;
+    /* the last head of the (one-token) pass: the row quantized for the output projection */
+    act_p a = act_p(p.n, p.o_off + t * p.o_stride, p.o_stride, 0u, 0u, p.o_off + t * p.o_stride, p.o_stride, 0u, p.kind, 0.0);
+    for (uint c = 0; c * WG * 16 < p.n; c++) act_chunk(a, c, 0u, 1.0);
 }
