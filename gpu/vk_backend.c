@@ -120,8 +120,8 @@ typedef struct vk_be {
     vk_alloc kc, vc;                   /* [n_layer][n_ctx][dkv] */
     vk_alloc part;                     /* attention chunks: [n_batch][n_head][ATTN_PART_CHUNKS][head_dim + 2] */
     vk_alloc dyn;                      /* the pass's position and attention chunking (DYN_*) */
-    vk_alloc cnt;                      /* counters of the last-workgroup epilogues (CNT_*), kept at 0 between dispatches */
-    bool fuse;                         /* epilogues on (STRATA_VK_FUSE=0: off) */
+    vk_alloc cnt;                      /* attention: chunks finished per (head, token), kept at 0 between dispatches */
+    bool fuse;                         /* the Q/K/V epilogue on (STRATA_VK_FUSE=0: off) */
     vk_hbuf in;                        /* host: embeddings + RoPE table + dyn */
     vk_hbuf out;                       /* host: logits read-back */
 
@@ -571,8 +571,7 @@ static vk_pipe_id matmul_pipe(st_type t, int variant) {
 typedef struct {
     uint32_t n, nrows, w_off, row_bytes, x_off, x_stride, o_off, o_stride, add, gx, n_tok;
     uint32_t g1, g2, nrows1, nrows2, w_off1, w_off2, o_off1, o_off2, o_stride1, o_stride2;
-    uint32_t e0, e1, e2, e3, e_cnt, e_kind;
-    float e_eps;
+    uint32_t e0, e1, e2, e3;
 } mv_push;
 
 /* A mat-vec epilogue (matvec.comp's EPI; epi 0: none): the buffers of
@@ -580,14 +579,8 @@ typedef struct {
 typedef struct {
     int epi;
     vk_bind b5, b6, b7;
-    uint32_t e0, e1, e2, e3, cnt, kind;
+    uint32_t e0, e1, e2, e3;
 } mv_epi;
-
-/* counters of the last-workgroup epilogues (be->cnt) */
-#define CNT_WO 0
-#define CNT_GU 1
-#define CNT_ATTN 2  /* heads finished (attn.comp's quant) */
-#define CNT_N 3     /* then one per (head, token): attention chunks finished */
 
 static vk_pipe_id matvec_epi_pipe(st_type t, int epi) {
     return epi ? (vk_pipe_id)(VKP_MATVEC_E1_F32 + 7 * (epi - 1) + (int)matvec_pipe(t) - VKP_MATVEC_F32) : matvec_pipe(t);
@@ -604,13 +597,10 @@ static void mv_binds(vk_be *be, vk_bind *b, const vk_bind *o1, const vk_bind *o2
         pc->e1 = e->e1;
         pc->e2 = e->e2;
         pc->e3 = e->e3;
-        pc->e_cnt = e->cnt;
-        pc->e_kind = e->kind;
-        pc->e_eps = be->hp.rms_eps;
     } else {
         b[5] = *o1;
         b[6] = *o2;
-        b[7] = vk_bind_all(&be->cnt);
+        b[7] = vk_bind_all(&be->cs);
     }
     b[8] = vk_bind_all(&be->dyn);
 }
@@ -640,7 +630,7 @@ static st_status rec_matvec_e(vk_be *be, VkCommandBuffer cb, const st_tensor *w,
     }
     vk_grid(be->c, (uint32_t)((w->ne1 + rpw - 1) / rpw), &gx, &gy);
     mv_push pc = {(uint32_t)w->ne0, (uint32_t)w->ne1, skip, (uint32_t)w->row_bytes, 0, (uint32_t)w->ne0, o_off, o_stride, add ? 1u : 0u, gx,
-                  (uint32_t)n_tok, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+                  (uint32_t)n_tok, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
     mv_binds(be, b, ob, ob, e, &pc);
     int nb = v >= 0 ? 5 : 9;
     if (bar) vk_dispatch(be->c, cb, p, b, nb, &pc, sizeof pc, gx, gy, gz);
@@ -694,7 +684,7 @@ static st_status rec_matvec_group(vk_be *be, VkCommandBuffer cb, int n, const st
     vk_grid(be->c, total, &gx, &gy);
     mv_push pc = {(uint32_t)w[0]->ne0, (uint32_t)w[0]->ne1, off[0], (uint32_t)w[0]->row_bytes, 0, (uint32_t)w[0]->ne0, 0, o_stride[0], 0, gx,
                   (uint32_t)n_tok, g[1], n > 2 ? g[2] : 0, (uint32_t)w[1]->ne1, n > 2 ? (uint32_t)w[2]->ne1 : 0, off[1],
-                  n > 2 ? off[2] : 0, 0, 0, o_stride[1], n > 2 ? o_stride[2] : 0, 0, 0, 0, 0, 0, 0, 0};
+                  n > 2 ? off[2] : 0, 0, 0, o_stride[1], n > 2 ? o_stride[2] : 0, 0, 0, 0, 0};
     mv_binds(be, b, &ob[1], n > 2 ? &ob[2] : &ob[1], e, &pc);
     vk_dispatch(be->c, cb, p, b, 9, &pc, sizeof pc, gx, gy, (uint32_t)n_tok);
     *done = true;
@@ -836,7 +826,7 @@ static st_status rec_layer(vk_be *be, VkCommandBuffer cb, int il, const st_layer
     if ((rc = rec_rmsnorm(be, cb, 0, &dt[0], L->attn_norm.type, L->wq.type, T, err))) return rc;
     /* Q, K, V with RoPE and the cache stores in their epilogue */
     mv_epi e_qkv = {1, kcb, vcb, vk_bind_all(&be->cs), (uint32_t)hp->head_dim, (uint32_t)hp->n_rot, (uint32_t)(kskip / be->kv_elt),
-                    be->kv_f32 ? 1u : 0u, 0, 0};
+                    be->kv_f32 ? 1u : 0u};
     const st_tensor *const qkv[3] = {&L->wq, &L->wk, &L->wv};
     const vk_alloc *qkv_out[3] = {&be->q, &be->k, &be->v};
     uint32_t qkv_n[3] = {D, DKV, DKV};
@@ -872,60 +862,45 @@ static st_status rec_layer(vk_be *be, VkCommandBuffer cb, int il, const st_layer
         vk_bind bd[7] = {bb[0], bb[1], bb[2], bb[3], bb[4], bb[5], vk_bind_all(&be->dyn)};
         vk_dispatch(c, cb, p, bd, 7, &pc, sizeof pc, gx, gy, 1);
     }
-    st_type wt = L->w_gate.type;
     /* attention: one workgroup per (head, token, chunk of positions); the
      * chunking and the group count come from dyn (attn_chunks); the last
-     * chunk of a head merges the chunks, and in one-token passes the last
-     * head quantizes the row for the output projection */
-    bool attn_quant = fuse && act_kind(L->wo.type) != 2;
+     * chunk of a head merges the chunks */
     if ((rc = pipe(be, VKP_ATTN, &p, err))) return rc;
     {
         uint32_t hd = (uint32_t)hp->head_dim, nh = (uint32_t)hp->n_head;
-        vk_bind bb[10] = {vk_bind_all(&be->q), kcb, vcb, vk_bind_all(&be->xb), vk_bind_all(&be->part), vk_bind_all(&be->dyn),
-                          vk_bind_all(&be->cnt), vk_bind_all(&be->aq), vk_bind_all(&be->ad), vk_bind_all(&be->ab)};
+        vk_bind bb[7] = {vk_bind_all(&be->q), kcb, vcb, vk_bind_all(&be->xb), vk_bind_all(&be->part), vk_bind_all(&be->dyn),
+                         vk_bind_all(&be->cnt)};
         struct { uint32_t n_head, n_head_kv, head_dim, q_off, q_stride, kv_off, kv_stride, o_off, o_stride, kv_f32; float scale;
-                 uint32_t vec_ok, cnt_head, cnt_row, quant, kind, n; } pc = {
+                 uint32_t vec_ok, cnt_head; } pc = {
             nh, (uint32_t)hp->n_head_kv, hd, 0, D, (uint32_t)(kskip / be->kv_elt), DKV, 0, D, be->kv_f32 ? 1u : 0u,
-            1.0f / sqrtf((float)hp->head_dim), 0, CNT_N, CNT_ATTN, attn_quant ? 1u : 0u, act_kind(L->wo.type), D};
+            1.0f / sqrtf((float)hp->head_dim), 0, 0};
         uint32_t vec = be->kv_f32 ? 4 : 8;  /* elements per 16 bytes */
         pc.vec_ok = (pc.kv_off % vec == 0 && DKV % vec == 0 && hd % vec == 0) ? 1u : 0u;
-        vk_dispatch_indirect(c, cb, p, bb, 10, &pc, sizeof pc, be->dyn.buf, be->dyn.off + DYN_IND * 4);
+        vk_dispatch_indirect(c, cb, p, bb, 7, &pc, sizeof pc, be->dyn.buf, be->dyn.off + DYN_IND * 4);
     }
     vk_bind xbind = vk_bind_all(&be->x);
-    if (!attn_quant && (rc = rec_quantize(be, cb, L->wo.type, &be->xb, D, T, err))) return rc;
-    /* the output projection into the residual; the FFN's RMSNorm in its
-     * epilogue */
-    {
-        uint32_t nw_off;
-        mv_epi e_wo = {2, vk_bind_range(c, dt[5].mem, dt[5].off, (VkDeviceSize)D * (L->ffn_norm.type == ST_TYPE_F32 ? 4 : 2), &nw_off),
-                       vk_bind_all(&be->xb), vk_bind_all(&be->cnt), nw_off, L->ffn_norm.type == ST_TYPE_F16 ? 1u : 0u, 0, 0, CNT_WO,
-                       act_kind(wt)};
-        if ((rc = rec_matvec_e(be, cb, &L->wo, &dt[4], &be->xb, &xbind, 0, D, true, T, true, fuse ? &e_wo : NULL, err))) return rc;
-    }
+    if ((rc = rec_quantize(be, cb, L->wo.type, &be->xb, D, T, err))) return rc;
+    if ((rc = rec_matvec(be, cb, &L->wo, &dt[4], &be->xb, &xbind, 0, D, true, T, err))) return rc;
 
     /* feed-forward */
-    if (!fuse && (rc = rec_rmsnorm(be, cb, 0, &dt[5], L->ffn_norm.type, wt, T, err))) return rc;
+    if ((rc = rec_rmsnorm(be, cb, 0, &dt[5], L->ffn_norm.type, L->w_gate.type, T, err))) return rc;
     vk_bind hb = vk_bind_all(&be->hb), hb2 = vk_bind_all(&be->hb2);
     bool requant = st_type_traits_get(L->w_up.type)->vec_dot_type != st_type_traits_get(L->w_gate.type)->vec_dot_type;
     /* gate and up are independent: one dispatch where they qualify */
     bool gu = false;
-    mv_epi e_gu = {3, hb2, hb, vk_bind_all(&be->cnt), 0, 0, 0, 0, CNT_GU, act_kind(L->w_down.type)};
     {
         const st_tensor *const g2[2] = {&L->w_gate, &L->w_up};
         vk_bind ob[2] = {hb, hb2};
         uint32_t st[2] = {F, F};
-        if ((rc = rec_matvec_group(be, cb, 2, g2, &dt[6], ob, st, T, fuse ? &e_gu : NULL, &gu, err))) return rc;
+        if ((rc = rec_matvec_group(be, cb, 2, g2, &dt[6], ob, st, T, NULL, &gu, err))) return rc;
     }
     if (!gu) {
         if ((rc = rec_matvec_b(be, cb, &L->w_gate, &dt[6], &be->xb, &hb, 0, F, false, T, requant, err))) return rc;
         if (requant && (rc = rec_quantize(be, cb, L->w_up.type, &be->xb, D, T, err))) return rc;
         if ((rc = rec_matvec(be, cb, &L->w_up, &dt[7], &be->xb, &hb2, 0, F, false, T, err))) return rc;
     }
-    /* SwiGLU, quantized for the down projection (in gate/up's epilogue
-     * where they ran as one dispatch) */
-    if (!(gu && fuse) &&
-        (rc = rec_act(be, cb, 2, &be->hb, 0, F, NULL, ST_TYPE_F32, &be->hb2, &be->hb, act_kind(L->w_down.type), T, err)))
-        return rc;
+    /* SwiGLU, quantized for the down projection */
+    if ((rc = rec_act(be, cb, 2, &be->hb, 0, F, NULL, ST_TYPE_F32, &be->hb2, &be->hb, act_kind(L->w_down.type), T, err))) return rc;
     if ((rc = rec_matvec(be, cb, &L->w_down, &dt[8], &be->hb, &xbind, 0, D, true, T, err))) return rc;
 
     return ST_OK;
@@ -1314,7 +1289,7 @@ st_status st_vk_backend_new(const st_hparams *hp, int n_ctx, int n_batch, bool k
         {&be->hb, B * F * 4}, {&be->hb2, B * F * 4}, {&be->aq, B * M}, {&be->ad, B * (M / 32 + 1) * 4},
         {&be->ab, B * (M / 16 + 1) * 4}, {&be->cs, B * (VkDeviceSize)hp->n_rot * 4 + 4},
         {&be->logits, B * (VkDeviceSize)hp->n_vocab * 4}, {&be->kc, kv_bytes}, {&be->vc, kv_bytes},
-        {&be->part, part_bytes}, {&be->dyn, DYN_WORDS * 4}, {&be->cnt, CNT_N * 4 + (VkDeviceSize)hp->n_head * B * 4}};
+        {&be->part, part_bytes}, {&be->dyn, DYN_WORDS * 4}, {&be->cnt, (VkDeviceSize)hp->n_head * B * 4}};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) bufs[i].a->block = -1;
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0] && !rc; i++) rc = vk_alloc_dev(c, bufs[i].n, bufs[i].a, err);
     if (rc) goto fail;

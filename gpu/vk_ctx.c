@@ -30,20 +30,16 @@ static const char *const pipe_names[VKP_COUNT] = {
     "matmul_cm_q4_k", "matmul_cm_q5_k", "matmul_cm_q6_k",
     "matvec_e1_f32", "matvec_e1_f16", "matvec_e1_q4_0", "matvec_e1_q8_0",
     "matvec_e1_q4_k", "matvec_e1_q5_k", "matvec_e1_q6_k",
-    "matvec_e2_f32", "matvec_e2_f16", "matvec_e2_q4_0", "matvec_e2_q8_0",
-    "matvec_e2_q4_k", "matvec_e2_q5_k", "matvec_e2_q6_k",
-    "matvec_e3_f32", "matvec_e3_f16", "matvec_e3_q4_0", "matvec_e3_q8_0",
-    "matvec_e3_q4_k", "matvec_e3_q5_k", "matvec_e3_q6_k",
 };
 
 const char *vk_pipe_name(vk_pipe_id id) { return id < VKP_COUNT ? pipe_names[id] : "?"; }
 
 /* The SPIR-V of a pipeline: its own name, except the small-tile matmuls
  * (the large ones' code with other specialization constants) and the
- * mat-vec epilogues (the mat-vec's code with EPI set). */
+ * mat-vec epilogue (the mat-vec's code with EPI set). */
 static const char *pipe_spirv(vk_pipe_id id) {
     if (id >= VKP_MATMUL_S_F32 && id <= VKP_MATMUL_S_Q6_K) return pipe_names[id - VKP_MATMUL_S_F32 + VKP_MATMUL_F32];
-    if (id >= VKP_MATVEC_E1_F32 && id <= VKP_MATVEC_E3_Q6_K) return pipe_names[(id - VKP_MATVEC_E1_F32) % 7 + VKP_MATVEC_F32];
+    if (id >= VKP_MATVEC_E1_F32 && id <= VKP_MATVEC_E1_Q6_K) return pipe_names[id - VKP_MATVEC_E1_F32 + VKP_MATVEC_F32];
     return pipe_names[id];
 }
 
@@ -729,7 +725,7 @@ VkPipeline vk_pipeline(st_vk_ctx *c, vk_pipe_id id, st_error *err) {
                                  : id >= VKP_MATMUL_S_F32 && id <= VKP_MATMUL_S_Q6_K ? VK_MM_SMALL
                                                                                       : VK_MM_LARGE];
     /* 9: matvec.comp's epilogue */
-    uint32_t epi = id >= VKP_MATVEC_E1_F32 && id <= VKP_MATVEC_E3_Q6_K ? 1 + (uint32_t)(id - VKP_MATVEC_E1_F32) / 7 : 0;
+    uint32_t epi = id >= VKP_MATVEC_E1_F32 && id <= VKP_MATVEC_E1_Q6_K ? 1 : 0;
     struct { uint32_t wg, sg; VkBool32 use_sg; uint32_t mm_wg, bm, bn, bk, tm, tn, epi; } spec = {
         c->wg, c->subgroup_size, c->subgroup_arith ? VK_TRUE : VK_FALSE, mm->wg, mm->bm, mm->bn, mm->bk, mm->tm, mm->tn, epi};
     VkSpecializationMapEntry me[10];

@@ -31,13 +31,9 @@ typedef enum {
      * mm[VK_MM_CM]); only created when c->coopmat */
     VKP_MATMUL_CM_F32, VKP_MATMUL_CM_F16, VKP_MATMUL_CM_Q4_0, VKP_MATMUL_CM_Q8_0,
     VKP_MATMUL_CM_Q4_K, VKP_MATMUL_CM_Q5_K, VKP_MATMUL_CM_Q6_K,
-    /* matvec with its epilogues (matvec.comp's EPI 1, 2, 3), per type as above */
+    /* matvec with its epilogue (matvec.comp's EPI 1), per type as above */
     VKP_MATVEC_E1_F32, VKP_MATVEC_E1_F16, VKP_MATVEC_E1_Q4_0, VKP_MATVEC_E1_Q8_0,
     VKP_MATVEC_E1_Q4_K, VKP_MATVEC_E1_Q5_K, VKP_MATVEC_E1_Q6_K,
-    VKP_MATVEC_E2_F32, VKP_MATVEC_E2_F16, VKP_MATVEC_E2_Q4_0, VKP_MATVEC_E2_Q8_0,
-    VKP_MATVEC_E2_Q4_K, VKP_MATVEC_E2_Q5_K, VKP_MATVEC_E2_Q6_K,
-    VKP_MATVEC_E3_F32, VKP_MATVEC_E3_F16, VKP_MATVEC_E3_Q4_0, VKP_MATVEC_E3_Q8_0,
-    VKP_MATVEC_E3_Q4_K, VKP_MATVEC_E3_Q5_K, VKP_MATVEC_E3_Q6_K,
     VKP_COUNT
 } vk_pipe_id;
 

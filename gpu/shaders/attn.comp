@@ -12,10 +12,10 @@
  * merges them: with M the largest chunk maximum,
  *   out[d] = sum_c acc_c[d] e^(M_c - M) / sum_c S_c e^(M_c - M),
  * chunks that saw no position (S = 0, past the causal limit) adding
- * nothing. With `quant` (one-token passes), the workgroup that completes
- * the last head then quantizes the row for the output projection
- * (act.comp mode 0, the same arithmetic through act_body.glsl). Each merge
- * or quantization in the kernel saves a dispatch and a barrier.
+ * nothing (in the kernel: a dispatch and a barrier fewer than a merge
+ * kernel). The last workgroup sees the others' partials through a
+ * `coherent` view after a device-scope memory barrier on both sides of the
+ * counter, and leaves the counter at 0.
  *
  * Inside a chunk, positions are taken WG at a time: each invocation scores
  * one position (16-byte loads of its key row where rows are aligned), the
@@ -42,17 +42,6 @@ layout(std430, binding = 4) writeonly buffer PART { float part[]; }; /* [t][h][c
 layout(std430, binding = 5) readonly buffer DYN { uint dyn[]; };
 layout(std430, binding = 6) coherent buffer CNT { uint cnt[]; };
 layout(std430, binding = 4) coherent readonly buffer PARTC { float partc[]; };  /* the other chunks' partials */
-/* act_body.glsl's buffers: the finished row (binding 3), quantized to 7-9 */
-layout(std430, binding = 3) coherent buffer AX { float ax[]; };
-layout(std430, binding = 3) coherent buffer AX4 { vec4 ax4[]; };
-layout(std430, binding = 3) writeonly buffer AO { float ao[]; };
-layout(std430, binding = 3) writeonly buffer AO4 { vec4 ao4[]; };
-layout(std430, binding = 4) readonly buffer AW32 { float aw32[]; };  /* (unused by mode 0) */
-layout(std430, binding = 4) readonly buffer AW16 { uint16_t aw16[]; };
-layout(std430, binding = 4) readonly buffer AW4 { uvec4 aw4[]; };
-layout(std430, binding = 7) writeonly buffer AQS { uint aqs[]; };
-layout(std430, binding = 8) writeonly buffer AD { float ad[]; };
-layout(std430, binding = 9) writeonly buffer ABS { int abs_[]; };
 
 layout(push_constant) uniform P {
     uint n_head, n_head_kv, head_dim;
@@ -63,11 +52,7 @@ layout(push_constant) uniform P {
     float scale;
     uint vec_ok;            /* key rows (kv_off, kv_stride, head_dim) allow 16-byte loads */
     uint cnt_head;          /* counters: (head, token) at cnt_head + t * n_head + h */
-    uint cnt_row;           /* quant: the counter of finished heads */
-    uint quant, kind, n;    /* quant: quantize the finished row (n = n_head * head_dim) to kind */
 } p;
-
-#include "act_body.glsl"
 
 shared bool last_;
 
@@ -221,8 +206,4 @@ void main() {
             if (d < hd) o[ob + d] = acc[k] * inv;
         }
     }
-    if (p.quant == 0 || !last_of(p.cnt_row, p.n_head)) return;
-    /* the last head of the (one-token) pass: the row quantized for the output projection */
-    act_p a = act_p(p.n, p.o_off + t * p.o_stride, p.o_stride, 0u, 0u, p.o_off + t * p.o_stride, p.o_stride, 0u, p.kind, 0.0);
-    for (uint c = 0; c * WG * 16 < p.n; c++) act_chunk(a, c, 0u, 1.0);
 }

@@ -33,23 +33,15 @@
  * -DW_Q4_K, -DW_Q5_K, -DW_Q6_K. The host's rows per workgroup
  * (vk_backend.c, matvec_rows) must agree with NR here.
  *
- * Epilogues (specialization constant EPI, one-token passes): each saves the
- * dispatch and barrier of the step that used to follow (~4-6 us each on an
- * H200, more than the step's work).
- *   EPI 1, Q/K/V in one dispatch (NR = 2, so a group holds the pair of
- *     adjacent rows RoPE rotates): RoPE on the query and key rows, queries
- *     to binding 4, keys and values straight into the KV cache (bindings 5
- *     and 6, F16 or F32) at the pass's position (binding 8) with the
- *     cos/sin table (binding 7): what kv_store.comp does, the same way.
- *   EPI 2, the attention output product (adding into the residual x): the
- *     workgroup that finishes last (a counter, binding 7) applies the FFN's
- *     RMSNorm to the finished x and quantizes it: act.comp mode 1.
- *   EPI 3, gate and up in one dispatch: the last workgroup computes
- *     silu(gate) * up and quantizes it: act.comp mode 2.
- * The last workgroup sees the others' results through `coherent` views
- * after a device-scope memory barrier on both sides of the counter, and
- * leaves the counter at 0 for the next dispatch. Its activation step is
- * act_body.glsl, so the results are bit-identical to the separate kernel. */
+ * Epilogue (specialization constant EPI = 1, one-token passes): Q, K and
+ * V in one dispatch (NR = 2, so a group holds the pair of adjacent rows
+ * RoPE rotates) apply RoPE to the query and key rows, store the queries to
+ * binding 4 and the keys and values straight into the KV cache (bindings 5
+ * and 6, F16 or F32) at the pass's position (binding 8) with the cos/sin
+ * table (binding 7): what kv_store.comp does, the same way, without its
+ * dispatch and barrier (~5 us on an H200). (Running act.comp's steps in the
+ * last workgroup of a product instead was measured slower than their own
+ * dispatch: one workgroup walking a row is a chain of dependent loads.) */
 #extension GL_GOOGLE_include_directive : require
 #include "common.glsl"
 
@@ -67,19 +59,8 @@ layout(std430, binding = 3) readonly buffer BS { int bs[]; };
 layout(std430, binding = 4) buffer O { float o[]; };
 layout(std430, binding = 5) writeonly buffer O1 { float o1[]; };
 layout(std430, binding = 6) writeonly buffer O2 { float o2[]; };
-/* epilogues (see above) */
+/* the epilogue (see above) */
 layout(constant_id = 9) const uint EPI = 0;
-layout(std430, binding = 4) coherent buffer AX { float ax[]; };
-layout(std430, binding = 4) coherent buffer AX4 { vec4 ax4[]; };
-layout(std430, binding = 5) coherent readonly buffer AW32 { float aw32[]; };
-layout(std430, binding = 5) coherent readonly buffer AW16 { uint16_t aw16[]; };
-layout(std430, binding = 5) coherent readonly buffer AW4 { uvec4 aw4[]; };
-layout(std430, binding = 6) writeonly buffer AO { float ao[]; };
-layout(std430, binding = 6) writeonly buffer AO4 { vec4 ao4[]; };
-layout(std430, binding = 1) writeonly buffer AQS { uint aqs[]; };
-layout(std430, binding = 2) writeonly buffer AD { float ad[]; };
-layout(std430, binding = 3) writeonly buffer ABS { int abs_[]; };
-layout(std430, binding = 7) coherent buffer CNT { uint cnt[]; };
 layout(std430, binding = 5) writeonly buffer KC16 { uint16_t kc16[]; };
 layout(std430, binding = 5) writeonly buffer KC32 { float kc32[]; };
 layout(std430, binding = 6) writeonly buffer VC16 { uint16_t vc16[]; };
@@ -103,15 +84,10 @@ layout(push_constant) uniform P {
     uint gx;
     uint n_tok_;     /* (matmul's) */
     uint g1, g2, nrows1, nrows2, w_off1, w_off2, o_off1, o_off2, o_stride1, o_stride2;
-    /* epilogue: EPI 1: head_dim, n_rot, the layer's first cache element in
-     * bindings 5/6, kv_f32; EPI 2: the norm weight's byte offset and type
-     * (0 F32, 1 F16) in binding 5, xb's offset in binding 6; EPI 2/3: the
-     * counter, act's quantization kind, eps */
-    uint e0, e1, e2, e3, e_cnt, e_kind;
-    float e_eps;
+    /* EPI 1: head_dim, n_rot, the layer's first cache element in bindings
+     * 5/6, kv_f32 */
+    uint e0, e1, e2, e3;
 } p;
-
-#include "act_body.glsl"
 
 
 #if defined(W_F32) || defined(W_F16)
@@ -165,7 +141,6 @@ void scale_min_pair(uint q, uint s0, uint s1, uint s2, out int sc0, out int m0, 
 }
 
 shared float gred_[WG];
-shared bool last_;
 
 /* EPI 1: RoPE on the pair of rows r0, r0 + 1 (values v0, v1) of segment seg
  * (0 queries, 1 keys, 2 values) of token t, then the stores */
@@ -199,30 +174,6 @@ void rope_store(float v0, float v1, uint r0, uint seg, uint t, uint nrows) {
             vc16[ci + 1] = uint16_t(float_to_half_bits(y1));
         }
     }
-}
-
-/* EPI 2/3: called by every invocation after the workgroup's stores; the
- * last workgroup of the dispatch runs act's step over the finished row of
- * token t. */
-void epi_act(uint t, uint nrows) {
-    memoryBarrierBuffer();
-    barrier();
-    if (gl_LocalInvocationID.x == 0) {
-        uint total = gl_NumWorkGroups.x * gl_NumWorkGroups.y * gl_NumWorkGroups.z;
-        last_ = atomicAdd(cnt[p.e_cnt], 1u) == total - 1u;
-    }
-    barrier();
-    if (!last_) return;
-    memoryBarrierBuffer();
-    act_p a;
-    if (EPI == 2) /* RMSNorm of x (this product's output) with the weight in binding 5, into xb (binding 6) */
-        a = act_p(nrows, p.o_off + t * p.o_stride, p.o_stride, p.e0, p.e1, p.e2, nrows, 1u, p.e_kind, p.e_eps);
-    else /* silu(gate) * up, gate (binding 4) rewritten in place through binding 6 */
-        a = act_p(nrows, p.o_off + t * p.o_stride, p.o_stride, p.o_off1 + t * p.o_stride1, 0u,
-                  p.o_off + t * p.o_stride, p.o_stride, 2u, p.e_kind, p.e_eps);
-    float sc = act_scale(a, 0u);
-    for (uint c = 0; c * WG * 16 < nrows; c++) act_chunk(a, c, 0u, sc);
-    if (gl_LocalInvocationID.x == 0) cnt[p.e_cnt] = 0u;
 }
 
 /* Sum over the LANES invocations of a group; all invocations of the
@@ -475,5 +426,4 @@ void main() {
             }
         }
     }
-    if (EPI >= 2) epi_act(t, nrows);
 }
