@@ -75,6 +75,9 @@ bool last_of(uint i, uint total) {
 shared float qsh[4 * WG];
 shared float ssh[WG];
 shared float smax[WG];
+/* the merge's per-chunk maximum, sum and weight (at most 128 chunks:
+ * ATTN_MAX_CHUNKS in vk_backend.c) */
+shared float mch[128], sch[128], wch[128];
 
 float kval(uint i) { return p.kv_f32 != 0 ? kc32[i] : half_bits_to_float(uint(kc16[i])); }
 float vval(uint i) { return p.kv_f32 != 0 ? vc32[i] : half_bits_to_float(uint(vc16[i])); }
@@ -180,22 +183,31 @@ void main() {
             part[pb + hd + 1] = S;
         }
         if (!last_of(p.cnt_head + t * p.n_head + h, n_chunks)) return;
-        /* the merge */
+        /* the merge: the chunks' maxima and sums into shared memory first,
+         * all loads at once (a loop branching on each loaded sum waited for
+         * every load in turn), then each chunk's weight e^(M_c - M) (-1: the
+         * chunk saw no position), then the weighted sums of the outputs,
+         * whose loads no longer depend on one another */
         uint w = hd + 2, base = (t * p.n_head + h) * n_chunks * w;
+        for (uint c = tid; c < n_chunks; c += WG) {
+            mch[c] = partc[base + c * w + hd];
+            sch[c] = partc[base + c * w + hd + 1];
+        }
+        barrier();
         float MM = NEG_INF;
         for (uint c = 0; c < n_chunks; c++)
-            if (partc[base + c * w + hd + 1] > 0.0) MM = max(MM, partc[base + c * w + hd]);
+            if (sch[c] > 0.0) MM = max(MM, mch[c]);
+        for (uint c = tid; c < n_chunks; c += WG) wch[c] = sch[c] > 0.0 ? exp(mch[c] - MM) : -1.0;
+        barrier();
         float SS = 0.0;
-        for (uint c = 0; c < n_chunks; c++) {
-            float Sc = partc[base + c * w + hd + 1];
-            if (Sc > 0.0) SS += Sc * exp(partc[base + c * w + hd] - MM);
-        }
+        for (uint c = 0; c < n_chunks; c++)
+            if (sch[c] > 0.0) SS += sch[c] * wch[c];
         float inv = SS == 0.0 ? 0.0 : 1.0 / SS;
         for (uint d = tid; d < hd; d += WG) {
             float a = 0.0;
             for (uint c = 0; c < n_chunks; c++) {
-                float Sc = partc[base + c * w + hd + 1];
-                if (Sc > 0.0) a += partc[base + c * w + d] * exp(partc[base + c * w + hd] - MM);
+                float pv = partc[base + c * w + d], wc = wch[c];
+                a += wc >= 0.0 ? pv * wc : 0.0;
             }
             o[ob + d] = a * inv;
         }
