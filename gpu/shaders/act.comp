@@ -73,16 +73,16 @@ void main() {
     if (p.mode == 1) {
         float ss = 0.0;
         if ((xb & 3u) == 0 && (p.n & 3u) == 0) {
-            /* 16-byte loads, four in flight per step: a loop of one load
-             * and one add per step waited for every load (the sum of a
-             * 4096-wide row took most of this kernel's time) */
+            /* 16-byte loads, eight in flight per step (a 4096-wide row in
+             * two steps of a 64-wide workgroup): a loop of one load and one
+             * add per step waited for every load (the sum of a 4096-wide
+             * row took most of this kernel's time) */
             vec4 s4 = vec4(0.0);
-            for (uint i = tid * 4; i < p.n; i += WG * 16) {
-                vec4 a = x4[(xb + i) >> 2];
-                vec4 b = i + WG * 4 < p.n ? x4[(xb + i + WG * 4) >> 2] : vec4(0.0);
-                vec4 c = i + WG * 8 < p.n ? x4[(xb + i + WG * 8) >> 2] : vec4(0.0);
-                vec4 d = i + WG * 12 < p.n ? x4[(xb + i + WG * 12) >> 2] : vec4(0.0);
-                s4 += a * a + b * b + c * c + d * d;
+            for (uint i = tid * 4; i < p.n; i += WG * 32) {
+                vec4 v[8];
+                for (uint k = 0; k < 8; k++) v[k] = i + k * WG * 4 < p.n ? x4[(xb + i + k * WG * 4) >> 2] : vec4(0.0);
+                s4 += ((v[0] * v[0] + v[1] * v[1]) + (v[2] * v[2] + v[3] * v[3])) +
+                      ((v[4] * v[4] + v[5] * v[5]) + (v[6] * v[6] + v[7] * v[7]));
             }
             ss = (s4.x + s4.y) + (s4.z + s4.w);
         } else {

@@ -34,6 +34,7 @@ layout(std430, binding = 1) readonly buffer KC32 { float kc32[]; };
 layout(std430, binding = 1) readonly buffer KC4 { uvec4 kc4[]; };   /* 8 halves or 4 floats */
 layout(std430, binding = 2) readonly buffer VC16 { uint16_t vc16[]; };
 layout(std430, binding = 2) readonly buffer VC32 { float vc32[]; };
+layout(std430, binding = 2) readonly buffer VC4 { uvec4 vc4[]; };   /* 8 halves */
 layout(std430, binding = 3) writeonly buffer O { float o[]; };
 layout(std430, binding = 4) writeonly buffer PART { float part[]; }; /* [t][h][c][head_dim + 2] */
 /* the pass's first position, chunk length and chunk count (also the
@@ -78,6 +79,10 @@ shared float smax[WG];
 /* the merge's per-chunk maximum, sum and weight (at most 128 chunks:
  * ATTN_MAX_CHUNKS in vk_backend.c) */
 shared float mch[128], sch[128], wch[128];
+/* the F16 path by 16-byte vectors (see main): partial scores [position][vector]
+ * and partial outputs [position group][dimension] */
+shared float psc[WG * 32];
+shared float vsh[WG * 8];
 
 float kval(uint i) { return p.kv_f32 != 0 ? kc32[i] : half_bits_to_float(uint(kc16[i])); }
 float vval(uint i) { return p.kv_f32 != 0 ? vc32[i] : half_bits_to_float(uint(vc16[i])); }
@@ -133,43 +138,116 @@ void main() {
     float M = NEG_INF, S = 0.0;
     uint kvb = p.kv_off + kvh * hd;
     uint c0 = ch * chunk, c1 = min(c0 + chunk, pos + 1);  /* empty past the causal limit */
-    for (uint p0 = c0; p0 < c1; p0 += WG) {
-        uint j = p0 + tid;
-        float s = j < c1 ? score(kvb + j * p.kv_stride, hd) * p.scale : NEG_INF;
-        smax[tid] = s;
+    /* F16 cache with 16-byte rows (the usual case): each invocation owns
+     * one 16-byte vector (8 dimensions) of every npg-th position of a step,
+     * so that keys and values are read 16 bytes at a time, four positions'
+     * loads in flight; the partial scores and outputs meet in shared
+     * memory. (The general path below scores one position per invocation
+     * and reads the values 2 bytes a load.) */
+    uint nvec = hd / 8;
+    bool fast = p.vec_ok != 0 && p.kv_f32 == 0 && nvec <= 32 && nvec <= WG && WG % nvec == 0;  /* uniform */
+    if (fast) {
+        uint npg = WG / nvec, vec = tid % nvec, pg = tid / nvec, dv = 8 * vec;
+        float a8[8] = float[8](0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
+        for (uint p0 = c0; p0 < c1; p0 += WG) {
+            uint cn = min(WG, c1 - p0);
+            uint rb = (kvb + p0 * p.kv_stride + dv) >> 3, rs = p.kv_stride >> 3;  /* in vectors */
+            for (uint c = pg; c < cn; c += 4 * npg) {
+                uvec4 k0 = kc4[rb + c * rs];
+                uvec4 k1 = c + npg < cn ? kc4[rb + (c + npg) * rs] : uvec4(0);
+                uvec4 k2 = c + 2 * npg < cn ? kc4[rb + (c + 2 * npg) * rs] : uvec4(0);
+                uvec4 k3 = c + 3 * npg < cn ? kc4[rb + (c + 3 * npg) * rs] : uvec4(0);
+                psc[c * nvec + vec] = dot8(k0, dv);
+                if (c + npg < cn) psc[(c + npg) * nvec + vec] = dot8(k1, dv);
+                if (c + 2 * npg < cn) psc[(c + 2 * npg) * nvec + vec] = dot8(k2, dv);
+                if (c + 3 * npg < cn) psc[(c + 3 * npg) * nvec + vec] = dot8(k3, dv);
+            }
+            barrier();
+            float s = NEG_INF;
+            if (tid < cn) {
+                float a = 0.0;
+                for (uint v = 0; v < nvec; v++) a += psc[tid * nvec + v];
+                s = a * p.scale;
+            }
+            smax[tid] = s;
+            barrier();
+            float mb = NEG_INF;
+            for (uint c = 0; c < cn; c++) mb = max(mb, smax[c]);
+            float Mn = max(M, mb);
+            float ms = exp(M - Mn);     /* 0 on the first step (M = -inf) */
+            ssh[tid] = tid < cn ? exp(s - Mn) : 0.0;
+            barrier();
+            float ps = 0.0;
+            for (uint c = 0; c < cn; c++) ps += ssh[c];
+            S = S * ms + ps;
+            for (uint j = 0; j < 8; j++) a8[j] *= ms;
+            for (uint c = pg; c < cn; c += 4 * npg) {
+                uvec4 v0 = vc4[rb + c * rs];
+                uvec4 v1 = c + npg < cn ? vc4[rb + (c + npg) * rs] : uvec4(0);
+                uvec4 v2 = c + 2 * npg < cn ? vc4[rb + (c + 2 * npg) * rs] : uvec4(0);
+                uvec4 v3 = c + 3 * npg < cn ? vc4[rb + (c + 3 * npg) * rs] : uvec4(0);
+                float w0 = ssh[c];
+                float w1 = c + npg < cn ? ssh[c + npg] : 0.0;
+                float w2 = c + 2 * npg < cn ? ssh[c + 2 * npg] : 0.0;
+                float w3 = c + 3 * npg < cn ? ssh[c + 3 * npg] : 0.0;
+                for (uint j = 0; j < 4; j++) {
+                    vec2 e0 = unpackHalf2x16(v0[j]), e1 = unpackHalf2x16(v1[j]), e2 = unpackHalf2x16(v2[j]), e3 = unpackHalf2x16(v3[j]);
+                    a8[2 * j] += (w0 * e0.x + w1 * e1.x) + (w2 * e2.x + w3 * e3.x);
+                    a8[2 * j + 1] += (w0 * e0.y + w1 * e1.y) + (w2 * e2.y + w3 * e3.y);
+                }
+            }
+            M = Mn;
+            barrier();
+        }
+        for (uint j = 0; j < 8; j++) vsh[pg * hd + dv + j] = a8[j];
         barrier();
-        uint cn = min(WG, c1 - p0);
-        float mb = NEG_INF;
-        for (uint c = 0; c < cn; c++) mb = max(mb, smax[c]);
-        float Mn = max(M, mb);
-        float ms = exp(M - Mn);     /* 0 on the first step (M = -inf) */
-        ssh[tid] = j < c1 ? exp(s - Mn) : 0.0;
-        barrier();
-        float ps = 0.0;
-        for (uint c = 0; c < cn; c++) ps += ssh[c];
-        S = S * ms + ps;
-        for (uint k = 0; k < 4; k++) acc[k] *= ms;
-        uint vb = kvb + p0 * p.kv_stride;
         for (uint k = 0; k < 4; k++) {
             uint d = tid + k * WG;
             if (d < hd) {
-                /* four positions a step, four sums: the loads of a step
-                 * are issued together */
-                float a0 = 0.0, a1 = 0.0, a2 = 0.0, a3 = 0.0;
-                uint c = 0, st = p.kv_stride;
-                for (; c + 4 <= cn; c += 4) {
-                    uint vi = vb + c * st + d;
-                    a0 += ssh[c] * vval(vi);
-                    a1 += ssh[c + 1] * vval(vi + st);
-                    a2 += ssh[c + 2] * vval(vi + 2 * st);
-                    a3 += ssh[c + 3] * vval(vi + 3 * st);
-                }
-                for (; c < cn; c++) a0 += ssh[c] * vval(vb + c * st + d);
-                acc[k] += (a0 + a1) + (a2 + a3);
+                float a = 0.0;
+                for (uint g = 0; g < npg; g++) a += vsh[g * hd + d];
+                acc[k] = a;
             }
         }
-        M = Mn;
-        barrier();
+    } else {
+        for (uint p0 = c0; p0 < c1; p0 += WG) {
+            uint j = p0 + tid;
+            float s = j < c1 ? score(kvb + j * p.kv_stride, hd) * p.scale : NEG_INF;
+            smax[tid] = s;
+            barrier();
+            uint cn = min(WG, c1 - p0);
+            float mb = NEG_INF;
+            for (uint c = 0; c < cn; c++) mb = max(mb, smax[c]);
+            float Mn = max(M, mb);
+            float ms = exp(M - Mn);     /* 0 on the first step (M = -inf) */
+            ssh[tid] = j < c1 ? exp(s - Mn) : 0.0;
+            barrier();
+            float ps = 0.0;
+            for (uint c = 0; c < cn; c++) ps += ssh[c];
+            S = S * ms + ps;
+            for (uint k = 0; k < 4; k++) acc[k] *= ms;
+            uint vb = kvb + p0 * p.kv_stride;
+            for (uint k = 0; k < 4; k++) {
+                uint d = tid + k * WG;
+                if (d < hd) {
+                    /* four positions a step, four sums: the loads of a step
+                     * are issued together */
+                    float a0 = 0.0, a1 = 0.0, a2 = 0.0, a3 = 0.0;
+                    uint c = 0, st = p.kv_stride;
+                    for (; c + 4 <= cn; c += 4) {
+                        uint vi = vb + c * st + d;
+                        a0 += ssh[c] * vval(vi);
+                        a1 += ssh[c + 1] * vval(vi + st);
+                        a2 += ssh[c + 2] * vval(vi + 2 * st);
+                        a3 += ssh[c + 3] * vval(vi + 3 * st);
+                    }
+                    for (; c < cn; c++) a0 += ssh[c] * vval(vb + c * st + d);
+                    acc[k] += (a0 + a1) + (a2 + a3);
+                }
+            }
+            M = Mn;
+            barrier();
+        }
     }
     uint ob = p.o_off + t * p.o_stride + h * hd;
     if (n_chunks > 1) {
