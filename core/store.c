@@ -139,6 +139,7 @@ void st_store_config_from_session(st_store_config *c, const st_session_params *p
     c->prefetch_threads = p->prefetch_threads;
     c->ring_slots = p->ring_slots;
     c->direct_io = p->direct_io;
+    c->chunk_bytes = p->prefetch_chunk;
 }
 
 static uint64_t align_down(uint64_t x) { return x & ~(uint64_t)(ALIGN - 1); }
