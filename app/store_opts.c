@@ -11,7 +11,8 @@ const char *const store_opts_help =
     "      --mem-budget SIZE   bytes for resident layers + output tensors, e.g. 2G or 512M\n"
     "      --cache-policy P    ring (default: pinned layers + a ring of streaming slots) or lru\n"
     "      --prefetch D        auto (adaptive distance, default), off (synchronous loads), or N layers ahead\n"
-    "      --prefetch-threads K  reader threads (default: auto)\n"
+    "      --prefetch-threads K  reader threads (default: auto); they share each layer's load in chunks\n"
+    "      --prefetch-chunk SIZE bytes per read and upload (default 16M, at most 64M)\n"
     "      --ring-slots N      streaming slots of the ring policy (default: auto)\n"
     "      --direct-io         read with O_DIRECT (bypasses the page cache)\n"
     "      --gpu-cache-layers N, --vram-budget SIZE\n"
@@ -52,6 +53,15 @@ int store_opt_parse(const char *cmd, int argc, char **argv, int *i, st_session_p
         VAL();
         if (!arg_int(cmd, a, v, 1, 64, &l)) return -1;
         p->prefetch_threads = (int)l;
+    } else if (!strcmp(a, "--prefetch-chunk")) {
+        VAL();
+        uint64_t b;
+        if (!arg_size(cmd, a, v, &b)) return -1;
+        if (b < 4096 || b > (64u << 20)) {
+            fprintf(stderr, "strata %s: %s expects 4K..64M, got '%s'\n", cmd, a, v);
+            return -1;
+        }
+        p->prefetch_chunk = (uint32_t)b;
     } else if (!strcmp(a, "--ring-slots")) {
         VAL();
         if (!arg_int(cmd, a, v, 1, 1 << 20, &l)) return -1;

@@ -41,6 +41,16 @@ typedef struct st_backend_ops {
      * host_free returns false for memory it did not allocate. */
     void *(*host_alloc)(st_backend *be, size_t bytes);
     bool (*host_free)(st_backend *be, void *p);
+    /* Optional (NULL: the store uses slot_upload): slot_upload from a
+     * host_alloc buffer that returns once the copy is queued, before the
+     * device has read src, so that the store reads the next chunk into its
+     * other buffer meanwhile. The bytes are in the slot for every layer()
+     * call made after it returns, as with slot_upload. The buffer holding src
+     * must not be written, nor freed, before host_wait on it returns. */
+    st_status (*slot_upload_async)(st_backend *be, void *slot, size_t off, const void *src, size_t n, st_error *err);
+    /* Returns once the device has finished reading host_alloc buffer buf
+     * (every slot_upload_async from it); at once when nothing is pending. */
+    st_status (*host_wait)(st_backend *be, void *buf, st_error *err);
 
     st_status (*begin)(st_backend *be, const float *x, int n_tok, int pos0, st_error *err);
     st_status (*layer)(st_backend *be, int il, const st_layer *l, st_error *err);

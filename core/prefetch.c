@@ -17,6 +17,7 @@ st_status st_prefetch_new(int n_threads, int queue_cap, const st_pf_callbacks *c
 }
 bool st_prefetch_submit(st_prefetch *p, st_pf_job job) { (void)p; (void)job; return false; }
 bool st_prefetch_stopping(const st_prefetch *p) { (void)p; return true; }
+void st_prefetch_wake(st_prefetch *p) { (void)p; }
 void st_prefetch_shutdown(st_prefetch *p) { (void)p; }
 void st_prefetch_free(st_prefetch *p) { (void)p; }
 int st_prefetch_n_threads(const st_prefetch *p) { (void)p; return 0; }
@@ -31,7 +32,8 @@ int st_prefetch_queue_peak(const st_prefetch *p) { (void)p; return 0; }
 
 struct st_prefetch {
     pthread_mutex_t mu;
-    pthread_cond_t cv;     /* work arrived, or stop */
+    pthread_cond_t cv;     /* a job or shared work arrived, or stop */
+    unsigned gen;          /* bumped by wake(): shared work appeared */
     st_pf_job *q;          /* ring buffer of cap jobs */
     int cap, head, count;
     bool stop;
@@ -50,19 +52,30 @@ bool st_prefetch_available(void) { return true; }
 static void *worker(void *arg) {
     struct worker_arg *wa = arg;
     st_prefetch *p = wa->p;
+    unsigned seen = 0; /* the wake generation this worker last looked for shared work at */
     for (;;) {
         pthread_mutex_lock(&p->mu);
-        while (!p->stop && p->count == 0) pthread_cond_wait(&p->cv, &p->mu);
+        while (!p->stop && p->count == 0 && p->gen == seen) pthread_cond_wait(&p->cv, &p->mu);
         if (p->stop) { /* queued jobs are cancelled by shutdown, not run */
             pthread_mutex_unlock(&p->mu);
             return NULL;
         }
-        st_pf_job job = p->q[p->head];
-        p->head = (p->head + 1) % p->cap;
-        p->count--;
-        atomic_store_explicit(&p->depth, p->count, memory_order_relaxed);
+        if (p->count > 0) {
+            st_pf_job job = p->q[p->head];
+            p->head = (p->head + 1) % p->cap;
+            p->count--;
+            atomic_store_explicit(&p->depth, p->count, memory_order_relaxed);
+            pthread_mutex_unlock(&p->mu);
+            p->cb.run(p->ctx, wa->id, job);
+            continue;
+        }
+        /* Noted before looking: work shared after this bumps gen again, so a
+         * worker that found nothing cannot sleep through it. */
+        seen = p->gen;
         pthread_mutex_unlock(&p->mu);
-        p->cb.run(p->ctx, wa->id, job);
+        if (p->cb.help)
+            while (p->cb.help(p->ctx, wa->id))
+                if (atomic_load_explicit(&p->depth, memory_order_relaxed) > 0) break; /* a job first */
     }
 }
 
@@ -115,6 +128,14 @@ bool st_prefetch_submit(st_prefetch *p, st_pf_job job) {
     pthread_cond_signal(&p->cv);
     pthread_mutex_unlock(&p->mu);
     return true;
+}
+
+void st_prefetch_wake(st_prefetch *p) {
+    if (!p) return;
+    pthread_mutex_lock(&p->mu);
+    p->gen++;
+    pthread_cond_broadcast(&p->cv);
+    pthread_mutex_unlock(&p->mu);
 }
 
 bool st_prefetch_stopping(const st_prefetch *p) {

@@ -3,6 +3,12 @@
  * layer store). The pool knows nothing about layers or files: a job is two
  * integers, and the owner's `run` callback does the work.
  *
+ * Shared work: besides jobs, the owner may have work any worker can take a
+ * piece of (the store's layer chunks: one layer's load split over several
+ * readers). wake() says some appeared; an idle worker then calls `help`
+ * until it returns false, checking between pieces for queued jobs, which
+ * come first (taking a job is cheap: it only makes more shared work).
+ *
  *   submit()   never blocks and never allocates: a full queue (or a pool that
  *              is shutting down) refuses the job and the caller decides
  *   shutdown() stops intake, hands every queued job back through `cancel`,
@@ -32,6 +38,9 @@ typedef struct st_pf_callbacks {
     void (*run)(void *ctx, int worker, st_pf_job job);
     /* A queued job that will never run (shutdown). */
     void (*cancel)(void *ctx, st_pf_job job);
+    /* Optional: does one piece of shared work on worker `worker`; false
+     * when there was none to take. */
+    bool (*help)(void *ctx, int worker);
 } st_pf_callbacks;
 
 bool st_prefetch_available(void);
@@ -40,6 +49,9 @@ st_status st_prefetch_new(int n_threads, int queue_cap, const st_pf_callbacks *c
                           st_error *err);
 /* Queues a job; false when the queue is full or the pool is shutting down. */
 bool st_prefetch_submit(st_prefetch *p, st_pf_job job);
+/* Shared work appeared: idle workers call `help`. Never blocks on work;
+ * the owner may call it with its own lock held. */
+void st_prefetch_wake(st_prefetch *p);
 /* True once shutdown has begun (workers may poll it to abandon long work). */
 bool st_prefetch_stopping(const st_prefetch *p);
 void st_prefetch_shutdown(st_prefetch *p);

@@ -16,7 +16,8 @@
 #include <unistd.h>
 
 #define ALIGN 4096u              /* slot layout and O_DIRECT granule */
-#define CHUNK (16u << 20)        /* bytes per read call (and staging buffer) */
+#define CHUNK (16u << 20)        /* default bytes per chunk: one read call, one upload, one buffer */
+#define CHUNK_MAX (64u << 20)    /* the most a configured chunk may be */
 #define MERGE_GAP (64u << 10)    /* tensors closer than this are read in one run */
 #define DIST_CAP 8               /* the most layers a hint looks ahead */
 
@@ -41,6 +42,15 @@ typedef struct {
     int refs;
     bool pinned;
     bool used;        /* acquired since it was loaded (lru: a prefetch never evicts an unused prefetch) */
+    /* The load in progress (LS_LOADING) is split into chunks that any
+     * reader may take, so that several fill the layer needed next at once;
+     * the last chunk to finish completes the load. */
+    int n_chunks;     /* chunks of the runs' bytes (constant after init) */
+    bool open;        /* chunks are handed out (a queued prefetch is not open yet) */
+    bool sync;        /* loaded for an acquire: shutdown lets it finish */
+    int ck_next;      /* the next chunk to hand out */
+    int ck_left;      /* chunks not finished, handed out or not */
+    st_error ck_err;  /* the load's first failure (code ST_OK: none) */
     st_status err_code;
     char err_msg[sizeof(((st_error *)0)->msg)];
 } layer_t;
@@ -51,6 +61,16 @@ typedef struct {
     int layer;         /* -1: empty */
     uint64_t tick;     /* last use (lru) */
 } slot_t;
+
+/* A reader's buffers for device slots (none for host slots: reads land in
+ * the slot). Two when the backend uploads asynchronously, so that the file
+ * read into one overlaps the DMA from the other. */
+typedef struct {
+    uint8_t *buf[2];
+    bool pinned[2];   /* from host_alloc: the device copies from it directly */
+    bool pending[2];  /* an async upload may still be reading it */
+    int next;
+} reader_t;
 
 static st_store_read_fn g_default_read;
 static void *g_default_read_ctx;
@@ -89,8 +109,10 @@ struct st_store {
     bool stopped;             /* prefetch shut down */
     int advised;              /* last layer given a WILLNEED hint, -1 none */
     st_prefetch *pool;
-    uint8_t *sync_staging;    /* non-host slots: staging for reads in acquire */
-    uint8_t **staging;        /* per worker */
+    uint64_t chunk;           /* bytes per chunk (and per reader buffer) */
+    bool async;               /* the backend has slot_upload_async + host_wait */
+    reader_t sync_rd;         /* acquire's buffers (device slots) */
+    reader_t *rd;             /* each worker's */
     int n_workers;
 
     pthread_mutex_t io_mu;    /* read busy-time accounting */
@@ -117,6 +139,7 @@ void st_store_config_from_session(st_store_config *c, const st_session_params *p
     c->prefetch_threads = p->prefetch_threads;
     c->ring_slots = p->ring_slots;
     c->direct_io = p->direct_io;
+    c->chunk_bytes = p->prefetch_chunk;
 }
 
 static uint64_t align_down(uint64_t x) { return x & ~(uint64_t)(ALIGN - 1); }
@@ -228,30 +251,63 @@ static st_status read_full(st_store *s, int il, uint8_t *dst, size_t n, uint64_t
     return ST_OK;
 }
 
-/* Copies layer il from the file into slot sl. */
-static st_status load_layer(st_store *s, int il, int sl, uint8_t *staging, bool sync, st_error *err) {
-    layer_t *ly = &s->L[il];
-    slot_t *slot = &s->slots[sl];
-    st_status rc = ST_OK;
-    uint64_t total_read = 0;
+/* Bytes of run r that exist in the file as opened (the rest of its last
+ * 4 KiB may lie past the end). */
+static uint64_t run_want(const st_store *s, const run_t *r) {
+    uint64_t avail = r->file_off < s->file_size ? s->file_size - r->file_off : 0;
+    return r->len < avail ? r->len : avail;
+}
+
+static int layer_chunks(const st_store *s, const layer_t *ly) {
+    int n = 0;
+    for (int ri = 0; ri < ly->n_runs; ri++) n += (int)((run_want(s, &ly->runs[ri]) + s->chunk - 1) / s->chunk);
+    return n;
+}
+
+/* The buffer a reader's next chunk goes into: the one not written last,
+ * once the device has finished reading it. */
+static st_status reader_buf(st_store *s, reader_t *rd, int *b, st_error *err) {
+    *b = rd->buf[1] ? rd->next : 0;
+    rd->next = *b ^ 1;
+    if (!rd->pending[*b]) return ST_OK;
+    rd->pending[*b] = false;
+    return s->be->ops->host_wait(s->be, rd->buf[*b], err);
+}
+
+/* Copies chunk k of layer il from the file into slot sl: read into the slot
+ * (host slots) or into one of the reader's buffers and uploaded. */
+static st_status run_chunk(st_store *s, reader_t *rd, int il, int sl, int k, st_error *err) {
+    const layer_t *ly = &s->L[il]; /* the layout is constant */
+    const slot_t *slot = &s->slots[sl];
+    const run_t *r = ly->runs;
+    uint64_t want = 0;
+    for (int ri = 0; ri < ly->n_runs; ri++, r++) {
+        want = run_want(s, r);
+        int nc = (int)((want + s->chunk - 1) / s->chunk);
+        if (k < nc) break;
+        k -= nc;
+    }
+    uint64_t done = (uint64_t)k * s->chunk;
+    size_t n = r->len - done < s->chunk ? (size_t)(r->len - done) : (size_t)s->chunk;
+    size_t need = want - done < n ? (size_t)(want - done) : n;
+    bool staged = !s->cfg.host_slots;
+    int b = 0;
+    st_status rc = staged ? reader_buf(s, rd, &b, err) : ST_OK;
+    if (rc) return rc;
+    uint8_t *dst = staged ? rd->buf[b] : slot->base + r->slot_off + done;
     io_begin(s);
-    for (int ri = 0; ri < ly->n_runs && !rc; ri++) {
-        const run_t *r = &ly->runs[ri];
-        uint64_t avail = r->file_off < s->file_size ? s->file_size - r->file_off : 0;
-        uint64_t want = r->len < avail ? r->len : avail; /* bytes that exist */
-        for (uint64_t done = 0; done < want && !rc; done += CHUNK) {
-            if (!sync && st_prefetch_stopping(s->pool)) { rc = ST_ERR_CANCELLED; break; }
-            size_t n = r->len - done < CHUNK ? (size_t)(r->len - done) : CHUNK;
-            size_t need = want - done < n ? (size_t)(want - done) : n;
-            uint8_t *dst = staging ? staging : slot->base + r->slot_off + done;
-            rc = read_full(s, il, dst, n, r->file_off + done, need, err);
-            if (!rc && staging) rc = s->be->ops->slot_upload(s->be, slot->handle, (size_t)(slot->base - (uint8_t *)slot->handle) + r->slot_off + done, staging, need, err);
-            if (!rc) total_read += need;
+    rc = read_full(s, il, dst, n, r->file_off + done, need, err);
+    if (!rc && staged) {
+        size_t off = (size_t)(slot->base - (uint8_t *)slot->handle) + r->slot_off + done;
+        if (s->async && rd->pinned[b]) {
+            rc = s->be->ops->slot_upload_async(s->be, slot->handle, off, dst, need, err);
+            rd->pending[b] = true; /* even on failure: the buffer is waited for before reuse */
+        } else {
+            rc = s->be->ops->slot_upload(s->be, slot->handle, off, dst, need, err);
         }
     }
     io_end(s);
-    atomic_fetch_add_explicit(&s->bytes_read, total_read, memory_order_relaxed);
-    if (rc == ST_ERR_CANCELLED) st_error_set(err, ST_ERR_CANCELLED, "layer %d: load cancelled (shutdown)", il);
+    if (!rc) atomic_fetch_add_explicit(&s->bytes_read, need, memory_order_relaxed);
     return rc;
 }
 
@@ -349,15 +405,101 @@ static void finish_load_locked(st_store *s, int il, st_status rc, const st_error
     pthread_cond_broadcast(&s->cv);
 }
 
+/* ------------------------------------------------------------ chunks (under mu) */
+
+/* The last chunk of il's load finished: resident, or failed with the first
+ * error any of its chunks met. */
+static void close_load(st_store *s, int il) {
+    layer_t *ly = &s->L[il];
+    ly->open = false;
+    finish_load_locked(s, il, ly->ck_err.code, &ly->ck_err);
+}
+
+/* Layer il (LOADING in its slot) is handed out chunk by chunk from now on;
+ * idle readers are told, and an acquirer waiting for it may help. */
+static void open_load(st_store *s, int il, bool sync) {
+    layer_t *ly = &s->L[il];
+    ly->open = true;
+    ly->sync = sync;
+    ly->ck_next = 0;
+    ly->ck_left = ly->n_chunks;
+    memset(&ly->ck_err, 0, sizeof ly->ck_err);
+    if (ly->ck_left == 0) {
+        close_load(s, il);
+        return;
+    }
+    if (s->pool && !s->stopped) st_prefetch_wake(s->pool);
+    if (s->waiters) pthread_cond_broadcast(&s->cv);
+}
+
+/* No more chunks of il are handed out; those in flight still finish. */
+static void abandon_load(layer_t *ly) {
+    ly->ck_left -= ly->n_chunks - ly->ck_next;
+    ly->ck_next = ly->n_chunks;
+}
+
+/* The next chunk of the open load needed soonest (of layer `only` if >= 0). */
+static bool take_chunk(st_store *s, int only, int *il, int *k, int *sl) {
+    int best = -1, best_d = 0;
+    for (int j = 0; j < s->n_slots; j++) {
+        int y = s->slots[j].layer;
+        if (y < 0 || (only >= 0 && y != only)) continue;
+        const layer_t *ly = &s->L[y];
+        if (ly->state != LS_LOADING || !ly->open || ly->ck_next >= ly->n_chunks) continue;
+        int d = dist_of(s, y);
+        if (best < 0 || d < best_d) { best = y; best_d = d; }
+    }
+    if (best < 0) return false;
+    *il = best;
+    *k = s->L[best].ck_next++;
+    *sl = s->L[best].slot;
+    return true;
+}
+
+/* A chunk of il finished (e->code: how); the first failure ends the load
+ * (the chunks not handed out are dropped), the last chunk completes it. */
+static void chunk_done(st_store *s, int il, const st_error *e) {
+    layer_t *ly = &s->L[il];
+    if (e->code && !ly->ck_err.code) {
+        ly->ck_err = *e;
+        abandon_load(ly);
+    }
+    if (--ly->ck_left == 0) close_load(s, il);
+}
+
+/* Takes, reads and completes one chunk (of `only` if >= 0) on reader rd;
+ * false when there was none. Called with mu held; returns with it held. */
+static bool do_chunk(st_store *s, reader_t *rd, int only) {
+    int il, k, sl;
+    if (!take_chunk(s, only, &il, &k, &sl)) return false;
+    pthread_mutex_unlock(&s->mu);
+    st_error e = {0};
+    st_status rc = run_chunk(s, rd, il, sl, k, &e);
+    if (rc && !e.code) e.code = rc;
+    pthread_mutex_lock(&s->mu);
+    chunk_done(s, il, &e);
+    return true;
+}
+
 /* ------------------------------------------------------------ pool callbacks */
 
+/* A queued prefetch reached a worker: its chunks go out to every reader. */
 static void pf_run(void *ctx, int worker, st_pf_job job) {
+    (void)worker;
     st_store *s = ctx;
-    st_error e = {0};
-    st_status rc = load_layer(s, job.layer, job.slot, s->staging ? s->staging[worker] : NULL, false, &e);
     pthread_mutex_lock(&s->mu);
-    finish_load_locked(s, job.layer, rc, &e);
+    if (s->stopped) finish_load_locked(s, job.layer, ST_ERR_CANCELLED, NULL);
+    else open_load(s, job.layer, false);
     pthread_mutex_unlock(&s->mu);
+}
+
+/* One chunk of the open load needed soonest; none once shutting down. */
+static bool pf_help(void *ctx, int worker) {
+    st_store *s = ctx;
+    pthread_mutex_lock(&s->mu);
+    bool did = !s->stopped && do_chunk(s, &s->rd[worker], -1);
+    pthread_mutex_unlock(&s->mu);
+    return did;
 }
 
 static void pf_cancel(void *ctx, st_pf_job job) {
@@ -374,19 +516,48 @@ static void *aligned_buf(size_t n) {
     return posix_memalign(&p, ALIGN, n) == 0 ? p : NULL;
 }
 
-/* A read buffer for non-host slots: the backend's pinned memory when it
+/* A read buffer for device slots: the backend's pinned memory when it
  * offers some (one host copy fewer per byte), else ours. */
-static void *staging_buf(st_store *s) {
+static void *staging_buf(st_store *s, bool *pinned) {
+    *pinned = false;
     if (s->be->ops->host_alloc) {
-        void *p = s->be->ops->host_alloc(s->be, CHUNK);
-        if (p) return p;
+        void *p = s->be->ops->host_alloc(s->be, (size_t)s->chunk);
+        if (p) {
+            *pinned = true;
+            return p;
+        }
     }
-    return aligned_buf(CHUNK);
+    return aligned_buf((size_t)s->chunk);
 }
 
 static void staging_free(st_store *s, void *p) {
     if (p && s->be->ops->host_free && s->be->ops->host_free(s->be, p)) return;
     free(p);
+}
+
+/* A reader's buffers: the second only where uploads are asynchronous (with
+ * slot_upload the first is free again on return). */
+static bool reader_init(st_store *s, reader_t *rd) {
+    memset(rd, 0, sizeof *rd);
+    if (!(rd->buf[0] = staging_buf(s, &rd->pinned[0]))) return false;
+    if (s->async && rd->pinned[0] && !(rd->buf[1] = staging_buf(s, &rd->pinned[1]))) return false;
+    return true;
+}
+
+/* Waits for the uploads still reading the reader's buffers (before the
+ * slots or the buffers are freed). */
+static void reader_drain(st_store *s, reader_t *rd) {
+    for (int b = 0; b < 2; b++)
+        if (rd->pending[b]) {
+            rd->pending[b] = false;
+            st_error e = {0};
+            s->be->ops->host_wait(s->be, rd->buf[b], &e); /* a failure: the device is gone, nothing to wait for */
+        }
+}
+
+static void reader_free(st_store *s, reader_t *rd) {
+    for (int b = 0; b < 2; b++) staging_free(s, rd->buf[b]);
+    memset(rd, 0, sizeof *rd);
 }
 
 /* The slot arithmetic of a budget (st_store_new and st_store_plan_slots):
@@ -442,6 +613,10 @@ static st_status store_slots_init(st_store *s, st_error *err) {
     s->alloc_bytes = plan.slot_bytes;
     s->fixed_bytes = plan.fixed_bytes;
     s->file_size = st_gguf_file_size(m->gguf);
+    s->chunk = c->chunk_bytes ? align_up(c->chunk_bytes) : CHUNK;
+    if (s->chunk > CHUNK_MAX) s->chunk = CHUNK_MAX;
+    for (int il = 0; il < nl; il++) s->L[il].n_chunks = layer_chunks(s, &s->L[il]);
+    s->async = s->be->ops->slot_upload_async && s->be->ops->host_wait;
     int n = plan.n_slots;
     s->n_slots = n;
 
@@ -507,30 +682,31 @@ static st_status store_slots_init(st_store *s, st_error *err) {
         }
         if (s->dfd >= 0) atomic_store(&s->direct, true); /* else: buffered reads (the figures say so) */
     }
-    if (!c->host_slots) {
-        if (!(s->sync_staging = staging_buf(s))) return st_error_set(err, ST_ERR_NOMEM, "layer store: out of memory");
-    }
+    if (!c->host_slots && !reader_init(s, &s->sync_rd))
+        return st_error_set(err, ST_ERR_NOMEM, "layer store: out of memory");
 
     /* prefetch */
     s->dist = s->dist_limit < 2 ? s->dist_limit : 2;
     s->adaptive = c->prefetch == ST_PREFETCH_AUTO;
     if (c->prefetch > 0) s->dist = c->prefetch < s->dist_limit ? c->prefetch : s->dist_limit;
     if (c->prefetch != ST_PREFETCH_OFF && s->dist_limit >= 1 && st_prefetch_available()) {
-        /* readers: 2 beside CPU compute; for device slots one per layer in
-         * flight up to 6 (the GPU computes meanwhile: the host copies are
-         * the limit and run in parallel) */
+        /* Readers: 2 beside CPU compute. For device slots the GPU computes
+         * meanwhile and the host's reads set the pace; each layer's chunks
+         * are shared by every reader, so they scale with the threads, not
+         * with the layers in flight: one per CPU up to 12 (a pread into
+         * pinned memory runs ~5 GB/s per thread, PCIe ~50 GB/s). */
+        int cpus = (int)sysconf(_SC_NPROCESSORS_ONLN);
         int k = c->prefetch_threads > 0 ? c->prefetch_threads
-              : !c->host_slots       ? (s->dist_limit < 6 ? (s->dist_limit < 1 ? 1 : s->dist_limit) : 6)
+              : !c->host_slots       ? (cpus < 2 ? 2 : cpus > 12 ? 12 : cpus)
                                      : (s->dist_limit < 2 ? 1 : 2);
         int q = c->queue_cap > 0 ? c->queue_cap : (2 * s->dist_limit > 4 ? 2 * s->dist_limit : 4);
-        if (!c->host_slots) {
-            s->staging = calloc((size_t)k, sizeof *s->staging);
-            if (!s->staging) return st_error_set(err, ST_ERR_NOMEM, "layer store: out of memory");
-            for (int i = 0; i < k; i++)
-                if (!(s->staging[i] = staging_buf(s))) return st_error_set(err, ST_ERR_NOMEM, "layer store: out of memory");
-        }
+        s->rd = calloc((size_t)k, sizeof *s->rd);
+        if (!s->rd) return st_error_set(err, ST_ERR_NOMEM, "layer store: out of memory");
         s->n_workers = k;
-        st_pf_callbacks cb = {pf_run, pf_cancel};
+        if (!c->host_slots)
+            for (int i = 0; i < k; i++)
+                if (!reader_init(s, &s->rd[i])) return st_error_set(err, ST_ERR_NOMEM, "layer store: out of memory");
+        st_pf_callbacks cb = {pf_run, pf_cancel, pf_help};
         st_status rc = st_prefetch_new(k, q, &cb, s, &s->pool, err);
         if (rc) return rc;
     } else {
@@ -581,8 +757,20 @@ void st_store_shutdown(st_store *s) {
     if (!s || !s->budgeted) return;
     pthread_mutex_lock(&s->mu);
     s->stopped = true;
+    /* Prefetches under way hand out no more chunks: the ones in flight
+     * finish, then the layer is cancelled (or resident, if every chunk had
+     * been handed out). A load for an acquire is left to finish. */
+    for (int k = 0; k < s->n_slots; k++) {
+        int y = s->slots[k].layer;
+        if (y < 0) continue;
+        layer_t *ly = &s->L[y];
+        if (ly->state != LS_LOADING || !ly->open || ly->sync || ly->ck_next >= ly->n_chunks) continue;
+        if (!ly->ck_err.code) st_error_set(&ly->ck_err, ST_ERR_CANCELLED, "layer %d: load cancelled (shutdown)", y);
+        abandon_load(ly);
+        if (ly->ck_left == 0) close_load(s, y);
+    }
     pthread_mutex_unlock(&s->mu);
-    st_prefetch_shutdown(s->pool); /* cancels the queue, waits for the reads in flight, joins */
+    st_prefetch_shutdown(s->pool); /* cancels the queue, waits for the chunks in flight, joins */
 }
 
 void st_store_free(st_store *s) {
@@ -590,14 +778,18 @@ void st_store_free(st_store *s) {
     if (s->budgeted) {
         st_store_shutdown(s);
         st_prefetch_free(s->pool);
+        /* no upload may still read a buffer, or write a slot, as they go */
+        if (s->rd)
+            for (int i = 0; i < s->n_workers; i++) reader_drain(s, &s->rd[i]);
+        reader_drain(s, &s->sync_rd);
         if (s->slots)
             for (int k = 0; k < s->n_slots; k++)
                 if (s->slots[k].handle) s->be->ops->slot_free(s->be, s->slots[k].handle);
         if (s->dfd >= 0) close(s->dfd);
-        if (s->staging)
-            for (int i = 0; i < s->n_workers; i++) staging_free(s, s->staging[i]);
-        free(s->staging);
-        staging_free(s, s->sync_staging);
+        if (s->rd)
+            for (int i = 0; i < s->n_workers; i++) reader_free(s, &s->rd[i]);
+        free(s->rd);
+        reader_free(s, &s->sync_rd);
         free(s->slots);
         free((void *)s->state_pub);
         free((void *)s->slot_pub);
@@ -671,7 +863,9 @@ const st_layer *st_store_acquire(st_store *s, int il, st_error *err) {
             break;
         }
         if (ly->state == LS_LOADING) {
-            wait_cv(s);
+            /* help with its chunks (a load of ours, or a prefetch under way);
+             * when all are handed out, wait for the last to land */
+            if (!do_chunk(s, &s->sync_rd, il)) wait_cv(s);
             continue;
         }
         int sl = pick_slot(s, il, true);
@@ -682,11 +876,7 @@ const st_layer *st_store_acquire(st_store *s, int il, st_error *err) {
         }
         assign(s, il, sl);
         loaded = true;
-        pthread_mutex_unlock(&s->mu);
-        st_error e = {0};
-        st_status rc = load_layer(s, il, sl, s->sync_staging, true, &e);
-        pthread_mutex_lock(&s->mu);
-        finish_load_locked(s, il, rc, &e);
+        open_load(s, il, true); /* the readers help: the loop above takes its chunks too */
     }
     pthread_mutex_unlock(&s->mu);
     /* each acquisition is counted once: ready, failed, loaded here, or waited */

@@ -43,6 +43,9 @@ typedef struct st_store_config {
     int ring_slots;              /* 0 = auto */
     int queue_cap;               /* prefetch queue; 0 = auto */
     bool direct_io;
+    uint32_t chunk_bytes;        /* bytes per chunk, the unit a layer's load is split into
+                                    for the readers (rounded up to 4 KiB, at most 64 MiB);
+                                    0 = 16 MiB. Small in the tests, to split small layers */
     bool host_slots;             /* slots are host memory: read straight into them
                                     (else through a staging buffer and slot_upload) */
     st_store_read_fn read;       /* NULL = the process default (st_store_set_default_read) */

@@ -71,6 +71,7 @@ typedef struct st_session_params {
     int prefetch_threads;    /* 0 = auto */
     int ring_slots;          /* streaming slots of the ring policy; 0 = auto */
     bool direct_io;          /* O_DIRECT reads into aligned slots (falls back to pread if unsupported) */
+    uint32_t prefetch_chunk; /* bytes per read/upload chunk, the unit the readers share a layer's load in; 0 = 16 MiB */
     /* compute backend (docs/VULKAN.md) */
     st_backend_kind backend; /* ST_BACKEND_CPU (the default), ST_BACKEND_VULKAN, ST_BACKEND_AUTO */
     int device;              /* Vulkan device index (strata devices); -1 = choose (a discrete GPU first) */

@@ -104,6 +104,18 @@ typedef struct gpart {
 #define MAX_FIXED 8
 #define MAX_PINNED 64
 
+/* A read buffer of the layer store (host_alloc): pinned memory the
+ * transfer queue copies from, with a command buffer and fence of its own,
+ * so that every buffer can have a copy in flight (slot_upload_async) while
+ * its reader fills the other one. */
+typedef struct vk_pin {
+    vk_hbuf h;
+    VkCommandPool pool;
+    VkCommandBuffer cb;
+    VkFence fence;
+    bool inflight;  /* a copy from it was submitted and not waited for (its one user, the store's reader, keeps this) */
+} vk_pin;
+
 typedef struct vk_be {
     st_backend base;
     st_vk_ctx *c;
@@ -158,7 +170,7 @@ typedef struct vk_be {
     pthread_mutex_t mu_slots;
     slot_rec **slots;
     int nslots, capslots;
-    vk_hbuf pinned[MAX_PINNED];        /* the store's read buffers (host_alloc), under mu_slots */
+    vk_pin *pinned[MAX_PINNED];        /* the store's read buffers (host_alloc), under mu_slots */
     int npinned;
 
     _Atomic uint64_t busy_ns, submits, weight_bytes, uploaded;
@@ -1108,26 +1120,81 @@ static void vk_slot_free(st_backend *b, void *slot) {
     if (s) slot_release(be, s);
 }
 
+/* The pinned buffer holding [src, src + n), and src's offset in it. */
+static vk_pin *pin_find(vk_be *be, const void *src, size_t n, VkDeviceSize *off) {
+    vk_pin *pn = NULL;
+    pthread_mutex_lock(&be->mu_slots);
+    for (int i = 0; i < be->npinned && !pn; i++) {
+        const uint8_t *m = be->pinned[i]->h.map;
+        if ((const uint8_t *)src >= m && (const uint8_t *)src + n <= m + be->pinned[i]->h.size) {
+            pn = be->pinned[i];
+            *off = (VkDeviceSize)((const uint8_t *)src - m);
+        }
+    }
+    pthread_mutex_unlock(&be->mu_slots);
+    return pn;
+}
+
+/* Waits for the copy in flight from pn, if any. */
+static st_status pin_wait(vk_be *be, vk_pin *pn, st_error *err) {
+    if (!pn->inflight) return ST_OK;
+    pn->inflight = false;
+    VkResult r = vkWaitForFences(be->c->dev, 1, &pn->fence, VK_TRUE, UINT64_MAX);
+    return r == VK_SUCCESS ? ST_OK : vkerr(r, "vkWaitForFences (upload)", err);
+}
+
+static void pin_free(vk_be *be, vk_pin *pn) {
+    if (!pn) return;
+    pin_wait(be, pn, NULL);
+    VkDevice dev = be->c->dev;
+    if (pn->fence) vkDestroyFence(dev, pn->fence, NULL);
+    if (pn->pool) vkDestroyCommandPool(dev, pn->pool, NULL); /* frees cb */
+    vk_hbuf_free(be->c, &pn->h);
+    free(pn);
+}
+
 static st_status vk_slot_upload(st_backend *b, void *slot, size_t off, const void *src, size_t n, st_error *err) {
     vk_be *be = (vk_be *)b;
     slot_rec *s = slot_find(be, slot);
     if (!s || (uint8_t *)slot != s->va) return st_error_set(err, ST_ERR_ARG, "vulkan backend: upload to an unknown slot");
     /* from one of our pinned buffers: the DMA reads it directly */
-    VkBuffer pb = VK_NULL_HANDLE;
     VkDeviceSize po = 0;
-    pthread_mutex_lock(&be->mu_slots);
-    for (int i = 0; i < be->npinned; i++) {
-        const uint8_t *m = be->pinned[i].map;
-        if ((const uint8_t *)src >= m && (const uint8_t *)src + n <= m + be->pinned[i].size) {
-            pb = be->pinned[i].buf;
-            po = (VkDeviceSize)((const uint8_t *)src - m);
-        }
-    }
-    pthread_mutex_unlock(&be->mu_slots);
-    st_status rc = pb ? vk_upload_pinned(be->c, &s->mem, off, pb, po, n, be->tl, atomic_load(&s->last_use), err)
-                      : vk_upload(be->c, &s->mem, off, src, n, be->tl, atomic_load(&s->last_use), err);
+    vk_pin *pn = pin_find(be, src, n, &po);
+    st_status rc = pn ? pin_wait(be, pn, err) : ST_OK;
+    if (!rc)
+        rc = pn ? vk_upload_pinned(be->c, &s->mem, off, pn->h.buf, po, n, be->tl, atomic_load(&s->last_use), err)
+                : vk_upload(be->c, &s->mem, off, src, n, be->tl, atomic_load(&s->last_use), err);
     if (!rc) atomic_fetch_add(&be->uploaded, n);
     return rc;
+}
+
+/* The copy from a pinned buffer is submitted on the buffer's own command
+ * buffer and returns: the store reads its next chunk meanwhile. Compute
+ * submitted later waits for it on the GPU (the upload timeline), and the
+ * copy waits for the compute still reading the slot (last_use). */
+static st_status vk_slot_upload_async(st_backend *b, void *slot, size_t off, const void *src, size_t n, st_error *err) {
+    vk_be *be = (vk_be *)b;
+    slot_rec *s = slot_find(be, slot);
+    if (!s || (uint8_t *)slot != s->va) return st_error_set(err, ST_ERR_ARG, "vulkan backend: upload to an unknown slot");
+    VkDeviceSize po = 0;
+    vk_pin *pn = pin_find(be, src, n, &po);
+    if (!pn) return vk_slot_upload(b, slot, off, src, n, err); /* not a buffer of ours: copied at once */
+    st_status rc = pin_wait(be, pn, err); /* its command buffer is free again */
+    if (!rc)
+        rc = vk_upload_pinned_async(be->c, pn->cb, pn->fence, &s->mem, off, pn->h.buf, po, n, be->tl,
+                                    atomic_load(&s->last_use), err);
+    if (!rc) {
+        pn->inflight = true;
+        atomic_fetch_add(&be->uploaded, n);
+    }
+    return rc;
+}
+
+static st_status vk_host_wait(st_backend *b, void *buf, st_error *err) {
+    vk_be *be = (vk_be *)b;
+    VkDeviceSize po = 0;
+    vk_pin *pn = pin_find(be, buf, 1, &po);
+    return pn ? pin_wait(be, pn, err) : ST_OK;
 }
 
 /* Host-visible memory the transfer queue copies from directly: the layer
@@ -1135,30 +1202,46 @@ static st_status vk_slot_upload(st_backend *b, void *slot, size_t off, const voi
  * host (by the read) instead of twice. */
 static void *vk_host_alloc(st_backend *b, size_t bytes) {
     vk_be *be = (vk_be *)b;
-    vk_hbuf h;
+    st_vk_ctx *c = be->c;
+    vk_pin *pn = calloc(1, sizeof *pn);
+    if (!pn) return NULL;
     st_error e = {0};
-    pthread_mutex_lock(&be->mu_slots);
-    void *p = NULL;
-    if (be->npinned < MAX_PINNED && !vk_hbuf_new(be->c, bytes, &h, &e)) {
-        be->pinned[be->npinned++] = h;
-        p = h.map;
+    VkCommandPoolCreateInfo cpi = {.sType = VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO,
+                                   .flags = VK_COMMAND_POOL_CREATE_RESET_COMMAND_BUFFER_BIT,
+                                   .queueFamilyIndex = c->qf_transfer};
+    VkFenceCreateInfo fi = {.sType = VK_STRUCTURE_TYPE_FENCE_CREATE_INFO};
+    bool ok = !vk_hbuf_new(c, bytes, &pn->h, &e) && vkCreateCommandPool(c->dev, &cpi, NULL, &pn->pool) == VK_SUCCESS &&
+              vkCreateFence(c->dev, &fi, NULL, &pn->fence) == VK_SUCCESS;
+    if (ok) {
+        VkCommandBufferAllocateInfo cai = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO,
+                                           .commandPool = pn->pool,
+                                           .level = VK_COMMAND_BUFFER_LEVEL_PRIMARY,
+                                           .commandBufferCount = 1};
+        ok = vkAllocateCommandBuffers(c->dev, &cai, &pn->cb) == VK_SUCCESS;
     }
+    pthread_mutex_lock(&be->mu_slots);
+    if (ok && be->npinned < MAX_PINNED) be->pinned[be->npinned++] = pn;
+    else ok = false;
     pthread_mutex_unlock(&be->mu_slots);
-    return p;
+    if (!ok) {
+        pin_free(be, pn);
+        return NULL;
+    }
+    return pn->h.map;
 }
 
 static bool vk_host_free(st_backend *b, void *p) {
     vk_be *be = (vk_be *)b;
-    bool mine = false;
+    vk_pin *pn = NULL;
     pthread_mutex_lock(&be->mu_slots);
-    for (int i = 0; i < be->npinned && !mine; i++)
-        if (be->pinned[i].map == p) {
-            vk_hbuf_free(be->c, &be->pinned[i]);
+    for (int i = 0; i < be->npinned && !pn; i++)
+        if (be->pinned[i]->h.map == p) {
+            pn = be->pinned[i];
             be->pinned[i] = be->pinned[--be->npinned];
-            mine = true;
         }
     pthread_mutex_unlock(&be->mu_slots);
-    return mine;
+    pin_free(be, pn); /* waits for its copy in flight */
+    return pn != NULL;
 }
 
 /* ------------------------------------------------------------ create / destroy */
@@ -1174,7 +1257,7 @@ static void vk_destroy(st_backend *b) {
         if (be->recording) vkEndCommandBuffer(be->cb[be->cur]);
         if (be->tl) wait_value(be, be->submitted, NULL);
         for (int i = 0; i < be->nslots; i++) slot_release(be, be->slots[i]);
-        for (int i = 0; i < be->npinned; i++) vk_hbuf_free(c, &be->pinned[i]);
+        for (int i = 0; i < be->npinned; i++) pin_free(be, be->pinned[i]);
         if (be->lc)
             for (int il = 0; il < be->hp.n_layer; il++)
                 if (be->lc[il].valid) vk_free_dev(c, &be->lc[il].mem);
@@ -1223,6 +1306,8 @@ static const st_backend_ops vk_ops = {
     .slot_upload = vk_slot_upload,
     .host_alloc = vk_host_alloc,
     .host_free = vk_host_free,
+    .slot_upload_async = vk_slot_upload_async,
+    .host_wait = vk_host_wait,
     .begin = vk_begin,
     .layer = vk_layer,
     .end = vk_end,

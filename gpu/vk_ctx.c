@@ -600,18 +600,25 @@ static st_status ring_claim(st_vk_ctx *c, int *out, st_error *err) {
     return vkcheck(vkWaitForFences(c->dev, 1, &c->up_fence[sl], VK_TRUE, UINT64_MAX), "vkWaitForFences (upload)", err);
 }
 
-/* Records and submits, on slot sl's command buffer and fence, a copy of k
- * bytes from src at soff to dst at doff, signalling the next upload value.
- * Under mu_up (the pool and the timeline's order are shared). */
-static st_status submit_copy(st_vk_ctx *c, int sl, VkBuffer src, VkDeviceSize soff, const vk_alloc *dst, VkDeviceSize doff,
-                             size_t k, VkSemaphore wait_sem, uint64_t wait_value, st_error *err) {
-    c->up_busy[sl] = false;
-    VkCommandBuffer cb = c->up_cb[sl];
+/* Records and submits, on command buffer cb and fence, a copy of k bytes
+ * from src at soff to dst at doff, signalling the next upload value. Under
+ * mu_up (the timeline's values follow the submission order). `ordered`: the
+ * copy starts after every copy submitted before it on the queue has
+ * written (a barrier), so that copies into the same bytes land in order. */
+static st_status submit_copy_on(st_vk_ctx *c, VkCommandBuffer cb, VkFence fence, bool ordered, VkBuffer src, VkDeviceSize soff,
+                                const vk_alloc *dst, VkDeviceSize doff, size_t k, VkSemaphore wait_sem, uint64_t wait_value,
+                                st_error *err) {
     VkCommandBufferBeginInfo bi = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO,
                                    .flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT};
     st_status rc = vkcheck(vkResetCommandBuffer(cb, 0), "vkResetCommandBuffer", err);
     if (!rc) rc = vkcheck(vkBeginCommandBuffer(cb, &bi), "vkBeginCommandBuffer", err);
     if (rc) return rc;
+    if (ordered) {
+        VkMemoryBarrier mb = {.sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER,
+                              .srcAccessMask = VK_ACCESS_TRANSFER_WRITE_BIT,
+                              .dstAccessMask = VK_ACCESS_TRANSFER_WRITE_BIT};
+        vkCmdPipelineBarrier(cb, VK_PIPELINE_STAGE_TRANSFER_BIT, VK_PIPELINE_STAGE_TRANSFER_BIT, 0, 1, &mb, 0, NULL, 0, NULL);
+    }
     VkBufferCopy cp = {soff, dst->off + doff, k};
     vkCmdCopyBuffer(cb, src, dst->buf, 1, &cp);
     if ((rc = vkcheck(vkEndCommandBuffer(cb), "vkEndCommandBuffer", err))) return rc;
@@ -632,15 +639,23 @@ static st_status submit_copy(st_vk_ctx *c, int sl, VkBuffer src, VkDeviceSize so
                        .pCommandBuffers = &cb,
                        .signalSemaphoreCount = 1,
                        .pSignalSemaphores = &c->up_sem};
-    vkResetFences(c->dev, 1, &c->up_fence[sl]);
+    vkResetFences(c->dev, 1, &fence);
     pthread_mutex_t *qm = c->separate_transfer ? &c->mu_qt : &c->mu_qc;
     pthread_mutex_lock(qm);
-    VkResult r = vkQueueSubmit(c->q_transfer, 1, &si, c->up_fence[sl]);
+    VkResult r = vkQueueSubmit(c->q_transfer, 1, &si, fence);
     pthread_mutex_unlock(qm);
     if ((rc = vkcheck(r, "vkQueueSubmit (upload)", err))) return rc;
-    c->up_busy[sl] = true;
     atomic_store(&c->up_value, sig);
     return ST_OK;
+}
+
+/* The same on staging slot sl's command buffer and fence. */
+static st_status submit_copy(st_vk_ctx *c, int sl, VkBuffer src, VkDeviceSize soff, const vk_alloc *dst, VkDeviceSize doff,
+                             size_t k, VkSemaphore wait_sem, uint64_t wait_value, st_error *err) {
+    c->up_busy[sl] = false;
+    st_status rc = submit_copy_on(c, c->up_cb[sl], c->up_fence[sl], false, src, soff, dst, doff, k, wait_sem, wait_value, err);
+    if (!rc) c->up_busy[sl] = true;
+    return rc;
 }
 
 static void ring_release(st_vk_ctx *c, int sl) {
@@ -691,6 +706,21 @@ st_status vk_upload_pinned(st_vk_ctx *c, const vk_alloc *dst, VkDeviceSize off, 
     if (!rc) c->up_busy[sl] = false;
     pthread_mutex_unlock(&c->mu_up);
     ring_release(c, sl);
+    return rc;
+}
+
+st_status vk_upload_pinned_async(st_vk_ctx *c, VkCommandBuffer cb, VkFence fence, const vk_alloc *dst, VkDeviceSize off,
+                                 VkBuffer src, VkDeviceSize src_off, size_t n, VkSemaphore wait_sem, uint64_t wait_value,
+                                 st_error *err) {
+    if (off + n > dst->size)
+        return st_error_set(err, ST_ERR_ARG, "vulkan: upload of %zu bytes at offset %" PRIu64 " overruns a buffer of %" PRIu64,
+                            n, (uint64_t)off, (uint64_t)dst->size);
+    pthread_mutex_lock(&c->mu_up);
+    /* Ordered: a layer whose copies are still in flight can be evicted before
+     * any kernel read it (its slot's last_use is older than them), and the
+     * next layer's copies into the slot must not overtake them. */
+    st_status rc = submit_copy_on(c, cb, fence, true, src, src_off, dst, off, n, wait_sem, wait_value, err);
+    pthread_mutex_unlock(&c->mu_up);
     return rc;
 }
 

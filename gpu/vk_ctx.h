@@ -172,6 +172,15 @@ st_status vk_upload(st_vk_ctx *c, const vk_alloc *dst, VkDeviceSize off, const v
 st_status vk_upload_pinned(st_vk_ctx *c, const vk_alloc *dst, VkDeviceSize off, VkBuffer src, VkDeviceSize src_off, size_t n,
                            VkSemaphore wait_sem, uint64_t wait_value, st_error *err);
 
+/* The same recorded on the caller's command buffer (from a pool of the
+ * transfer family, qf_transfer) and signalled on its fence, returning once
+ * submitted: the caller owns cb and waits for fence before reusing src or
+ * cb. Compute submissions wait for the copy on the GPU as for vk_upload; the
+ * copy starts after the copies submitted before it have landed. */
+st_status vk_upload_pinned_async(st_vk_ctx *c, VkCommandBuffer cb, VkFence fence, const vk_alloc *dst, VkDeviceSize off,
+                                 VkBuffer src, VkDeviceSize src_off, size_t n, VkSemaphore wait_sem, uint64_t wait_value,
+                                 st_error *err);
+
 VkPipeline vk_pipeline(st_vk_ctx *c, vk_pipe_id id, st_error *err);
 const char *vk_pipe_name(vk_pipe_id id);
 

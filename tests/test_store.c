@@ -621,6 +621,242 @@ Test(store, session_freed_mid_generation, .init = open_model, .fini = close_mode
     }
 }
 
+/* ------------------------------------------------------------ one layer, several readers */
+
+/* A backend like test_be with pinned read buffers and asynchronous uploads
+ * (the Vulkan path): the copy is made at once, but the buffer counts as
+ * being read by the device until host_wait; the reader below fails the test
+ * if the store reads into such a buffer (double buffering gone wrong). */
+#define AB_MAX 64
+typedef struct {
+    void *buf[AB_MAX];
+    size_t size[AB_MAX];
+    atomic_int pending[AB_MAX];
+    pthread_mutex_t mu;
+    int n;
+    atomic_int async_uploads, waits, overwrites;
+} async_be;
+static async_be g_ab = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+static int ab_find(const void *p) {
+    pthread_mutex_lock(&g_ab.mu);
+    int r = -1;
+    for (int i = 0; i < g_ab.n && r < 0; i++)
+        if ((const uint8_t *)p >= (uint8_t *)g_ab.buf[i] && (const uint8_t *)p < (uint8_t *)g_ab.buf[i] + g_ab.size[i]) r = i;
+    pthread_mutex_unlock(&g_ab.mu);
+    return r;
+}
+static void *ab_host_alloc(st_backend *b, size_t n) {
+    (void)b;
+    pthread_mutex_lock(&g_ab.mu);
+    void *p = g_ab.n < AB_MAX ? malloc(n) : NULL;
+    if (p) {
+        g_ab.buf[g_ab.n] = p;
+        g_ab.size[g_ab.n] = n;
+        atomic_store(&g_ab.pending[g_ab.n], 0);
+        g_ab.n++;
+    }
+    pthread_mutex_unlock(&g_ab.mu);
+    return p;
+}
+static bool ab_host_free(st_backend *b, void *p) {
+    (void)b;
+    pthread_mutex_lock(&g_ab.mu);
+    bool mine = false;
+    for (int i = 0; i < g_ab.n && !mine; i++)
+        if (g_ab.buf[i] == p) {
+            cr_assert_eq(atomic_load(&g_ab.pending[i]), 0, "a buffer freed while an upload may read it");
+            free(p);
+            g_ab.n--;
+            g_ab.buf[i] = g_ab.buf[g_ab.n];
+            g_ab.size[i] = g_ab.size[g_ab.n];
+            atomic_store(&g_ab.pending[i], atomic_load(&g_ab.pending[g_ab.n]));
+            mine = true;
+        }
+    pthread_mutex_unlock(&g_ab.mu);
+    return mine;
+}
+static st_status ab_upload_async(st_backend *b, void *slot, size_t off, const void *src, size_t n, st_error *err) {
+    int i = ab_find(src);
+    cr_assert_geq(i, 0, "an async upload from a buffer not from host_alloc");
+    cr_assert_eq(atomic_exchange(&g_ab.pending[i], 1), 0, "an async upload from a buffer still being read");
+    atomic_fetch_add(&g_ab.async_uploads, 1);
+    return tb_upload(b, slot, off, src, n, err);
+}
+static st_status ab_host_wait(st_backend *b, void *buf, st_error *err) {
+    (void)b;
+    (void)err;
+    int i = ab_find(buf);
+    cr_assert_geq(i, 0);
+    atomic_store(&g_ab.pending[i], 0);
+    atomic_fetch_add(&g_ab.waits, 1);
+    return ST_OK;
+}
+static const st_backend_ops ab_ops = {.name = "test-async", .slot_alloc = tb_alloc, .slot_free = tb_free,
+                                      .slot_upload = tb_upload, .host_alloc = ab_host_alloc, .host_free = ab_host_free,
+                                      .slot_upload_async = ab_upload_async, .host_wait = ab_host_wait};
+static test_be g_abe = {.base = {.ops = &ab_ops}};
+
+/* Reads that sleep, fail at one offset, and note which threads read which
+ * bytes and whether a read landed in a buffer an upload was still reading. */
+#define PR_THREADS 16
+typedef struct {
+    long delay_us;
+    atomic_ullong fail_off;           /* a read starting here fails with EIO (0: none) */
+    uint64_t lo, hi;                  /* the layer watched */
+    pthread_t th[PR_THREADS];
+    int n_th;
+    pthread_mutex_t mu;
+    atomic_int calls;
+} par_reader;
+
+static ssize_t par_read(void *ctx, int fd, void *buf, size_t n, uint64_t off) {
+    par_reader *r = ctx;
+    atomic_fetch_add(&r->calls, 1);
+    int i = ab_find(buf);
+    if (i >= 0 && atomic_load(&g_ab.pending[i])) atomic_fetch_add(&g_ab.overwrites, 1);
+    if (off >= r->lo && off < r->hi) {
+        pthread_mutex_lock(&r->mu);
+        bool seen = false;
+        for (int k = 0; k < r->n_th; k++) seen |= pthread_equal(r->th[k], pthread_self());
+        if (!seen && r->n_th < PR_THREADS) r->th[r->n_th++] = pthread_self();
+        pthread_mutex_unlock(&r->mu);
+    }
+    if (r->delay_us) sleep_us(r->delay_us);
+    if (off == atomic_load(&r->fail_off)) {
+        errno = EIO;
+        return -1;
+    }
+    return pread(fd, buf, n, (off_t)off);
+}
+
+static void wait_state(st_store *s, int il, int state) {
+    double t0 = now_s();
+    while (figs(s).layer_state[il] != state) {
+        cr_assert(now_s() - t0 < 10, "layer %d never reached state %d", il, state);
+        sleep_us(500);
+    }
+}
+
+/* One layer split into 16 KiB chunks (~52 for the tiny model's 0.8 MiB
+ * layers) and read by 4 threads at once: identical bytes, in host slots and
+ * through double-buffered async uploads; a read error in a middle chunk
+ * fails that layer alone, with the offset of that chunk, and the next
+ * acquire reads it again; a shutdown mid-layer cancels the rest of it. */
+Test(store, one_layer_read_by_several_readers, .init = open_model, .fini = close_model, .timeout = 60) {
+    if (!st_prefetch_available()) cr_skip_test("prefetch compiled out");
+    const uint32_t CK = 16 << 10;
+    for (int host = 0; host < 2; host++) {
+        static par_reader pr = {.mu = PTHREAD_MUTEX_INITIALIZER};
+        st_store_config c = cfg_layers(3, ST_CACHE_LRU, ST_PREFETCH_AUTO, host);
+        c.prefetch_threads = 4;
+        c.chunk_bytes = CK;
+        c.read = par_read;
+        c.read_ctx = &pr;
+        st_store *s = NULL;
+        st_error err = {0};
+        cr_assert_eq(st_store_new(g_model, &g_abe.base, &c, &s, &err), ST_OK, "%s", err.msg);
+        if (!host) cr_assert_eq(g_ab.n, 2 * 4 + 2, "two pinned buffers per reader (4 threads + acquire)");
+
+        /* layer 1, prefetched: every reader takes chunks of it */
+        layer_range(1, &pr.lo, &pr.hi);
+        pr.lo &= ~(uint64_t)4095;
+        pr.n_th = 0;
+        pr.delay_us = 3000;
+        st_store_hint(s, 1, 1);
+        wait_state(s, 1, ST_LAYER_RESIDENT);
+        cr_assert_geq(pr.n_th, 3, "%d of 4 readers read layer 1 (50 chunks of 3 ms each)", pr.n_th);
+        cr_log_info("%s slots: layer 1 read by %d threads", host ? "host" : "device", pr.n_th);
+        const st_layer *L = st_store_acquire(s, 1, &err);
+        check_layer(L, 1);
+        st_store_release(s, 1);
+        st_store_figures f = figs(s);
+        cr_assert_eq(f.loads, 1);
+        cr_assert_eq(f.ready, 1);
+        cr_assert_eq(f.bytes_read, (pr.hi + 4095) / 4096 * 4096 - pr.lo, "the layer's runs, read once");
+
+        /* an EIO in the 6th chunk of layer 3 (prefetched, then acquired) */
+        uint64_t lo3, hi3;
+        layer_range(3, &lo3, &hi3);
+        uint64_t bad = (lo3 & ~(uint64_t)4095) + 5 * (uint64_t)CK;
+        atomic_store(&pr.fail_off, bad);
+        pr.delay_us = 500;
+        st_store_hint(s, 3, 1);
+        L = st_store_acquire(s, 3, &err);
+        cr_assert_null(L);
+        char want[96];
+        snprintf(want, sizeof want, "layer 3: read of %u bytes at offset %llu of", CK, (unsigned long long)bad);
+        cr_assert(strstr(err.msg, want) && strstr(err.msg, "Input/output error") && strstr(err.msg, "tiny-14m-q8_0.gguf"),
+                  "%s", err.msg);
+        cr_log_info("%s", err.msg);
+        f = figs(s);
+        cr_assert_eq(f.errors, 1);
+        cr_assert_eq(f.layer_state[3], ST_LAYER_ABSENT, "a failed layer holds no slot");
+        cr_assert_eq(f.slots_used, 1);
+        for (int il = 0; il < 8; il++) cr_assert_neq(f.layer_state[il], ST_LAYER_LOADING);
+        atomic_store(&pr.fail_off, 0);
+        L = st_store_acquire(s, 3, &err); /* read again */
+        cr_assert_not_null(L, "%s", err.msg);
+        check_layer(L, 3);
+        st_store_release(s, 3);
+
+        /* shutdown with layer 5 half read: the rest is never read */
+        pr.delay_us = 20000;
+        st_store_hint(s, 5, 1);
+        sleep_us(30000);
+        int calls = atomic_load(&pr.calls);
+        double t0 = now_s();
+        st_store_shutdown(s);
+        double dt = now_s() - t0;
+        f = figs(s);
+        cr_assert_eq(f.layer_state[5], ST_LAYER_ABSENT);
+        cr_assert_eq(f.cancelled, 1);
+        cr_assert_lt(atomic_load(&pr.calls) - calls, 8, "at most the 4 chunks in flight finish");
+        cr_assert_lt(dt, 1.0, "shutdown took %.3f s with 20 ms reads", dt);
+        pr.delay_us = 0;
+        L = st_store_acquire(s, 5, &err); /* synchronously after shutdown */
+        check_layer(L, 5);
+        st_store_release(s, 5);
+        if (!host) {
+            cr_assert_gt(atomic_load(&g_ab.async_uploads), 100);
+            cr_assert_gt(atomic_load(&g_ab.waits), 0);
+        }
+        cr_assert_eq(atomic_load(&g_ab.overwrites), 0, "a read into a buffer an upload was still reading");
+        st_store_free(s);
+        cr_assert_eq(g_ab.n, 0, "every pinned buffer freed");
+        cr_assert_eq(atomic_load(&g_abe.slots), 0, "every slot freed");
+    }
+}
+
+/* A forward pass loaded through 4 readers in 16 KiB chunks, the async
+ * backend and the acquirer's help gives the file's bytes for every layer. */
+Test(store, chunked_passes_hold_the_file_bytes, .init = open_model, .fini = close_model, .timeout = 60) {
+    for (int host = 0; host < 2; host++)
+        for (int pol = 0; pol < 2; pol++) {
+            st_store_config c = cfg_layers(3, pol, ST_PREFETCH_AUTO, host);
+            c.prefetch_threads = 4;
+            c.chunk_bytes = 16 << 10;
+            st_store *s = NULL;
+            st_error err = {0};
+            cr_assert_eq(st_store_new(g_model, &g_abe.base, &c, &s, &err), ST_OK, "%s", err.msg);
+            for (int pass = 0; pass < 3; pass++)
+                for (int il = 0; il < 8; il++) {
+                    const st_layer *L = st_store_acquire(s, il, &err);
+                    cr_assert_not_null(L, "%s", err.msg);
+                    st_store_hint(s, il + 1, 0);
+                    check_layer(L, il);
+                    st_store_release(s, il);
+                }
+            st_store_figures f = figs(s);
+            cr_assert_eq(f.acquires, 24);
+            cr_assert_eq(f.errors, 0);
+            st_store_free(s);
+            cr_assert_eq(g_ab.n, 0);
+            cr_assert_eq(atomic_load(&g_abe.slots), 0);
+        }
+    cr_assert_eq(atomic_load(&g_ab.overwrites), 0);
+}
+
 /* ------------------------------------------------------------ process RSS */
 #ifndef STORE_TEST_NO_RSS
 

@@ -393,9 +393,16 @@ Test(vulkan_model, replay_identical, .timeout = 120) {
  * of that prompt stops there (as tests/test_refs.c does against llama.cpp) */
 #define QUANT_TIE 0.1
 
+static uint32_t g_chunk; /* streamed sessions: bytes per read chunk (0: default) */
+static int g_readers;    /* and reader threads (0: auto) */
+
 static st_session *session(st_model *m, st_backend_kind kind, int cache_layers) {
     st_session_params sp;
     st_session_params_default(&sp);
+    if (kind == ST_BACKEND_VULKAN) {
+        sp.prefetch_chunk = g_chunk;
+        sp.prefetch_threads = g_readers;
+    }
     sp.n_ctx = 256;
     sp.backend = kind;
     sp.device = kind == ST_BACKEND_VULKAN ? g_dev : -1;
@@ -497,6 +504,14 @@ Test(vulkan_model, tiny_q8_0_greedy, .timeout = 240) {
 /* 2 layer slots of device memory for 8 layers: streamed through the ring
  * with the prefetch threads uploading while the GPU computes */
 Test(vulkan_model, tiny_q8_0_streamed, .timeout = 240) {
+    check_model(tu_source_path("assets/tiny-14m-q8_0.gguf"), tu_source_path("tests/data/tiny-14m-q8_0.llamacpp.json"), 8, 2, 2);
+}
+
+/* The same with each layer's load split into 16 KiB chunks shared by 4
+ * readers, each uploading from two pinned buffers asynchronously */
+Test(vulkan_model, tiny_q8_0_streamed_chunks, .timeout = 240) {
+    g_chunk = 16 << 10;
+    g_readers = 4;
     check_model(tu_source_path("assets/tiny-14m-q8_0.gguf"), tu_source_path("tests/data/tiny-14m-q8_0.llamacpp.json"), 8, 2, 2);
 }
 

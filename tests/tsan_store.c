@@ -104,6 +104,8 @@ static uint64_t rnd(uint64_t *s) {
 }
 static int rint_(uint64_t *s, int n) { return (int)(rnd(s) % (uint64_t)n); }
 
+static bool ab_busy(const void *p);
+
 /* ---- the reader */
 typedef struct {
     atomic_int eio_per_mille, delay_per_mille, partial_per_mille;
@@ -113,6 +115,7 @@ typedef struct {
 
 static ssize_t rnd_read(void *ctx, int fd, void *buf, size_t n, uint64_t off) {
     reader *r = ctx;
+    CHECK(!ab_busy(buf), "a read into a buffer an upload is still reading");
     uint64_t s = atomic_fetch_add(&r->seed, 0x9E3779B97F4A7C15ull) | 1;
     rnd(&s);
     atomic_fetch_add(&r->calls, 1);
@@ -124,7 +127,10 @@ static ssize_t rnd_read(void *ctx, int fd, void *buf, size_t n, uint64_t off) {
         struct timespec ts = {0, 1000L * (50 + rint_(&s, 400))};
         nanosleep(&ts, NULL);
     }
-    if (n > 4096 && rint_(&s, 1000) < atomic_load(&r->partial_per_mille)) n = 4096 * (size_t)(1 + rint_(&s, 3));
+    if (n > 4096 && rint_(&s, 1000) < atomic_load(&r->partial_per_mille)) {
+        size_t m = 4096 * (size_t)(1 + rint_(&s, 3)); /* never more than asked: chunks may be 8 KiB */
+        if (m < n) n = m;
+    }
     return pread(fd, buf, n, (off_t)off);
 }
 
@@ -139,6 +145,76 @@ static st_status tb_upload(st_backend *b, void *slot, size_t off, const void *sr
 }
 static const st_backend_ops tb_ops = {.name = "tsan", .slot_alloc = tb_alloc, .slot_free = tb_free, .slot_upload = tb_upload};
 static st_backend g_be = {&tb_ops};
+
+/* ---- the same with pinned buffers and asynchronous uploads: a buffer is
+ * "being read by the device" from its upload until host_wait; a read into
+ * it meanwhile fails the run */
+#define AB_MAX 64
+static struct {
+    pthread_mutex_t mu;
+    void *buf[AB_MAX];
+    size_t size[AB_MAX];
+    atomic_int pending[AB_MAX];
+    int n;
+} g_ab = {.mu = PTHREAD_MUTEX_INITIALIZER};
+static int ab_find(const void *p) {
+    pthread_mutex_lock(&g_ab.mu);
+    int r = -1;
+    for (int i = 0; i < g_ab.n && r < 0; i++)
+        if ((const uint8_t *)p >= (uint8_t *)g_ab.buf[i] && (const uint8_t *)p < (uint8_t *)g_ab.buf[i] + g_ab.size[i]) r = i;
+    pthread_mutex_unlock(&g_ab.mu);
+    return r;
+}
+static bool ab_busy(const void *p) {
+    int i = ab_find(p);
+    return i >= 0 && atomic_load(&g_ab.pending[i]);
+}
+static void *ab_alloc(st_backend *b, size_t n) {
+    (void)b;
+    pthread_mutex_lock(&g_ab.mu);
+    void *p = g_ab.n < AB_MAX ? malloc(n) : NULL;
+    if (p) {
+        g_ab.buf[g_ab.n] = p;
+        g_ab.size[g_ab.n] = n;
+        atomic_store(&g_ab.pending[g_ab.n++], 0);
+    }
+    pthread_mutex_unlock(&g_ab.mu);
+    return p;
+}
+static bool ab_free(st_backend *b, void *p) {
+    (void)b;
+    bool mine = false;
+    pthread_mutex_lock(&g_ab.mu);
+    for (int i = 0; i < g_ab.n && !mine; i++)
+        if (g_ab.buf[i] == p) {
+            CHECK(atomic_load(&g_ab.pending[i]) == 0, "buffer freed while an upload may read it");
+            free(p);
+            g_ab.n--;
+            g_ab.buf[i] = g_ab.buf[g_ab.n];
+            g_ab.size[i] = g_ab.size[g_ab.n];
+            atomic_store(&g_ab.pending[i], atomic_load(&g_ab.pending[g_ab.n]));
+            mine = true;
+        }
+    pthread_mutex_unlock(&g_ab.mu);
+    return mine;
+}
+static st_status ab_upload(st_backend *b, void *slot, size_t off, const void *src, size_t n, st_error *err) {
+    int i = ab_find(src);
+    CHECK(i >= 0, "async upload from a buffer not from host_alloc");
+    CHECK(atomic_exchange(&g_ab.pending[i], 1) == 0, "async upload from a buffer still being read");
+    return tb_upload(b, slot, off, src, n, err);
+}
+static st_status ab_wait(st_backend *b, void *buf, st_error *err) {
+    (void)b; (void)err;
+    int i = ab_find(buf);
+    CHECK(i >= 0, "host_wait on an unknown buffer");
+    atomic_store(&g_ab.pending[i], 0);
+    return ST_OK;
+}
+static const st_backend_ops ab_ops = {.name = "tsan-async", .slot_alloc = tb_alloc, .slot_free = tb_free,
+                                      .slot_upload = tb_upload, .host_alloc = ab_alloc, .host_free = ab_free,
+                                      .slot_upload_async = ab_upload, .host_wait = ab_wait};
+static st_backend g_abe = {&ab_ops};
 
 /* ---- the figures reader */
 typedef struct {
@@ -207,6 +283,9 @@ int main(int argc, char **argv) {
         c.ring_slots = rint_(&rs, 3) == 0 ? 1 + rint_(&rs, NL) : 0;
         c.host_slots = rint_(&rs, 3) != 0;
         c.direct_io = rint_(&rs, 4) == 0;
+        /* half the schedules split the ~43 KiB layers into 4-16 KiB chunks */
+        c.chunk_bytes = rint_(&rs, 2) ? 0 : 4096u * (uint32_t)(1 + rint_(&rs, 4));
+        st_backend *be = rint_(&rs, 2) ? &g_abe : &g_be;
         c.read = rnd_read;
         c.read_ctx = &rd;
         if (c.mem_budget) { /* probe the slot size with a 1-layer store, then budget k slots */
@@ -215,14 +294,14 @@ int main(int argc, char **argv) {
             p.cache_layers = 1;
             p.prefetch = ST_PREFETCH_OFF;
             st_store *probe = NULL;
-            CHECK(st_store_new(g_model, &g_be, &p, &probe, &err) == ST_OK, "%s", err.msg);
+            CHECK(st_store_new(g_model, be, &p, &probe, &err) == ST_OK, "%s", err.msg);
             st_store_figures f;
             st_store_get_stats(probe, &f);
             st_store_free(probe);
             c.mem_budget = f.fixed_bytes + (uint64_t)(1 + rint_(&rs, NL)) * f.slot_bytes + (uint64_t)rint_(&rs, 4096);
         }
         st_store *s = NULL;
-        CHECK(st_store_new(g_model, &g_be, &c, &s, &err) == ST_OK, "%s", err.msg);
+        CHECK(st_store_new(g_model, be, &c, &s, &err) == ST_OK, "%s", err.msg);
         st_store_figures f0;
         st_store_get_stats(s, &f0);
         if (c.mem_budget) CHECK(f0.slot_alloc_bytes + f0.fixed_bytes <= c.mem_budget, "budget exceeded");
@@ -294,6 +373,7 @@ int main(int argc, char **argv) {
         for (int i = 0; i < NL; i++) CHECK(f.layer_state[i] != ST_LAYER_LOADING, "layer %d still loading after shutdown", i);
         st_store_free(s);
         CHECK(atomic_load(&g_slots) == 0, "%d slots not freed", atomic_load(&g_slots));
+        CHECK(g_ab.n == 0, "%d pinned buffers not freed", g_ab.n);
     }
     double dt = (st_now_ns() - t0) / 1e9;
     st_model_close(g_model);
