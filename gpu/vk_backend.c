@@ -553,14 +553,18 @@ static vk_pipe_id matvec_pipe(st_type t) {
 /* o[t][r] (+)= dot(W row r, activations of token t) for t < n_tok. For float
  * weights the activations are the floats of xin (rows of ncols), for
  * quantized ones what rec_quantize left. o rows are o_stride apart. */
-/* Rows of one workgroup of matvec.comp: WG / LANES groups (LANES = the
- * subgroup size with subgroup arithmetic, else the workgroup) of NR rows
- * (2 for the quantized types, 1 for F32/F16; the shader's NR). */
+/* Rows of one workgroup of matvec.comp: WG / LANES groups (WG = mv_wg;
+ * LANES = the subgroup size with subgroup arithmetic, else the workgroup)
+ * of NR rows (mv_nr for the quantized types, 1 for F32/F16; the shader's
+ * NR). */
+static uint32_t matvec_nr(const vk_be *be, st_type t) {
+    return (t == ST_TYPE_F32 || t == ST_TYPE_F16) ? 1 : be->c->mv_nr;
+}
+
 static uint32_t matvec_rows(const vk_be *be, st_type t) {
     const st_vk_ctx *c = be->c;
-    uint32_t lanes = c->subgroup_arith ? c->subgroup_size : c->wg;
-    uint32_t nr = (t == ST_TYPE_F32 || t == ST_TYPE_F16) ? 1 : 2;
-    return (c->wg / lanes) * nr;
+    uint32_t lanes = c->subgroup_arith ? c->subgroup_size : c->mv_wg;
+    return (c->mv_wg / lanes) * matvec_nr(be, t);
 }
 
 /* Prompt batches of at least c->mm_min_tok tokens use matmul.comp: the
@@ -667,9 +671,9 @@ static st_status rec_matvec_group(vk_be *be, VkCommandBuffer cb, int n, const st
                                   st_error *err) {
     *done = false;
     if (matmul_variant(be->c, w[0]->type, n_tok) >= 0) return ST_OK;
-    /* the pair-of-rows epilogue needs the two rows in one group (NR = 2:
-     * the quantized types) */
-    if (e && e->epi == 1 && (w[0]->type == ST_TYPE_F32 || w[0]->type == ST_TYPE_F16)) return ST_OK;
+    /* the pair-of-rows epilogue needs the pairs in one group (NR even: the
+     * quantized types) */
+    if (e && e->epi == 1 && matvec_nr(be, w[0]->type) % 2) return ST_OK;
     VkDeviceSize lo = dw[0].off, hi = dw[0].off + w[0]->nbytes;
     for (int i = 1; i < n; i++) {
         if (w[i]->type != w[0]->type || w[i]->ne0 != w[0]->ne0 || w[i]->row_bytes != w[0]->row_bytes || dw[i].mem != dw[0].mem)

@@ -754,13 +754,15 @@ VkPipeline vk_pipeline(st_vk_ctx *c, vk_pipe_id id, st_error *err) {
     const vk_mm_cfg *mm = &c->mm[id >= VKP_MATMUL_CM_F32                             ? VK_MM_CM
                                  : id >= VKP_MATMUL_S_F32 && id <= VKP_MATMUL_S_Q6_K ? VK_MM_SMALL
                                                                                       : VK_MM_LARGE];
-    /* 9: matvec.comp's epilogue */
+    /* 9: matvec.comp's epilogue, 10: its rows per group */
     uint32_t epi = id >= VKP_MATVEC_E1_F32 && id <= VKP_MATVEC_E1_Q6_K ? 1 : 0;
-    struct { uint32_t wg, sg; VkBool32 use_sg; uint32_t mm_wg, bm, bn, bk, tm, tn, epi; } spec = {
-        c->wg, c->subgroup_size, c->subgroup_arith ? VK_TRUE : VK_FALSE, mm->wg, mm->bm, mm->bn, mm->bk, mm->tm, mm->tn, epi};
-    VkSpecializationMapEntry me[10];
-    for (uint32_t i = 0; i < 10; i++) me[i] = (VkSpecializationMapEntry){i, 4 * i, 4};
-    VkSpecializationInfo si = {10, me, sizeof spec, &spec};
+    bool mv = epi || (id >= VKP_MATVEC_F32 && id <= VKP_MATVEC_Q6_K);
+    struct { uint32_t wg, sg; VkBool32 use_sg; uint32_t mm_wg, bm, bn, bk, tm, tn, epi, nr; } spec = {
+        mv ? c->mv_wg : c->wg, c->subgroup_size, c->subgroup_arith ? VK_TRUE : VK_FALSE, mm->wg, mm->bm, mm->bn, mm->bk, mm->tm, mm->tn, epi,
+        c->mv_nr};
+    VkSpecializationMapEntry me[11];
+    for (uint32_t i = 0; i < 11; i++) me[i] = (VkSpecializationMapEntry){i, 4 * i, 4};
+    VkSpecializationInfo si = {11, me, sizeof spec, &spec};
     VkComputePipelineCreateInfo ci = {
         .sType = VK_STRUCTURE_TYPE_COMPUTE_PIPELINE_CREATE_INFO,
         .stage = {.sType = VK_STRUCTURE_TYPE_PIPELINE_SHADER_STAGE_CREATE_INFO,
@@ -1111,6 +1113,18 @@ static st_status ctx_create(int want, st_vk_ctx **out, st_error *err) {
     if (c->subgroup_size > wg) wg = c->subgroup_size;
     if (wg > c->props.limits.maxComputeWorkGroupInvocations) wg = c->props.limits.maxComputeWorkGroupInvocations;
     c->wg = wg;
+    /* the mat-vec's workgroup size and rows per group (quantized types):
+     * STRATA_VK_MV_WG (a multiple of the subgroup size) and STRATA_VK_MV_NR
+     * (1, 2 or 4) for measuring others (bench/vk_microbench) */
+    c->mv_wg = wg;
+    c->mv_nr = 2;
+    const char *mw = getenv("STRATA_VK_MV_WG"), *mn = getenv("STRATA_VK_MV_NR");
+    if (mw && *mw) {
+        uint32_t v = (uint32_t)strtoul(mw, NULL, 10);
+        if (v >= wg && v % wg == 0 && v <= c->props.limits.maxComputeWorkGroupInvocations && v <= c->props.limits.maxComputeWorkGroupSize[0])
+            c->mv_wg = v;
+    }
+    if (mn && (!strcmp(mn, "1") || !strcmp(mn, "2") || !strcmp(mn, "4"))) c->mv_nr = (uint32_t)(*mn - '0');
     /* cooperative matrices: opt-in (STRATA_VK_COOPMAT=1) until measured on
      * a GPU; with -DSTRATA_VK_CM_EMULATE=ON (tests) matmul_cm.comp is plain
      * code and needs nothing of the device but subgroups */

@@ -97,6 +97,7 @@ typedef struct st_vk_ctx {
     uint32_t subgroup_size;
     bool subgroup_arith;
     uint32_t wg;                     /* workgroup size of the kernels: a multiple of the subgroup size */
+    uint32_t mv_wg, mv_nr;           /* matvec.comp's workgroup size and rows per group (quantized types) */
     vk_mm_cfg mm[VK_MM_N];           /* matmul tiles: large, small, cooperative matrix */
     bool coopmat;                    /* VK_NV_cooperative_matrix (16x16x16 F16 -> F32) enabled and asked for (STRATA_VK_COOPMAT=1) */
     uint32_t mm_min_tok;             /* prompt batches of at least this many tokens use matmul (0: never) */

@@ -90,10 +90,13 @@ layout(push_constant) uniform P {
 } p;
 
 
+/* rows per group: 1 for F32/F16; for the quantized types the host's
+ * choice (2 unless STRATA_VK_MV_NR says otherwise, vk_ctx.c) */
+layout(constant_id = 10) const uint NRQ = 2;
 #if defined(W_F32) || defined(W_F16)
-#define NR 1
+const uint NR = 1;
 #else
-#define NR 2
+const uint NR = NRQ;
 #endif
 
 const uint LANES = USE_SG ? SG : WG;
@@ -406,12 +409,11 @@ void main() {
 #endif
     float vs[NR];
     for (uint k = 0; k < NR; k++) vs[k] = group_sum(acc[k], sg, grp, lane);
-#if NR == 2
-    if (EPI == 1) {
-        if (lane == 0 && r0 < nrows) rope_store(vs[0], vs[1], r0, seg, t, nrows);
+    if (EPI == 1 && NR % 2 == 0) { /* (the host uses EPI 1 with NR even only) */
+        for (uint k = 0; k < NR; k += 2)
+            if (lane == 0 && r0 + k < nrows) rope_store(vs[k], vs[min(k + 1, NR - 1)], r0 + k, seg, t, nrows);
         return;
     }
-#endif
     for (uint k = 0; k < NR; k++) {
         float v = vs[k];
         uint r = r0 + k;
