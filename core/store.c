@@ -121,6 +121,7 @@ struct st_store {
 
     /* figures, readable without the lock */
     _Atomic uint64_t sync_loads, waits, stall_ns, errors, loads, bytes_read, read_busy_ns;
+    _Atomic uint64_t io_open_since;  /* start of the busy interval in progress, 0 if none (for stats) */
     _Atomic uint64_t issued, dedup, dropped_full, no_slot, cancelled;
     _Atomic uint64_t resident_bytes, peak_resident;
     _Atomic int a_dist, a_dist_max, slots_used;
@@ -202,13 +203,19 @@ static void point_layer(st_store *s, int il, int sl) {
 
 static void io_begin(st_store *s) {
     pthread_mutex_lock(&s->io_mu);
-    if (s->io_active++ == 0) s->io_t0 = st_now_ns();
+    if (s->io_active++ == 0) {
+        s->io_t0 = st_now_ns();
+        atomic_store_explicit(&s->io_open_since, s->io_t0, memory_order_relaxed);
+    }
     pthread_mutex_unlock(&s->io_mu);
 }
 
 static void io_end(st_store *s) {
     pthread_mutex_lock(&s->io_mu);
-    if (--s->io_active == 0) atomic_fetch_add_explicit(&s->read_busy_ns, st_now_ns() - s->io_t0, memory_order_relaxed);
+    if (--s->io_active == 0) {
+        atomic_store_explicit(&s->io_open_since, 0, memory_order_relaxed);
+        atomic_fetch_add_explicit(&s->read_busy_ns, st_now_ns() - s->io_t0, memory_order_relaxed);
+    }
     pthread_mutex_unlock(&s->io_mu);
 }
 
@@ -990,7 +997,14 @@ void st_store_get_stats(const st_store *cs, st_store_figures *o) {
     o->errors = atomic_load_explicit(&s->errors, memory_order_relaxed);
     o->loads = atomic_load_explicit(&s->loads, memory_order_relaxed);
     o->bytes_read = atomic_load_explicit(&s->bytes_read, memory_order_relaxed);
+    /* with readers overlapping, the busy interval may have been open since
+     * long ago (several readers keep it open): count it up to now */
+    uint64_t open = atomic_load_explicit(&s->io_open_since, memory_order_relaxed);
     o->read_busy_ns = atomic_load_explicit(&s->read_busy_ns, memory_order_relaxed);
+    if (open) {
+        uint64_t now = st_now_ns();
+        if (now > open) o->read_busy_ns += now - open;
+    }
     o->read_mbps = o->read_busy_ns ? o->bytes_read * 1e3 / o->read_busy_ns : 0;
     o->prefetch_on = s->pool != NULL;
     o->direct_io = atomic_load_explicit(&s->direct, memory_order_relaxed);

@@ -249,8 +249,13 @@ static st_status cb_begin(vk_be *be, st_error *err) {
     if ((rc = vkerr(vkResetCommandBuffer(cb, 0), "vkResetCommandBuffer", err))) return rc;
     VkCommandBufferBeginInfo bi = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO, .flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT};
     if ((rc = vkerr(vkBeginCommandBuffer(cb, &bi), "vkBeginCommandBuffer", err))) return rc;
-    /* in a pass assembled from parts, the head and tail time the whole pass */
-    be->live_ts = be->qp && !be->graph;
+    /* A command buffer recorded live is timed on its own. In a pass
+     * assembled from parts, the head and tail time the whole pass, but only
+     * when it is one submission: a live one in between (a layer read from
+     * a slot) means the GPU may wait between submissions, so the pass's
+     * interval is dropped and its live parts are timed instead. */
+    be->live_ts = be->qp != VK_NULL_HANDLE;
+    if (be->graph) be->gts_open = false;
     if (be->live_ts) {
         vkCmdResetQueryPool(cb, be->qp, (uint32_t)(2 * be->cur), 2);
         vkCmdWriteTimestamp(cb, VK_PIPELINE_STAGE_TOP_OF_PIPE_BIT, be->qp, (uint32_t)(2 * be->cur));
@@ -999,7 +1004,7 @@ static st_status rec_tail(vk_be *be, VkCommandBuffer cb, const st_tensor *out_no
     VkMemoryBarrier mb = {.sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER, .srcAccessMask = VK_ACCESS_TRANSFER_WRITE_BIT, .dstAccessMask = VK_ACCESS_HOST_READ_BIT};
     vkCmdPipelineBarrier(cb, VK_PIPELINE_STAGE_TRANSFER_BIT, VK_PIPELINE_STAGE_HOST_BIT, 0, 1, &mb, 0, NULL, 0, NULL);
     /* a pass assembled from parts is timed from the head to here */
-    if (be->graph && be->gts_open) vkCmdWriteTimestamp(cb, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, be->qp, (uint32_t)(2 * NCB + 1));
+    if (be->graph && be->qp) vkCmdWriteTimestamp(cb, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, be->qp, (uint32_t)(2 * NCB + 1));
     return ST_OK;
 }
 
