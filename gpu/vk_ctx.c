@@ -1116,7 +1116,13 @@ static st_status ctx_create(int want, st_vk_ctx **out, st_error *err) {
     /* the mat-vec's workgroup size and rows per group (quantized types):
      * STRATA_VK_MV_WG (a multiple of the subgroup size) and STRATA_VK_MV_NR
      * (1, 2 or 4) for measuring others (bench/vk_microbench) */
+    /* 256 where it fits: on the H200, tinyllama Q4_K_M decode 692 tok/s vs
+     * 674 with 64, llama2-7b Q4_K_M 307 vs 302, Q8_0 216 vs 210 (one run,
+     * docs/VULKAN.md); NR 4 was slower everywhere, 1 slower for 7B */
     c->mv_wg = wg;
+    while (c->mv_wg * 2 <= 256 && c->mv_wg * 2 <= c->props.limits.maxComputeWorkGroupInvocations &&
+           c->mv_wg * 2 <= c->props.limits.maxComputeWorkGroupSize[0])
+        c->mv_wg *= 2;
     c->mv_nr = 2;
     const char *mw = getenv("STRATA_VK_MV_WG"), *mn = getenv("STRATA_VK_MV_NR");
     if (mw && *mw) {
