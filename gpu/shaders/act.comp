@@ -39,148 +39,25 @@ layout(std430, binding = 3) writeonly buffer QS { uint qs[]; };
 layout(std430, binding = 4) writeonly buffer D { float d[]; };
 layout(std430, binding = 5) writeonly buffer BS { int bs[]; };
 
+#define AX(i) x[i]
+#define AX4(i) x4[i]
+#define AW32(i) w32[i]
+#define AW16(i) uint(w16[i])
+#define AW4(i) w4[i]
+#define AO_STORE(i, v) o[i] = (v)
+#define AO4_STORE(i, v) o4[i] = (v)
+#define AQ_STORE(i, w) qs[i] = (w)
+#define AD_STORE(i, v) d[i] = (v)
+#define ABS_STORE(i, v) bs[i] = (v)
+#include "act_body.glsl"
+
 layout(push_constant) uniform P {
-    uint n, x_off, x_stride;
-    uint w_off;            /* mode 1: byte offset of the weight in binding 1; mode 2: float offset of u */
-    uint w_type;           /* mode 1: 0 F32, 1 F16 */
-    uint o_off, o_stride;
-    uint mode, kind;
+    uint n, x_off, x_stride, w_off, w_type, o_off, o_stride, mode, kind;
     float eps;
 } p;
 
-shared float amx[WG];
-shared float asv[WG];      /* the signed value of that largest |y| */
-shared float bd[WG];       /* per invocation: its block's scale factor (id or iscale) */
-
-float wv(uint i) {
-    return p.w_type == 0 ? w32[p.w_off / 4 + i] : half_bits_to_float(uint(w16[p.w_off / 2 + i]));
-}
-
-float yval(uint xb, uint e, float scale) {
-    if (p.mode == 1) return (x[xb + e] * scale) * wv(e);
-    if (p.mode == 2) {
-        float g = x[xb + e];
-        precise float y = g / (1.0 + exp(-g)) * w32[p.w_off + p.x_stride * gl_WorkGroupID.y + e];
-        return y;
-    }
-    return x[xb + e];
-}
-
 void main() {
-    uint t = gl_WorkGroupID.y, tid = gl_LocalInvocationID.x;
-    uint xb = p.x_off + t * p.x_stride, ob = p.o_off + t * p.o_stride;
-    float scale = 1.0;
-    if (p.mode == 1) {
-        float ss = 0.0;
-        if ((xb & 3u) == 0 && (p.n & 3u) == 0) {
-            /* 16-byte loads, eight in flight per step (a 4096-wide row in
-             * two steps of a 64-wide workgroup): a loop of one load and one
-             * add per step waited for every load (the sum of a 4096-wide
-             * row took most of this kernel's time) */
-            vec4 s4 = vec4(0.0);
-            for (uint i = tid * 4; i < p.n; i += WG * 32) {
-                vec4 v[8];
-                for (uint k = 0; k < 8; k++) v[k] = i + k * WG * 4 < p.n ? x4[(xb + i + k * WG * 4) >> 2] : vec4(0.0);
-                s4 += ((v[0] * v[0] + v[1] * v[1]) + (v[2] * v[2] + v[3] * v[3])) +
-                      ((v[4] * v[4] + v[5] * v[5]) + (v[6] * v[6] + v[7] * v[7]));
-            }
-            ss = (s4.x + s4.y) + (s4.z + s4.w);
-        } else {
-            for (uint i = tid; i < p.n; i += WG) ss += x[xb + i] * x[xb + i];
-        }
-        ss = wg_sum(ss);
-        scale = 1.0 / sqrt(ss / float(p.n) + p.eps);
-    }
-    uint bsz = p.kind == 0 ? 32u : 256u;
-    uint per = bsz / 16;             /* invocations per block */
-    uint nb = p.n / bsz;
-    {
-        uint r0 = gl_WorkGroupID.x * WG * 16;
-        uint e0 = r0 + tid * 16;
-        bool mine = e0 < p.n;
-        float y[16];
-        float am = 0.0, sv = 0.0;
-        /* 16-byte loads and stores where everything is aligned (uniform
-         * but for the row's last group), all issued before the arithmetic */
-        bool fast = e0 + 16 <= p.n && (xb & 3u) == 0 && (ob & 3u) == 0 &&
-                    (p.mode != 1 || (p.w_off & 15u) == 0) && (p.mode != 2 || ((p.w_off + p.x_stride * t) & 3u) == 0);
-        if (fast) {
-            vec4 xv[4];
-            for (uint v = 0; v < 4; v++) xv[v] = x4[(xb + e0) / 4 + v];
-            if (p.mode == 1 && p.w_type == 0) {
-                for (uint v = 0; v < 4; v++) {
-                    vec4 w = uintBitsToFloat(w4[(p.w_off / 4 + e0) / 4 + v]);
-                    for (uint k = 0; k < 4; k++) y[4 * v + k] = (xv[v][k] * scale) * w[k];
-                }
-            } else if (p.mode == 1) {
-                for (uint v = 0; v < 2; v++) {
-                    uvec4 h = w4[(p.w_off / 2 + e0) / 8 + v];
-                    for (uint k = 0; k < 4; k++) {
-                        vec2 w = unpackHalf2x16(h[k]);
-                        uint j = 8 * v + 2 * k;
-                        y[j] = (xv[j / 4][j % 4] * scale) * w.x;
-                        y[j + 1] = (xv[(j + 1) / 4][(j + 1) % 4] * scale) * w.y;
-                    }
-                }
-            } else if (p.mode == 2) {
-                for (uint v = 0; v < 4; v++) {
-                    vec4 u = uintBitsToFloat(w4[(p.w_off + p.x_stride * t + e0) / 4 + v]);
-                    for (uint k = 0; k < 4; k++) {
-                        float g = xv[v][k];
-                        precise float yy = g / (1.0 + exp(-g)) * u[k];
-                        y[4 * v + k] = yy;
-                    }
-                }
-            } else {
-                for (uint v = 0; v < 4; v++)
-                    for (uint k = 0; k < 4; k++) y[4 * v + k] = xv[v][k];
-            }
-            for (uint v = 0; v < 4; v++) o4[(ob + e0) / 4 + v] = vec4(y[4 * v], y[4 * v + 1], y[4 * v + 2], y[4 * v + 3]);
-        } else {
-            for (uint j = 0; j < 16; j++) y[j] = e0 + j < p.n ? yval(xb, e0 + j, scale) : 0.0;
-            for (uint j = 0; j < 16; j++)
-                if (e0 + j < p.n) o[ob + e0 + j] = y[j];
-        }
-        for (uint j = 0; j < 16; j++) {
-            float ay = abs(y[j]);
-            if (ay > am) { am = ay; sv = y[j]; }
-        }
-        if (p.kind == 2) return;   /* uniform */
-        amx[tid] = am;
-        asv[tid] = sv;
-        barrier();
-        uint first = tid - tid % per;
-        if (mine && tid == first) {
-            /* the block's largest |y|, the first of equals (as the CPU scans) */
-            float bm = 0.0, mx = 0.0;
-            for (uint k = 0; k < per; k++)
-                if (amx[tid + k] > bm) { bm = amx[tid + k]; mx = asv[tid + k]; }
-            uint b = e0 / bsz;
-            if (p.kind == 0) {
-                float dd = bm / 127.0;
-                d[t * nb + b] = fp16_round(dd);
-                bd[tid] = dd != 0.0 ? 1.0 / dd : 0.0;
-            } else {
-                float iscale = mx == 0.0 ? 0.0 : -127.0 / mx;
-                d[t * nb + b] = mx == 0.0 ? 0.0 : 1.0 / iscale;
-                bd[tid] = iscale;
-            }
-        }
-        barrier();
-        if (mine) {
-            float f = bd[first];
-            uint qb = (t * p.n + e0) / 4;
-            int sum = 0;
-            for (uint w = 0; w < 4; w++) {
-                uint word = 0;
-                for (uint k = 0; k < 4; k++) {
-                    int q = p.kind == 0 ? int(round_away(y[4 * w + k] * f)) : min(int(roundEven(f * y[4 * w + k])), 127);
-                    sum += q;
-                    word |= (uint(q) & 0xffu) << (8 * k);
-                }
-                qs[qb + w] = word;
-            }
-            if (p.kind == 1) bs[(t * p.n + e0) / 16] = sum;
-        }
-    }
+    act_p a = act_p(p.n, p.x_off, p.x_stride, p.w_off, p.w_type, p.o_off, p.o_stride, p.mode, p.kind, p.eps);
+    uint t = gl_WorkGroupID.y;
+    act_chunk(a, gl_WorkGroupID.x, t, act_scale(a, t));
 }
