@@ -525,7 +525,7 @@ static st_status rec_act(vk_be *be, VkCommandBuffer cb, uint32_t mode, const vk_
     vk_bind b[6] = {vk_bind_all(xin), wb, vk_bind_all(out), vk_bind_all(&be->aq), vk_bind_all(&be->ad), vk_bind_all(&be->ab)};
     struct { uint32_t n, x_off, x_stride, w_off, w_type, o_off, o_stride, mode, kind; float eps; } pc = {
         n, x_off, n, w_off, wt == ST_TYPE_F16 ? 1u : 0u, 0, n, mode, kind, be->hp.rms_eps};
-    uint32_t per = be->c->wg * 16;  /* elements per workgroup */
+    uint32_t per = be->c->mv_wg * 16;  /* elements per workgroup (act runs with the mat-vec's workgroup size) */
     vk_dispatch(be->c, cb, p, b, 6, &pc, sizeof pc, (n + per - 1) / per, (uint32_t)n_rows, 1);
     return ST_OK;
 }
@@ -593,7 +593,19 @@ typedef struct {
     uint32_t n, nrows, w_off, row_bytes, x_off, x_stride, o_off, o_stride, add, gx, n_tok;
     uint32_t g1, g2, nrows1, nrows2, w_off1, w_off2, o_off1, o_off2, o_stride1, o_stride2;
     uint32_t e0, e1, e2, e3;
+    uint32_t pro, pro_w_off, pro_w_type;
+    float pro_eps;
 } mv_push;
+
+/* A mat-vec prologue (matvec.comp; mode 0: none): act's step computed by
+ * every workgroup from the floats of src (from element src_off) into
+ * shared memory; mode 1 copies, 2 RMSNorm with weight w (F32/F16, w_off
+ * bytes into its binding), 3 SwiGLU with u = w (w_off floats). */
+typedef struct {
+    uint32_t mode;
+    vk_bind src, w;
+    uint32_t src_off, w_off, w_type;
+} mv_pro;
 
 /* A mat-vec epilogue (matvec.comp's EPI; epi 0: none): the buffers of
  * bindings 5-7 and the e* push constants. */
@@ -603,8 +615,32 @@ typedef struct {
     uint32_t e0, e1, e2, e3;
 } mv_epi;
 
-static vk_pipe_id matvec_epi_pipe(st_type t, int epi) {
-    return epi ? (vk_pipe_id)(VKP_MATVEC_E1_F32 + 7 * (epi - 1) + (int)matvec_pipe(t) - VKP_MATVEC_F32) : matvec_pipe(t);
+static vk_pipe_id matvec_epi_pipe(st_type t, int epi, bool pro) {
+    int k = (int)matvec_pipe(t) - VKP_MATVEC_F32;
+    if (pro) return (vk_pipe_id)((epi ? VKP_MATVEC_PE1_F32 : VKP_MATVEC_P_F32) + k);
+    return epi ? (vk_pipe_id)(VKP_MATVEC_E1_F32 + k) : matvec_pipe(t);
+}
+
+/* Bindings 1-3 and the push constants of a prologue */
+static void mv_pro_set(vk_be *be, vk_bind *b, const mv_pro *pr, mv_push *pc) {
+    if (!pr || !pr->mode) return;
+    b[1] = pr->src;
+    b[2] = pr->w;
+    b[3] = pr->src;
+    pc->x_off = pr->src_off;
+    pc->pro = pr->mode;
+    pc->pro_w_off = pr->w_off;
+    pc->pro_w_type = pr->w_type;
+    pc->pro_eps = be->hp.rms_eps;
+}
+
+/* Whether a prologue can feed a product of weight type t over rows of n:
+ * quantized weights (float ones read the floats act writes), a row that
+ * fits the prologue's shared memory, one token (shared memory holds one
+ * row). */
+static bool pro_ok(const vk_be *be, st_type t, uint32_t n, int n_tok) {
+    return be->fuse && n_tok == 1 && be->c->pro_n && n <= be->c->pro_n && n <= be->c->pro_maxn && n % 32 == 0 && t != ST_TYPE_F32 &&
+           t != ST_TYPE_F16;
 }
 
 /* Bindings 5-8 of a mat-vec dispatch: the epilogue's, else the outputs
@@ -628,10 +664,11 @@ static void mv_binds(vk_be *be, vk_bind *b, const vk_bind *o1, const vk_bind *o2
 
 static st_status rec_matvec_e(vk_be *be, VkCommandBuffer cb, const st_tensor *w, const dev_tensor *dw, const vk_alloc *xin,
                               const vk_bind *ob, uint32_t o_off, uint32_t o_stride, bool add, int n_tok, bool bar,
-                              const mv_epi *e, st_error *err) {
+                              const mv_epi *e, const mv_pro *pr, st_error *err) {
     int v = matmul_variant(be->c, w->type, n_tok);
+    if (v >= 0) pr = NULL;
     VkPipeline p;
-    st_status rc = pipe(be, v >= 0 ? matmul_pipe(w->type, v) : matvec_epi_pipe(w->type, e ? e->epi : 0), &p, err);
+    st_status rc = pipe(be, v >= 0 ? matmul_pipe(w->type, v) : matvec_epi_pipe(w->type, e ? e->epi : 0, pr && pr->mode), &p, err);
     if (rc) return rc;
     uint32_t skip;
     vk_bind wb = vk_bind_range(be->c, dw->mem, dw->off, w->nbytes, &skip);
@@ -651,8 +688,9 @@ static st_status rec_matvec_e(vk_be *be, VkCommandBuffer cb, const st_tensor *w,
     }
     vk_grid(be->c, (uint32_t)((w->ne1 + rpw - 1) / rpw), &gx, &gy);
     mv_push pc = {(uint32_t)w->ne0, (uint32_t)w->ne1, skip, (uint32_t)w->row_bytes, 0, (uint32_t)w->ne0, o_off, o_stride, add ? 1u : 0u, gx,
-                  (uint32_t)n_tok, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+                  (uint32_t)n_tok, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
     mv_binds(be, b, ob, ob, e, &pc);
+    mv_pro_set(be, b, pr, &pc);
     int nb = v >= 0 ? 5 : 9;
     if (bar) vk_dispatch(be->c, cb, p, b, nb, &pc, sizeof pc, gx, gy, gz);
     else vk_dispatch_nb(be->c, cb, p, b, nb, &pc, sizeof pc, gx, gy, gz);
@@ -662,7 +700,7 @@ static st_status rec_matvec_e(vk_be *be, VkCommandBuffer cb, const st_tensor *w,
 static st_status rec_matvec_b(vk_be *be, VkCommandBuffer cb, const st_tensor *w, const dev_tensor *dw, const vk_alloc *xin,
                               const vk_bind *ob, uint32_t o_off, uint32_t o_stride, bool add, int n_tok, bool bar,
                               st_error *err) {
-    return rec_matvec_e(be, cb, w, dw, xin, ob, o_off, o_stride, add, n_tok, bar, NULL, err);
+    return rec_matvec_e(be, cb, w, dw, xin, ob, o_off, o_stride, add, n_tok, bar, NULL, NULL, err);
 }
 
 /* Q, K and V (or gate and up) in one matvec dispatch: n matrices of the same
@@ -672,8 +710,8 @@ static st_status rec_matvec_b(vk_be *be, VkCommandBuffer cb, const st_tensor *w,
  * allocations, a range beyond the device's limit): the caller records them
  * one by one. */
 static st_status rec_matvec_group(vk_be *be, VkCommandBuffer cb, int n, const st_tensor *const *w, const dev_tensor *dw,
-                                  const vk_bind *ob, const uint32_t *o_stride, int n_tok, const mv_epi *e, bool *done,
-                                  st_error *err) {
+                                  const vk_bind *ob, const uint32_t *o_stride, int n_tok, const mv_epi *e, const mv_pro *pr,
+                                  bool *done, st_error *err) {
     *done = false;
     if (matmul_variant(be->c, w[0]->type, n_tok) >= 0) return ST_OK;
     /* the pair-of-rows epilogue needs the pairs in one group (NR even: the
@@ -697,7 +735,7 @@ static st_status rec_matvec_group(vk_be *be, VkCommandBuffer cb, int n, const st
         total += (uint32_t)((w[i]->ne1 + rpw - 1) / rpw);
     }
     VkPipeline p;
-    st_status rc = pipe(be, matvec_epi_pipe(w[0]->type, e ? e->epi : 0), &p, err);
+    st_status rc = pipe(be, matvec_epi_pipe(w[0]->type, e ? e->epi : 0, pr && pr->mode), &p, err);
     if (rc) return rc;
     bool flt = w[0]->type == ST_TYPE_F32 || w[0]->type == ST_TYPE_F16;
     vk_bind b[9] = {wb, vk_bind_all(flt ? &be->xb : &be->aq), vk_bind_all(&be->ad), vk_bind_all(&be->ab), ob[0]};
@@ -705,8 +743,9 @@ static st_status rec_matvec_group(vk_be *be, VkCommandBuffer cb, int n, const st
     vk_grid(be->c, total, &gx, &gy);
     mv_push pc = {(uint32_t)w[0]->ne0, (uint32_t)w[0]->ne1, off[0], (uint32_t)w[0]->row_bytes, 0, (uint32_t)w[0]->ne0, 0, o_stride[0], 0, gx,
                   (uint32_t)n_tok, g[1], n > 2 ? g[2] : 0, (uint32_t)w[1]->ne1, n > 2 ? (uint32_t)w[2]->ne1 : 0, off[1],
-                  n > 2 ? off[2] : 0, 0, 0, o_stride[1], n > 2 ? o_stride[2] : 0, 0, 0, 0, 0};
+                  n > 2 ? off[2] : 0, 0, 0, o_stride[1], n > 2 ? o_stride[2] : 0, 0, 0, 0, 0, 0, 0, 0, 0};
     mv_binds(be, b, &ob[1], n > 2 ? &ob[2] : &ob[1], e, &pc);
+    mv_pro_set(be, b, pr, &pc);
     vk_dispatch(be->c, cb, p, b, 9, &pc, sizeof pc, gx, gy, (uint32_t)n_tok);
     *done = true;
     return ST_OK;
@@ -727,6 +766,7 @@ static void attn_chunks(const vk_be *be, int n_tok, int pos0, uint32_t *chunk_, 
     uint64_t per = (uint64_t)n_tok * nh * (hd + 2) * 4;  /* bytes of one chunk's partials for the batch */
     uint32_t max_chunks = (uint32_t)(be->part.size / per);
     if (max_chunks > ATTN_MAX_CHUNKS) max_chunks = ATTN_MAX_CHUNKS;
+    if (n_tok > 1 && be->c->attn_prompt_chunks && max_chunks > be->c->attn_prompt_chunks) max_chunks = be->c->attn_prompt_chunks;
     if (max_chunks < 1) max_chunks = 1;
     uint32_t n_chunks = (kv_len + chunk - 1) / chunk;
     if (n_chunks > max_chunks) {
@@ -843,8 +883,17 @@ static st_status rec_layer(vk_be *be, VkCommandBuffer cb, int il, const st_layer
     if (kcb.range > c->ssbo_range)
         return st_error_set(err, ST_ERR_UNSUPPORTED, "vulkan backend: a layer's KV cache (%.1f MiB) exceeds the device's storage buffer range",
                             kcb.range / 1048576.0);
-    /* attention */
-    if ((rc = rec_rmsnorm(be, cb, 0, &dt[0], L->attn_norm.type, L->wq.type, T, err))) return rc;
+    /* attention: the RMSNorm in the Q/K/V products' prologue where it can
+     * be (one-token passes, quantized weights), else act's dispatch */
+    bool pro_qkv = pro_ok(be, L->wq.type, D, T) && pro_ok(be, L->wk.type, D, T) && pro_ok(be, L->wv.type, D, T);
+    mv_pro pr_qkv = {0};
+    if (pro_qkv) {
+        uint32_t woff;
+        vk_bind nw = vk_bind_range(c, dt[0].mem, dt[0].off, (VkDeviceSize)D * (L->attn_norm.type == ST_TYPE_F32 ? 4 : 2), &woff);
+        pr_qkv = (mv_pro){2, vk_bind_all(&be->x), nw, 0, woff, L->attn_norm.type == ST_TYPE_F16 ? 1u : 0u};
+    } else if ((rc = rec_rmsnorm(be, cb, 0, &dt[0], L->attn_norm.type, L->wq.type, T, err))) {
+        return rc;
+    }
     /* Q, K, V with RoPE and the cache stores in their epilogue */
     mv_epi e_qkv = {1, kcb, vcb, vk_bind_all(&be->cs), (uint32_t)hp->head_dim, (uint32_t)hp->n_rot, (uint32_t)(kskip / be->kv_elt),
                     be->kv_f32 ? 1u : 0u};
@@ -858,16 +907,18 @@ static st_status rec_layer(vk_be *be, VkCommandBuffer cb, int il, const st_layer
     bool fused = false;
     {
         vk_bind ob[3] = {vk_bind_all(qkv_out[0]), vk_bind_all(qkv_out[1]), vk_bind_all(qkv_out[2])};
-        if ((rc = rec_matvec_group(be, cb, 3, qkv, &dt[1], ob, qkv_n, T, fuse ? &e_qkv : NULL, &fused, err))) return rc;
+        if ((rc = rec_matvec_group(be, cb, 3, qkv, &dt[1], ob, qkv_n, T, fuse ? &e_qkv : NULL, pro_qkv ? &pr_qkv : NULL, &fused, err)))
+            return rc;
     }
     for (int i = 0; i < 3 && !fused; i++) {
         st_type prev = i ? st_type_traits_get(qkv[i - 1]->type)->vec_dot_type : ST_TYPE_COUNT;
-        if (i && st_type_traits_get(qkv[i]->type)->vec_dot_type != prev) {
+        if (!pro_qkv && i && st_type_traits_get(qkv[i]->type)->vec_dot_type != prev) {
             vk_barrier_compute(cb);
             if ((rc = rec_quantize(be, cb, qkv[i]->type, &be->xb, D, T, err))) return rc;
         }
         vk_bind ob = vk_bind_all(qkv_out[i]);
-        if ((rc = rec_matvec_b(be, cb, qkv[i], &dt[1 + i], &be->xb, &ob, 0, qkv_n[i], false, T, i == 2, err))) return rc;
+        if ((rc = rec_matvec_e(be, cb, qkv[i], &dt[1 + i], &be->xb, &ob, 0, qkv_n[i], false, T, i == 2, NULL, pro_qkv ? &pr_qkv : NULL, err)))
+            return rc;
     }
     VkPipeline p;
     uint32_t gx, gy;
@@ -896,33 +947,51 @@ static st_status rec_layer(vk_be *be, VkCommandBuffer cb, int il, const st_layer
             nh, (uint32_t)hp->n_head_kv, hd, 0, D, (uint32_t)(kskip / be->kv_elt), DKV, 0, D, be->kv_f32 ? 1u : 0u,
             1.0f / sqrtf((float)hp->head_dim), 0, 0};
         uint32_t vec = be->kv_f32 ? 4 : 8;  /* elements per 16 bytes */
-        pc.vec_ok = (pc.kv_off % vec == 0 && DKV % vec == 0 && hd % vec == 0) ? 1u : 0u;
+        pc.vec_ok = (pc.kv_off % vec == 0 && DKV % vec == 0 && hd % vec == 0) ? (c->attn_fast ? 2u : 1u) : 0u;
         vk_dispatch_indirect(c, cb, p, bb, 7, &pc, sizeof pc, be->dyn.buf, be->dyn.off + DYN_IND * 4);
     }
     vk_bind xbind = vk_bind_all(&be->x);
-    if ((rc = rec_quantize(be, cb, L->wo.type, &be->xb, D, T, err))) return rc;
-    if ((rc = rec_matvec(be, cb, &L->wo, &dt[4], &be->xb, &xbind, 0, D, true, T, err))) return rc;
+    /* the output projection, the attention's output quantized in its
+     * prologue where it can be */
+    bool pro_wo = pro_ok(be, L->wo.type, D, T);
+    mv_pro pr_wo = {1, vk_bind_all(&be->xb), vk_bind_all(&be->xb), 0, 0, 0};
+    if (!pro_wo && (rc = rec_quantize(be, cb, L->wo.type, &be->xb, D, T, err))) return rc;
+    if ((rc = rec_matvec_e(be, cb, &L->wo, &dt[4], &be->xb, &xbind, 0, D, true, T, true, NULL, pro_wo ? &pr_wo : NULL, err))) return rc;
 
-    /* feed-forward */
-    if ((rc = rec_rmsnorm(be, cb, 0, &dt[5], L->ffn_norm.type, L->w_gate.type, T, err))) return rc;
+    /* feed-forward: the RMSNorm in gate/up's prologue where it can be */
+    bool pro_gu = pro_ok(be, L->w_gate.type, D, T) && pro_ok(be, L->w_up.type, D, T);
+    mv_pro pr_gu = {0};
+    if (pro_gu) {
+        uint32_t woff;
+        vk_bind nw = vk_bind_range(c, dt[5].mem, dt[5].off, (VkDeviceSize)D * (L->ffn_norm.type == ST_TYPE_F32 ? 4 : 2), &woff);
+        pr_gu = (mv_pro){2, vk_bind_all(&be->x), nw, 0, woff, L->ffn_norm.type == ST_TYPE_F16 ? 1u : 0u};
+    } else if ((rc = rec_rmsnorm(be, cb, 0, &dt[5], L->ffn_norm.type, L->w_gate.type, T, err))) {
+        return rc;
+    }
     vk_bind hb = vk_bind_all(&be->hb), hb2 = vk_bind_all(&be->hb2);
-    bool requant = st_type_traits_get(L->w_up.type)->vec_dot_type != st_type_traits_get(L->w_gate.type)->vec_dot_type;
+    bool requant = !pro_gu && st_type_traits_get(L->w_up.type)->vec_dot_type != st_type_traits_get(L->w_gate.type)->vec_dot_type;
     /* gate and up are independent: one dispatch where they qualify */
     bool gu = false;
     {
         const st_tensor *const g2[2] = {&L->w_gate, &L->w_up};
         vk_bind ob[2] = {hb, hb2};
         uint32_t st[2] = {F, F};
-        if ((rc = rec_matvec_group(be, cb, 2, g2, &dt[6], ob, st, T, NULL, &gu, err))) return rc;
+        if ((rc = rec_matvec_group(be, cb, 2, g2, &dt[6], ob, st, T, NULL, pro_gu ? &pr_gu : NULL, &gu, err))) return rc;
     }
     if (!gu) {
-        if ((rc = rec_matvec_b(be, cb, &L->w_gate, &dt[6], &be->xb, &hb, 0, F, false, T, requant, err))) return rc;
+        const mv_pro *pg = pro_gu ? &pr_gu : NULL;
+        if ((rc = rec_matvec_e(be, cb, &L->w_gate, &dt[6], &be->xb, &hb, 0, F, false, T, requant, NULL, pg, err))) return rc;
         if (requant && (rc = rec_quantize(be, cb, L->w_up.type, &be->xb, D, T, err))) return rc;
-        if ((rc = rec_matvec(be, cb, &L->w_up, &dt[7], &be->xb, &hb2, 0, F, false, T, err))) return rc;
+        if ((rc = rec_matvec_e(be, cb, &L->w_up, &dt[7], &be->xb, &hb2, 0, F, false, T, true, NULL, pg, err))) return rc;
     }
-    /* SwiGLU, quantized for the down projection */
-    if ((rc = rec_act(be, cb, 2, &be->hb, 0, F, NULL, ST_TYPE_F32, &be->hb2, &be->hb, act_kind(L->w_down.type), T, err))) return rc;
-    if ((rc = rec_matvec(be, cb, &L->w_down, &dt[8], &be->hb, &xbind, 0, D, true, T, err))) return rc;
+    /* SwiGLU, quantized for the down projection: in its prologue where it
+     * can be */
+    bool pro_dn = pro_ok(be, L->w_down.type, F, T);
+    mv_pro pr_dn = {3, vk_bind_all(&be->hb), vk_bind_all(&be->hb2), 0, 0, 0};
+    if (!pro_dn &&
+        (rc = rec_act(be, cb, 2, &be->hb, 0, F, NULL, ST_TYPE_F32, &be->hb2, &be->hb, act_kind(L->w_down.type), T, err)))
+        return rc;
+    if ((rc = rec_matvec_e(be, cb, &L->w_down, &dt[8], &be->hb, &xbind, 0, D, true, T, true, NULL, pro_dn ? &pr_dn : NULL, err))) return rc;
 
     return ST_OK;
 }
@@ -994,10 +1063,19 @@ static st_status rec_tail(vk_be *be, VkCommandBuffer cb, const st_tensor *out_no
     uint32_t D = (uint32_t)be->hp.n_embd, V = (uint32_t)be->hp.n_vocab;
     VkDeviceSize lbytes = (VkDeviceSize)n * V * sizeof(float);
     st_status rc;
-    if ((rc = rec_rmsnorm(be, cb, (uint32_t)t0 * D, dn, out_norm->type, out->type, n, err))) return rc;
+    /* the final RMSNorm in the LM head's prologue where it can be */
+    bool pro = pro_ok(be, out->type, D, n);
+    mv_pro pr = {0};
+    if (pro) {
+        uint32_t woff;
+        vk_bind nw = vk_bind_range(be->c, dn->mem, dn->off, (VkDeviceSize)D * (out_norm->type == ST_TYPE_F32 ? 4 : 2), &woff);
+        pr = (mv_pro){2, vk_bind_all(&be->x), nw, (uint32_t)t0 * D, woff, out_norm->type == ST_TYPE_F16 ? 1u : 0u};
+    } else if ((rc = rec_rmsnorm(be, cb, (uint32_t)t0 * D, dn, out_norm->type, out->type, n, err))) {
+        return rc;
+    }
     uint32_t skip;
     vk_bind lb = vk_bind_range(be->c, &be->logits, 0, lbytes, &skip);
-    if ((rc = rec_matvec(be, cb, out, dout, &be->xb, &lb, skip / 4, V, false, n, err))) return rc;
+    if ((rc = rec_matvec_e(be, cb, out, dout, &be->xb, &lb, skip / 4, V, false, n, true, NULL, pro ? &pr : NULL, err))) return rc;
     VkBufferCopy cp = {be->logits.off, 0, lbytes};
     vk_barrier(cb); /* compute -> transfer */
     vkCmdCopyBuffer(cb, be->logits.buf, be->out.buf, 1, &cp);

@@ -30,6 +30,10 @@ static const char *const pipe_names[VKP_COUNT] = {
     "matmul_cm_q4_k", "matmul_cm_q5_k", "matmul_cm_q6_k",
     "matvec_e1_f32", "matvec_e1_f16", "matvec_e1_q4_0", "matvec_e1_q8_0",
     "matvec_e1_q4_k", "matvec_e1_q5_k", "matvec_e1_q6_k",
+    "matvec_p_f32", "matvec_p_f16", "matvec_p_q4_0", "matvec_p_q8_0",
+    "matvec_p_q4_k", "matvec_p_q5_k", "matvec_p_q6_k",
+    "matvec_pe1_f32", "matvec_pe1_f16", "matvec_pe1_q4_0", "matvec_pe1_q8_0",
+    "matvec_pe1_q4_k", "matvec_pe1_q5_k", "matvec_pe1_q6_k",
 };
 
 const char *vk_pipe_name(vk_pipe_id id) { return id < VKP_COUNT ? pipe_names[id] : "?"; }
@@ -39,7 +43,7 @@ const char *vk_pipe_name(vk_pipe_id id) { return id < VKP_COUNT ? pipe_names[id]
  * mat-vec epilogue (the mat-vec's code with EPI set). */
 static const char *pipe_spirv(vk_pipe_id id) {
     if (id >= VKP_MATMUL_S_F32 && id <= VKP_MATMUL_S_Q6_K) return pipe_names[id - VKP_MATMUL_S_F32 + VKP_MATMUL_F32];
-    if (id >= VKP_MATVEC_E1_F32 && id <= VKP_MATVEC_E1_Q6_K) return pipe_names[id - VKP_MATVEC_E1_F32 + VKP_MATVEC_F32];
+    if (id >= VKP_MATVEC_E1_F32 && id <= VKP_MATVEC_PE1_Q6_K) return pipe_names[(id - VKP_MATVEC_E1_F32) % 7 + VKP_MATVEC_F32];
     return pipe_names[id];
 }
 
@@ -754,15 +758,18 @@ VkPipeline vk_pipeline(st_vk_ctx *c, vk_pipe_id id, st_error *err) {
     const vk_mm_cfg *mm = &c->mm[id >= VKP_MATMUL_CM_F32                             ? VK_MM_CM
                                  : id >= VKP_MATMUL_S_F32 && id <= VKP_MATMUL_S_Q6_K ? VK_MM_SMALL
                                                                                       : VK_MM_LARGE];
-    /* 9: matvec.comp's epilogue, 10: its rows per group */
-    uint32_t epi = id >= VKP_MATVEC_E1_F32 && id <= VKP_MATVEC_E1_Q6_K ? 1 : 0;
-    bool mv = epi || (id >= VKP_MATVEC_F32 && id <= VKP_MATVEC_Q6_K);
-    struct { uint32_t wg, sg; VkBool32 use_sg; uint32_t mm_wg, bm, bn, bk, tm, tn, epi, nr; } spec = {
-        mv ? c->mv_wg : c->wg, c->subgroup_size, c->subgroup_arith ? VK_TRUE : VK_FALSE, mm->wg, mm->bm, mm->bn, mm->bk, mm->tm, mm->tn, epi,
-        c->mv_nr};
-    VkSpecializationMapEntry me[11];
-    for (uint32_t i = 0; i < 11; i++) me[i] = (VkSpecializationMapEntry){i, 4 * i, 4};
-    VkSpecializationInfo si = {11, me, sizeof spec, &spec};
+    /* 9: matvec.comp's epilogue, 10: its rows per group, 11: its prologue's
+     * capacity; the mat-vec and act run with the same workgroup size (the
+     * prologue computes act's activations bit for bit) */
+    bool e1 = (id >= VKP_MATVEC_E1_F32 && id <= VKP_MATVEC_E1_Q6_K) || (id >= VKP_MATVEC_PE1_F32 && id <= VKP_MATVEC_PE1_Q6_K);
+    bool pro = id >= VKP_MATVEC_P_F32 && id <= VKP_MATVEC_PE1_Q6_K;
+    bool mv = e1 || pro || (id >= VKP_MATVEC_F32 && id <= VKP_MATVEC_Q6_K) || id == VKP_ACT;
+    struct { uint32_t wg, sg; VkBool32 use_sg; uint32_t mm_wg, bm, bn, bk, tm, tn, epi, nr, pro_n; } spec = {
+        mv ? c->mv_wg : c->wg, c->subgroup_size, c->subgroup_arith ? VK_TRUE : VK_FALSE, mm->wg, mm->bm, mm->bn, mm->bk, mm->tm, mm->tn,
+        e1 ? 1u : 0u, c->mv_nr, pro ? c->pro_n : 32u};
+    VkSpecializationMapEntry me[12];
+    for (uint32_t i = 0; i < 12; i++) me[i] = (VkSpecializationMapEntry){i, 4 * i, 4};
+    VkSpecializationInfo si = {12, me, sizeof spec, &spec};
     VkComputePipelineCreateInfo ci = {
         .sType = VK_STRUCTURE_TYPE_COMPUTE_PIPELINE_CREATE_INFO,
         .stage = {.sType = VK_STRUCTURE_TYPE_PIPELINE_SHADER_STAGE_CREATE_INFO,
@@ -1131,6 +1138,17 @@ static st_status ctx_create(int want, st_vk_ctx **out, st_error *err) {
             c->mv_wg = v;
     }
     if (mn && (!strcmp(mn, "1") || !strcmp(mn, "2") || !strcmp(mn, "4"))) c->mv_nr = (uint32_t)(*mn - '0');
+    /* the prologue's shared memory: the quantized row (n bytes, n/16 bsums,
+     * n/32 scales) beside the reductions' 5 floats per invocation; rows up
+     * to 16384 (llama2-7b's 11008 FFN fits), else 8192, else none */
+    c->pro_n = 0;
+    for (uint32_t n = 16384; n >= 8192 && !c->pro_n; n /= 2)
+        if ((uint64_t)n + n / 4 + n / 8 + 20ull * c->mv_wg <= c->props.limits.maxComputeSharedMemorySize) c->pro_n = n;
+    const char *pm = getenv("STRATA_VK_PRO_MAXN");
+    c->pro_maxn = pm && *pm ? (uint32_t)strtoul(pm, NULL, 10) : 16384;
+    c->attn_fast = !(getenv("STRATA_VK_ATTN_FAST") && !strcmp(getenv("STRATA_VK_ATTN_FAST"), "0"));
+    const char *pc = getenv("STRATA_VK_ATTN_PROMPT_CHUNKS");
+    c->attn_prompt_chunks = pc && *pc ? (uint32_t)strtoul(pc, NULL, 10) : 0;
     /* cooperative matrices: opt-in (STRATA_VK_COOPMAT=1) until measured on
      * a GPU; with -DSTRATA_VK_CM_EMULATE=ON (tests) matmul_cm.comp is plain
      * code and needs nothing of the device but subgroups */

@@ -34,6 +34,11 @@ typedef enum {
     /* matvec with its epilogue (matvec.comp's EPI 1), per type as above */
     VKP_MATVEC_E1_F32, VKP_MATVEC_E1_F16, VKP_MATVEC_E1_Q4_0, VKP_MATVEC_E1_Q8_0,
     VKP_MATVEC_E1_Q4_K, VKP_MATVEC_E1_Q5_K, VKP_MATVEC_E1_Q6_K,
+    /* ... with the prologue (PRO_N = pro_n), without and with EPI 1 */
+    VKP_MATVEC_P_F32, VKP_MATVEC_P_F16, VKP_MATVEC_P_Q4_0, VKP_MATVEC_P_Q8_0,
+    VKP_MATVEC_P_Q4_K, VKP_MATVEC_P_Q5_K, VKP_MATVEC_P_Q6_K,
+    VKP_MATVEC_PE1_F32, VKP_MATVEC_PE1_F16, VKP_MATVEC_PE1_Q4_0, VKP_MATVEC_PE1_Q8_0,
+    VKP_MATVEC_PE1_Q4_K, VKP_MATVEC_PE1_Q5_K, VKP_MATVEC_PE1_Q6_K,
     VKP_COUNT
 } vk_pipe_id;
 
@@ -97,7 +102,11 @@ typedef struct st_vk_ctx {
     uint32_t subgroup_size;
     bool subgroup_arith;
     uint32_t wg;                     /* workgroup size of the kernels: a multiple of the subgroup size */
-    uint32_t mv_wg, mv_nr;           /* matvec.comp's workgroup size and rows per group (quantized types) */
+    uint32_t mv_wg, mv_nr;           /* matvec.comp's (and act.comp's) workgroup size; rows per group (quantized types) */
+    uint32_t pro_n;                  /* the mat-vec prologue's capacity in elements (0: no prologue) */
+    uint32_t pro_maxn;               /* ... used for rows of at most this many elements */
+    bool attn_fast;                  /* attn.comp's 16-byte-vector path for F16 caches */
+    uint32_t attn_prompt_chunks;     /* 0: prompt batches chunk like decoding; else at most this many chunks */
     vk_mm_cfg mm[VK_MM_N];           /* matmul tiles: large, small, cooperative matrix */
     bool coopmat;                    /* VK_NV_cooperative_matrix (16x16x16 F16 -> F32) enabled and asked for (STRATA_VK_COOPMAT=1) */
     uint32_t mm_min_tok;             /* prompt batches of at least this many tokens use matmul (0: never) */

@@ -312,12 +312,14 @@ Test(vulkan_model, random_f16) { check_rmodel(ST_TYPE_F16, ST_TYPE_F16, ST_TYPE_
  * where one step is up to 1/127 of a block's largest value */
 Test(vulkan_model, random_quantized) { check_rmodel(ST_TYPE_Q8_0, ST_TYPE_Q4_0, ST_TYPE_F32, false, 3e-2); }
 
-/* Replay and the Q/K/V epilogue (vk_backend.c, matvec.comp): decode
- * passes assembled from recorded parts, with RoPE and the KV-cache stores in
- * the Q/K/V product, give bit-identical logits to passes recorded afresh
- * with kv_store.comp (STRATA_VK_GRAPH=0 STRATA_VK_FUSE=0), at positions
- * that need 1 to 4 attention chunks, across a rewind, with prompt batches
- * between them (recorded live), and parts are in fact replayed. */
+/* Replay, the mat-vec prologues and the Q/K/V epilogue (vk_backend.c,
+ * matvec.comp): decode passes assembled from recorded parts, with the
+ * norms, SwiGLU and quantization in the products' prologues and RoPE and
+ * the KV-cache stores in the Q/K/V product, give bit-identical logits to
+ * passes recorded afresh with act.comp and kv_store.comp dispatches
+ * (STRATA_VK_GRAPH=0 STRATA_VK_FUSE=0), at positions that need 1 to 4
+ * attention chunks, across a rewind, with prompt batches between them
+ * (recorded live), and parts are in fact replayed. */
 Test(vulkan_model, replay_identical, .timeout = 120) {
     need_device();
     rmodel m;

@@ -51,7 +51,7 @@ layout(push_constant) uniform P {
     uint o_off, o_stride;
     uint kv_f32;
     float scale;
-    uint vec_ok;            /* key rows (kv_off, kv_stride, head_dim) allow 16-byte loads */
+    uint vec_ok;            /* key rows (kv_off, kv_stride, head_dim) allow 16-byte loads; 2: and the vector path */
     uint cnt_head;          /* counters: (head, token) at cnt_head + t * n_head + h */
 } p;
 
@@ -145,7 +145,7 @@ void main() {
      * memory. (The general path below scores one position per invocation
      * and reads the values 2 bytes a load.) */
     uint nvec = hd / 8;
-    bool fast = p.vec_ok != 0 && p.kv_f32 == 0 && nvec <= 32 && nvec <= WG && WG % nvec == 0;  /* uniform */
+    bool fast = p.vec_ok == 2 && p.kv_f32 == 0 && nvec <= 32 && nvec <= WG && WG % nvec == 0;  /* uniform */
     if (fast) {
         uint npg = WG / nvec, vec = tid % nvec, pg = tid / nvec, dv = 8 * vec;
         float a8[8] = float[8](0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0);

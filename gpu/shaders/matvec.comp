@@ -41,7 +41,18 @@
  * table (binding 7): what kv_store.comp does, the same way, without its
  * dispatch and barrier (~5 us on an H200). (Running act.comp's steps in the
  * last workgroup of a product instead was measured slower than their own
- * dispatch: one workgroup walking a row is a chain of dependent loads.) */
+ * dispatch: one workgroup walking a row is a chain of dependent loads.)
+ *
+ * Prologue (one-token passes, quantized types; `pro` != 0 in a pipeline
+ * whose PRO_N is the capacity): instead of reading activations act.comp
+ * quantized in a dispatch of its own, every workgroup computes them from
+ * the floats in binding 1 into shared memory first: pro 1 copies (the
+ * attention output), 2 applies RMSNorm with the weight in binding 2, 3
+ * SwiGLU with u in binding 2; act_body.glsl's arithmetic with the same
+ * workgroup size as act.comp, so the activations are bit-identical. Each
+ * workgroup repeats the step for the whole row (a few KB from the cache),
+ * in parallel, where the separate dispatch cost a launch and a barrier
+ * on the critical path. */
 #extension GL_GOOGLE_include_directive : require
 #include "common.glsl"
 
@@ -67,6 +78,27 @@ layout(std430, binding = 6) writeonly buffer VC16 { uint16_t vc16[]; };
 layout(std430, binding = 6) writeonly buffer VC32 { float vc32[]; };
 layout(std430, binding = 7) readonly buffer CS { float cs[]; };
 layout(std430, binding = 8) readonly buffer DYN { uint dyn[]; };
+/* the prologue (see above): floats in, the norm weight or u, shared out */
+layout(constant_id = 11) const uint PRO_N = 32;  /* 32: no prologue (the arrays must not be empty) */
+layout(std430, binding = 1) readonly buffer PX { float px[]; };
+layout(std430, binding = 1) readonly buffer PX4 { vec4 px4[]; };
+layout(std430, binding = 2) readonly buffer PW32 { float pw32[]; };
+layout(std430, binding = 2) readonly buffer PW16 { uint16_t pw16[]; };
+layout(std430, binding = 2) readonly buffer PW4 { uvec4 pw4[]; };
+shared uint sq[PRO_N / 4];
+shared float sd[PRO_N / 32];
+shared int sbs[PRO_N / 16];
+#define AX(i) px[i]
+#define AX4(i) px4[i]
+#define AW32(i) pw32[i]
+#define AW16(i) uint(pw16[i])
+#define AW4(i) pw4[i]
+#define AO_STORE(i, v)
+#define AO4_STORE(i, v)
+#define AQ_STORE(i, w) sq[i] = (w)
+#define AD_STORE(i, v) sd[i] = (v)
+#define ABS_STORE(i, v) sbs[i] = (v)
+#include "act_body.glsl"
 
 /* One dispatch may compute up to three matrices of the same type and width
  * that lie in the same buffer (Q, K and V; gate and up): the workgroups from
@@ -87,7 +119,24 @@ layout(push_constant) uniform P {
     /* EPI 1: head_dim, n_rot, the layer's first cache element in bindings
      * 5/6, kv_f32 */
     uint e0, e1, e2, e3;
+    /* the prologue: 0 none, 1 copy, 2 RMSNorm, 3 SwiGLU; the weight's byte
+     * offset (RMSNorm) or u's float offset (SwiGLU) in binding 2, its type
+     * (0 F32, 1 F16), eps */
+    uint pro, pro_w_off, pro_w_type;
+    float pro_eps;
 } p;
+
+#if defined(W_Q4_0) || defined(W_Q8_0)
+const uint ACT_KIND = 0;  /* Q8_0 activations */
+#else
+const uint ACT_KIND = 1;  /* Q8_K */
+#endif
+bool pro_on() { return PRO_N > 32 && p.pro != 0; }
+/* the quantized activations: from the prologue's shared copy or binding 1-3 */
+uint YQW(uint i) { return pro_on() ? sq[i] : qs[i]; }
+uvec4 YQ4(uint i) { return pro_on() ? uvec4(sq[4 * i], sq[4 * i + 1], sq[4 * i + 2], sq[4 * i + 3]) : qs4[i]; }
+float YD(uint i) { return pro_on() ? sd[i] : yd[i]; }
+int YBS(uint i) { return pro_on() ? sbs[i] : bs[i]; }
 
 
 /* rows per group: 1 for F32/F16; for the quantized types the host's
@@ -110,10 +159,10 @@ uint w16x2(uint byte_off) { uint h = byte_off >> 1; return uint(w16[h]) | (uint(
 /* activation e of token t, an int8 */
 int yq(uint t, uint e) {
     uint i = t * p.n + e;
-    return bitfieldExtract(int(qs[i >> 2]), int(8 * (i & 3u)), 8);
+    return bitfieldExtract(int(YQW(i >> 2)), int(8 * (i & 3u)), 8);
 }
 /* the word holding activations e..e+3 of token t (e a multiple of 4) */
-uint yw(uint t, uint e) { return qs[(t * p.n + e) >> 2]; }
+uint yw(uint t, uint e) { return YQW((t * p.n + e) >> 2); }
 
 /* sum over 4 bytes: a[k] * signed y[k], a's bytes below 128 (quant values) */
 int dot4u(uint a, uint y) { return sdot4(a, y); }
@@ -198,6 +247,14 @@ float group_sum(float v, bool sg, uint grp, uint lane) {
 }
 
 void main() {
+#if !defined(W_F32) && !defined(W_F16)
+    if (pro_on()) { /* uniform */
+        act_p a = act_p(p.n, p.x_off, p.n, p.pro_w_off, p.pro_w_type, 0u, p.n, p.pro - 1u, ACT_KIND, p.pro_eps);
+        float sc = act_scale(a, 0u);
+        for (uint c = 0; c * WG * 16 < p.n; c++) act_chunk(a, c, 0u, sc);
+        barrier();
+    }
+#endif
     bool sg = false;
     uint grp, lane;
 #ifndef NO_SUBGROUP
@@ -265,7 +322,7 @@ void main() {
         uint b = u >> 2, h = u & 3u;
         uint e = b * 32 + 8 * h;
         uint y0 = yw(t, e), y1 = yw(t, e + 4);
-        float dy = yd[t * nb + b];
+        float dy = YD(t * nb + b);
         for (uint k = 0; k < NR; k++) {
             uint bb = rb[k] + b * 34;
             int sumi = dot4s(w16x2(bb + 2 + 8 * h), y0) + dot4s(w16x2(bb + 6 + 8 * h), y1);
@@ -280,10 +337,10 @@ void main() {
     for (uint b = lane; b < nb; b += LANES) {
         uint yo = (t * p.n + b * 32) >> 2;
         uint y[8];
-        for (uint j = 0; j < 8; j++) y[j] = qs[yo + j];
+        for (uint j = 0; j < 8; j++) y[j] = YQW(yo + j);
         int ysum = 0;
         for (uint j = 0; j < 8; j++) ysum += sum4(y[j]);
-        float dy = yd[t * nb + b];
+        float dy = YD(t * nb + b);
         for (uint k = 0; k < NR; k++) {
             uint bb = rb[k] + b * 18;
             int sumi = -8 * ysum;
@@ -311,7 +368,7 @@ void main() {
             uint u = v == 1 && !ok1 ? u0 : us[v];
             uint i = u >> 2, q = u & 3u;
             uint yo = (t * p.n + i * 256 + 64 * q) >> 4;
-            ya0[v] = qs4[yo]; ya1[v] = qs4[yo + 1]; yb0[v] = qs4[yo + 2]; yb1[v] = qs4[yo + 3];
+            ya0[v] = YQ4(yo); ya1[v] = YQ4(yo + 1); yb0[v] = YQ4(yo + 2); yb1[v] = YQ4(yo + 3);
             for (uint k = 0; k < NR; k++) {
                 uint bq = (rb[k] + i * 144) >> 4;
                 hd[2 * k + v] = w4[bq];
@@ -324,8 +381,8 @@ void main() {
             uint u = us[v];
             uint i = u >> 2, q = u & 3u;
             uint g = (t * p.n + i * 256 + 64 * q) / 16;
-            int ysum_lo = bs[g] + bs[g + 1], ysum_hi = bs[g + 2] + bs[g + 3];
-            float dy = yd[t * nb + i];
+            int ysum_lo = YBS(g) + YBS(g + 1), ysum_hi = YBS(g + 2) + YBS(g + 3);
+            float dy = YD(t * nb + i);
             for (uint k = 0; k < NR; k++) {
                 uvec4 h = hd[2 * k + v], a = qa[2 * k + v], b = qb[2 * k + v];
                 int sc0, m0, sc1, m1;
@@ -350,10 +407,10 @@ void main() {
         uint i = u >> 2, q = u & 3u;
         uint e0 = i * 256 + 64 * q;
         uint yo = (t * p.n + e0) >> 4;
-        uvec4 ya0 = qs4[yo], ya1 = qs4[yo + 1], yb0 = qs4[yo + 2], yb1 = qs4[yo + 3];
+        uvec4 ya0 = YQ4(yo), ya1 = YQ4(yo + 1), yb0 = YQ4(yo + 2), yb1 = YQ4(yo + 3);
         uint g = (t * p.n + e0) / 16;
-        int ysum_lo = bs[g] + bs[g + 1], ysum_hi = bs[g + 2] + bs[g + 3];
-        float dy = yd[t * nb + i];
+        int ysum_lo = YBS(g) + YBS(g + 1), ysum_hi = YBS(g + 2) + YBS(g + 3);
+        float dy = YD(t * nb + i);
         for (uint k = 0; k < NR; k++) {
             uint bq = (rb[k] + i * 176) >> 4;
             uvec4 hd = w4[bq], h0 = w4[bq + 1], h1 = w4[bq + 2], qa = w4[bq + 3 + 2 * q], qb = w4[bq + 4 + 2 * q];
@@ -383,7 +440,7 @@ void main() {
         }
         int ys[4];
         for (uint j = 0; j < 4; j++) ys[j] = sum4(y[2 * j]) + sum4(y[2 * j + 1]);
-        float dy = yd[t * nb + i];
+        float dy = YD(t * nb + i);
         for (uint k = 0; k < NR; k++) {
             uint bb = rb[k] + i * 210;
             uint ql = bb + 64 * half_ + l, qh = bb + 128 + 32 * half_ + l, sc = bb + 192 + 8 * half_ + is;
