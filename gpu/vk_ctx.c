@@ -1146,6 +1146,8 @@ static st_status ctx_create(int want, st_vk_ctx **out, st_error *err) {
         if ((uint64_t)n + n / 4 + n / 8 + 20ull * c->mv_wg <= c->props.limits.maxComputeSharedMemorySize) c->pro_n = n;
     const char *pm = getenv("STRATA_VK_PRO_MAXN");
     c->pro_maxn = pm && *pm ? (uint32_t)strtoul(pm, NULL, 10) : 16384;
+    const char *pmo = getenv("STRATA_VK_PRO_MODES");
+    c->pro_modes = pmo && *pmo ? (uint32_t)strtoul(pmo, NULL, 10) : 15;
     c->attn_fast = !(getenv("STRATA_VK_ATTN_FAST") && !strcmp(getenv("STRATA_VK_ATTN_FAST"), "0"));
     const char *pc = getenv("STRATA_VK_ATTN_PROMPT_CHUNKS");
     c->attn_prompt_chunks = pc && *pc ? (uint32_t)strtoul(pc, NULL, 10) : 0;

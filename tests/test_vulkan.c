@@ -247,10 +247,10 @@ static void forward(st_backend *be, const rmodel *m, const float *x, int n, int 
 }
 
 /* The same batches through both backends: a 70-token prompt in batches of
- * 32, 10 single tokens, batches up to 197 positions (attention in up to 4
- * chunks of 64 combined, see attn.comp), single tokens, then a rewind to 50
- * and 3 more tokens (positions overwritten in the cache). Every row of
- * logits within tol x max|logit|. */
+ * 32 (one attention chunk from 16 tokens on), 10 single tokens (3 chunks of
+ * 32 merged, see attn.comp), batches up to 197 positions, single tokens (7
+ * chunks), then a rewind to 50 and 3 more tokens (positions overwritten in
+ * the cache). Every row of logits within tol x max|logit|. */
 static void check_rmodel(st_type wtype, st_type ftype, st_type ntype, bool kv_f32, double tol) {
     need_device();
     rmodel m;
