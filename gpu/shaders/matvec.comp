@@ -246,7 +246,8 @@ float group_sum(float v, bool sg, uint grp, uint lane) {
     return t;
 }
 
-void main() {
+/* The prologue (see the top); reached by every invocation (barriers). */
+void run_prologue() {
 #if !defined(W_F32) && !defined(W_F16)
     if (pro_on()) { /* uniform */
         act_p a = act_p(p.n, p.x_off, p.n, p.pro_w_off, p.pro_w_type, 0u, p.n, p.pro - 1u, ACT_KIND, p.pro_eps);
@@ -255,6 +256,24 @@ void main() {
         barrier();
     }
 #endif
+}
+
+/* Q4_K: the weights of the two units of the step from u0 into hd, qa, qb
+ * (see main; a macro: arrays sized by specialization constants do not pass
+ * through function parameters with Debian's glslang) */
+#define Q4K_FETCH(U0)                                                              \
+    for (uint v = 0; v < 2; v++) {                                                 \
+        uint u = min(v == 1 && (U0) + LANES < nb * 4 ? (U0) + LANES : (U0), nb * 4 - 1); \
+        uint i = u >> 2, q = u & 3u;                                               \
+        for (uint k = 0; k < NR; k++) {                                            \
+            uint bq = (rb[k] + i * 144) >> 4;                                      \
+            hd[2 * k + v] = w4[bq];                                                \
+            qa[2 * k + v] = w4[bq + 1 + 2 * q];                                    \
+            qb[2 * k + v] = w4[bq + 2 + 2 * q];                                    \
+        }                                                                          \
+    }
+
+void main() {
     bool sg = false;
     uint grp, lane;
 #ifndef NO_SUBGROUP
@@ -317,6 +336,7 @@ void main() {
         for (uint i = lane; i < p.n; i += LANES) acc[0] += wh(rb[0] + 2 * i) * fp16_round(x[xo + i]);
     }
 #elif defined(W_Q8_0)
+    run_prologue();
     uint nb = p.n / 32;
     for (uint u = lane; u < nb * 4; u += LANES) {
         uint b = u >> 2, h = u & 3u;
@@ -330,6 +350,7 @@ void main() {
         }
     }
 #elif defined(W_Q4_0)
+    run_prologue();
     /* unit: a block (32 weights: low nibbles 0..15, high 16..31) as four
      * 32-bit words from 16-bit pairs (18-byte blocks are 2-byte aligned);
      * sum (q - 8) y = sum q y - 8 sum y, all integer as on the CPU */
@@ -358,9 +379,16 @@ void main() {
      * of 144 bytes keep 16-byte alignment (the host checks w_off) */
     uint nb = p.n / 256;
     /* two units per step, their loads issued together (more bytes in flight
-     * per lane: the loop is short, 2 steps for a 4096-wide row) */
+     * per lane: the loop is short, 2 steps for a 4096-wide row); the first
+     * step's weights are requested before the prologue, which then runs
+     * while they arrive */
+    uvec4 hd[2 * NR], qa[2 * NR], qb[2 * NR];
+    Q4K_FETCH(lane)
+    run_prologue();
     for (uint u0 = lane; u0 < nb * 4; u0 += 2 * LANES) {
-        uvec4 hd[2 * NR], qa[2 * NR], qb[2 * NR];
+        if (u0 != lane) {
+            Q4K_FETCH(u0)
+        }
         uvec4 ya0[2], ya1[2], yb0[2], yb1[2];
         uint us[2] = uint[2](u0, u0 + LANES);
         bool ok1 = u0 + LANES < nb * 4;
@@ -369,12 +397,6 @@ void main() {
             uint i = u >> 2, q = u & 3u;
             uint yo = (t * p.n + i * 256 + 64 * q) >> 4;
             ya0[v] = YQ4(yo); ya1[v] = YQ4(yo + 1); yb0[v] = YQ4(yo + 2); yb1[v] = YQ4(yo + 3);
-            for (uint k = 0; k < NR; k++) {
-                uint bq = (rb[k] + i * 144) >> 4;
-                hd[2 * k + v] = w4[bq];
-                qa[2 * k + v] = w4[bq + 1 + 2 * q];
-                qb[2 * k + v] = w4[bq + 2 + 2 * q];
-            }
         }
         for (uint v = 0; v < 2; v++) {
             if (v == 1 && !ok1) break;
@@ -398,6 +420,7 @@ void main() {
         }
     }
 #elif defined(W_Q5_K)
+    run_prologue();
     /* unit: a quarter super-block as for Q4_K, 16-byte loads (176-byte
      * blocks keep 16-byte alignment): the head, the 32 bytes of high bits
      * (bit 2q of byte l: weight l's fifth bit, bit 2q+1: weight 32+l's) and
@@ -428,6 +451,7 @@ void main() {
         }
     }
 #elif defined(W_Q6_K)
+    run_prologue();
     uint nb = p.n / 256;
     for (uint u = lane; u < nb * 8; u += LANES) {
         uint i = u >> 3, half_ = (u >> 2) & 1u, h = u & 3u;
