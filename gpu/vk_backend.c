@@ -639,8 +639,9 @@ static void mv_pro_set(vk_be *be, vk_bind *b, const mv_pro *pr, mv_push *pc) {
  * fits the prologue's shared memory, one token (shared memory holds one
  * row). */
 static bool pro_ok(const vk_be *be, uint32_t mode, st_type t, uint32_t n, int n_tok) {
-    return be->fuse && n_tok == 1 && (be->c->pro_modes & mode) && be->c->pro_n && n <= be->c->pro_n && n <= be->c->pro_maxn && n % 32 == 0 && t != ST_TYPE_F32 &&
-           t != ST_TYPE_F16;
+    uint32_t maxn = mode == 4 ? be->c->pro_maxn_swiglu : be->c->pro_maxn;
+    return be->fuse && n_tok == 1 && (be->c->pro_modes & mode) && be->c->pro_n && n <= be->c->pro_n && n <= maxn && n % 32 == 0 &&
+           t != ST_TYPE_F32 && t != ST_TYPE_F16;
 }
 
 /* Bindings 5-8 of a mat-vec dispatch: the epilogue's, else the outputs

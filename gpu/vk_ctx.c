@@ -1145,7 +1145,16 @@ static st_status ctx_create(int want, st_vk_ctx **out, st_error *err) {
     for (uint32_t n = 16384; n >= 8192 && !c->pro_n; n /= 2)
         if ((uint64_t)n + n / 4 + n / 8 + 20ull * c->mv_wg <= c->props.limits.maxComputeSharedMemorySize) c->pro_n = n;
     const char *pm = getenv("STRATA_VK_PRO_MAXN");
-    c->pro_maxn = pm && *pm ? (uint32_t)strtoul(pm, NULL, 10) : 16384;
+    /* Where the prologue pays (H200, tg128, 5 repetitions alternating):
+     * tinyllama Q4_K_M (rows of 2048, FFN 5632) 664-668 tok/s with every
+     * prologue vs 636-640 without; llama2-7b Q4_K_M (4096, 11008) 245-251
+     * with vs 279-285 without. A workgroup walks the row once for SwiGLU
+     * and the copy, twice for RMSNorm (the sum of squares first), and each
+     * 4096-wide walk cost about as much as act's own dispatch: so rows of
+     * up to 2048, and SwiGLU rows of up to 6144. STRATA_VK_PRO_MAXN sets
+     * both limits (for measuring). */
+    c->pro_maxn = pm && *pm ? (uint32_t)strtoul(pm, NULL, 10) : 2048;
+    c->pro_maxn_swiglu = pm && *pm ? c->pro_maxn : 6144;
     const char *pmo = getenv("STRATA_VK_PRO_MODES");
     c->pro_modes = pmo && *pmo ? (uint32_t)strtoul(pmo, NULL, 10) : 15;
     c->attn_fast = !(getenv("STRATA_VK_ATTN_FAST") && !strcmp(getenv("STRATA_VK_ATTN_FAST"), "0"));
