@@ -516,7 +516,10 @@ static st_status rec_act(vk_be *be, VkCommandBuffer cb, uint32_t mode, const vk_
                          const dev_tensor *w, st_type wt, const vk_alloc *u, const vk_alloc *out, uint32_t kind, int n_rows,
                          st_error *err) {
     VkPipeline p;
-    st_status rc = pipe(be, VKP_ACT, &p, err);
+    /* with the prologues off (STRATA_VK_FUSE=0, for comparisons), act runs
+     * as the prologue would, bit for bit */
+    bool wide = !be->fuse;
+    st_status rc = pipe(be, wide ? VKP_ACT_W : VKP_ACT, &p, err);
     if (rc) return rc;
     uint32_t w_off = 0;
     vk_bind wb = vk_bind_all(xin);
@@ -525,7 +528,7 @@ static st_status rec_act(vk_be *be, VkCommandBuffer cb, uint32_t mode, const vk_
     vk_bind b[6] = {vk_bind_all(xin), wb, vk_bind_all(out), vk_bind_all(&be->aq), vk_bind_all(&be->ad), vk_bind_all(&be->ab)};
     struct { uint32_t n, x_off, x_stride, w_off, w_type, o_off, o_stride, mode, kind; float eps; } pc = {
         n, x_off, n, w_off, wt == ST_TYPE_F16 ? 1u : 0u, 0, n, mode, kind, be->hp.rms_eps};
-    uint32_t per = be->c->mv_wg * 16;  /* elements per workgroup (act runs with the mat-vec's workgroup size) */
+    uint32_t per = (wide ? be->c->mv_wg : be->c->wg) * 16;  /* elements per workgroup */
     vk_dispatch(be->c, cb, p, b, 6, &pc, sizeof pc, (n + per - 1) / per, (uint32_t)n_rows, 1);
     return ST_OK;
 }

@@ -34,6 +34,7 @@ static const char *const pipe_names[VKP_COUNT] = {
     "matvec_p_q4_k", "matvec_p_q5_k", "matvec_p_q6_k",
     "matvec_pe1_f32", "matvec_pe1_f16", "matvec_pe1_q4_0", "matvec_pe1_q8_0",
     "matvec_pe1_q4_k", "matvec_pe1_q5_k", "matvec_pe1_q6_k",
+    "act_w",
 };
 
 const char *vk_pipe_name(vk_pipe_id id) { return id < VKP_COUNT ? pipe_names[id] : "?"; }
@@ -44,6 +45,7 @@ const char *vk_pipe_name(vk_pipe_id id) { return id < VKP_COUNT ? pipe_names[id]
 static const char *pipe_spirv(vk_pipe_id id) {
     if (id >= VKP_MATMUL_S_F32 && id <= VKP_MATMUL_S_Q6_K) return pipe_names[id - VKP_MATMUL_S_F32 + VKP_MATMUL_F32];
     if (id >= VKP_MATVEC_E1_F32 && id <= VKP_MATVEC_PE1_Q6_K) return pipe_names[(id - VKP_MATVEC_E1_F32) % 7 + VKP_MATVEC_F32];
+    if (id == VKP_ACT_W) return pipe_names[VKP_ACT];
     return pipe_names[id];
 }
 
@@ -759,11 +761,12 @@ VkPipeline vk_pipeline(st_vk_ctx *c, vk_pipe_id id, st_error *err) {
                                  : id >= VKP_MATMUL_S_F32 && id <= VKP_MATMUL_S_Q6_K ? VK_MM_SMALL
                                                                                       : VK_MM_LARGE];
     /* 9: matvec.comp's epilogue, 10: its rows per group, 11: its prologue's
-     * capacity; the mat-vec and act run with the same workgroup size (the
-     * prologue computes act's activations bit for bit) */
+     * capacity; act_w runs act with the mat-vec's workgroup size (what the
+     * prologue computes, bit for bit), act with the default one (faster
+     * where act stays: llama2-7b decode) */
     bool e1 = (id >= VKP_MATVEC_E1_F32 && id <= VKP_MATVEC_E1_Q6_K) || (id >= VKP_MATVEC_PE1_F32 && id <= VKP_MATVEC_PE1_Q6_K);
     bool pro = id >= VKP_MATVEC_P_F32 && id <= VKP_MATVEC_PE1_Q6_K;
-    bool mv = e1 || pro || (id >= VKP_MATVEC_F32 && id <= VKP_MATVEC_Q6_K) || id == VKP_ACT;
+    bool mv = e1 || pro || (id >= VKP_MATVEC_F32 && id <= VKP_MATVEC_Q6_K) || id == VKP_ACT_W;
     struct { uint32_t wg, sg; VkBool32 use_sg; uint32_t mm_wg, bm, bn, bk, tm, tn, epi, nr, pro_n; } spec = {
         mv ? c->mv_wg : c->wg, c->subgroup_size, c->subgroup_arith ? VK_TRUE : VK_FALSE, mm->wg, mm->bm, mm->bn, mm->bk, mm->tm, mm->tn,
         e1 ? 1u : 0u, c->mv_nr, pro ? c->pro_n : 32u};

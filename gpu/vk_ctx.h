@@ -39,6 +39,7 @@ typedef enum {
     VKP_MATVEC_P_Q4_K, VKP_MATVEC_P_Q5_K, VKP_MATVEC_P_Q6_K,
     VKP_MATVEC_PE1_F32, VKP_MATVEC_PE1_F16, VKP_MATVEC_PE1_Q4_0, VKP_MATVEC_PE1_Q8_0,
     VKP_MATVEC_PE1_Q4_K, VKP_MATVEC_PE1_Q5_K, VKP_MATVEC_PE1_Q6_K,
+    VKP_ACT_W,  /* act with the mat-vec's workgroup size (bit-identical to the prologue) */
     VKP_COUNT
 } vk_pipe_id;
 
