@@ -6,19 +6,7 @@
 # libegl1 libgl1 libgles2 libopengl0; .gl/extra/ may hold libsqlite3-0 for a
 # machine without it). Models are generated there (random weights); all
 # output on stdout.
-for f in .gl/*.deb; do dpkg -x "$f" /; done; ldconfig
-ldconfig -p | grep -q libsqlite3.so.0 || { mkdir -p /tmp/x; for f in .gl/extra/*.deb; do dpkg -x "$f" /tmp/x; done; export LD_LIBRARY_PATH=/tmp/x/usr/lib/x86_64-linux-gnu; }
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
-ls /usr/local/nvidia /usr/local/nvidia/share/vulkan/icd.d /usr/share/vulkan/icd.d /etc/vulkan/icd.d 2>&1 | head -20
-ICD=$(ls /usr/local/nvidia/share/vulkan/icd.d/nvidia*.json /usr/share/vulkan/icd.d/nvidia*.json /etc/vulkan/icd.d/nvidia*.json 2>/dev/null | head -1)
-[ -z "$ICD" ] && ICD=$(find /usr /etc /opt -name 'nvidia_icd*.json' 2>/dev/null | head -1)
-if [ -z "$ICD" ]; then
-  L=$(find /usr/local/nvidia /usr/lib /usr/lib64 -name 'libGLX_nvidia.so.0' 2>/dev/null | head -1)
-  ICD=/tmp/nvidia_icd.json
-  printf '{"file_format_version":"1.0.0","ICD":{"library_path":"%s","api_version":"1.3.0"}}\n' "$L" > $ICD
-fi
-echo "ICD $ICD"; cat $ICD
-export VK_DRIVER_FILES=$ICD VK_ICD_FILENAMES=$ICD
+. "$(dirname "$0")/vk_env.sh"
 VK_LOADER_DEBUG=error vulkaninfo --summary 2>&1 | sed -n '/Devices:/,$p' | head -20
 S=./build-gpu/strata; M=/tmp/models; V=assets/tiny-14m-q8_0.gguf; mkdir -p $M
 $S devices 2>&1
@@ -43,7 +31,7 @@ ls -la $f
 cat $f > /dev/null
 echo "=== resident"
 $S run -m $f --backend vulkan -p "Once upon a time" -n 64 --ignore-eos 2>&1 | grep -a -E "^prompt|^layer|^gpu"
-for cfg in "" "--prefetch-threads 8" "--ring-slots 4 --prefetch-threads 4"; do
+for cfg in "" "" "--prefetch-threads 16" "--prefetch-chunk 16M"; do
   echo "=== --gpu-cache-layers 8 $cfg"
   $S run -m $f --backend vulkan --gpu-cache-layers 8 $cfg -p "Once upon a time" -n ${STREAM_N:-16} --ignore-eos 2>&1 | grep -a -E "^prompt|^layer|^gpu|acquisitions|read "
 done

@@ -9,17 +9,7 @@
 # stdout. Settings: STREAM_N (tokens per run, default 32), PCIE_GBS (the
 # pinned host-to-device bandwidth the bound uses, default 51, the H200's
 # measured figure; vk_microbench prints it), THREADS ("6 8 12 16").
-for f in .gl/*.deb; do dpkg -x "$f" /; done; ldconfig
-ldconfig -p | grep -q libsqlite3.so.0 || { mkdir -p /tmp/x; for f in .gl/extra/*.deb; do dpkg -x "$f" /tmp/x; done; export LD_LIBRARY_PATH=/tmp/x/usr/lib/x86_64-linux-gnu; }
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
-ICD=$(ls /usr/local/nvidia/share/vulkan/icd.d/nvidia*.json /usr/share/vulkan/icd.d/nvidia*.json /etc/vulkan/icd.d/nvidia*.json 2>/dev/null | head -1)
-[ -z "$ICD" ] && ICD=$(find /usr /etc /opt -name 'nvidia_icd*.json' 2>/dev/null | head -1)
-if [ -z "$ICD" ]; then
-  L=$(find /usr/local/nvidia /usr/lib /usr/lib64 -name 'libGLX_nvidia.so.0' 2>/dev/null | head -1)
-  ICD=/tmp/nvidia_icd.json
-  printf '{"file_format_version":"1.0.0","ICD":{"library_path":"%s","api_version":"1.3.0"}}\n' "$L" > $ICD
-fi
-export VK_DRIVER_FILES=$ICD VK_ICD_FILENAMES=$ICD
+. "$(dirname "$0")/vk_env.sh"
 S=./build-gpu/strata; M=/tmp/models; V=assets/tiny-14m-q8_0.gguf; mkdir -p $M
 N=${STREAM_N:-32}; PCIE=${PCIE_GBS:-51}
 echo "cpus: $(nproc)  pcie bound uses ${PCIE} GB/s  tokens per run: $N"
