@@ -595,7 +595,7 @@ static vk_pipe_id matmul_pipe(st_type t, int variant) {
 typedef struct {
     uint32_t n, nrows, w_off, row_bytes, x_off, x_stride, o_off, o_stride, add, gx, n_tok;
     uint32_t g1, g2, nrows1, nrows2, w_off1, w_off2, o_off1, o_off2, o_stride1, o_stride2;
-    uint32_t e0, e1, e2, e3, e_seg0;
+    uint32_t e0, e1, e2, e3;
     uint32_t pro, pro_w_off, pro_w_type;
     float pro_eps;
 } mv_push;
@@ -615,7 +615,7 @@ typedef struct {
 typedef struct {
     int epi;
     vk_bind b5, b6, b7;
-    uint32_t e0, e1, e2, e3, seg0;
+    uint32_t e0, e1, e2, e3;
 } mv_epi;
 
 static vk_pipe_id matvec_epi_pipe(st_type t, int epi, bool pro) {
@@ -658,7 +658,6 @@ static void mv_binds(vk_be *be, vk_bind *b, const vk_bind *o1, const vk_bind *o2
         pc->e1 = e->e1;
         pc->e2 = e->e2;
         pc->e3 = e->e3;
-        pc->e_seg0 = e->seg0;
     } else {
         b[5] = *o1;
         b[6] = *o2;
@@ -693,7 +692,7 @@ static st_status rec_matvec_e(vk_be *be, VkCommandBuffer cb, const st_tensor *w,
     }
     vk_grid(be->c, (uint32_t)((w->ne1 + rpw - 1) / rpw), &gx, &gy);
     mv_push pc = {(uint32_t)w->ne0, (uint32_t)w->ne1, skip, (uint32_t)w->row_bytes, 0, (uint32_t)w->ne0, o_off, o_stride, add ? 1u : 0u, gx,
-                  (uint32_t)n_tok, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+                  (uint32_t)n_tok, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
     mv_binds(be, b, ob, ob, e, &pc);
     mv_pro_set(be, b, pr, &pc);
     int nb = v >= 0 ? 5 : 9;
@@ -748,7 +747,7 @@ static st_status rec_matvec_group(vk_be *be, VkCommandBuffer cb, int n, const st
     vk_grid(be->c, total, &gx, &gy);
     mv_push pc = {(uint32_t)w[0]->ne0, (uint32_t)w[0]->ne1, off[0], (uint32_t)w[0]->row_bytes, 0, (uint32_t)w[0]->ne0, 0, o_stride[0], 0, gx,
                   (uint32_t)n_tok, g[1], n > 2 ? g[2] : 0, (uint32_t)w[1]->ne1, n > 2 ? (uint32_t)w[2]->ne1 : 0, off[1],
-                  n > 2 ? off[2] : 0, 0, 0, o_stride[1], n > 2 ? o_stride[2] : 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+                  n > 2 ? off[2] : 0, 0, 0, o_stride[1], n > 2 ? o_stride[2] : 0, 0, 0, 0, 0, 0, 0, 0, 0};
     mv_binds(be, b, &ob[1], n > 2 ? &ob[2] : &ob[1], e, &pc);
     mv_pro_set(be, b, pr, &pc);
     vk_dispatch(be->c, cb, p, b, 9, &pc, sizeof pc, gx, gy, (uint32_t)n_tok);
@@ -905,7 +904,7 @@ static st_status rec_layer(vk_be *be, VkCommandBuffer cb, int il, const st_layer
     }
     /* Q, K, V with RoPE and the cache stores in their epilogue */
     mv_epi e_qkv = {1, kcb, vcb, vk_bind_all(&be->cs), (uint32_t)hp->head_dim, (uint32_t)hp->n_rot, (uint32_t)(kskip / be->kv_elt),
-                    be->kv_f32 ? 1u : 0u, 0};
+                    be->kv_f32 ? 1u : 0u};
     const st_tensor *const qkv[3] = {&L->wq, &L->wk, &L->wv};
     const vk_alloc *qkv_out[3] = {&be->q, &be->k, &be->v};
     uint32_t qkv_n[3] = {D, DKV, DKV};
@@ -918,23 +917,6 @@ static st_status rec_layer(vk_be *be, VkCommandBuffer cb, int il, const st_layer
         vk_bind ob[3] = {vk_bind_all(qkv_out[0]), vk_bind_all(qkv_out[1]), vk_bind_all(qkv_out[2])};
         if ((rc = rec_matvec_group(be, cb, 3, qkv, &dt[1], ob, qkv_n, T, fuse ? &e_qkv : NULL, pro_qkv ? &pr_qkv : NULL, &fused, err)))
             return rc;
-    }
-    /* V of another type (llama.cpp's Q4_K_M gives some layers a Q6_K V):
-     * Q and K as a pair and V alone, both with the epilogue (V's rows stored
-     * as the third matrix would be) */
-    if (!fused && fuse && T == 1 && matvec_nr(be, L->wq.type) % 2 == 0 && matvec_nr(be, L->wv.type) % 2 == 0 &&
-        (pro_qkv || st_type_traits_get(L->wv.type)->vec_dot_type == st_type_traits_get(L->wq.type)->vec_dot_type)) {
-        bool qk = false;
-        vk_bind ob[2] = {vk_bind_all(qkv_out[0]), vk_bind_all(qkv_out[1])};
-        if ((rc = rec_matvec_group(be, cb, 2, qkv, &dt[1], ob, qkv_n, T, &e_qkv, pro_qkv ? &pr_qkv : NULL, &qk, err))) return rc;
-        if (qk) {
-            mv_epi e_v = e_qkv;
-            e_v.seg0 = 2;
-            vk_bind vb = vk_bind_all(qkv_out[2]);
-            if ((rc = rec_matvec_e(be, cb, &L->wv, &dt[3], &be->xb, &vb, 0, DKV, false, T, true, &e_v, pro_qkv ? &pr_qkv : NULL, err)))
-                return rc;
-            fused = true;
-        }
     }
     for (int i = 0; i < 3 && !fused; i++) {
         st_type prev = i ? st_type_traits_get(qkv[i - 1]->type)->vec_dot_type : ST_TYPE_COUNT;

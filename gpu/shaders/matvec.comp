@@ -117,9 +117,8 @@ layout(push_constant) uniform P {
     uint n_tok_;     /* (matmul's) */
     uint g1, g2, nrows1, nrows2, w_off1, w_off2, o_off1, o_off2, o_stride1, o_stride2;
     /* EPI 1: head_dim, n_rot, the layer's first cache element in bindings
-     * 5/6, kv_f32, what the first matrix is (0 Q, 2 V alone: Q and K went
-     * as a pair when V has another type) */
-    uint e0, e1, e2, e3, e_seg0;
+     * 5/6, kv_f32 */
+    uint e0, e1, e2, e3;
     /* the prologue: 0 none, 1 copy, 2 RMSNorm, 3 SwiGLU; the weight's byte
      * offset (RMSNorm) or u's float offset (SwiGLU) in binding 2, its type
      * (0 F32, 1 F16), eps */
@@ -493,7 +492,7 @@ void main() {
     for (uint k = 0; k < NR; k++) vs[k] = group_sum(acc[k], sg, grp, lane);
     if (EPI == 1 && NR % 2 == 0) { /* (the host uses EPI 1 with NR even only) */
         for (uint k = 0; k < NR; k += 2)
-            if (lane == 0 && r0 + k < nrows) rope_store(vs[k], vs[min(k + 1, NR - 1)], r0 + k, seg + p.e_seg0, t, nrows);
+            if (lane == 0 && r0 + k < nrows) rope_store(vs[k], vs[min(k + 1, NR - 1)], r0 + k, seg, t, nrows);
         return;
     }
     for (uint k = 0; k < NR; k++) {
