@@ -514,11 +514,11 @@ static uint32_t act_kind(st_type wt) {
  * go to out, the quantized activations (kind) to aq/ad/ab. */
 static st_status rec_act(vk_be *be, VkCommandBuffer cb, uint32_t mode, const vk_alloc *xin, uint32_t x_off, uint32_t n,
                          const dev_tensor *w, st_type wt, const vk_alloc *u, const vk_alloc *out, uint32_t kind, int n_rows,
-                         st_error *err) {
+                         bool wide, st_error *err) {
     VkPipeline p;
-    /* with the prologues off (STRATA_VK_FUSE=0, for comparisons), act runs
-     * as the prologue would, bit for bit */
-    bool wide = !be->fuse;
+    /* wide: where a prologue would run but the prologues are off
+     * (STRATA_VK_FUSE=0, for comparisons), act runs as the prologue would,
+     * bit for bit */
     st_status rc = pipe(be, wide ? VKP_ACT_W : VKP_ACT, &p, err);
     if (rc) return rc;
     uint32_t w_off = 0;
@@ -535,15 +535,16 @@ static st_status rec_act(vk_be *be, VkCommandBuffer cb, uint32_t mode, const vk_
 
 /* RMSNorm of n_rows rows of x (from x_off) into xb, quantized for weights of type next */
 static st_status rec_rmsnorm(vk_be *be, VkCommandBuffer cb, uint32_t x_off, const dev_tensor *w, st_type wt, st_type next, int n_rows,
-                             st_error *err) {
-    return rec_act(be, cb, 1, &be->x, x_off, (uint32_t)be->hp.n_embd, w, wt, NULL, &be->xb, act_kind(next), n_rows, err);
+                             bool wide, st_error *err) {
+    return rec_act(be, cb, 1, &be->x, x_off, (uint32_t)be->hp.n_embd, w, wt, NULL, &be->xb, act_kind(next), n_rows, wide, err);
 }
 
 /* Quantizes n_rows rows of n floats of `in` to the activation type of weight
  * type wt (nothing to do for float weights). */
-static st_status rec_quantize(vk_be *be, VkCommandBuffer cb, st_type wt, const vk_alloc *in, uint32_t n, int n_rows, st_error *err) {
+static st_status rec_quantize(vk_be *be, VkCommandBuffer cb, st_type wt, const vk_alloc *in, uint32_t n, int n_rows, bool wide,
+                              st_error *err) {
     if (act_kind(wt) == 2) return ST_OK;
-    return rec_act(be, cb, 0, in, 0, n, NULL, ST_TYPE_F32, NULL, in, act_kind(wt), n_rows, err);
+    return rec_act(be, cb, 0, in, 0, n, NULL, ST_TYPE_F32, NULL, in, act_kind(wt), n_rows, wide, err);
 }
 
 static vk_pipe_id matvec_pipe(st_type t) {
@@ -565,14 +566,19 @@ static vk_pipe_id matvec_pipe(st_type t) {
  * LANES = the subgroup size with subgroup arithmetic, else the workgroup)
  * of NR rows (mv_nr for the quantized types, 1 for F32/F16; the shader's
  * NR). */
+/* The mat-vec types that run with workgroups of mv_wg (the others with
+ * wg): vk_ctx.c, vk_mv_wide */
+static bool mv_wide(st_type t) { return vk_mv_wide((int)matvec_pipe(t) - VKP_MATVEC_F32); }
+
 static uint32_t matvec_nr(const vk_be *be, st_type t) {
     return (t == ST_TYPE_F32 || t == ST_TYPE_F16) ? 1 : be->c->mv_nr;
 }
 
 static uint32_t matvec_rows(const vk_be *be, st_type t) {
     const st_vk_ctx *c = be->c;
-    uint32_t lanes = c->subgroup_arith ? c->subgroup_size : c->mv_wg;
-    return (c->mv_wg / lanes) * matvec_nr(be, t);
+    uint32_t wg = mv_wide(t) ? c->mv_wg : c->wg;
+    uint32_t lanes = c->subgroup_arith ? c->subgroup_size : wg;
+    return (wg / lanes) * matvec_nr(be, t);
 }
 
 /* Prompt batches of at least c->mm_min_tok tokens use matmul.comp: the
@@ -641,10 +647,13 @@ static void mv_pro_set(vk_be *be, vk_bind *b, const mv_pro *pr, mv_push *pc) {
  * quantized weights (float ones read the floats act writes), a row that
  * fits the prologue's shared memory, one token (shared memory holds one
  * row). */
-static bool pro_ok(const vk_be *be, uint32_t mode, st_type t, uint32_t n, int n_tok) {
+static bool pro_fits(const vk_be *be, uint32_t mode, st_type t, uint32_t n, int n_tok) {
     uint32_t maxn = mode == 4 ? be->c->pro_maxn_swiglu : be->c->pro_maxn;
-    return be->fuse && n_tok == 1 && (be->c->pro_modes & mode) && be->c->pro_n && n <= be->c->pro_n && n <= maxn && n % 32 == 0 &&
-           t != ST_TYPE_F32 && t != ST_TYPE_F16;
+    return n_tok == 1 && (be->c->pro_modes & mode) && be->c->pro_n && n <= be->c->pro_n && n <= maxn && n % 32 == 0 && mv_wide(t);
+}
+
+static bool pro_ok(const vk_be *be, uint32_t mode, st_type t, uint32_t n, int n_tok) {
+    return be->fuse && pro_fits(be, mode, t, n, n_tok);
 }
 
 /* Bindings 5-8 of a mat-vec dispatch: the epilogue's, else the outputs
@@ -899,7 +908,9 @@ static st_status rec_layer(vk_be *be, VkCommandBuffer cb, int il, const st_layer
         uint32_t woff;
         vk_bind nw = vk_bind_range(c, dt[0].mem, dt[0].off, (VkDeviceSize)D * (L->attn_norm.type == ST_TYPE_F32 ? 4 : 2), &woff);
         pr_qkv = (mv_pro){2, vk_bind_all(&be->x), nw, 0, woff, L->attn_norm.type == ST_TYPE_F16 ? 1u : 0u};
-    } else if ((rc = rec_rmsnorm(be, cb, 0, &dt[0], L->attn_norm.type, L->wq.type, T, err))) {
+    } else if ((rc = rec_rmsnorm(be, cb, 0, &dt[0], L->attn_norm.type, L->wq.type, T,
+                                 pro_fits(be, 2, L->wq.type, D, T) && pro_fits(be, 2, L->wk.type, D, T) && pro_fits(be, 2, L->wv.type, D, T),
+                                 err))) {
         return rc;
     }
     /* Q, K, V with RoPE and the cache stores in their epilogue */
@@ -922,7 +933,7 @@ static st_status rec_layer(vk_be *be, VkCommandBuffer cb, int il, const st_layer
         st_type prev = i ? st_type_traits_get(qkv[i - 1]->type)->vec_dot_type : ST_TYPE_COUNT;
         if (!pro_qkv && i && st_type_traits_get(qkv[i]->type)->vec_dot_type != prev) {
             vk_barrier_compute(cb);
-            if ((rc = rec_quantize(be, cb, qkv[i]->type, &be->xb, D, T, err))) return rc;
+            if ((rc = rec_quantize(be, cb, qkv[i]->type, &be->xb, D, T, false, err))) return rc;
         }
         vk_bind ob = vk_bind_all(qkv_out[i]);
         if ((rc = rec_matvec_e(be, cb, qkv[i], &dt[1 + i], &be->xb, &ob, 0, qkv_n[i], false, T, i == 2, NULL, pro_qkv ? &pr_qkv : NULL, err)))
@@ -963,7 +974,7 @@ static st_status rec_layer(vk_be *be, VkCommandBuffer cb, int il, const st_layer
      * prologue where it can be */
     bool pro_wo = pro_ok(be, 1, L->wo.type, D, T);
     mv_pro pr_wo = {1, vk_bind_all(&be->xb), vk_bind_all(&be->xb), 0, 0, 0};
-    if (!pro_wo && (rc = rec_quantize(be, cb, L->wo.type, &be->xb, D, T, err))) return rc;
+    if (!pro_wo && (rc = rec_quantize(be, cb, L->wo.type, &be->xb, D, T, pro_fits(be, 1, L->wo.type, D, T), err))) return rc;
     if ((rc = rec_matvec_e(be, cb, &L->wo, &dt[4], &be->xb, &xbind, 0, D, true, T, true, NULL, pro_wo ? &pr_wo : NULL, err))) return rc;
 
     /* feed-forward: the RMSNorm in gate/up's prologue where it can be */
@@ -973,7 +984,8 @@ static st_status rec_layer(vk_be *be, VkCommandBuffer cb, int il, const st_layer
         uint32_t woff;
         vk_bind nw = vk_bind_range(c, dt[5].mem, dt[5].off, (VkDeviceSize)D * (L->ffn_norm.type == ST_TYPE_F32 ? 4 : 2), &woff);
         pr_gu = (mv_pro){2, vk_bind_all(&be->x), nw, 0, woff, L->ffn_norm.type == ST_TYPE_F16 ? 1u : 0u};
-    } else if ((rc = rec_rmsnorm(be, cb, 0, &dt[5], L->ffn_norm.type, L->w_gate.type, T, err))) {
+    } else if ((rc = rec_rmsnorm(be, cb, 0, &dt[5], L->ffn_norm.type, L->w_gate.type, T,
+                                 pro_fits(be, 2, L->w_gate.type, D, T) && pro_fits(be, 2, L->w_up.type, D, T), err))) {
         return rc;
     }
     vk_bind hb = vk_bind_all(&be->hb), hb2 = vk_bind_all(&be->hb2);
@@ -989,7 +1001,7 @@ static st_status rec_layer(vk_be *be, VkCommandBuffer cb, int il, const st_layer
     if (!gu) {
         const mv_pro *pg = pro_gu ? &pr_gu : NULL;
         if ((rc = rec_matvec_e(be, cb, &L->w_gate, &dt[6], &be->xb, &hb, 0, F, false, T, requant, NULL, pg, err))) return rc;
-        if (requant && (rc = rec_quantize(be, cb, L->w_up.type, &be->xb, D, T, err))) return rc;
+        if (requant && (rc = rec_quantize(be, cb, L->w_up.type, &be->xb, D, T, false, err))) return rc;
         if ((rc = rec_matvec_e(be, cb, &L->w_up, &dt[7], &be->xb, &hb2, 0, F, false, T, true, NULL, pg, err))) return rc;
     }
     /* SwiGLU, quantized for the down projection: in its prologue where it
@@ -997,7 +1009,8 @@ static st_status rec_layer(vk_be *be, VkCommandBuffer cb, int il, const st_layer
     bool pro_dn = pro_ok(be, 4, L->w_down.type, F, T);
     mv_pro pr_dn = {3, vk_bind_all(&be->hb), vk_bind_all(&be->hb2), 0, 0, 0};
     if (!pro_dn &&
-        (rc = rec_act(be, cb, 2, &be->hb, 0, F, NULL, ST_TYPE_F32, &be->hb2, &be->hb, act_kind(L->w_down.type), T, err)))
+        (rc = rec_act(be, cb, 2, &be->hb, 0, F, NULL, ST_TYPE_F32, &be->hb2, &be->hb, act_kind(L->w_down.type), T,
+                      pro_fits(be, 4, L->w_down.type, F, T), err)))
         return rc;
     if ((rc = rec_matvec_e(be, cb, &L->w_down, &dt[8], &be->hb, &xbind, 0, D, true, T, true, NULL, pro_dn ? &pr_dn : NULL, err))) return rc;
 
@@ -1078,7 +1091,7 @@ static st_status rec_tail(vk_be *be, VkCommandBuffer cb, const st_tensor *out_no
         uint32_t woff;
         vk_bind nw = vk_bind_range(be->c, dn->mem, dn->off, (VkDeviceSize)D * (out_norm->type == ST_TYPE_F32 ? 4 : 2), &woff);
         pr = (mv_pro){2, vk_bind_all(&be->x), nw, (uint32_t)t0 * D, woff, out_norm->type == ST_TYPE_F16 ? 1u : 0u};
-    } else if ((rc = rec_rmsnorm(be, cb, (uint32_t)t0 * D, dn, out_norm->type, out->type, n, err))) {
+    } else if ((rc = rec_rmsnorm(be, cb, (uint32_t)t0 * D, dn, out_norm->type, out->type, n, pro_fits(be, 8, out->type, D, n), err))) {
         return rc;
     }
     uint32_t skip;
@@ -1589,7 +1602,7 @@ st_status st_vk_test_matvec(int device, int type, const void *w, int ncols, int 
     if (!rc) rc = fixed_tensor(be, &t, &dw, err);
     if (!rc) rc = vk_upload(be->c, &be->xb, 0, x, (size_t)n_tok * ncols * sizeof(float), VK_NULL_HANDLE, 0, err);
     if (!rc) rc = cb_begin(be, err);
-    if (!rc) rc = rec_quantize(be, be->cb[be->cur], t.type, &be->xb, (uint32_t)ncols, n_tok, err);
+    if (!rc) rc = rec_quantize(be, be->cb[be->cur], t.type, &be->xb, (uint32_t)ncols, n_tok, false, err);
     vk_bind ob;
     if (!rc) {
         ob = vk_bind_all(&be->logits);
@@ -1626,7 +1639,7 @@ st_status st_vk_test_rmsnorm(int device, const float *x, const float *w, int n, 
     if (!rc) rc = fixed_tensor(be, &t, &dw, err);
     if (!rc) rc = vk_upload(be->c, &be->x, 0, x, (size_t)n_tok * n * sizeof(float), VK_NULL_HANDLE, 0, err);
     if (!rc) rc = cb_begin(be, err);
-    if (!rc) rc = rec_rmsnorm(be, be->cb[be->cur], 0, &dw, ST_TYPE_F32, ST_TYPE_F32, n_tok, err);
+    if (!rc) rc = rec_rmsnorm(be, be->cb[be->cur], 0, &dw, ST_TYPE_F32, ST_TYPE_F32, n_tok, false, err);
     if (!rc) rc = test_finish(be, &be->xb, (size_t)n_tok * n * sizeof(float), out, err);
     if (be) vk_destroy(&be->base);
     return rc;
@@ -1638,7 +1651,7 @@ st_status st_vk_test_swiglu(int device, float *g, const float *u, int n, st_erro
     if (!rc) rc = vk_upload(be->c, &be->hb, 0, g, (size_t)n * sizeof(float), VK_NULL_HANDLE, 0, err);
     if (!rc) rc = vk_upload(be->c, &be->hb2, 0, u, (size_t)n * sizeof(float), VK_NULL_HANDLE, 0, err);
     if (!rc) rc = cb_begin(be, err);
-    if (!rc) rc = rec_act(be, be->cb[be->cur], 2, &be->hb, 0, (uint32_t)n, NULL, ST_TYPE_F32, &be->hb2, &be->hb, 2, 1, err);
+    if (!rc) rc = rec_act(be, be->cb[be->cur], 2, &be->hb, 0, (uint32_t)n, NULL, ST_TYPE_F32, &be->hb2, &be->hb, 2, 1, false, err);
     if (!rc) rc = test_finish(be, &be->hb, (size_t)n * sizeof(float), g, err);
     if (be) vk_destroy(&be->base);
     return rc;
@@ -1704,7 +1717,7 @@ st_status st_vk_bench_matvec(int device, int n, const int *types, const int *col
         if (!rc) rc = cb_begin(be, err);
         VkCommandBuffer cb = rc ? VK_NULL_HANDLE : be->cb[be->cur];
         vk_bind ob = vk_bind_all(&be->logits);
-        if (!rc) rc = rec_quantize(be, cb, t.type, &be->xb, (uint32_t)cols[j], n_tok, err);
+        if (!rc) rc = rec_quantize(be, cb, t.type, &be->xb, (uint32_t)cols[j], n_tok, false, err);
         if (!rc) {
             /* a warm-up pass over every copy, then the timed ones */
             for (int i = 0; i < ncopy && !rc; i++) {

@@ -193,6 +193,9 @@ st_status vk_upload_pinned_async(st_vk_ctx *c, VkCommandBuffer cb, VkFence fence
                                  VkBuffer src, VkDeviceSize src_off, size_t n, VkSemaphore wait_sem, uint64_t wait_value,
                                  st_error *err);
 
+/* Whether the mat-vec of type index k (F32, F16, Q4_0, Q8_0, Q4_K, Q5_K,
+ * Q6_K: VKP_MATVEC_* order) runs with workgroups of mv_wg (else wg). */
+bool vk_mv_wide(int k);
 VkPipeline vk_pipeline(st_vk_ctx *c, vk_pipe_id id, st_error *err);
 const char *vk_pipe_name(vk_pipe_id id);
 
