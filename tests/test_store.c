@@ -627,71 +627,8 @@ Test(store, session_freed_mid_generation, .init = open_model, .fini = close_mode
  * (the Vulkan path): the copy is made at once, but the buffer counts as
  * being read by the device until host_wait; the reader below fails the test
  * if the store reads into such a buffer (double buffering gone wrong). */
-#define AB_MAX 64
-typedef struct {
-    void *buf[AB_MAX];
-    size_t size[AB_MAX];
-    atomic_int pending[AB_MAX];
-    pthread_mutex_t mu;
-    int n;
-    atomic_int async_uploads, waits, overwrites;
-} async_be;
-static async_be g_ab = {.mu = PTHREAD_MUTEX_INITIALIZER};
-
-static int ab_find(const void *p) {
-    pthread_mutex_lock(&g_ab.mu);
-    int r = -1;
-    for (int i = 0; i < g_ab.n && r < 0; i++)
-        if ((const uint8_t *)p >= (uint8_t *)g_ab.buf[i] && (const uint8_t *)p < (uint8_t *)g_ab.buf[i] + g_ab.size[i]) r = i;
-    pthread_mutex_unlock(&g_ab.mu);
-    return r;
-}
-static void *ab_host_alloc(st_backend *b, size_t n) {
-    (void)b;
-    pthread_mutex_lock(&g_ab.mu);
-    void *p = g_ab.n < AB_MAX ? malloc(n) : NULL;
-    if (p) {
-        g_ab.buf[g_ab.n] = p;
-        g_ab.size[g_ab.n] = n;
-        atomic_store(&g_ab.pending[g_ab.n], 0);
-        g_ab.n++;
-    }
-    pthread_mutex_unlock(&g_ab.mu);
-    return p;
-}
-static bool ab_host_free(st_backend *b, void *p) {
-    (void)b;
-    pthread_mutex_lock(&g_ab.mu);
-    bool mine = false;
-    for (int i = 0; i < g_ab.n && !mine; i++)
-        if (g_ab.buf[i] == p) {
-            cr_assert_eq(atomic_load(&g_ab.pending[i]), 0, "a buffer freed while an upload may read it");
-            free(p);
-            g_ab.n--;
-            g_ab.buf[i] = g_ab.buf[g_ab.n];
-            g_ab.size[i] = g_ab.size[g_ab.n];
-            atomic_store(&g_ab.pending[i], atomic_load(&g_ab.pending[g_ab.n]));
-            mine = true;
-        }
-    pthread_mutex_unlock(&g_ab.mu);
-    return mine;
-}
-static st_status ab_upload_async(st_backend *b, void *slot, size_t off, const void *src, size_t n, st_error *err) {
-    int i = ab_find(src);
-    cr_assert_geq(i, 0, "an async upload from a buffer not from host_alloc");
-    cr_assert_eq(atomic_exchange(&g_ab.pending[i], 1), 0, "an async upload from a buffer still being read");
-    atomic_fetch_add(&g_ab.async_uploads, 1);
-    return tb_upload(b, slot, off, src, n, err);
-}
-static st_status ab_host_wait(st_backend *b, void *buf, st_error *err) {
-    (void)b;
-    (void)err;
-    int i = ab_find(buf);
-    cr_assert_geq(i, 0);
-    atomic_store(&g_ab.pending[i], 0);
-    atomic_fetch_add(&g_ab.waits, 1);
-    return ST_OK;
-}
+#define FA_CHECK(cond, msg) cr_assert(cond, msg)
+#include "fake_async.h"
 static const st_backend_ops ab_ops = {.name = "test-async", .slot_alloc = tb_alloc, .slot_free = tb_free,
                                       .slot_upload = tb_upload, .host_alloc = ab_host_alloc, .host_free = ab_host_free,
                                       .slot_upload_async = ab_upload_async, .host_wait = ab_host_wait};

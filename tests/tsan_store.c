@@ -149,71 +149,11 @@ static st_backend g_be = {&tb_ops};
 /* ---- the same with pinned buffers and asynchronous uploads: a buffer is
  * "being read by the device" from its upload until host_wait; a read into
  * it meanwhile fails the run */
-#define AB_MAX 64
-static struct {
-    pthread_mutex_t mu;
-    void *buf[AB_MAX];
-    size_t size[AB_MAX];
-    atomic_int pending[AB_MAX];
-    int n;
-} g_ab = {.mu = PTHREAD_MUTEX_INITIALIZER};
-static int ab_find(const void *p) {
-    pthread_mutex_lock(&g_ab.mu);
-    int r = -1;
-    for (int i = 0; i < g_ab.n && r < 0; i++)
-        if ((const uint8_t *)p >= (uint8_t *)g_ab.buf[i] && (const uint8_t *)p < (uint8_t *)g_ab.buf[i] + g_ab.size[i]) r = i;
-    pthread_mutex_unlock(&g_ab.mu);
-    return r;
-}
-static bool ab_busy(const void *p) {
-    int i = ab_find(p);
-    return i >= 0 && atomic_load(&g_ab.pending[i]);
-}
-static void *ab_alloc(st_backend *b, size_t n) {
-    (void)b;
-    pthread_mutex_lock(&g_ab.mu);
-    void *p = g_ab.n < AB_MAX ? malloc(n) : NULL;
-    if (p) {
-        g_ab.buf[g_ab.n] = p;
-        g_ab.size[g_ab.n] = n;
-        atomic_store(&g_ab.pending[g_ab.n++], 0);
-    }
-    pthread_mutex_unlock(&g_ab.mu);
-    return p;
-}
-static bool ab_free(st_backend *b, void *p) {
-    (void)b;
-    bool mine = false;
-    pthread_mutex_lock(&g_ab.mu);
-    for (int i = 0; i < g_ab.n && !mine; i++)
-        if (g_ab.buf[i] == p) {
-            CHECK(atomic_load(&g_ab.pending[i]) == 0, "buffer freed while an upload may read it");
-            free(p);
-            g_ab.n--;
-            g_ab.buf[i] = g_ab.buf[g_ab.n];
-            g_ab.size[i] = g_ab.size[g_ab.n];
-            atomic_store(&g_ab.pending[i], atomic_load(&g_ab.pending[g_ab.n]));
-            mine = true;
-        }
-    pthread_mutex_unlock(&g_ab.mu);
-    return mine;
-}
-static st_status ab_upload(st_backend *b, void *slot, size_t off, const void *src, size_t n, st_error *err) {
-    int i = ab_find(src);
-    CHECK(i >= 0, "async upload from a buffer not from host_alloc");
-    CHECK(atomic_exchange(&g_ab.pending[i], 1) == 0, "async upload from a buffer still being read");
-    return tb_upload(b, slot, off, src, n, err);
-}
-static st_status ab_wait(st_backend *b, void *buf, st_error *err) {
-    (void)b; (void)err;
-    int i = ab_find(buf);
-    CHECK(i >= 0, "host_wait on an unknown buffer");
-    atomic_store(&g_ab.pending[i], 0);
-    return ST_OK;
-}
+#define FA_CHECK(cond, msg) CHECK(cond, msg)
+#include "fake_async.h"
 static const st_backend_ops ab_ops = {.name = "tsan-async", .slot_alloc = tb_alloc, .slot_free = tb_free,
-                                      .slot_upload = tb_upload, .host_alloc = ab_alloc, .host_free = ab_free,
-                                      .slot_upload_async = ab_upload, .host_wait = ab_wait};
+                                      .slot_upload = tb_upload, .host_alloc = ab_host_alloc, .host_free = ab_host_free,
+                                      .slot_upload_async = ab_upload_async, .host_wait = ab_host_wait};
 static st_backend g_abe = {&ab_ops};
 
 /* ---- the figures reader */
