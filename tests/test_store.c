@@ -329,6 +329,20 @@ static void check_layer(const st_layer *L, int il) {
     }
 }
 
+/* Three passes over the 8 layers in order, hinting the next, each layer
+ * checked against the file. */
+static void sweep_3(st_store *s) {
+    for (int pass = 0; pass < 3; pass++)
+        for (int il = 0; il < 8; il++) {
+            st_error err = {0};
+            const st_layer *L = st_store_acquire(s, il, &err);
+            cr_assert_not_null(L, "%s", err.msg);
+            st_store_hint(s, il + 1, 0);
+            check_layer(L, il);
+            st_store_release(s, il);
+        }
+}
+
 static st_store_figures figs(const st_store *s) {
     st_store_figures f;
     st_store_get_stats(s, &f);
@@ -355,15 +369,7 @@ Test(store, slots_hold_the_file_bytes, .init = open_model, .fini = close_model, 
                     int up0 = atomic_load(&g_be.uploads);
                     st_store *s = new_store(&c);
                     cr_assert_eq(atomic_load(&g_be.slots), 3);
-                    for (int pass = 0; pass < 3; pass++)
-                        for (int il = 0; il < 8; il++) {
-                            st_error err = {0};
-                            const st_layer *L = st_store_acquire(s, il, &err);
-                            cr_assert_not_null(L, "%s", err.msg);
-                            st_store_hint(s, il + 1, 0);
-                            check_layer(L, il);
-                            st_store_release(s, il);
-                        }
+                    sweep_3(s);
                     st_store_figures f = figs(s);
                     cr_assert_eq(f.acquires, 24);
                     cr_assert(f.peak_resident_bytes <= 3 * f.slot_bytes);
@@ -776,14 +782,7 @@ Test(store, chunked_passes_hold_the_file_bytes, .init = open_model, .fini = clos
             st_store *s = NULL;
             st_error err = {0};
             cr_assert_eq(st_store_new(g_model, &g_abe.base, &c, &s, &err), ST_OK, "%s", err.msg);
-            for (int pass = 0; pass < 3; pass++)
-                for (int il = 0; il < 8; il++) {
-                    const st_layer *L = st_store_acquire(s, il, &err);
-                    cr_assert_not_null(L, "%s", err.msg);
-                    st_store_hint(s, il + 1, 0);
-                    check_layer(L, il);
-                    st_store_release(s, il);
-                }
+            sweep_3(s);
             st_store_figures f = figs(s);
             cr_assert_eq(f.acquires, 24);
             cr_assert_eq(f.errors, 0);
