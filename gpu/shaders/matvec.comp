@@ -336,17 +336,30 @@ void main() {
         for (uint i = lane; i < p.n; i += LANES) acc[0] += wh(rb[0] + 2 * i) * fp16_round(x[xo + i]);
     }
 #elif defined(W_Q8_0)
+    /* unit: a whole 34-byte block as nine aligned words (blocks are only
+     * 2-byte aligned): the words from the one holding the block's first
+     * byte; the scale is that word's low half (the block starts 4-byte
+     * aligned) or high half, the 32 quants the next 8 words, shifted by 16
+     * bits in the first case. Nine 4-byte loads a block instead of twenty
+     * 2-byte ones (the ninth word may reach 2 bytes past the block: the
+     * binding is rounded up to 4 bytes, vk_bind_range) */
     run_prologue();
     uint nb = p.n / 32;
-    for (uint u = lane; u < nb * 4; u += LANES) {
-        uint b = u >> 2, h = u & 3u;
-        uint e = b * 32 + 8 * h;
-        uint y0 = yw(t, e), y1 = yw(t, e + 4);
+    for (uint b = lane; b < nb; b += LANES) {
+        uint yo = (t * p.n + b * 32) >> 4;
+        uvec4 ya = YQ4(yo), yb = YQ4(yo + 1);
         float dy = YD(t * nb + b);
         for (uint k = 0; k < NR; k++) {
-            uint bb = rb[k] + b * 34;
-            int sumi = dot4s(w16x2(bb + 2 + 8 * h), y0) + dot4s(w16x2(bb + 6 + 8 * h), y1);
-            acc[k] += float(sumi) * (wh(bb) * dy);
+            uint bb = rb[k] + b * 34, w0 = bb >> 2;
+            uint U[9];
+            for (uint i = 0; i < 9; i++) U[i] = wu[w0 + i];
+            bool al = (bb & 2u) == 0;
+            float d = unpackHalf2x16(al ? U[0] : U[0] >> 16).x;
+            uint q[8];
+            for (uint j = 0; j < 8; j++) q[j] = al ? (U[j] >> 16) | (U[j + 1] << 16) : U[j + 1];
+            int sumi = dot4s(q[0], ya.x) + dot4s(q[1], ya.y) + dot4s(q[2], ya.z) + dot4s(q[3], ya.w) +
+                       dot4s(q[4], yb.x) + dot4s(q[5], yb.y) + dot4s(q[6], yb.z) + dot4s(q[7], yb.w);
+            acc[k] += float(sumi) * (d * dy);
         }
     }
 #elif defined(W_Q4_0)
