@@ -15,9 +15,11 @@
  *   Q4_K, Q5_K: a quarter super-block (64 weights) with 16-byte loads (144-
  *         and 176-byte blocks keep 16-byte alignment), 4 units per block
  *   Q6_K: 8 positions l of a 128-half (32 weights: ql, ql+32, qh), 8 units
- *         per block, from 16-bit loads (210-byte blocks are 2-byte aligned)
- *   Q8_0: 8 bytes of a 32-block (16-bit loads: 34-byte blocks), 4 units
- *   Q4_0: a 32-block as four words from 16-bit pairs (18-byte blocks)
+ *         per block, 8 bytes at a time as aligned words (210-byte blocks are
+ *         2-byte aligned)
+ *   Q8_0: a 32-block as nine aligned words (34-byte blocks are 2-byte
+ *         aligned: shifted by 16 bits where needed)
+ *   Q4_0: a 32-block as five aligned words (18-byte blocks, likewise)
  *   F32, F16: an element
  * Products of 4 bytes go through sdot4 (common.glsl: the packed integer dot
  * product instruction where the device has it).
@@ -156,6 +158,14 @@ int wsb(uint i) { return bitfieldExtract(int(uint(w8[i])), 0, 8); }
 float wh(uint byte_off) { return half_bits_to_float(uint(w16[byte_off >> 1])); }
 /* 4 bytes from a 2-byte aligned offset */
 uint w16x2(uint byte_off) { uint h = byte_off >> 1; return uint(w16[h]) | (uint(w16[h + 1]) << 16); }
+/* 8 bytes from a 2-byte aligned offset as three aligned words, shifted by
+ * 16 bits when the offset is not 4-byte aligned (no branch: lanes of a
+ * subgroup may differ); the third word lies at most 4 bytes past the 8 */
+uvec2 w8x(uint byte_off) {
+    uint w = byte_off >> 2;
+    uint a = wu[w], b = wu[w + 1], c = wu[w + 2];
+    return (byte_off & 2u) == 0 ? uvec2(a, b) : uvec2((a >> 16) | (b << 16), (b >> 16) | (c << 16));
+}
 /* activation e of token t, an int8 */
 int yq(uint t, uint e) {
     uint i = t * p.n + e;
@@ -376,13 +386,18 @@ void main() {
         for (uint j = 0; j < 8; j++) ysum += sum4(y[j]);
         float dy = YD(t * nb + b);
         for (uint k = 0; k < NR; k++) {
-            uint bb = rb[k] + b * 18;
+            /* the 18-byte block as five aligned words, as Q8_0's */
+            uint bb = rb[k] + b * 18, w0 = bb >> 2;
+            uint U[5];
+            for (uint i = 0; i < 5; i++) U[i] = wu[w0 + i];
+            bool al = (bb & 2u) == 0;
+            float d = unpackHalf2x16(al ? U[0] : U[0] >> 16).x;
             int sumi = -8 * ysum;
             for (uint j = 0; j < 4; j++) {
-                uint q = w16x2(bb + 2 + 4 * j);
+                uint q = al ? (U[j] >> 16) | (U[j + 1] << 16) : U[j + 1];
                 sumi += dot4u(q & 0x0F0F0F0Fu, y[j]) + dot4u((q >> 4) & 0x0F0F0F0Fu, y[4 + j]);
             }
-            acc[k] += float(sumi) * wh(bb) * dy;
+            acc[k] += float(sumi) * d * dy;
         }
     }
 #elif defined(W_Q4_K)
@@ -480,10 +495,15 @@ void main() {
         float dy = YD(t * nb + i);
         for (uint k = 0; k < NR; k++) {
             uint bb = rb[k] + i * 210;
-            uint ql = bb + 64 * half_ + l, qh = bb + 128 + 32 * half_ + l, sc = bb + 192 + 8 * half_ + is;
+            uint ql = bb + 64 * half_ + l, qh = bb + 128 + 32 * half_ + l;
+            /* 8 bytes each of the low nibbles (two places) and the high bits,
+             * and the half's 8 scales (this unit's: bytes is, is+2, is+4,
+             * is+6), as aligned words (210-byte blocks are 2-byte aligned;
+             * 2-byte loads were slower, as for Q8_0) */
+            uvec2 A = w8x(ql), B2 = w8x(ql + 32), C = w8x(qh), SC = w8x(bb + 192 + 8 * half_);
             int s[4];
             for (uint w = 0; w < 2; w++) {
-                uint a = w16x2(ql + 4 * w), b2 = w16x2(ql + 32 + 4 * w), c = w16x2(qh + 4 * w);
+                uint a = A[w], b2 = B2[w], c = C[w];
                 uint q1 = (a & 0x0F0F0F0Fu) | ((c & 0x03030303u) << 4);
                 uint q2 = (b2 & 0x0F0F0F0Fu) | (((c >> 2) & 0x03030303u) << 4);
                 uint q3 = ((a >> 4) & 0x0F0F0F0Fu) | (((c >> 4) & 0x03030303u) << 4);
@@ -493,8 +513,9 @@ void main() {
                 else { s[0] += d1; s[1] += d2; s[2] += d3; s[3] += d4; }
             }
             /* (q - 32) * y summed: the 6-bit values minus 32 times the sum of y */
-            int isum = wsb(sc) * (s[0] - 32 * ys[0]) + wsb(sc + 2) * (s[1] - 32 * ys[1]) +
-                       wsb(sc + 4) * (s[2] - 32 * ys[2]) + wsb(sc + 6) * (s[3] - 32 * ys[3]);
+            int sc0 = bitfieldExtract(int(SC.x), int(8 * is), 8), sc1 = bitfieldExtract(int(SC.x), int(8 * is + 16), 8);
+            int sc2 = bitfieldExtract(int(SC.y), int(8 * is), 8), sc3 = bitfieldExtract(int(SC.y), int(8 * is + 16), 8);
+            int isum = sc0 * (s[0] - 32 * ys[0]) + sc1 * (s[1] - 32 * ys[1]) + sc2 * (s[2] - 32 * ys[2]) + sc3 * (s[3] - 32 * ys[3]);
             acc[k] += (wh(bb + 208) * dy) * float(isum);
         }
     }
