@@ -69,6 +69,7 @@ layout(std430, binding = 1) readonly buffer QS { uint qs[]; };  /* quantized typ
 layout(std430, binding = 1) readonly buffer QS4 { uvec4 qs4[]; };
 layout(std430, binding = 2) readonly buffer D { float yd[]; };
 layout(std430, binding = 3) readonly buffer BS { int bs[]; };
+layout(std430, binding = 3) readonly buffer BS4 { ivec4 bs4[]; };
 layout(std430, binding = 4) buffer O { float o[]; };
 layout(std430, binding = 5) writeonly buffer O1 { float o1[]; };
 layout(std430, binding = 6) writeonly buffer O2 { float o2[]; };
@@ -138,7 +139,8 @@ bool pro_on() { return PRO_N > 32 && p.pro != 0; }
 uint YQW(uint i) { return pro_on() ? sq[i] : qs[i]; }
 uvec4 YQ4(uint i) { return pro_on() ? uvec4(sq[4 * i], sq[4 * i + 1], sq[4 * i + 2], sq[4 * i + 3]) : qs4[i]; }
 float YD(uint i) { return pro_on() ? sd[i] : yd[i]; }
-int YBS(uint i) { return pro_on() ? sbs[i] : bs[i]; }
+/* the four bsums from i (a multiple of 4: a quarter super-block's) in one load */
+ivec4 YBS4(uint i) { return pro_on() ? ivec4(sbs[i], sbs[i + 1], sbs[i + 2], sbs[i + 3]) : bs4[i >> 2]; }
 
 
 /* rows per group: 1 for F32/F16; for the quantized types the host's
@@ -431,7 +433,8 @@ void main() {
             uint u = us[v];
             uint i = u >> 2, q = u & 3u;
             uint g = (t * p.n + i * 256 + 64 * q) / 16;
-            int ysum_lo = YBS(g) + YBS(g + 1), ysum_hi = YBS(g + 2) + YBS(g + 3);
+            ivec4 ys4 = YBS4(g);
+            int ysum_lo = ys4.x + ys4.y, ysum_hi = ys4.z + ys4.w;
             float dy = YD(t * nb + i);
             for (uint k = 0; k < NR; k++) {
                 uvec4 h = hd[2 * k + v], a = qa[2 * k + v], b = qb[2 * k + v];
@@ -460,7 +463,8 @@ void main() {
         uint yo = (t * p.n + e0) >> 4;
         uvec4 ya0 = YQ4(yo), ya1 = YQ4(yo + 1), yb0 = YQ4(yo + 2), yb1 = YQ4(yo + 3);
         uint g = (t * p.n + e0) / 16;
-        int ysum_lo = YBS(g) + YBS(g + 1), ysum_hi = YBS(g + 2) + YBS(g + 3);
+        ivec4 ys4 = YBS4(g);
+        int ysum_lo = ys4.x + ys4.y, ysum_hi = ys4.z + ys4.w;
         float dy = YD(t * nb + i);
         for (uint k = 0; k < NR; k++) {
             uint bq = (rb[k] + i * 176) >> 4;
