@@ -8,16 +8,46 @@
  * bandwidth through the layer store's staging path (the streaming bound),
  * and every mat-vec shader on llama2-7b's shapes (4096 x 4096, 11008 x 4096,
  * 4096 x 11008) as GB/s of weight bytes and as a fraction of the read
- * bandwidth. CMake target vk_microbench (built with the Vulkan backend). */
+ * bandwidth; with "mm", the prompt (mat-mat) kernels instead. CMake target
+ * vk_microbench (built with the Vulkan backend). */
 #include "quant.h"
 #include "vk_backend.h"
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+
+/* `vk_microbench DEV MIB mm [N_TOK]`: the mat-mat (prompt) kernels alone on
+ * llama2-7b's and tinyllama-1.1b's shapes, N_TOK tokens (512), as TFLOPS
+ * (2 x rows x cols x tokens per product). */
+static int bench_mm(int dev, int n_tok) {
+    static const int tlist[] = {ST_TYPE_Q4_K, ST_TYPE_Q6_K, ST_TYPE_Q8_0};
+    static const int shapes[][2] = {{4096, 4096}, {4096, 11008}, {11008, 4096}, {2048, 2048}, {2048, 256}, {2048, 5632}, {5632, 2048}};
+    enum { NT = sizeof tlist / sizeof tlist[0], NS = sizeof shapes / sizeof shapes[0] };
+    int types[NT * NS], cols[NT * NS], rows[NT * NS];
+    double sec[NT * NS];
+    for (int i = 0; i < NT; i++)
+        for (int s = 0; s < NS; s++) {
+            types[i * NS + s] = tlist[i];
+            cols[i * NS + s] = shapes[s][0];
+            rows[i * NS + s] = shapes[s][1];
+        }
+    st_error err = {0};
+    if (st_vk_bench_matvec(dev, NT * NS, types, cols, rows, n_tok, 20, sec, &err)) {
+        fprintf(stderr, "vk_microbench: %s\n", err.msg);
+        return 1;
+    }
+    printf("%-6s %-13s %6s %10s %8s\n", "type", "rows x cols", "tokens", "us/call", "TFLOPS");
+    for (int j = 0; j < NT * NS; j++)
+        printf("%-6s %5dx%-7d %6d %10.1f %8.1f\n", st_type_name((st_type)types[j]), rows[j], cols[j], n_tok, sec[j] * 1e6,
+               2.0 * rows[j] * cols[j] * n_tok / sec[j] / 1e12);
+    return 0;
+}
 
 int main(int argc, char **argv) {
     int dev = argc > 1 ? atoi(argv[1]) : -1;
     uint64_t cb = (argc > 2 ? (uint64_t)atoi(argv[2]) : 1024) << 20;
+    if (argc > 3 && !strcmp(argv[3], "mm")) return bench_mm(dev, argc > 4 ? atoi(argv[4]) : 512);
     st_error err = {0};
     double rd, d2d, h2d, pinned = 0;
     if (st_vk_bench_copy(dev, cb, 10, &rd, &d2d, &h2d, &pinned, &err)) {

@@ -947,13 +947,13 @@ static vk_mm_cfg mm_fit(const VkPhysicalDeviceLimits *l, uint32_t bm, uint32_t b
 }
 
 /* The cooperative-matrix tiles: bm x bn per workgroup, wm x wn (multiples
- * of 16) per subgroup, bk 16 or 32; the workgroup and the shared memory
+ * of 16) per subgroup, bk 16, 32 or 64; the workgroup and the shared memory
  * (two F16 tiles with rows padded by 8 halves, 1 KiB of F32 staging per
  * subgroup) within the device's limits, else not used. */
 static vk_mm_cfg cm_fit(const st_vk_ctx *c, uint32_t bm, uint32_t bn, uint32_t bk, uint32_t wm, uint32_t wn) {
     vk_mm_cfg m = {0};
     const VkPhysicalDeviceLimits *l = &c->props.limits;
-    if (!wm || !wn || wm % 16 || wn % 16 || bm % wm || bn % wn || !(bk == 16 || bk == 32)) return m;
+    if (!wm || !wn || wm % 16 || wn % 16 || bm % wm || bn % wn || !(bk == 16 || bk == 32 || bk == 64)) return m;
     uint64_t subs = (uint64_t)(bm / wm) * (bn / wn), wg = subs * c->subgroup_size;
     uint64_t shared = 2ull * (bk + 8) * (bm + bn) + 1024ull * subs;
     if (wg > l->maxComputeWorkGroupInvocations || wg > l->maxComputeWorkGroupSize[0] || shared > l->maxComputeSharedMemorySize)
@@ -1002,7 +1002,7 @@ static bool cm_probe(VkInstance inst, VkPhysicalDevice pd) {
  * STRATA_VK_MM_CM_TILES = "BMxBNxBKxWMxWN" (cooperative matrices) and
  * STRATA_VK_MATMUL = the smallest batch that uses matmul (0: never). */
 static void mm_setup(st_vk_ctx *c) {
-    static const uint32_t def[2][5] = {{128, 128, 16, 8, 8}, {64, 32, 32, 4, 4}}; /* large, small */
+    static const uint32_t def[2][5] = {{64, 128, 16, 8, 8}, {64, 32, 32, 4, 4}}; /* large, small */
     uint32_t t[2][5];
     memcpy(t, def, sizeof t);
     const char *e = getenv("STRATA_VK_MM_TILES");
@@ -1022,11 +1022,11 @@ static void mm_setup(st_vk_ctx *c) {
                                   v == VK_MM_LARGE ? "large" : "small", t[v][0], t[v][1], t[v][2], t[v][3], t[v][4]);
     }
     if (c->coopmat) {
-        uint32_t m[5] = {128, 128, 32, 64, 32};
+        uint32_t m[5] = {64, 64, 64, 32, 16};
         e = getenv("STRATA_VK_MM_CM_TILES");
         if (e && *e && sscanf(e, "%ux%ux%ux%ux%u", &m[0], &m[1], &m[2], &m[3], &m[4]) != 5) {
             fprintf(stderr, "strata: STRATA_VK_MM_CM_TILES=%s: expected BMxBNxBKxWMxWN; using the defaults\n", e);
-            m[0] = 128, m[1] = 128, m[2] = 32, m[3] = 64, m[4] = 32;
+            m[0] = 64, m[1] = 64, m[2] = 64, m[3] = 32, m[4] = 16;
         }
         c->mm[VK_MM_CM] = cm_fit(c, m[0], m[1], m[2], m[3], m[4]);
         if (!c->mm[VK_MM_CM].ok) {
@@ -1170,13 +1170,16 @@ static st_status ctx_create(int want, st_vk_ctx **out, st_error *err) {
     c->attn_fast = !(getenv("STRATA_VK_ATTN_FAST") && !strcmp(getenv("STRATA_VK_ATTN_FAST"), "0"));
     const char *pc = getenv("STRATA_VK_ATTN_PROMPT_CHUNKS");
     c->attn_prompt_chunks = pc && *pc ? (uint32_t)strtoul(pc, NULL, 10) : 0;
-    /* cooperative matrices: opt-in (STRATA_VK_COOPMAT=1) until measured on
-     * a GPU; with -DSTRATA_VK_CM_EMULATE=ON (tests) matmul_cm.comp is plain
-     * code and needs nothing of the device but subgroups */
+    /* cooperative matrices (tensor cores): wherever the device has them
+     * (STRATA_VK_COOPMAT=0 turns them off: 2.5-3x slower prompts on an
+     * H200); with -DSTRATA_VK_CM_EMULATE=ON (tests) matmul_cm.comp is plain
+     * code that needs nothing of the device but subgroups, opt-in with
+     * STRATA_VK_COOPMAT=1 */
 #ifdef STRATA_VK_CM_EMULATE
     c->coopmat = env_on("STRATA_VK_COOPMAT") && c->subgroup_arith;
 #else
-    c->coopmat = env_on("STRATA_VK_COOPMAT") && c->subgroup_arith && cm_probe(c->inst, c->phys);
+    const char *cme = getenv("STRATA_VK_COOPMAT");
+    c->coopmat = !(cme && !strcmp(cme, "0")) && c->subgroup_arith && cm_probe(c->inst, c->phys);
 #endif
     mm_setup(c);
 

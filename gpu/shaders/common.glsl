@@ -71,9 +71,8 @@ float wg_sum(float v) {
  * limited to 65535 groups on many devices): gx groups per row of the grid. */
 uint group_index(uint gx) { return gl_WorkGroupID.y * gx + gl_WorkGroupID.x; }
 
-float fp16_round(float x) { return unpackHalf2x16(packHalf2x16(vec2(x, 0.0))).x; }
+#include "half.glsl"
 float half_bits_to_float(uint h) { return unpackHalf2x16(h).x; }
-uint float_to_half_bits(float x) { return packHalf2x16(vec2(x, 0.0)) & 0xffffu; }
 
 /* roundf: half away from zero, exactly (no x + 0.5 double rounding) */
 float round_away(float v) {

@@ -70,14 +70,14 @@ void main() {
     [[unroll]] for (uint i = 0; i < NPA; i++) {
         uint a = tid + i * MM_WG;
         wv[i] = a < BM * KP;
-        wr[i] = min(r0 + a % BM, p.nrows - 1);
-        wk[i] = 8 * (a / BM);
+        wr[i] = min(r0 + a / KP, p.nrows - 1);
+        wk[i] = 8 * (a % KP);
     }
     [[unroll]] for (uint i = 0; i < NPB; i++) {
         uint a = tid + i * MM_WG;
         xv[i] = a < BN * KP;
-        xt[i] = min(t0 + a % BN, p.n_tok - 1);
-        xk[i] = 8 * (a / BN);
+        xt[i] = min(t0 + a / KP, p.n_tok - 1);
+        xk[i] = 8 * (a % KP);
     }
 
     vec4 acc[(TM / 4) * TN];
@@ -95,14 +95,14 @@ void main() {
             if (!wv[i]) continue;
             float v[8];
             deq_w(wraw[i], k0 + wk[i], v);
-            uint a = tid + i * MM_WG, m = a % BM;
+            uint a = tid + i * MM_WG, m = a / KP;
             [[unroll]] for (uint e = 0; e < 8; e++) As[(wk[i] + e) * (BM / 4) + m / 4][m & 3u] = v[e];
         }
         [[unroll]] for (uint i = 0; i < NPB; i++) {
             if (!xv[i]) continue;
             float v[8];
             deq_x(xraw[i], v);
-            uint a = tid + i * MM_WG, t = a % BN;
+            uint a = tid + i * MM_WG, t = a / KP;
             [[unroll]] for (uint e = 0; e < 8; e++) Bs[(xk[i] + e) * (BN / 4) + t / 4][t & 3u] = v[e];
         }
         barrier();

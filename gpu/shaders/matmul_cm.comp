@@ -8,7 +8,7 @@
  *
  * A workgroup of MM_WG invocations (MM_WG / SG subgroups) computes BM rows
  * x BN tokens; each subgroup a WM x WN part of it as (WM/16) x (WN/16)
- * accumulator fragments. K goes in steps of BK (16 or 32): the workgroup
+ * accumulator fragments. K goes in steps of BK (16, 32 or 64): the workgroup
  * dequantizes the weight tile and the activation tile (mm_load.glsl, the
  * same pieces and arithmetic as matmul.comp) to F16 in shared memory, both
  * k-contiguous (As[m][k], Bs[t][k], rows padded by 8 halves so that the
@@ -44,11 +44,11 @@
 
 layout(constant_id = 1) const uint SG = 32;    /* the device's subgroup size */
 layout(constant_id = 3) const uint MM_WG = 256;
-layout(constant_id = 4) const uint BM = 128;   /* rows per tile */
-layout(constant_id = 5) const uint BN = 128;   /* tokens per tile */
-layout(constant_id = 6) const uint BK = 32;    /* k per step: 16 or 32 */
-layout(constant_id = 7) const uint WM = 64;    /* rows per subgroup: a multiple of 16 */
-layout(constant_id = 8) const uint WN = 32;    /* tokens per subgroup: a multiple of 16 */
+layout(constant_id = 4) const uint BM = 64;    /* rows per tile */
+layout(constant_id = 5) const uint BN = 64;    /* tokens per tile */
+layout(constant_id = 6) const uint BK = 64;    /* k per step: 16, 32 or 64 */
+layout(constant_id = 7) const uint WM = 32;    /* rows per subgroup: a multiple of 16 */
+layout(constant_id = 8) const uint WN = 16;    /* tokens per subgroup: a multiple of 16 */
 layout(local_size_x_id = 3) in;
 
 #include "mm_load.glsl"
@@ -78,10 +78,19 @@ float tile_h(bool b, uint h) {
 #define UNROLL [[unroll]]
 #endif
 
+#ifdef CM_EMULATE
 uvec4 pack8(float v[8]) {
     return uvec4(packHalf2x16(vec2(v[0], v[1])), packHalf2x16(vec2(v[2], v[3])), packHalf2x16(vec2(v[4], v[5])),
                  packHalf2x16(vec2(v[6], v[7])));
 }
+#else
+/* F16 conversions (round to nearest even), not packHalf2x16 (NVIDIA's
+ * rounds otherwise: a bias towards zero in every product) */
+uvec4 pack8(float v[8]) {
+    return uvec4(packFloat2x16(f16vec2(v[0], v[1])), packFloat2x16(f16vec2(v[2], v[3])), packFloat2x16(f16vec2(v[4], v[5])),
+                 packFloat2x16(f16vec2(v[6], v[7])));
+}
+#endif
 
 void main() {
     uint tid = gl_LocalInvocationID.x;
@@ -96,14 +105,14 @@ void main() {
     [[unroll]] for (uint i = 0; i < NPA; i++) {
         uint a = tid + i * MM_WG;
         wv[i] = a < BM * KP;
-        wr[i] = min(r0 + a % BM, p.nrows - 1);
-        wk[i] = 8 * (a / BM);
+        wr[i] = min(r0 + a / KP, p.nrows - 1);
+        wk[i] = 8 * (a % KP);
     }
     [[unroll]] for (uint i = 0; i < NPB; i++) {
         uint a = tid + i * MM_WG;
         xv[i] = a < BN * KP;
-        xt[i] = min(t0 + a % BN, p.n_tok - 1);
-        xk[i] = 8 * (a / BN);
+        xt[i] = min(t0 + a / KP, p.n_tok - 1);
+        xk[i] = 8 * (a % KP);
     }
 
 #ifdef CM_EMULATE
@@ -115,11 +124,13 @@ void main() {
     [[unroll]] for (uint i = 0; i < FM * FN; i++) acc[i] = fcoopmatNV<32, gl_ScopeSubgroup, 16, 16>(0.0);
 #endif
 
+    /* BK = 64 need not divide n (a Q8_0 row of 7 blocks): pieces at k >= n
+     * are not read and count as zeros */
     uint wraw[NPA][WRAW], xraw[NPB][XRAW];
     [[unroll]] for (uint i = 0; i < NPA; i++)
-        if (wv[i]) fetch_w(wr[i], wk[i], wraw[i]);
+        if (wv[i] && wk[i] < p.n) fetch_w(wr[i], wk[i], wraw[i]);
     [[unroll]] for (uint i = 0; i < NPB; i++)
-        if (xv[i]) fetch_x(xt[i], xk[i], xraw[i]);
+        if (xv[i] && xk[i] < p.n) fetch_x(xt[i], xk[i], xraw[i]);
 
     for (uint k0 = 0; k0 < p.n; k0 += BK) {
         barrier();
@@ -127,20 +138,22 @@ void main() {
             if (!wv[i]) continue;
             float v[8];
             deq_w(wraw[i], k0 + wk[i], v);
-            As[((tid + i * MM_WG) % BM) * RS + wk[i] / 8] = pack8(v);
+            if (k0 + wk[i] >= p.n) v = float[8](0, 0, 0, 0, 0, 0, 0, 0);
+            As[((tid + i * MM_WG) / KP) * RS + wk[i] / 8] = pack8(v);
         }
         [[unroll]] for (uint i = 0; i < NPB; i++) {
             if (!xv[i]) continue;
             float v[8];
             deq_x(xraw[i], v);
-            Bs[((tid + i * MM_WG) % BN) * RS + xk[i] / 8] = pack8(v);
+            if (k0 + xk[i] >= p.n) v = float[8](0, 0, 0, 0, 0, 0, 0, 0);
+            Bs[((tid + i * MM_WG) / KP) * RS + xk[i] / 8] = pack8(v);
         }
         barrier();
         if (k0 + BK < p.n) {
             [[unroll]] for (uint i = 0; i < NPA; i++)
-                if (wv[i]) fetch_w(wr[i], k0 + BK + wk[i], wraw[i]);
+                if (wv[i] && k0 + BK + wk[i] < p.n) fetch_w(wr[i], k0 + BK + wk[i], wraw[i]);
             [[unroll]] for (uint i = 0; i < NPB; i++)
-                if (xv[i]) fetch_x(xt[i], k0 + BK + xk[i], xraw[i]);
+                if (xv[i] && k0 + BK + xk[i] < p.n) fetch_x(xt[i], k0 + BK + xk[i], xraw[i]);
         }
         UNROLL for (uint kk = 0; kk < BK / 16; kk++) {
 #ifdef CM_EMULATE

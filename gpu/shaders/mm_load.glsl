@@ -28,7 +28,7 @@ layout(push_constant) uniform P {
     uint n_tok;
 } p;
 
-float fp16_round(float v) { return unpackHalf2x16(packHalf2x16(vec2(v, 0.0))).x; }
+#include "half.glsl"
 float wh(uint byte_off) { return unpackHalf2x16(uint(w16[byte_off >> 1])).x; }
 /* 4 bytes from a 2-byte aligned offset */
 uint w16x2(uint byte_off) { uint h = byte_off >> 1; return uint(w16[h]) | (uint(w16[h + 1]) << 16); }
