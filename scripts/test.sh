@@ -3,12 +3,23 @@
 # Then (docs/HARDENING.md): the same suite built with AddressSanitizer +
 # UndefinedBehaviorSanitizer in build-san/, and each libFuzzer target
 # (tests/fuzz/) for STRATA_FUZZ_SECONDS (default 30) through scripts/fuzz.sh.
-# STRATA_SAN=0 / STRATA_FUZZ_SECONDS=0 skip those two stages.
+# STRATA_SAN=0 / STRATA_FUZZ_SECONDS=0 skip those two stages. Before them,
+# the tensor-core kernel's emulation build (build-cm/, STRATA_CM=0 skips it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j"$(nproc)"
 (cd build && ctest --output-on-failure -j1 "$@")
+
+# The cooperative-matrix (tensor-core) prompt kernel, which NVIDIA cards run
+# by default: lavapipe lacks the extension, so build-cm/ compiles it with the
+# three cooperative-matrix operations emulated (docs/VULKAN.md) and runs the
+# kernel tests and the bundled model through it. STRATA_CM=0 skips it.
+if [ "${STRATA_CM:-1}" != 0 ] && command -v glslangValidator >/dev/null; then
+  cmake -S . -B build-cm -DCMAKE_BUILD_TYPE=Release -DSTRATA_VK_CM_EMULATE=ON >/dev/null
+  cmake --build build-cm -j"$(nproc)" --target test_vulkan
+  (cd build-cm && ctest --output-on-failure -j1 -R '^test_vulkan_cm_')
+fi
 
 if [ "${STRATA_SAN:-1}" != 0 ]; then
   # ThreadSanitizer cannot be combined with ASan: the tsan tests run in build/.
