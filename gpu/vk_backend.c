@@ -583,17 +583,23 @@ static uint32_t matvec_rows(const vk_be *be, st_type t) {
 
 /* Prompt batches of at least c->mm_min_tok tokens use matmul.comp: the
  * large tiles from half a large tile's tokens on (the cooperative-matrix
- * kernel instead where enabled, not for F32 weights), else the small ones
- * (where they fit the device). -1: the mat-vec kernel. */
-static int matmul_variant(const st_vk_ctx *c, st_type t, int n_tok) {
+ * kernel instead where enabled, not for F32 weights: its small tiles for
+ * products of at most 256 rows, whose large tiles would leave most of the
+ * GPU idle), else the small ones (where they fit the device). -1: the
+ * mat-vec kernel. */
+static int matmul_variant(const st_vk_ctx *c, st_type t, int64_t nrows, int n_tok) {
     if (c->mm_min_tok == 0 || n_tok < (int)c->mm_min_tok) return -1;
-    if (c->coopmat && t != ST_TYPE_F32 && n_tok >= (int)(c->mm[VK_MM_CM].bn / 2)) return VK_MM_CM;
+    if (c->coopmat && t != ST_TYPE_F32 && n_tok >= (int)(c->mm[VK_MM_CM].bn / 2))
+        return nrows <= 256 && c->mm[VK_MM_CM_S].ok ? VK_MM_CM_S : VK_MM_CM;
     if (c->mm[VK_MM_LARGE].ok && (n_tok >= (int)(c->mm[VK_MM_LARGE].bn / 2) || !c->mm[VK_MM_SMALL].ok)) return VK_MM_LARGE;
     return c->mm[VK_MM_SMALL].ok ? VK_MM_SMALL : -1;
 }
 
 static vk_pipe_id matmul_pipe(st_type t, int variant) {
-    int base = variant == VK_MM_SMALL ? VKP_MATMUL_S_F32 : variant == VK_MM_CM ? VKP_MATMUL_CM_F32 : VKP_MATMUL_F32;
+    int base = variant == VK_MM_SMALL  ? VKP_MATMUL_S_F32
+               : variant == VK_MM_CM   ? VKP_MATMUL_CM_F32
+               : variant == VK_MM_CM_S ? VKP_MATMUL_CMS_F32
+                                       : VKP_MATMUL_F32;
     return (vk_pipe_id)(base + (int)matvec_pipe(t) - VKP_MATVEC_F32);
 }
 
@@ -678,7 +684,7 @@ static void mv_binds(vk_be *be, vk_bind *b, const vk_bind *o1, const vk_bind *o2
 static st_status rec_matvec_e(vk_be *be, VkCommandBuffer cb, const st_tensor *w, const dev_tensor *dw, const vk_alloc *xin,
                               const vk_bind *ob, uint32_t o_off, uint32_t o_stride, bool add, int n_tok, bool bar,
                               const mv_epi *e, const mv_pro *pr, st_error *err) {
-    int v = matmul_variant(be->c, w->type, n_tok);
+    int v = matmul_variant(be->c, w->type, w->ne1, n_tok);
     if (v >= 0) pr = NULL;
     VkPipeline p;
     st_status rc = pipe(be, v >= 0 ? matmul_pipe(w->type, v) : matvec_epi_pipe(w->type, e ? e->epi : 0, pr && pr->mode), &p, err);
@@ -726,7 +732,7 @@ static st_status rec_matvec_group(vk_be *be, VkCommandBuffer cb, int n, const st
                                   const vk_bind *ob, const uint32_t *o_stride, int n_tok, const mv_epi *e, const mv_pro *pr,
                                   bool *done, st_error *err) {
     *done = false;
-    if (matmul_variant(be->c, w[0]->type, n_tok) >= 0) return ST_OK;
+    if (matmul_variant(be->c, w[0]->type, w[0]->ne1, n_tok) >= 0) return ST_OK;
     /* the pair-of-rows epilogue needs the pairs in one group (NR even: the
      * quantized types) */
     if (e && e->epi == 1 && matvec_nr(be, w[0]->type) % 2) return ST_OK;
@@ -1613,11 +1619,11 @@ st_status st_vk_test_matvec(int device, int type, const void *w, int ncols, int 
     return rc;
 }
 
-const char *st_vk_test_kernel(int device, int type, int n_tok) {
+const char *st_vk_test_kernel(int device, int type, int nrows, int n_tok) {
     st_vk_ctx *c = NULL;
     st_error err = {0};
     if (vk_ctx_get(device, &c, &err)) return NULL;
-    int v = matmul_variant(c, (st_type)type, n_tok);
+    int v = matmul_variant(c, (st_type)type, nrows, n_tok);
     const char *name = vk_pipe_name(v >= 0 ? matmul_pipe((st_type)type, v) : matvec_pipe((st_type)type));
     vk_ctx_put(c);
     return name;

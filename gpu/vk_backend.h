@@ -34,9 +34,10 @@ bool st_vk_backend_figures_get(st_backend *b, st_vk_backend_figures *out);
 st_status st_vk_test_matvec(int device, int type, const void *w, int ncols, int nrows, const float *x, int n_tok,
                             float *out, st_error *err);
 /* The kernel (pipeline name: "matvec_q4_k", "matmul_s_q4_k",
- * "matmul_cm_q4_k", ...) that rec_matvec uses for a weight of `type` and a
- * batch of n_tok tokens on `device`; NULL if the device cannot be opened. */
-const char *st_vk_test_kernel(int device, int type, int n_tok);
+ * "matmul_cm_q4_k", ...) that rec_matvec uses for a weight of `type` with
+ * nrows rows and a batch of n_tok tokens on `device`; NULL if the device
+ * cannot be opened. */
+const char *st_vk_test_kernel(int device, int type, int nrows, int n_tok);
 /* out[t] = rmsnorm(x[t]) * w, w F32 */
 st_status st_vk_test_rmsnorm(int device, const float *x, const float *w, int n, int n_tok, float eps, float *out,
                              st_error *err);

@@ -35,17 +35,21 @@ static const char *const pipe_names[VKP_COUNT] = {
     "matvec_pe1_f32", "matvec_pe1_f16", "matvec_pe1_q4_0", "matvec_pe1_q8_0",
     "matvec_pe1_q4_k", "matvec_pe1_q5_k", "matvec_pe1_q6_k",
     "act_w",
+    "matmul_cms_f32", "matmul_cms_f16", "matmul_cms_q4_0", "matmul_cms_q8_0",
+    "matmul_cms_q4_k", "matmul_cms_q5_k", "matmul_cms_q6_k",
 };
 
 const char *vk_pipe_name(vk_pipe_id id) { return id < VKP_COUNT ? pipe_names[id] : "?"; }
 
 /* The SPIR-V of a pipeline: its own name, except the small-tile matmuls
- * (the large ones' code with other specialization constants) and the
+ * and the cooperative-matrix ones with small tiles (the same code with
+ * other specialization constants) and the
  * mat-vec epilogue (the mat-vec's code with EPI set). */
 static const char *pipe_spirv(vk_pipe_id id) {
     if (id >= VKP_MATMUL_S_F32 && id <= VKP_MATMUL_S_Q6_K) return pipe_names[id - VKP_MATMUL_S_F32 + VKP_MATMUL_F32];
     if (id >= VKP_MATVEC_E1_F32 && id <= VKP_MATVEC_PE1_Q6_K) return pipe_names[(id - VKP_MATVEC_E1_F32) % 7 + VKP_MATVEC_F32];
     if (id == VKP_ACT_W) return pipe_names[VKP_ACT];
+    if (id >= VKP_MATMUL_CMS_F32) return pipe_names[id - VKP_MATMUL_CMS_F32 + VKP_MATMUL_CM_F32];
     return pipe_names[id];
 }
 
@@ -763,7 +767,8 @@ VkPipeline vk_pipeline(st_vk_ctx *c, vk_pipe_id id, st_error *err) {
         goto out;
     }
     /* 0-2: every shader (common.glsl); 3-8: matmul.comp's tiles */
-    const vk_mm_cfg *mm = &c->mm[id >= VKP_MATMUL_CM_F32                             ? VK_MM_CM
+    const vk_mm_cfg *mm = &c->mm[id >= VKP_MATMUL_CMS_F32                            ? VK_MM_CM_S
+                                 : id >= VKP_MATMUL_CM_F32                           ? VK_MM_CM
                                  : id >= VKP_MATMUL_S_F32 && id <= VKP_MATMUL_S_Q6_K ? VK_MM_SMALL
                                                                                       : VK_MM_LARGE];
     /* 9: matvec.comp's epilogue, 10: its rows per group, 11: its prologue's
@@ -947,15 +952,17 @@ static vk_mm_cfg mm_fit(const VkPhysicalDeviceLimits *l, uint32_t bm, uint32_t b
 }
 
 /* The cooperative-matrix tiles: bm x bn per workgroup, wm x wn (multiples
- * of 16) per subgroup, bk 16, 32 or 64; the workgroup and the shared memory
- * (two F16 tiles with rows padded by 8 halves, 1 KiB of F32 staging per
- * subgroup) within the device's limits, else not used. */
+ * of 16) per subgroup, bk 16, 32, 64 or 128; the workgroup and the shared
+ * memory (two F16 tiles with rows padded by 8 halves, large enough to stage
+ * 1 KiB of F32 results per subgroup) within the device's limits, else not
+ * used. */
 static vk_mm_cfg cm_fit(const st_vk_ctx *c, uint32_t bm, uint32_t bn, uint32_t bk, uint32_t wm, uint32_t wn) {
     vk_mm_cfg m = {0};
     const VkPhysicalDeviceLimits *l = &c->props.limits;
-    if (!wm || !wn || wm % 16 || wn % 16 || bm % wm || bn % wn || !(bk == 16 || bk == 32 || bk == 64)) return m;
+    if (!wm || !wn || wm % 16 || wn % 16 || bm % wm || bn % wn || !(bk == 16 || bk == 32 || bk == 64 || bk == 128)) return m;
     uint64_t subs = (uint64_t)(bm / wm) * (bn / wn), wg = subs * c->subgroup_size;
-    uint64_t shared = 2ull * (bk + 8) * (bm + bn) + 1024ull * subs;
+    uint64_t shared = 2ull * (bk + 8) * (bm + bn);   /* the tiles, which also stage the results: 1 KiB a subgroup */
+    if (1024ull * subs > shared) return m;
     if (wg > l->maxComputeWorkGroupInvocations || wg > l->maxComputeWorkGroupSize[0] || shared > l->maxComputeSharedMemorySize)
         return m;
     return (vk_mm_cfg){(uint32_t)wg, bm, bn, bk, wm, wn, true};
@@ -1022,16 +1029,29 @@ static void mm_setup(st_vk_ctx *c) {
                                   v == VK_MM_LARGE ? "large" : "small", t[v][0], t[v][1], t[v][2], t[v][3], t[v][4]);
     }
     if (c->coopmat) {
-        uint32_t m[5] = {64, 64, 64, 32, 16};
+        /* large: the first of these that fits (64 x 128 needs 512
+         * invocations and 27 KiB); small (products of at most 256 rows:
+         * tinyllama's K and V, 28 vs 61 us on the H100) */
+        static const uint32_t cdef[3][5] = {{64, 128, 64, 32, 16}, {64, 64, 64, 32, 16}, {32, 32, 64, 16, 16}};
+        uint32_t m[2][5];
+        memcpy(m[0], cdef[0], sizeof m[0]);
+        memcpy(m[1], cdef[2], sizeof m[1]);
         e = getenv("STRATA_VK_MM_CM_TILES");
-        if (e && *e && sscanf(e, "%ux%ux%ux%ux%u", &m[0], &m[1], &m[2], &m[3], &m[4]) != 5) {
-            fprintf(stderr, "strata: STRATA_VK_MM_CM_TILES=%s: expected BMxBNxBKxWMxWN; using the defaults\n", e);
-            m[0] = 64, m[1] = 64, m[2] = 64, m[3] = 32, m[4] = 16;
+        int n = e && *e ? sscanf(e, "%ux%ux%ux%ux%u,%ux%ux%ux%ux%u", &m[0][0], &m[0][1], &m[0][2], &m[0][3], &m[0][4], &m[1][0], &m[1][1],
+                                 &m[1][2], &m[1][3], &m[1][4])
+                        : 0;
+        if (e && *e && n != 5 && n != 10) {
+            fprintf(stderr, "strata: STRATA_VK_MM_CM_TILES=%s: expected BMxBNxBKxWMxWN[,BMxBNxBKxWMxWN]; using the defaults\n", e);
+            n = 0;
         }
-        c->mm[VK_MM_CM] = cm_fit(c, m[0], m[1], m[2], m[3], m[4]);
+        if (n == 0) memcpy(m[0], cdef[0], sizeof m[0]);
+        if (n != 10) memcpy(m[1], cdef[2], sizeof m[1]);
+        c->mm[VK_MM_CM] = cm_fit(c, m[0][0], m[0][1], m[0][2], m[0][3], m[0][4]);
+        if (!c->mm[VK_MM_CM].ok && n == 0) c->mm[VK_MM_CM] = cm_fit(c, cdef[1][0], cdef[1][1], cdef[1][2], cdef[1][3], cdef[1][4]);
+        c->mm[VK_MM_CM_S] = cm_fit(c, m[1][0], m[1][1], m[1][2], m[1][3], m[1][4]);
         if (!c->mm[VK_MM_CM].ok) {
-            fprintf(stderr, "strata: vulkan: cooperative-matrix tiles %ux%ux%ux%ux%u do not fit this device: not used\n", m[0], m[1],
-                    m[2], m[3], m[4]);
+            fprintf(stderr, "strata: vulkan: cooperative-matrix tiles %ux%ux%ux%ux%u do not fit this device: not used\n", m[0][0], m[0][1],
+                    m[0][2], m[0][3], m[0][4]);
             c->coopmat = false;
         }
     }

@@ -40,6 +40,10 @@ typedef enum {
     VKP_MATVEC_PE1_F32, VKP_MATVEC_PE1_F16, VKP_MATVEC_PE1_Q4_0, VKP_MATVEC_PE1_Q8_0,
     VKP_MATVEC_PE1_Q4_K, VKP_MATVEC_PE1_Q5_K, VKP_MATVEC_PE1_Q6_K,
     VKP_ACT_W,  /* act with the mat-vec's workgroup size (bit-identical to the prologue) */
+    /* matmul_cm.comp with the small tiles (mm[VK_MM_CM_S]: products of few
+     * rows); only created when c->coopmat */
+    VKP_MATMUL_CMS_F32, VKP_MATMUL_CMS_F16, VKP_MATMUL_CMS_Q4_0, VKP_MATMUL_CMS_Q8_0,
+    VKP_MATMUL_CMS_Q4_K, VKP_MATMUL_CMS_Q5_K, VKP_MATMUL_CMS_Q6_K,
     VKP_COUNT
 } vk_pipe_id;
 
@@ -56,7 +60,7 @@ typedef struct vk_mm_cfg {
     uint32_t wg, bm, bn, bk, tm, tn;
     bool ok;
 } vk_mm_cfg;
-enum { VK_MM_LARGE, VK_MM_SMALL, VK_MM_CM, VK_MM_N };
+enum { VK_MM_LARGE, VK_MM_SMALL, VK_MM_CM, VK_MM_CM_S, VK_MM_N };
 #define VK_PUSH_BYTES 128
 #define VK_PROF_MAX 4096
 #define VK_STAGING_SLOTS 4

@@ -60,16 +60,21 @@ const uint RS = (BK + 8) / 8;                    /* a padded row of the tiles, i
 const uint FM = WM / 16, FN = WN / 16;           /* fragments per subgroup */
 const uint SUBS = MM_WG / SG;
 
-shared uvec4 As[BM * RS];
-shared uvec4 Bs[BN * RS];
-shared float Cs[SUBS * 256];
+/* the weight tile (BM rows from 0) and the activation tile (BN tokens from
+ * BO) in one array, which also stages the results at the end (16 x 16 F32
+ * = 64 uvec4 per subgroup; the host checks SUBS * 64 <= (BM + BN) * RS):
+ * one allocation of shared memory, not two (32 KiB on lavapipe) */
+const uint BO = BM * RS;
+shared uvec4 T[(BM + BN) * RS];
+#define As(i) T[i]
+#define Bs(i) T[BO + (i)]
 
 #ifdef CM_EMULATE
 #define UNROLL /* plain loops: lavapipe compiles fully unrolled emulation slowly */
 const uint NE = 256 / SG;  /* accumulator elements per lane */
 /* half h of a tile of uvec4s (8 halves each) */
 float tile_h(bool b, uint h) {
-    uvec4 q = b ? Bs[h / 8] : As[h / 8];
+    uvec4 q = b ? Bs(h / 8) : As(h / 8);
     return unpackHalf2x16(q[(h & 7u) / 2] >> (16 * (h & 1u))).x;
 }
 #endif
@@ -139,14 +144,14 @@ void main() {
             float v[8];
             deq_w(wraw[i], k0 + wk[i], v);
             if (k0 + wk[i] >= p.n) v = float[8](0, 0, 0, 0, 0, 0, 0, 0);
-            As[((tid + i * MM_WG) / KP) * RS + wk[i] / 8] = pack8(v);
+            As(((tid + i * MM_WG) / KP) * RS + wk[i] / 8) = pack8(v);
         }
         [[unroll]] for (uint i = 0; i < NPB; i++) {
             if (!xv[i]) continue;
             float v[8];
             deq_x(xraw[i], v);
             if (k0 + xk[i] >= p.n) v = float[8](0, 0, 0, 0, 0, 0, 0, 0);
-            Bs[((tid + i * MM_WG) / KP) * RS + xk[i] / 8] = pack8(v);
+            Bs(((tid + i * MM_WG) / KP) * RS + xk[i] / 8) = pack8(v);
         }
         barrier();
         if (k0 + BK < p.n) {
@@ -170,23 +175,27 @@ void main() {
                 }
 #else
             fcoopmatNV<16, gl_ScopeSubgroup, 16, 16> fa[FM];
-            [[unroll]] for (uint i = 0; i < FM; i++) coopMatLoadNV(fa[i], As, (wm0 + 16 * i) * RS + 2 * kk, RS, false);
+            [[unroll]] for (uint i = 0; i < FM; i++) coopMatLoadNV(fa[i], T, (wm0 + 16 * i) * RS + 2 * kk, RS, false);
             [[unroll]] for (uint j = 0; j < FN; j++) {
                 fcoopmatNV<16, gl_ScopeSubgroup, 16, 16> fb;
-                coopMatLoadNV(fb, Bs, (wn0 + 16 * j) * RS + 2 * kk, RS, true);
+                coopMatLoadNV(fb, T, BO + (wn0 + 16 * j) * RS + 2 * kk, RS, true);
                 [[unroll]] for (uint i = 0; i < FM; i++) acc[j * FM + i] = coopMatMulAddNV(fa[i], fb, acc[j * FM + i]);
             }
 #endif
         }
     }
 
-    /* fragment (m, t) -> Cs[sg * 256 + t * 16 + m] -> o */
+    /* fragment (m, t) -> float t * 16 + m of the subgroup's 64 uvec4 of T -> o */
+    barrier(); /* every subgroup is done with the tiles */
     UNROLL for (uint j = 0; j < FN; j++)
         UNROLL for (uint i = 0; i < FM; i++) {
 #ifdef CM_EMULATE
-            for (uint q = 0; q < NE; q++) Cs[sg * 256 + lane + SG * q] = acc[j * FM + i][q];
+            for (uint q = 0; q < NE; q++) {
+                uint e = lane + SG * q;
+                T[sg * 64 + e / 4][e & 3u] = floatBitsToUint(acc[j * FM + i][q]);
+            }
 #else
-            coopMatStoreNV(acc[j * FM + i], Cs, sg * 256, 16, true);
+            coopMatStoreNV(acc[j * FM + i], T, sg * 64, 4, true);
 #endif
             subgroupMemoryBarrierShared();
             subgroupBarrier();
@@ -194,7 +203,7 @@ void main() {
                 uint r = r0 + wm0 + 16 * i + (e & 15u), t = t0 + wn0 + 16 * j + e / 16;
                 if (r < p.nrows && t < p.n_tok) {
                     uint oi = p.o_off + t * p.o_stride + r;
-                    float v = Cs[sg * 256 + e];
+                    float v = uintBitsToFloat(T[sg * 64 + e / 4][e & 3u]);
                     o[oi] = p.add != 0 ? o[oi] + v : v;
                 }
             }
