@@ -959,20 +959,9 @@ static st_status rec_layer(vk_be *be, VkCommandBuffer cb, int il, const st_layer
         vk_bind bd[7] = {bb[0], bb[1], bb[2], bb[3], bb[4], bb[5], vk_bind_all(&be->dyn)};
         vk_dispatch(c, cb, p, bd, 7, &pc, sizeof pc, gx, gy, 1);
     }
-    /* attention: prompt batches of 16+ tokens with an F16 cache, 16
-     * tokens of a head a workgroup (attn_mq.comp: each key and value row
-     * read once for 16 queries); otherwise one workgroup per (head, token,
-     * chunk of positions), the chunking and the group count from dyn
-     * (attn_chunks), the last chunk of a head merging the chunks */
-    uint32_t hd_ = (uint32_t)hp->head_dim;
-    if (T >= 16 && c->attn_mq && !be->kv_f32 && hd_ % 8 == 0 && hd_ <= 128 && (kskip / be->kv_elt) % 8 == 0 && DKV % 8 == 0) {
-        if ((rc = pipe(be, VKP_ATTN_MQ, &p, err))) return rc;
-        vk_bind bb[6] = {vk_bind_all(&be->q), kcb, vcb, vk_bind_all(&be->xb), vk_bind_all(&be->part), vk_bind_all(&be->dyn)};
-        struct { uint32_t n_head, n_head_kv, head_dim, q_off, q_stride, kv_off, kv_stride, o_off, o_stride, n_tok; float scale; } pc = {
-            (uint32_t)hp->n_head, (uint32_t)hp->n_head_kv, hd_, 0, D, (uint32_t)(kskip / be->kv_elt), DKV, 0, D, (uint32_t)T,
-            1.0f / sqrtf((float)hp->head_dim)};
-        vk_dispatch(c, cb, p, bb, 6, &pc, sizeof pc, (uint32_t)hp->n_head, ((uint32_t)T + 15) / 16, 1);
-    } else {
+    /* attention: one workgroup per (head, token, chunk of positions); the
+     * chunking and the group count come from dyn (attn_chunks); the last
+     * chunk of a head merges the chunks */
     if ((rc = pipe(be, VKP_ATTN, &p, err))) return rc;
     {
         uint32_t hd = (uint32_t)hp->head_dim, nh = (uint32_t)hp->n_head;
@@ -985,7 +974,6 @@ static st_status rec_layer(vk_be *be, VkCommandBuffer cb, int il, const st_layer
         uint32_t vec = be->kv_f32 ? 4 : 8;  /* elements per 16 bytes */
         pc.vec_ok = (pc.kv_off % vec == 0 && DKV % vec == 0 && hd % vec == 0) ? (c->attn_fast ? 2u : 1u) : 0u;
         vk_dispatch_indirect(c, cb, p, bb, 7, &pc, sizeof pc, be->dyn.buf, be->dyn.off + DYN_IND * 4);
-    }
     }
     vk_bind xbind = vk_bind_all(&be->x);
     /* the output projection, the attention's output quantized in its

@@ -34,7 +34,7 @@ static const char *const pipe_names[VKP_COUNT] = {
     "matvec_p_q4_k", "matvec_p_q5_k", "matvec_p_q6_k",
     "matvec_pe1_f32", "matvec_pe1_f16", "matvec_pe1_q4_0", "matvec_pe1_q8_0",
     "matvec_pe1_q4_k", "matvec_pe1_q5_k", "matvec_pe1_q6_k",
-    "act_w", "attn_mq",
+    "act_w",
     "matmul_cms_f32", "matmul_cms_f16", "matmul_cms_q4_0", "matmul_cms_q8_0",
     "matmul_cms_q4_k", "matmul_cms_q5_k", "matmul_cms_q6_k",
 };
@@ -1188,7 +1188,6 @@ static st_status ctx_create(int want, st_vk_ctx **out, st_error *err) {
     const char *pmo = getenv("STRATA_VK_PRO_MODES");
     c->pro_modes = pmo && *pmo ? (uint32_t)strtoul(pmo, NULL, 10) : 15;
     c->attn_fast = !(getenv("STRATA_VK_ATTN_FAST") && !strcmp(getenv("STRATA_VK_ATTN_FAST"), "0"));
-    c->attn_mq = !(getenv("STRATA_VK_ATTN_MQ") && !strcmp(getenv("STRATA_VK_ATTN_MQ"), "0"));
     const char *pc = getenv("STRATA_VK_ATTN_PROMPT_CHUNKS");
     c->attn_prompt_chunks = pc && *pc ? (uint32_t)strtoul(pc, NULL, 10) : 0;
     /* cooperative matrices (tensor cores): wherever the device has them

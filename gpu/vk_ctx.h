@@ -40,7 +40,6 @@ typedef enum {
     VKP_MATVEC_PE1_F32, VKP_MATVEC_PE1_F16, VKP_MATVEC_PE1_Q4_0, VKP_MATVEC_PE1_Q8_0,
     VKP_MATVEC_PE1_Q4_K, VKP_MATVEC_PE1_Q5_K, VKP_MATVEC_PE1_Q6_K,
     VKP_ACT_W,  /* act with the mat-vec's workgroup size (bit-identical to the prologue) */
-    VKP_ATTN_MQ, /* attention for prompt batches, 16 tokens of a head a workgroup */
     /* matmul_cm.comp with the small tiles (mm[VK_MM_CM_S]: products of few
      * rows); only created when c->coopmat */
     VKP_MATMUL_CMS_F32, VKP_MATMUL_CMS_F16, VKP_MATMUL_CMS_Q4_0, VKP_MATMUL_CMS_Q8_0,
@@ -113,7 +112,6 @@ typedef struct st_vk_ctx {
     uint32_t pro_maxn, pro_maxn_swiglu;  /* ... used for rows of at most this many elements (SwiGLU: the second) */
     uint32_t pro_modes;              /* ... for these steps: 1 the attention output, 2 the norms, 4 SwiGLU, 8 the final norm */
     bool attn_fast;                  /* attn.comp's 16-byte-vector path for F16 caches */
-    bool attn_mq;                    /* prompt batches through attn_mq.comp (STRATA_VK_ATTN_MQ=0: attn.comp) */
     uint32_t attn_prompt_chunks;     /* 0: prompt batches chunk like decoding; else at most this many chunks */
     vk_mm_cfg mm[VK_MM_N];           /* matmul tiles: large, small, cooperative matrix */
     bool coopmat;                    /* VK_NV_cooperative_matrix (16x16x16 F16 -> F32) enabled and asked for (STRATA_VK_COOPMAT=1) */
