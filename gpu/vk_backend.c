@@ -961,31 +961,26 @@ static st_status rec_layer(vk_be *be, VkCommandBuffer cb, int il, const st_layer
     }
     /* attention: one workgroup per (head, token, chunk of positions); the
      * chunking and the group count come from dyn (attn_chunks); the last
-     * chunk of a head merges the chunks. Where it can (a quantized output
-     * projection, act chunks of whole heads), the attention also makes the
-     * output projection's activations (attn.comp, "Quantized output"):
-     * act's dispatch, or the projection's prologue, is not needed */
-    uint32_t qk = act_kind(L->wo.type), hd_ = (uint32_t)hp->head_dim;
-    bool attn_q = be->fuse && c->attn_quant && qk != 2 && (16 * c->wg) % hd_ == 0 && D % (qk == 1 ? 256u : 32u) == 0;
+     * chunk of a head merges the chunks */
     if ((rc = pipe(be, VKP_ATTN, &p, err))) return rc;
     {
-        uint32_t hd = hd_, nh = (uint32_t)hp->n_head;
-        vk_bind bb[10] = {vk_bind_all(&be->q), kcb, vcb, vk_bind_all(&be->xb), vk_bind_all(&be->part), vk_bind_all(&be->dyn),
-                          vk_bind_all(&be->cnt), vk_bind_all(&be->aq), vk_bind_all(&be->ad), vk_bind_all(&be->ab)};
+        uint32_t hd = (uint32_t)hp->head_dim, nh = (uint32_t)hp->n_head;
+        vk_bind bb[7] = {vk_bind_all(&be->q), kcb, vcb, vk_bind_all(&be->xb), vk_bind_all(&be->part), vk_bind_all(&be->dyn),
+                         vk_bind_all(&be->cnt)};
         struct { uint32_t n_head, n_head_kv, head_dim, q_off, q_stride, kv_off, kv_stride, o_off, o_stride, kv_f32; float scale;
-                 uint32_t vec_ok, cnt_head, quant, cnt_grp; } pc = {
+                 uint32_t vec_ok, cnt_head; } pc = {
             nh, (uint32_t)hp->n_head_kv, hd, 0, D, (uint32_t)(kskip / be->kv_elt), DKV, 0, D, be->kv_f32 ? 1u : 0u,
-            1.0f / sqrtf((float)hp->head_dim), 0, 0, attn_q ? qk + 1 : 0u, nh * (uint32_t)be->n_batch};
+            1.0f / sqrtf((float)hp->head_dim), 0, 0};
         uint32_t vec = be->kv_f32 ? 4 : 8;  /* elements per 16 bytes */
         pc.vec_ok = (pc.kv_off % vec == 0 && DKV % vec == 0 && hd % vec == 0) ? (c->attn_fast ? 2u : 1u) : 0u;
-        vk_dispatch_indirect(c, cb, p, bb, 10, &pc, sizeof pc, be->dyn.buf, be->dyn.off + DYN_IND * 4);
+        vk_dispatch_indirect(c, cb, p, bb, 7, &pc, sizeof pc, be->dyn.buf, be->dyn.off + DYN_IND * 4);
     }
     vk_bind xbind = vk_bind_all(&be->x);
-    /* the output projection, the attention's output quantized by the
-     * attention or in the projection's prologue where it can be */
-    bool pro_wo = !attn_q && pro_ok(be, 1, L->wo.type, D, T);
+    /* the output projection, the attention's output quantized in its
+     * prologue where it can be */
+    bool pro_wo = pro_ok(be, 1, L->wo.type, D, T);
     mv_pro pr_wo = {1, vk_bind_all(&be->xb), vk_bind_all(&be->xb), 0, 0, 0};
-    if (!pro_wo && !attn_q && (rc = rec_quantize(be, cb, L->wo.type, &be->xb, D, T, pro_fits(be, 1, L->wo.type, D, T), err))) return rc;
+    if (!pro_wo && (rc = rec_quantize(be, cb, L->wo.type, &be->xb, D, T, pro_fits(be, 1, L->wo.type, D, T), err))) return rc;
     if ((rc = rec_matvec_e(be, cb, &L->wo, &dt[4], &be->xb, &xbind, 0, D, true, T, true, NULL, pro_wo ? &pr_wo : NULL, err))) return rc;
 
     /* feed-forward: the RMSNorm in gate/up's prologue where it can be */
@@ -1493,7 +1488,7 @@ st_status st_vk_backend_new(const st_hparams *hp, int n_ctx, int n_batch, bool k
         {&be->hb, B * F * 4}, {&be->hb2, B * F * 4}, {&be->aq, B * M}, {&be->ad, B * (M / 32 + 1) * 4},
         {&be->ab, B * (M / 16 + 1) * 4}, {&be->cs, B * (VkDeviceSize)hp->n_rot * 4 + 4},
         {&be->logits, B * (VkDeviceSize)hp->n_vocab * 4}, {&be->kc, kv_bytes}, {&be->vc, kv_bytes},
-        {&be->part, part_bytes}, {&be->dyn, DYN_WORDS * 4}, {&be->cnt, (VkDeviceSize)hp->n_head * B * 8}};  /* attention's (head, token) and (act chunk, token) counters */
+        {&be->part, part_bytes}, {&be->dyn, DYN_WORDS * 4}, {&be->cnt, (VkDeviceSize)hp->n_head * B * 4}};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) bufs[i].a->block = -1;
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0] && !rc; i++) rc = vk_alloc_dev(c, bufs[i].n, bufs[i].a, err);
     if (rc) goto fail;

@@ -1188,7 +1188,6 @@ static st_status ctx_create(int want, st_vk_ctx **out, st_error *err) {
     const char *pmo = getenv("STRATA_VK_PRO_MODES");
     c->pro_modes = pmo && *pmo ? (uint32_t)strtoul(pmo, NULL, 10) : 15;
     c->attn_fast = !(getenv("STRATA_VK_ATTN_FAST") && !strcmp(getenv("STRATA_VK_ATTN_FAST"), "0"));
-    c->attn_quant = !(getenv("STRATA_VK_ATTN_QUANT") && !strcmp(getenv("STRATA_VK_ATTN_QUANT"), "0"));
     const char *pc = getenv("STRATA_VK_ATTN_PROMPT_CHUNKS");
     c->attn_prompt_chunks = pc && *pc ? (uint32_t)strtoul(pc, NULL, 10) : 0;
     /* cooperative matrices (tensor cores): wherever the device has them

@@ -112,7 +112,6 @@ typedef struct st_vk_ctx {
     uint32_t pro_maxn, pro_maxn_swiglu;  /* ... used for rows of at most this many elements (SwiGLU: the second) */
     uint32_t pro_modes;              /* ... for these steps: 1 the attention output, 2 the norms, 4 SwiGLU, 8 the final norm */
     bool attn_fast;                  /* attn.comp's 16-byte-vector path for F16 caches */
-    bool attn_quant;                 /* attn.comp quantizes its output for the next product (STRATA_VK_ATTN_QUANT=0: act or a prologue does) */
     uint32_t attn_prompt_chunks;     /* 0: prompt batches chunk like decoding; else at most this many chunks */
     vk_mm_cfg mm[VK_MM_N];           /* matmul tiles: large, small, cooperative matrix */
     bool coopmat;                    /* VK_NV_cooperative_matrix (16x16x16 F16 -> F32) enabled and asked for (STRATA_VK_COOPMAT=1) */

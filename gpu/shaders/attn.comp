@@ -24,15 +24,7 @@
  * WG (so the head dimension may be up to 4 * WG): the value loads of a
  * step do not depend on each other, so they are all in flight at once (the
  * earlier version, one online-softmax update per position, waited for each
- * load in turn).
- *
- * Quantized output (push constant quant = 1 + act.comp's kind): the
- * activations of the output projection are made here instead of by an
- * act dispatch: the workgroups that finish the heads of one act chunk (16 x
- * WG elements of the row: act.comp's workgroup) count themselves in, and
- * the last one runs act's step on that chunk (act_body.glsl, mode 0:
- * bit-identical to the dispatch it replaces), reading the others' outputs
- * through a coherent view. A dispatch and a barrier fewer per layer. */
+ * load in turn). */
 #extension GL_GOOGLE_include_directive : require
 #include "common.glsl"
 
@@ -51,24 +43,6 @@ layout(std430, binding = 4) writeonly buffer PART { float part[]; }; /* [t][h][c
 layout(std430, binding = 5) readonly buffer DYN { uint dyn[]; };
 layout(std430, binding = 6) coherent buffer CNT { uint cnt[]; };
 layout(std430, binding = 4) coherent readonly buffer PARTC { float partc[]; };  /* the other chunks' partials */
-/* the quantized output (see the top): the heads' outputs as act reads them,
- * and act's outputs */
-layout(std430, binding = 3) coherent readonly buffer OC { float oc[]; };
-layout(std430, binding = 3) coherent readonly buffer OC4 { vec4 oc4[]; };
-layout(std430, binding = 7) writeonly buffer AQ { uint aq_[]; };
-layout(std430, binding = 8) writeonly buffer AD { float ad_[]; };
-layout(std430, binding = 9) writeonly buffer ABS { int abs_[]; };
-#define AX(i) oc[i]
-#define AX4(i) oc4[i]
-#define AW32(i) 0.0
-#define AW16(i) 0u
-#define AW4(i) uvec4(0)
-#define AO_STORE(i, v)
-#define AO4_STORE(i, v)
-#define AQ_STORE(i, w) aq_[i] = (w)
-#define AD_STORE(i, v) ad_[i] = (v)
-#define ABS_STORE(i, v) abs_[i] = (v)
-#include "act_body.glsl"
 
 layout(push_constant) uniform P {
     uint n_head, n_head_kv, head_dim;
@@ -79,8 +53,6 @@ layout(push_constant) uniform P {
     float scale;
     uint vec_ok;            /* key rows (kv_off, kv_stride, head_dim) allow 16-byte loads; 2: and the vector path */
     uint cnt_head;          /* counters: (head, token) at cnt_head + t * n_head + h */
-    uint quant;             /* 0, or 1 + act's kind: quantize the output (see the top) */
-    uint cnt_grp;           /* counters: (act chunk g, token) at cnt_grp + t * n_head + g */
 } p;
 
 shared bool last_;
@@ -323,14 +295,5 @@ void main() {
             uint d = tid + k * WG;
             if (d < hd) o[ob + d] = acc[k] * inv;
         }
-    }
-    if (p.quant != 0) {
-        /* the heads of act chunk g (the host checks that 16 WG is a
-         * multiple of head_dim); the last of them quantizes the chunk */
-        uint n = p.n_head * hd, ch16 = WG * 16, g = h * hd / ch16;
-        uint h0 = g * ch16 / hd, h1 = min(n, (g + 1) * ch16) / hd;
-        if (!last_of(p.cnt_grp + t * p.n_head + g, h1 - h0)) return;
-        act_p a = act_p(n, p.o_off, p.o_stride, 0u, 0u, 0u, n, 0u, p.quant - 1u, 0.0);
-        act_chunk(a, g, t, 1.0);
     }
 }
