@@ -17,6 +17,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* every type of tlist on every shape (columns, rows) */
+static void cases(const int *tlist, int nt, const int (*shapes)[2], int ns, int *types, int *cols, int *rows) {
+    for (int i = 0; i < nt; i++)
+        for (int s = 0; s < ns; s++) {
+            types[i * ns + s] = tlist[i];
+            cols[i * ns + s] = shapes[s][0];
+            rows[i * ns + s] = shapes[s][1];
+        }
+}
+
 /* `vk_microbench DEV MIB mm [N_TOK]`: the mat-mat (prompt) kernels alone on
  * llama2-7b's and tinyllama-1.1b's shapes, N_TOK tokens (512), as TFLOPS
  * (2 x rows x cols x tokens per product). */
@@ -26,12 +36,7 @@ static int bench_mm(int dev, int n_tok) {
     enum { NT = sizeof tlist / sizeof tlist[0], NS = sizeof shapes / sizeof shapes[0] };
     int types[NT * NS], cols[NT * NS], rows[NT * NS];
     double sec[NT * NS];
-    for (int i = 0; i < NT; i++)
-        for (int s = 0; s < NS; s++) {
-            types[i * NS + s] = tlist[i];
-            cols[i * NS + s] = shapes[s][0];
-            rows[i * NS + s] = shapes[s][1];
-        }
+    cases(tlist, NT, shapes, NS, types, cols, rows);
     st_error err = {0};
     if (st_vk_bench_matvec(dev, NT * NS, types, cols, rows, n_tok, 20, sec, &err)) {
         fprintf(stderr, "vk_microbench: %s\n", err.msg);
@@ -64,12 +69,7 @@ int main(int argc, char **argv) {
     enum { NT = sizeof tlist / sizeof tlist[0], NS = sizeof shapes / sizeof shapes[0] };
     int types[NT * NS], cols[NT * NS], rows[NT * NS];
     double sec[NT * NS];
-    for (int i = 0; i < NT; i++)
-        for (int s = 0; s < NS; s++) {
-            types[i * NS + s] = tlist[i];
-            cols[i * NS + s] = shapes[s][0];
-            rows[i * NS + s] = shapes[s][1];
-        }
+    cases(tlist, NT, shapes, NS, types, cols, rows);
     if (st_vk_bench_matvec(dev, NT * NS, types, cols, rows, 1, 200, sec, &err)) {
         fprintf(stderr, "vk_microbench: %s\n", err.msg);
         return 1;
