@@ -25,6 +25,7 @@ $S genmodel --preset llama2-7b --type Q8_0 -o $M/l7-q8.gguf --vocab $V -t 16 > /
 b l7_q8 $M/l7-q8.gguf --backend vulkan -p 512 -n 128 -r 3
 STRATA_VK_PROFILE=1 $S bench -m $M/l7-q4km.gguf --backend vulkan -p 512 -n 0 -r 1 2>&1 | grep -a -A12 "vulkan profile"
 ./build-gpu/vk_microbench 0 1024
+./build-gpu/vk_microbench 0 64 mm 512   # the prompt (mat-mat) kernels alone
 f=$M/l7-q8.gguf
 [ -f $f ] || $S genmodel --preset llama2-7b --type Q8_0 -o $f --vocab $V -t 16 > /dev/null 2>&1
 ls -la $f
