@@ -43,9 +43,9 @@ int cmd_devices(int argc, char **argv) {
         printf("  subgroup:  %u%s\n", v->subgroup_size, v->subgroup_arith ? " (arithmetic: reductions use it)" : " (no arithmetic: shared-memory reductions)");
         printf("  shared:    %u KiB per workgroup\n", v->shared_mem / 1024);
         if (v->usable)
-            printf("  features:  16/8-bit storage, push descriptors, timeline semaphores%s%s%s\n",
-                   v->int_dot ? ", integer dot product" : "", v->timestamps ? ", timestamps" : "",
-                   v->separate_transfer ? ", transfer queue" : "");
+            printf("  features:  16/8-bit storage, push descriptors, timeline semaphores%s%s%s%s\n",
+                   v->int_dot ? ", integer dot product" : "", v->coopmat ? ", cooperative matrices (prompts on tensor cores)" : "",
+                   v->timestamps ? ", timestamps" : "", v->separate_transfer ? ", transfer queue" : "");
         else
             printf("  usable:    no: %s\n", v->why);
     }

@@ -24,6 +24,7 @@ typedef struct st_vk_device_info {
     uint32_t subgroup_size;
     bool subgroup_arith;       /* subgroup arithmetic in compute shaders */
     bool int_dot;              /* VK_KHR_shader_integer_dot_product (4 x 8-bit packed dot products) */
+    bool coopmat;              /* VK_NV_cooperative_matrix as the prompt kernels use it (tensor cores; st_vk_list_devices only) */
     bool separate_transfer;    /* a transfer-only queue family */
     bool timestamps;           /* timestamp queries on the compute queue */
     uint32_t shared_mem;       /* bytes of shared memory per workgroup */

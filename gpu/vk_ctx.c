@@ -229,6 +229,10 @@ static bool pick_queues(VkPhysicalDevice pd, uint32_t *qc, uint32_t *qt, bool *s
     return c >= 0;
 }
 
+#ifndef STRATA_VK_CM_EMULATE
+static bool cm_probe(VkInstance inst, VkPhysicalDevice pd);
+#endif
+
 /* Fills info for pd; usable says whether the backend can run on it. */
 static void describe(VkPhysicalDevice pd, int index, st_vk_device_info *o) {
     memset(o, 0, sizeof *o);
@@ -306,7 +310,13 @@ int st_vk_list_devices(st_vk_device_info *out, int cap, st_error *err) {
         return -1;
     }
     vkEnumeratePhysicalDevices(inst, &n, pd);
-    for (uint32_t i = 0; i < n && (int)i < cap; i++) describe(pd[i], (int)i, &out[i]);
+    for (uint32_t i = 0; i < n && (int)i < cap; i++) {
+        describe(pd[i], (int)i, &out[i]);
+#ifndef STRATA_VK_CM_EMULATE
+        /* what a session would use for prompts (vk_ctx_open) */
+        out[i].coopmat = out[i].usable && out[i].subgroup_arith && out[i].int_dot && cm_probe(inst, pd[i]);
+#endif
+    }
     free(pd);
     destroy_instance(inst, VK_NULL_HANDLE);
     return (int)n;
