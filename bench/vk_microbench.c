@@ -8,8 +8,11 @@
  * bandwidth through the layer store's staging path (the streaming bound),
  * and every mat-vec shader on llama2-7b's shapes (4096 x 4096, 11008 x 4096,
  * 4096 x 11008) as GB/s of weight bytes and as a fraction of the read
- * bandwidth; with "mm", the prompt (mat-mat) kernels instead. CMake target
- * vk_microbench (built with the Vulkan backend). */
+ * bandwidth, chained (a barrier after each product, as in a forward pass)
+ * and back to back (independent products: the shader's own rate), and the
+ * time of a one-workgroup product (the dependent-dispatch gap); with "mm",
+ * the prompt (mat-mat) kernels instead. CMake target vk_microbench (built
+ * with the Vulkan backend). */
 #include "quant.h"
 #include "vk_backend.h"
 
@@ -38,7 +41,7 @@ static int bench_mm(int dev, int n_tok) {
     double sec[NT * NS];
     cases(tlist, NT, shapes, NS, types, cols, rows);
     st_error err = {0};
-    if (st_vk_bench_matvec(dev, NT * NS, types, cols, rows, n_tok, 20, sec, &err)) {
+    if (st_vk_bench_matvec(dev, NT * NS, types, cols, rows, n_tok, 20, true, sec, &err)) {
         fprintf(stderr, "vk_microbench: %s\n", err.msg);
         return 1;
     }
@@ -70,15 +73,28 @@ int main(int argc, char **argv) {
     int types[NT * NS], cols[NT * NS], rows[NT * NS];
     double sec[NT * NS];
     cases(tlist, NT, shapes, NS, types, cols, rows);
-    if (st_vk_bench_matvec(dev, NT * NS, types, cols, rows, 1, 200, sec, &err)) {
+    /* chained: a barrier after each product, as in a forward pass (the
+     * dispatch gap counts); back to back: independent products, what the
+     * shader itself reads */
+    double sec2[NT * NS];
+    if (st_vk_bench_matvec(dev, NT * NS, types, cols, rows, 1, 200, true, sec, &err) ||
+        st_vk_bench_matvec(dev, NT * NS, types, cols, rows, 1, 200, false, sec2, &err)) {
         fprintf(stderr, "vk_microbench: %s\n", err.msg);
         return 1;
     }
-    printf("%-6s %-13s %10s %10s %8s\n", "type", "rows x cols", "us/call", "GB/s", "of read");
+    printf("%-6s %-13s | %-29s | %-29s\n", "", "", "chained (barrier after each)", "back to back");
+    printf("%-6s %-13s | %8s %10s %8s | %8s %10s %8s\n", "type", "rows x cols", "us/call", "GB/s", "of read", "us/call", "GB/s",
+           "of read");
     for (int j = 0; j < NT * NS; j++) {
         double bytes = (double)st_row_size((st_type)types[j], cols[j]) * rows[j];
-        printf("%-6s %5dx%-7d %10.2f %10.0f %7.0f%%\n", st_type_name((st_type)types[j]), rows[j], cols[j], sec[j] * 1e6,
-               bytes / sec[j] / 1e9, 100.0 * bytes / sec[j] / 1e9 / bw);
+        printf("%-6s %5dx%-7d | %8.2f %10.0f %7.0f%% | %8.2f %10.0f %7.0f%%\n", st_type_name((st_type)types[j]), rows[j], cols[j],
+               sec[j] * 1e6, bytes / sec[j] / 1e9, 100.0 * bytes / sec[j] / 1e9 / bw, sec2[j] * 1e6, bytes / sec2[j] / 1e9,
+               100.0 * bytes / sec2[j] / 1e9 / bw);
     }
+    /* the gap a dependent dispatch costs: a product too small to take time */
+    int ft = ST_TYPE_Q4_K, fc = 256, fr = 16;
+    if (!st_vk_bench_matvec(dev, 1, &ft, &fc, &fr, 1, 200, true, sec, &err) &&
+        !st_vk_bench_matvec(dev, 1, &ft, &fc, &fr, 1, 200, false, sec2, &err))
+        printf("one workgroup's product (Q4_K 16x256): %.2f us chained, %.2f us back to back\n", sec[0] * 1e6, sec2[0] * 1e6);
     return 0;
 }

@@ -610,6 +610,7 @@ typedef struct {
     uint32_t e0, e1, e2, e3;
     uint32_t pro, pro_w_off, pro_w_type;
     float pro_eps;
+    uint32_t n_groups, g_stride;
 } mv_push;
 
 /* A mat-vec prologue (matvec.comp; mode 0: none): act's step computed by
@@ -629,6 +630,18 @@ typedef struct {
     vk_bind b5, b6, b7;
     uint32_t e0, e1, e2, e3;
 } mv_epi;
+
+/* The grid of a mat-vec dispatch of `total` row groups: one workgroup per
+ * group, or where a prologue runs at most c->mv_pro_groups workgroups,
+ * each computing every g_stride-th group after one prologue (matvec.comp);
+ * c->mv_groups caps the others the same way (0: no cap). */
+static void mv_grid(const vk_be *be, uint32_t total, bool pro, mv_push *pc, uint32_t *gx, uint32_t *gy) {
+    uint32_t cap = pro ? be->c->mv_pro_groups : be->c->mv_groups, n = cap && total > cap ? cap : total;
+    vk_grid(be->c, n, gx, gy);
+    pc->gx = *gx;
+    pc->n_groups = total;
+    pc->g_stride = *gx * *gy;
+}
 
 static vk_pipe_id matvec_epi_pipe(st_type t, int epi, bool pro) {
     int k = (int)matvec_pipe(t) - VKP_MATVEC_F32;
@@ -705,9 +718,14 @@ static st_status rec_matvec_e(vk_be *be, VkCommandBuffer cb, const st_tensor *w,
         rpw = be->c->mm[v].bm;
         gz = ((uint32_t)n_tok + be->c->mm[v].bn - 1) / be->c->mm[v].bn;
     }
-    vk_grid(be->c, (uint32_t)((w->ne1 + rpw - 1) / rpw), &gx, &gy);
-    mv_push pc = {(uint32_t)w->ne0, (uint32_t)w->ne1, skip, (uint32_t)w->row_bytes, 0, (uint32_t)w->ne0, o_off, o_stride, add ? 1u : 0u, gx,
-                  (uint32_t)n_tok, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+    mv_push pc = {(uint32_t)w->ne0, (uint32_t)w->ne1, skip, (uint32_t)w->row_bytes, 0, (uint32_t)w->ne0, o_off, o_stride, add ? 1u : 0u, 0,
+                  (uint32_t)n_tok, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+    if (v >= 0) { /* (matmul.comp: one workgroup per tile) */
+        vk_grid(be->c, (uint32_t)((w->ne1 + rpw - 1) / rpw), &gx, &gy);
+        pc.gx = gx;
+    } else {
+        mv_grid(be, (uint32_t)((w->ne1 + rpw - 1) / rpw), pr && pr->mode, &pc, &gx, &gy);
+    }
     mv_binds(be, b, ob, ob, e, &pc);
     mv_pro_set(be, b, pr, &pc);
     int nb = v >= 0 ? 5 : 9;
@@ -759,10 +777,10 @@ static st_status rec_matvec_group(vk_be *be, VkCommandBuffer cb, int n, const st
     bool flt = w[0]->type == ST_TYPE_F32 || w[0]->type == ST_TYPE_F16;
     vk_bind b[9] = {wb, vk_bind_all(flt ? &be->xb : &be->aq), vk_bind_all(&be->ad), vk_bind_all(&be->ab), ob[0]};
     uint32_t gx, gy;
-    vk_grid(be->c, total, &gx, &gy);
-    mv_push pc = {(uint32_t)w[0]->ne0, (uint32_t)w[0]->ne1, off[0], (uint32_t)w[0]->row_bytes, 0, (uint32_t)w[0]->ne0, 0, o_stride[0], 0, gx,
+    mv_push pc = {(uint32_t)w[0]->ne0, (uint32_t)w[0]->ne1, off[0], (uint32_t)w[0]->row_bytes, 0, (uint32_t)w[0]->ne0, 0, o_stride[0], 0, 0,
                   (uint32_t)n_tok, g[1], n > 2 ? g[2] : 0, (uint32_t)w[1]->ne1, n > 2 ? (uint32_t)w[2]->ne1 : 0, off[1],
-                  n > 2 ? off[2] : 0, 0, 0, o_stride[1], n > 2 ? o_stride[2] : 0, 0, 0, 0, 0, 0, 0, 0, 0};
+                  n > 2 ? off[2] : 0, 0, 0, o_stride[1], n > 2 ? o_stride[2] : 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+    mv_grid(be, total, pr && pr->mode, &pc, &gx, &gy);
     mv_binds(be, b, &ob[1], n > 2 ? &ob[2] : &ob[1], e, &pc);
     mv_pro_set(be, b, pr, &pc);
     vk_dispatch(be->c, cb, p, b, 9, &pc, sizeof pc, gx, gy, (uint32_t)n_tok);
@@ -1682,7 +1700,7 @@ static st_status bench_qp(vk_be *be, VkQueryPool *qp, st_error *err) {
     return vkerr(vkCreateQueryPool(be->c->dev, &qi, NULL, qp), "vkCreateQueryPool", err);
 }
 
-st_status st_vk_bench_matvec(int device, int n, const int *types, const int *cols, const int *rows, int n_tok, int reps,
+st_status st_vk_bench_matvec(int device, int n, const int *types, const int *cols, const int *rows, int n_tok, int reps, bool chained,
                              double *sec, st_error *err) {
     int maxc = 0, maxr = 0;
     for (int j = 0; j < n; j++) {
@@ -1734,7 +1752,7 @@ st_status st_vk_bench_matvec(int device, int n, const int *types, const int *col
             vkCmdWriteTimestamp(cb, VK_PIPELINE_STAGE_TOP_OF_PIPE_BIT, qp, 0);
             for (int r = 0; r < reps && !rc; r++) {
                 dev_tensor dw = {&mem[r % ncopy], 0, NULL};
-                rc = rec_matvec(be, cb, &t, &dw, &be->xb, &ob, 0, (uint32_t)rows[j], false, n_tok, err);
+                rc = rec_matvec_b(be, cb, &t, &dw, &be->xb, &ob, 0, (uint32_t)rows[j], false, n_tok, chained, err);
             }
             vkCmdWriteTimestamp(cb, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, qp, 1);
         }

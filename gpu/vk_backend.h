@@ -47,8 +47,10 @@ st_status st_vk_test_swiglu(int device, float *g, const float *u, int n, st_erro
 /* Microbenchmarks (bench/vk_microbench.c). sec[j]: GPU seconds per mat-vec
  * of types[j] ([rows[j]] x [cols[j]] random bytes, n_tok tokens; copies
  * cycled so that the weights come from device memory, not the cache),
- * averaged over reps. */
-st_status st_vk_bench_matvec(int device, int n, const int *types, const int *cols, const int *rows, int n_tok, int reps,
+ * averaged over reps. chained: a barrier after every product, each waiting
+ * for the one before as in a forward pass; else back to back, independent
+ * (what the shader reads when the dispatch gaps overlap). */
+st_status st_vk_bench_matvec(int device, int n, const int *types, const int *cols, const int *rows, int n_tok, int reps, bool chained,
                              double *sec, st_error *err);
 /* Seconds per read of `bytes` by a compute shader and per device-to-device
  * copy (GPU time), per upload of `bytes` from pageable host memory through

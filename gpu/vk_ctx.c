@@ -1184,6 +1184,21 @@ static st_status ctx_create(int want, st_vk_ctx **out, st_error *err) {
     c->pro_n = 0;
     for (uint32_t n = 16384; n >= 8192 && !c->pro_n; n /= 2)
         if ((uint64_t)n + n / 4 + n / 8 + 20ull * c->mv_wg <= c->props.limits.maxComputeSharedMemorySize) c->pro_n = n;
+    /* workgroups of a mat-vec with a prologue: about two per multiprocessor
+     * (VK_NV_shader_sm_builtins says how many; else 256), each computing
+     * several row groups after one prologue (matvec.comp).
+     * STRATA_VK_PRO_GROUPS sets the count, STRATA_VK_MV_GROUPS caps the
+     * other mat-vecs likewise (default: no cap), for measuring. */
+    c->mv_pro_groups = 256;
+    if (has_dev_ext(c->phys, "VK_NV_shader_sm_builtins")) {
+        VkPhysicalDeviceShaderSMBuiltinsPropertiesNV sm = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_SM_BUILTINS_PROPERTIES_NV};
+        VkPhysicalDeviceProperties2 p2 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2, .pNext = &sm};
+        vkGetPhysicalDeviceProperties2(c->phys, &p2);
+        if (sm.shaderSMCount) c->mv_pro_groups = 2 * sm.shaderSMCount;
+    }
+    const char *pg = getenv("STRATA_VK_PRO_GROUPS"), *mg = getenv("STRATA_VK_MV_GROUPS");
+    if (pg && *pg) c->mv_pro_groups = (uint32_t)strtoul(pg, NULL, 10);
+    c->mv_groups = mg && *mg ? (uint32_t)strtoul(mg, NULL, 10) : 0;
     const char *pm = getenv("STRATA_VK_PRO_MAXN");
     /* Where the prologue pays (H200, tg128, 5 repetitions alternating):
      * tinyllama Q4_K_M (rows of 2048, FFN 5632) 664-668 tok/s with every

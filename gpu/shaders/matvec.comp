@@ -127,6 +127,11 @@ layout(push_constant) uniform P {
      * (0 F32, 1 F16), eps */
     uint pro, pro_w_off, pro_w_type;
     float pro_eps;
+    /* the row groups (of NG * NR rows) of all the dispatch's matrices, and
+     * the workgroups in the grid: workgroup g computes groups g, g +
+     * g_stride, ... (one each where the grid covers them all; fewer
+     * workgroups than groups where a prologue runs: see main) */
+    uint n_groups, g_stride;
 } p;
 
 #if defined(W_Q4_0) || defined(W_Q8_0)
@@ -205,6 +210,31 @@ void scale_min_pair(uint q, uint s0, uint s1, uint s2, out int sc0, out int m0, 
 }
 
 shared float gred_[WG];
+
+/* the row group being computed (set_group): its matrix (seg: 0, or 1/2
+ * for the second and third of a fused dispatch), that matrix's row count,
+ * the group's first row, the matrix's and each row's first byte in
+ * binding 0 */
+uint seg, nrows, r0, w_off;
+uint rb[NR];
+
+void set_group(uint gi, uint grp) {
+    uint gbase = 0;
+    seg = 0;
+    if (p.g1 != 0 && gi >= p.g1) {
+        seg = 1;
+        gbase = p.g1;
+        if (p.g2 != 0 && gi >= p.g2) {
+            seg = 2;
+            gbase = p.g2;
+        }
+    }
+    nrows = seg == 0 ? p.nrows : seg == 1 ? p.nrows1 : p.nrows2;
+    w_off = seg == 0 ? p.w_off : seg == 1 ? p.w_off1 : p.w_off2;
+    r0 = ((gi - gbase) * NG + grp) * NR;
+    /* rows past the end compute row nrows-1 again and are not stored */
+    for (uint k = 0; k < NR; k++) rb[k] = w_off + min(r0 + k, nrows - 1) * p.row_bytes;
+}
 
 /* EPI 1: RoPE on the pair of rows r0, r0 + 1 (values v0, v1) of segment seg
  * (0 queries, 1 keys, 2 values) of token t, then the stores */
@@ -300,251 +330,259 @@ void main() {
         grp = gl_LocalInvocationID.x / LANES;
         lane = gl_LocalInvocationID.x % LANES;
     }
-    uint gi = group_index(p.gx), seg = 0, gbase = 0;
-    if (p.g1 != 0 && gi >= p.g1) {
-        seg = 1;
-        gbase = p.g1;
-        if (p.g2 != 0 && gi >= p.g2) {
-            seg = 2;
-            gbase = p.g2;
-        }
-    }
-    uint nrows = seg == 0 ? p.nrows : seg == 1 ? p.nrows1 : p.nrows2;
-    uint w_off = seg == 0 ? p.w_off : seg == 1 ? p.w_off1 : p.w_off2;
-    uint r0 = ((gi - gbase) * NG + grp) * NR;
+    /* Workgroup g computes row groups g, g + g_stride, ... With a prologue
+     * the host launches fewer workgroups than groups (about two per
+     * multiprocessor, vk_ctx.c): the prologue is paid once per workgroup
+     * instead of once per group, where a grid of one workgroup per group
+     * ran in several waves, each paying it again. (uniform: the loop
+     * depends on the workgroup only) */
+    uint gi = group_index(p.gx);
+    if (gi >= p.n_groups) return;
     uint t = gl_WorkGroupID.z;
-    uint rb[NR];
+    set_group(gi, grp);
     float acc[NR];
-    for (uint k = 0; k < NR; k++) {
-        /* rows past the end compute row nrows-1 again and are not stored */
-        rb[k] = w_off + min(r0 + k, nrows - 1) * p.row_bytes;
-        acc[k] = 0.0;
-    }
-#if defined(W_F32) || defined(W_F16)
-    uint xo = p.x_off + t * p.x_stride;
-    /* 16-byte loads where rows and activations are aligned (uniform) */
-    bool vec = (w_off & 15u) == 0 && (p.row_bytes & 15u) == 0 && (xo & 3u) == 0 && (p.x_stride & 3u) == 0 && (p.n & 7u) == 0;
-#endif
-#if defined(W_F32)
-    if (vec) {
-        for (uint i = lane * 4; i < p.n; i += LANES * 4) {
-            vec4 w = uintBitsToFloat(w4[(rb[0] + 4 * i) >> 4]);
-            vec4 xv = x4[(xo + i) >> 2];
-            acc[0] += w.x * xv.x + w.y * xv.y + w.z * xv.z + w.w * xv.w;
-        }
-    } else {
-        for (uint i = lane; i < p.n; i += LANES) acc[0] += w32[(rb[0] >> 2) + i] * x[xo + i];
-    }
-#elif defined(W_F16)
-    if (vec) {
-        for (uint i = lane * 8; i < p.n; i += LANES * 8) {
-            uvec4 w = w4[(rb[0] + 2 * i) >> 4];
-            vec4 xa = x4[(xo + i) >> 2], xb = x4[(xo + i + 4) >> 2];
-            vec2 a = unpackHalf2x16(w.x), b = unpackHalf2x16(w.y), c = unpackHalf2x16(w.z), d = unpackHalf2x16(w.w);
-            acc[0] += a.x * fp16_round(xa.x) + a.y * fp16_round(xa.y) + b.x * fp16_round(xa.z) + b.y * fp16_round(xa.w) +
-                      c.x * fp16_round(xb.x) + c.y * fp16_round(xb.y) + d.x * fp16_round(xb.z) + d.y * fp16_round(xb.w);
-        }
-    } else {
-        for (uint i = lane; i < p.n; i += LANES) acc[0] += wh(rb[0] + 2 * i) * fp16_round(x[xo + i]);
-    }
-#elif defined(W_Q8_0)
-    /* unit: a whole 34-byte block as nine aligned words (blocks are only
-     * 2-byte aligned): the words from the one holding the block's first
-     * byte; the scale is that word's low half (the block starts 4-byte
-     * aligned) or high half, the 32 quants the next 8 words, shifted by 16
-     * bits in the first case. Nine 4-byte loads a block instead of twenty
-     * 2-byte ones (the ninth word may reach 2 bytes past the block: the
-     * binding is rounded up to 4 bytes, vk_bind_range) */
-    run_prologue();
-    uint nb = p.n / 32;
-    for (uint b = lane; b < nb; b += LANES) {
-        uint yo = (t * p.n + b * 32) >> 4;
-        uvec4 ya = YQ4(yo), yb = YQ4(yo + 1);
-        float dy = YD(t * nb + b);
-        for (uint k = 0; k < NR; k++) {
-            uint bb = rb[k] + b * 34, w0 = bb >> 2;
-            uint U[9];
-            for (uint i = 0; i < 9; i++) U[i] = wu[w0 + i];
-            bool al = (bb & 2u) == 0;
-            float d = unpackHalf2x16(al ? U[0] : U[0] >> 16).x;
-            uint q[8];
-            for (uint j = 0; j < 8; j++) q[j] = al ? (U[j] >> 16) | (U[j + 1] << 16) : U[j + 1];
-            int sumi = dot4s(q[0], ya.x) + dot4s(q[1], ya.y) + dot4s(q[2], ya.z) + dot4s(q[3], ya.w) +
-                       dot4s(q[4], yb.x) + dot4s(q[5], yb.y) + dot4s(q[6], yb.z) + dot4s(q[7], yb.w);
-            acc[k] += float(sumi) * (d * dy);
-        }
-    }
-#elif defined(W_Q4_0)
-    run_prologue();
-    /* unit: a block (32 weights: low nibbles 0..15, high 16..31) as four
-     * 32-bit words from 16-bit pairs (18-byte blocks are 2-byte aligned);
-     * sum (q - 8) y = sum q y - 8 sum y, all integer as on the CPU */
-    uint nb = p.n / 32;
-    for (uint b = lane; b < nb; b += LANES) {
-        uint yo = (t * p.n + b * 32) >> 2;
-        uint y[8];
-        for (uint j = 0; j < 8; j++) y[j] = YQW(yo + j);
-        int ysum = 0;
-        for (uint j = 0; j < 8; j++) ysum += sum4(y[j]);
-        float dy = YD(t * nb + b);
-        for (uint k = 0; k < NR; k++) {
-            /* the 18-byte block as five aligned words, as Q8_0's */
-            uint bb = rb[k] + b * 18, w0 = bb >> 2;
-            uint U[5];
-            for (uint i = 0; i < 5; i++) U[i] = wu[w0 + i];
-            bool al = (bb & 2u) == 0;
-            float d = unpackHalf2x16(al ? U[0] : U[0] >> 16).x;
-            int sumi = -8 * ysum;
-            for (uint j = 0; j < 4; j++) {
-                uint q = al ? (U[j] >> 16) | (U[j + 1] << 16) : U[j + 1];
-                sumi += dot4u(q & 0x0F0F0F0Fu, y[j]) + dot4u((q >> 4) & 0x0F0F0F0Fu, y[4 + j]);
-            }
-            acc[k] += float(sumi) * d * dy;
-        }
-    }
-#elif defined(W_Q4_K)
-    /* unit: a quarter super-block (64 weights: 32 bytes of nibbles, low
-     * nibbles weights 0..31, high 32..63) with 16-byte loads: the block's
-     * 16-byte head (d, dmin, 12 bytes of scales) and two of nibbles; blocks
-     * of 144 bytes keep 16-byte alignment (the host checks w_off) */
+#if defined(W_Q4_K)
+    /* the first group's first step, requested before the prologue, which
+     * then runs while they arrive (see below) */
     uint nb = p.n / 256;
-    /* two units per step, their loads issued together (more bytes in flight
-     * per lane: the loop is short, 2 steps for a 4096-wide row); the first
-     * step's weights are requested before the prologue, which then runs
-     * while they arrive */
     uvec4 hd[2 * NR], qa[2 * NR], qb[2 * NR];
     Q4K_FETCH(lane)
+#endif
     run_prologue();
-    for (uint u0 = lane; u0 < nb * 4; u0 += 2 * LANES) {
-        if (u0 != lane) {
-            Q4K_FETCH(u0)
+    for (;;) {
+        for (uint k = 0; k < NR; k++) acc[k] = 0.0;
+#if defined(W_F32) || defined(W_F16)
+        uint xo = p.x_off + t * p.x_stride;
+        /* 16-byte loads where rows and activations are aligned (uniform) */
+        bool vec = (w_off & 15u) == 0 && (p.row_bytes & 15u) == 0 && (xo & 3u) == 0 && (p.x_stride & 3u) == 0 && (p.n & 7u) == 0;
+#endif
+#if defined(W_F32)
+        if (vec) {
+            for (uint i = lane * 4; i < p.n; i += LANES * 4) {
+                vec4 w = uintBitsToFloat(w4[(rb[0] + 4 * i) >> 4]);
+                vec4 xv = x4[(xo + i) >> 2];
+                acc[0] += w.x * xv.x + w.y * xv.y + w.z * xv.z + w.w * xv.w;
+            }
+        } else {
+            for (uint i = lane; i < p.n; i += LANES) acc[0] += w32[(rb[0] >> 2) + i] * x[xo + i];
         }
-        uvec4 ya0[2], ya1[2], yb0[2], yb1[2];
-        uint us[2] = uint[2](u0, u0 + LANES);
-        bool ok1 = u0 + LANES < nb * 4;
-        for (uint v = 0; v < 2; v++) {
-            uint u = v == 1 && !ok1 ? u0 : us[v];
-            uint i = u >> 2, q = u & 3u;
-            uint yo = (t * p.n + i * 256 + 64 * q) >> 4;
-            ya0[v] = YQ4(yo); ya1[v] = YQ4(yo + 1); yb0[v] = YQ4(yo + 2); yb1[v] = YQ4(yo + 3);
+#elif defined(W_F16)
+        if (vec) {
+            for (uint i = lane * 8; i < p.n; i += LANES * 8) {
+                uvec4 w = w4[(rb[0] + 2 * i) >> 4];
+                vec4 xa = x4[(xo + i) >> 2], xb = x4[(xo + i + 4) >> 2];
+                vec2 a = unpackHalf2x16(w.x), b = unpackHalf2x16(w.y), c = unpackHalf2x16(w.z), d = unpackHalf2x16(w.w);
+                acc[0] += a.x * fp16_round(xa.x) + a.y * fp16_round(xa.y) + b.x * fp16_round(xa.z) + b.y * fp16_round(xa.w) +
+                          c.x * fp16_round(xb.x) + c.y * fp16_round(xb.y) + d.x * fp16_round(xb.z) + d.y * fp16_round(xb.w);
+            }
+        } else {
+            for (uint i = lane; i < p.n; i += LANES) acc[0] += wh(rb[0] + 2 * i) * fp16_round(x[xo + i]);
         }
-        for (uint v = 0; v < 2; v++) {
-            if (v == 1 && !ok1) break;
-            uint u = us[v];
+#elif defined(W_Q8_0)
+        /* unit: a whole 34-byte block as nine aligned words (blocks are only
+         * 2-byte aligned): the words from the one holding the block's first
+         * byte; the scale is that word's low half (the block starts 4-byte
+         * aligned) or high half, the 32 quants the next 8 words, shifted by 16
+         * bits in the first case. Nine 4-byte loads a block instead of twenty
+         * 2-byte ones (the ninth word may reach 2 bytes past the block: the
+         * binding is rounded up to 4 bytes, vk_bind_range) */
+        uint nb = p.n / 32;
+        for (uint b = lane; b < nb; b += LANES) {
+            uint yo = (t * p.n + b * 32) >> 4;
+            uvec4 ya = YQ4(yo), yb = YQ4(yo + 1);
+            float dy = YD(t * nb + b);
+            for (uint k = 0; k < NR; k++) {
+                uint bb = rb[k] + b * 34, w0 = bb >> 2;
+                uint U[9];
+                for (uint i = 0; i < 9; i++) U[i] = wu[w0 + i];
+                bool al = (bb & 2u) == 0;
+                float d = unpackHalf2x16(al ? U[0] : U[0] >> 16).x;
+                uint q[8];
+                for (uint j = 0; j < 8; j++) q[j] = al ? (U[j] >> 16) | (U[j + 1] << 16) : U[j + 1];
+                int sumi = dot4s(q[0], ya.x) + dot4s(q[1], ya.y) + dot4s(q[2], ya.z) + dot4s(q[3], ya.w) +
+                           dot4s(q[4], yb.x) + dot4s(q[5], yb.y) + dot4s(q[6], yb.z) + dot4s(q[7], yb.w);
+                acc[k] += float(sumi) * (d * dy);
+            }
+        }
+#elif defined(W_Q4_0)
+        /* unit: a block (32 weights: low nibbles 0..15, high 16..31) as four
+         * 32-bit words from 16-bit pairs (18-byte blocks are 2-byte aligned);
+         * sum (q - 8) y = sum q y - 8 sum y, all integer as on the CPU */
+        uint nb = p.n / 32;
+        for (uint b = lane; b < nb; b += LANES) {
+            uint yo = (t * p.n + b * 32) >> 2;
+            uint y[8];
+            for (uint j = 0; j < 8; j++) y[j] = YQW(yo + j);
+            int ysum = 0;
+            for (uint j = 0; j < 8; j++) ysum += sum4(y[j]);
+            float dy = YD(t * nb + b);
+            for (uint k = 0; k < NR; k++) {
+                /* the 18-byte block as five aligned words, as Q8_0's */
+                uint bb = rb[k] + b * 18, w0 = bb >> 2;
+                uint U[5];
+                for (uint i = 0; i < 5; i++) U[i] = wu[w0 + i];
+                bool al = (bb & 2u) == 0;
+                float d = unpackHalf2x16(al ? U[0] : U[0] >> 16).x;
+                int sumi = -8 * ysum;
+                for (uint j = 0; j < 4; j++) {
+                    uint q = al ? (U[j] >> 16) | (U[j + 1] << 16) : U[j + 1];
+                    sumi += dot4u(q & 0x0F0F0F0Fu, y[j]) + dot4u((q >> 4) & 0x0F0F0F0Fu, y[4 + j]);
+                }
+                acc[k] += float(sumi) * d * dy;
+            }
+        }
+#elif defined(W_Q4_K)
+        /* unit: a quarter super-block (64 weights: 32 bytes of nibbles, low
+         * nibbles weights 0..31, high 32..63) with 16-byte loads: the block's
+         * 16-byte head (d, dmin, 12 bytes of scales) and two of nibbles; blocks
+         * of 144 bytes keep 16-byte alignment (the host checks w_off) */
+        /* two units per step, their loads issued together (more bytes in flight
+         * per lane: the loop is short, 2 steps for a 4096-wide row); the first
+         * step's weights were requested before the prologue or the previous
+         * group's sums (hd, qa, qb: main's head and tail) */
+        for (uint u0 = lane; u0 < nb * 4; u0 += 2 * LANES) {
+            if (u0 != lane) {
+                Q4K_FETCH(u0)
+            }
+            uvec4 ya0[2], ya1[2], yb0[2], yb1[2];
+            uint us[2] = uint[2](u0, u0 + LANES);
+            bool ok1 = u0 + LANES < nb * 4;
+            for (uint v = 0; v < 2; v++) {
+                uint u = v == 1 && !ok1 ? u0 : us[v];
+                uint i = u >> 2, q = u & 3u;
+                uint yo = (t * p.n + i * 256 + 64 * q) >> 4;
+                ya0[v] = YQ4(yo); ya1[v] = YQ4(yo + 1); yb0[v] = YQ4(yo + 2); yb1[v] = YQ4(yo + 3);
+            }
+            for (uint v = 0; v < 2; v++) {
+                if (v == 1 && !ok1) break;
+                uint u = us[v];
+                uint i = u >> 2, q = u & 3u;
+                uint g = (t * p.n + i * 256 + 64 * q) / 16;
+                ivec4 ys4 = YBS4(g);
+                int ysum_lo = ys4.x + ys4.y, ysum_hi = ys4.z + ys4.w;
+                float dy = YD(t * nb + i);
+                for (uint k = 0; k < NR; k++) {
+                    uvec4 h = hd[2 * k + v], a = qa[2 * k + v], b = qb[2 * k + v];
+                    int sc0, m0, sc1, m1;
+                    scale_min_pair(q, h.y, h.z, h.w, sc0, m0, sc1, m1);
+                    const uint M4 = 0x0F0F0F0Fu;
+                    int s_lo = dot32(a & M4, b & M4, ya0[v], ya1[v]);
+                    int s_hi = dot32((a >> 4) & M4, (b >> 4) & M4, yb0[v], yb1[v]);
+                    int isum = sc0 * s_lo + sc1 * s_hi;
+                    int summs = ysum_lo * m0 + ysum_hi * m1;
+                    vec2 dm = unpackHalf2x16(h.x);
+                    acc[k] += (dm.x * dy) * float(isum) - (dm.y * dy) * float(summs);
+                }
+            }
+        }
+#elif defined(W_Q5_K)
+        /* unit: a quarter super-block as for Q4_K, 16-byte loads (176-byte
+         * blocks keep 16-byte alignment): the head, the 32 bytes of high bits
+         * (bit 2q of byte l: weight l's fifth bit, bit 2q+1: weight 32+l's) and
+         * the quarter's 32 bytes of nibbles */
+        uint nb = p.n / 256;
+        for (uint u = lane; u < nb * 4; u += LANES) {
             uint i = u >> 2, q = u & 3u;
-            uint g = (t * p.n + i * 256 + 64 * q) / 16;
+            uint e0 = i * 256 + 64 * q;
+            uint yo = (t * p.n + e0) >> 4;
+            uvec4 ya0 = YQ4(yo), ya1 = YQ4(yo + 1), yb0 = YQ4(yo + 2), yb1 = YQ4(yo + 3);
+            uint g = (t * p.n + e0) / 16;
             ivec4 ys4 = YBS4(g);
             int ysum_lo = ys4.x + ys4.y, ysum_hi = ys4.z + ys4.w;
             float dy = YD(t * nb + i);
             for (uint k = 0; k < NR; k++) {
-                uvec4 h = hd[2 * k + v], a = qa[2 * k + v], b = qb[2 * k + v];
+                uint bq = (rb[k] + i * 176) >> 4;
+                uvec4 hd = w4[bq], h0 = w4[bq + 1], h1 = w4[bq + 2], qa = w4[bq + 3 + 2 * q], qb = w4[bq + 4 + 2 * q];
                 int sc0, m0, sc1, m1;
-                scale_min_pair(q, h.y, h.z, h.w, sc0, m0, sc1, m1);
-                const uint M4 = 0x0F0F0F0Fu;
-                int s_lo = dot32(a & M4, b & M4, ya0[v], ya1[v]);
-                int s_hi = dot32((a >> 4) & M4, (b >> 4) & M4, yb0[v], yb1[v]);
+                scale_min_pair(q, hd.y, hd.z, hd.w, sc0, m0, sc1, m1);
+                const uint M4 = 0x0F0F0F0Fu, M1 = 0x01010101u;
+                uint sl = 2 * q, sh = 2 * q + 1;
+                /* the nibbles with their fifth bits */
+                int s_lo = dot32((qa & M4) | (((h0 >> sl) & M1) << 4), (qb & M4) | (((h1 >> sl) & M1) << 4), ya0, ya1);
+                int s_hi = dot32(((qa >> 4) & M4) | (((h0 >> sh) & M1) << 4), ((qb >> 4) & M4) | (((h1 >> sh) & M1) << 4), yb0, yb1);
                 int isum = sc0 * s_lo + sc1 * s_hi;
                 int summs = ysum_lo * m0 + ysum_hi * m1;
-                vec2 dm = unpackHalf2x16(h.x);
+                vec2 dm = unpackHalf2x16(hd.x);
                 acc[k] += (dm.x * dy) * float(isum) - (dm.y * dy) * float(summs);
             }
         }
-    }
-#elif defined(W_Q5_K)
-    run_prologue();
-    /* unit: a quarter super-block as for Q4_K, 16-byte loads (176-byte
-     * blocks keep 16-byte alignment): the head, the 32 bytes of high bits
-     * (bit 2q of byte l: weight l's fifth bit, bit 2q+1: weight 32+l's) and
-     * the quarter's 32 bytes of nibbles */
-    uint nb = p.n / 256;
-    for (uint u = lane; u < nb * 4; u += LANES) {
-        uint i = u >> 2, q = u & 3u;
-        uint e0 = i * 256 + 64 * q;
-        uint yo = (t * p.n + e0) >> 4;
-        uvec4 ya0 = YQ4(yo), ya1 = YQ4(yo + 1), yb0 = YQ4(yo + 2), yb1 = YQ4(yo + 3);
-        uint g = (t * p.n + e0) / 16;
-        ivec4 ys4 = YBS4(g);
-        int ysum_lo = ys4.x + ys4.y, ysum_hi = ys4.z + ys4.w;
-        float dy = YD(t * nb + i);
-        for (uint k = 0; k < NR; k++) {
-            uint bq = (rb[k] + i * 176) >> 4;
-            uvec4 hd = w4[bq], h0 = w4[bq + 1], h1 = w4[bq + 2], qa = w4[bq + 3 + 2 * q], qb = w4[bq + 4 + 2 * q];
-            int sc0, m0, sc1, m1;
-            scale_min_pair(q, hd.y, hd.z, hd.w, sc0, m0, sc1, m1);
-            const uint M4 = 0x0F0F0F0Fu, M1 = 0x01010101u;
-            uint sl = 2 * q, sh = 2 * q + 1;
-            /* the nibbles with their fifth bits */
-            int s_lo = dot32((qa & M4) | (((h0 >> sl) & M1) << 4), (qb & M4) | (((h1 >> sl) & M1) << 4), ya0, ya1);
-            int s_hi = dot32(((qa >> 4) & M4) | (((h0 >> sh) & M1) << 4), ((qb >> 4) & M4) | (((h1 >> sh) & M1) << 4), yb0, yb1);
-            int isum = sc0 * s_lo + sc1 * s_hi;
-            int summs = ysum_lo * m0 + ysum_hi * m1;
-            vec2 dm = unpackHalf2x16(hd.x);
-            acc[k] += (dm.x * dy) * float(isum) - (dm.y * dy) * float(summs);
-        }
-    }
 #elif defined(W_Q6_K)
-    run_prologue();
-    uint nb = p.n / 256;
-    for (uint u = lane; u < nb * 8; u += LANES) {
-        uint i = u >> 3, half_ = (u >> 2) & 1u, h = u & 3u;
-        uint l = 8 * h, is = h >> 1;
-        uint e0 = i * 256 + 128 * half_ + l;
-        uint y[8];
-        for (uint j = 0; j < 4; j++) {
-            y[2 * j] = yw(t, e0 + 32 * j);
-            y[2 * j + 1] = yw(t, e0 + 32 * j + 4);
-        }
-        int ys[4];
-        for (uint j = 0; j < 4; j++) ys[j] = sum4(y[2 * j]) + sum4(y[2 * j + 1]);
-        float dy = YD(t * nb + i);
-        for (uint k = 0; k < NR; k++) {
-            uint bb = rb[k] + i * 210;
-            uint ql = bb + 64 * half_ + l, qh = bb + 128 + 32 * half_ + l;
-            /* 8 bytes each of the low nibbles (two places) and the high bits,
-             * and the half's 8 scales (this unit's: bytes is, is+2, is+4,
-             * is+6), as aligned words (210-byte blocks are 2-byte aligned;
-             * 2-byte loads were slower, as for Q8_0) */
-            uvec2 A = w8x(ql), B2 = w8x(ql + 32), C = w8x(qh), SC = w8x(bb + 192 + 8 * half_);
-            int s[4];
-            for (uint w = 0; w < 2; w++) {
-                uint a = A[w], b2 = B2[w], c = C[w];
-                uint q1 = (a & 0x0F0F0F0Fu) | ((c & 0x03030303u) << 4);
-                uint q2 = (b2 & 0x0F0F0F0Fu) | (((c >> 2) & 0x03030303u) << 4);
-                uint q3 = ((a >> 4) & 0x0F0F0F0Fu) | (((c >> 4) & 0x03030303u) << 4);
-                uint q4 = ((b2 >> 4) & 0x0F0F0F0Fu) | (((c >> 6) & 0x03030303u) << 4);
-                int d1 = dot4u(q1, y[w]), d2 = dot4u(q2, y[2 + w]), d3 = dot4u(q3, y[4 + w]), d4 = dot4u(q4, y[6 + w]);
-                if (w == 0) { s[0] = d1; s[1] = d2; s[2] = d3; s[3] = d4; }
-                else { s[0] += d1; s[1] += d2; s[2] += d3; s[3] += d4; }
+        uint nb = p.n / 256;
+        for (uint u = lane; u < nb * 8; u += LANES) {
+            uint i = u >> 3, half_ = (u >> 2) & 1u, h = u & 3u;
+            uint l = 8 * h, is = h >> 1;
+            uint e0 = i * 256 + 128 * half_ + l;
+            uint y[8];
+            for (uint j = 0; j < 4; j++) {
+                y[2 * j] = yw(t, e0 + 32 * j);
+                y[2 * j + 1] = yw(t, e0 + 32 * j + 4);
             }
-            /* (q - 32) * y summed: the 6-bit values minus 32 times the sum of y */
-            int sc0 = bitfieldExtract(int(SC.x), int(8 * is), 8), sc1 = bitfieldExtract(int(SC.x), int(8 * is + 16), 8);
-            int sc2 = bitfieldExtract(int(SC.y), int(8 * is), 8), sc3 = bitfieldExtract(int(SC.y), int(8 * is + 16), 8);
-            int isum = sc0 * (s[0] - 32 * ys[0]) + sc1 * (s[1] - 32 * ys[1]) + sc2 * (s[2] - 32 * ys[2]) + sc3 * (s[3] - 32 * ys[3]);
-            acc[k] += (wh(bb + 208) * dy) * float(isum);
+            int ys[4];
+            for (uint j = 0; j < 4; j++) ys[j] = sum4(y[2 * j]) + sum4(y[2 * j + 1]);
+            float dy = YD(t * nb + i);
+            for (uint k = 0; k < NR; k++) {
+                uint bb = rb[k] + i * 210;
+                uint ql = bb + 64 * half_ + l, qh = bb + 128 + 32 * half_ + l;
+                /* 8 bytes each of the low nibbles (two places) and the high bits,
+                 * and the half's 8 scales (this unit's: bytes is, is+2, is+4,
+                 * is+6), as aligned words (210-byte blocks are 2-byte aligned;
+                 * 2-byte loads were slower, as for Q8_0) */
+                uvec2 A = w8x(ql), B2 = w8x(ql + 32), C = w8x(qh), SC = w8x(bb + 192 + 8 * half_);
+                int s[4];
+                for (uint w = 0; w < 2; w++) {
+                    uint a = A[w], b2 = B2[w], c = C[w];
+                    uint q1 = (a & 0x0F0F0F0Fu) | ((c & 0x03030303u) << 4);
+                    uint q2 = (b2 & 0x0F0F0F0Fu) | (((c >> 2) & 0x03030303u) << 4);
+                    uint q3 = ((a >> 4) & 0x0F0F0F0Fu) | (((c >> 4) & 0x03030303u) << 4);
+                    uint q4 = ((b2 >> 4) & 0x0F0F0F0Fu) | (((c >> 6) & 0x03030303u) << 4);
+                    int d1 = dot4u(q1, y[w]), d2 = dot4u(q2, y[2 + w]), d3 = dot4u(q3, y[4 + w]), d4 = dot4u(q4, y[6 + w]);
+                    if (w == 0) { s[0] = d1; s[1] = d2; s[2] = d3; s[3] = d4; }
+                    else { s[0] += d1; s[1] += d2; s[2] += d3; s[3] += d4; }
+                }
+                /* (q - 32) * y summed: the 6-bit values minus 32 times the sum of y */
+                int sc0 = bitfieldExtract(int(SC.x), int(8 * is), 8), sc1 = bitfieldExtract(int(SC.x), int(8 * is + 16), 8);
+                int sc2 = bitfieldExtract(int(SC.y), int(8 * is), 8), sc3 = bitfieldExtract(int(SC.y), int(8 * is + 16), 8);
+                int isum = sc0 * (s[0] - 32 * ys[0]) + sc1 * (s[1] - 32 * ys[1]) + sc2 * (s[2] - 32 * ys[2]) + sc3 * (s[3] - 32 * ys[3]);
+                acc[k] += (wh(bb + 208) * dy) * float(isum);
+            }
         }
-    }
 #else
 #error "matvec.comp: define the weight type (W_F32, W_F16, W_Q4_0, W_Q8_0, W_Q4_K, W_Q5_K, W_Q6_K)"
 #endif
-    float vs[NR];
-    for (uint k = 0; k < NR; k++) vs[k] = group_sum(acc[k], sg, grp, lane);
-    if (EPI == 1 && NR % 2 == 0) { /* (the host uses EPI 1 with NR even only) */
-        for (uint k = 0; k < NR; k += 2)
-            if (lane == 0 && r0 + k < nrows) rope_store(vs[k], vs[min(k + 1, NR - 1)], r0 + k, seg, t, nrows);
-        return;
-    }
-    for (uint k = 0; k < NR; k++) {
-        float v = vs[k];
-        uint r = r0 + k;
-        if (lane == 0 && r < nrows) {
-            if (seg == 0) {
-                uint oi = p.o_off + t * p.o_stride + r;
-                o[oi] = p.add != 0 ? o[oi] + v : v;
-            } else if (seg == 1) {
-                o1[p.o_off1 + t * p.o_stride1 + r] = v;
-            } else {
-                o2[p.o_off2 + t * p.o_stride2 + r] = v;
+        /* the group's sums; the next group's rows (and for Q4_K its first
+         * loads) are set up first, so those loads are under way during the
+         * reductions and stores */
+        uint cr0 = r0, cseg = seg, cnrows = nrows;
+        uint gn = gi + p.g_stride;
+        bool more = gn < p.n_groups;
+        if (more) {
+            set_group(gn, grp);
+#if defined(W_Q4_K)
+            Q4K_FETCH(lane)
+#endif
+        }
+        float vs[NR];
+        for (uint k = 0; k < NR; k++) vs[k] = group_sum(acc[k], sg, grp, lane);
+        if (EPI == 1 && NR % 2 == 0) { /* (the host uses EPI 1 with NR even only) */
+            for (uint k = 0; k < NR; k += 2)
+                if (lane == 0 && cr0 + k < cnrows) rope_store(vs[k], vs[min(k + 1, NR - 1)], cr0 + k, cseg, t, cnrows);
+        } else {
+            for (uint k = 0; k < NR; k++) {
+                float v = vs[k];
+                uint r = cr0 + k;
+                if (lane == 0 && r < cnrows) {
+                    if (cseg == 0) {
+                        uint oi = p.o_off + t * p.o_stride + r;
+                        o[oi] = p.add != 0 ? o[oi] + v : v;
+                    } else if (cseg == 1) {
+                        o1[p.o_off1 + t * p.o_stride1 + r] = v;
+                    } else {
+                        o2[p.o_off2 + t * p.o_stride2 + r] = v;
+                    }
+                }
             }
         }
+        if (!more) break;
+        gi = gn;
     }
 }
