@@ -791,7 +791,7 @@ VkPipeline vk_pipeline(st_vk_ctx *c, vk_pipe_id id, st_error *err) {
     bool mv = (mvk >= 0 && vk_mv_wide(mvk)) || id == VKP_ACT_W;
     struct { uint32_t wg, sg; VkBool32 use_sg; uint32_t mm_wg, bm, bn, bk, tm, tn, epi, nr, pro_n; } spec = {
         mv ? c->mv_wg : c->wg, c->subgroup_size, c->subgroup_arith ? VK_TRUE : VK_FALSE, mm->wg, mm->bm, mm->bn, mm->bk, mm->tm, mm->tn,
-        e1 ? 1u : 0u, c->mv_nr, pro ? c->pro_n : 32u};
+        e1 ? 1u : 0u, c->mv_nr, pro ? c->pro_n : 64u};
     VkSpecializationMapEntry me[12];
     for (uint32_t i = 0; i < 12; i++) me[i] = (VkSpecializationMapEntry){i, 4 * i, 4};
     VkSpecializationInfo si = {12, me, sizeof spec, &spec};

@@ -208,16 +208,18 @@ static void rtensor(rmodel *m, st_tensor *t, st_type type, int ne0, int ne1, flo
 /* n_embd 128, 4 heads of 32 over 2 KV heads, RoPE on 16 of the 32 dims, FFN
  * 96, vocabulary 77, 2 layers. wtype for the projections, ftype for the FFN
  * and output, ntype for the norms. */
-static void rmodel_make(rmodel *m, st_type wtype, st_type ftype, st_type ntype) {
+/* a random model of width D (a multiple of 32) and FFN F; K-quant weights
+ * need multiples of 256 */
+static void rmodel_make_dims(rmodel *m, st_type wtype, st_type ftype, st_type ntype, int D_, int F_) {
     memset(m, 0, sizeof *m);
     st_hparams *hp = &m->hp;
     hp->n_vocab = 77;
-    hp->n_embd = 128;
+    hp->n_embd = D_;
     hp->n_layer = 2;
-    hp->n_head = 4;
+    hp->n_head = D_ / 32;
     hp->n_head_kv = 2;
     hp->head_dim = 32;
-    hp->n_ff = 96;
+    hp->n_ff = F_;
     hp->n_rot = 16;
     hp->n_ctx_train = 256;
     hp->rope_base = 10000.0f;
@@ -240,6 +242,8 @@ static void rmodel_make(rmodel *m, st_type wtype, st_type ftype, st_type ntype) 
     rtensor(m, &m->out_norm, ntype, D, 1, 0.2f, 1.0f);
     rtensor(m, &m->out, ftype, D, hp->n_vocab, 0.3f, 0);
 }
+
+static void rmodel_make(rmodel *m, st_type wtype, st_type ftype, st_type ntype) { rmodel_make_dims(m, wtype, ftype, ntype, 128, 96); }
 
 static void rmodel_free(rmodel *m) {
     for (int i = 0; i < m->nbufs; i++) free(m->bufs[i]);
@@ -328,10 +332,10 @@ Test(vulkan_model, random_quantized) { check_rmodel(ST_TYPE_Q8_0, ST_TYPE_Q4_0, 
  * (STRATA_VK_GRAPH=0 STRATA_VK_FUSE=0), at positions that need 1 to 4
  * attention chunks, across a rewind, with prompt batches between them
  * (recorded live), and parts are in fact replayed. */
-Test(vulkan_model, replay_identical, .timeout = 120) {
+static void check_replay(st_type wtype, st_type ftype, int D_, int F_) {
     need_device();
     rmodel m;
-    rmodel_make(&m, ST_TYPE_Q8_0, ST_TYPE_Q4_0, ST_TYPE_F32);
+    rmodel_make_dims(&m, wtype, ftype, ST_TYPE_F32, D_, F_);
     const st_hparams *hp = &m.hp;
     st_error err = {0};
     st_backend *be[2] = {NULL, NULL};
@@ -376,6 +380,12 @@ Test(vulkan_model, replay_identical, .timeout = 120) {
     rmodel_free(&m);
     no_validation_errors();
 }
+
+Test(vulkan_model, replay_identical, .timeout = 120) { check_replay(ST_TYPE_Q8_0, ST_TYPE_Q4_0, 128, 96); }
+/* the K-quants' prologues (Q4_K reads its activations from shared memory
+ * in 16-byte slots, Q6_K in words); with STRATA_VK_PRO_GROUPS=3 (CI's
+ * second run) each workgroup computes several row groups */
+Test(vulkan_model, replay_identical_kquants, .timeout = 120) { check_replay(ST_TYPE_Q4_K, ST_TYPE_Q6_K, 256, 512); }
 
 /* ------------------------------------------------------------ tiny-14m */
 

@@ -82,15 +82,25 @@ layout(std430, binding = 6) writeonly buffer VC32 { float vc32[]; };
 layout(std430, binding = 7) readonly buffer CS { float cs[]; };
 layout(std430, binding = 8) readonly buffer DYN { uint dyn[]; };
 /* the prologue (see above): floats in, the norm weight or u, shared out */
-layout(constant_id = 11) const uint PRO_N = 32;  /* 32: no prologue (the arrays must not be empty) */
+layout(constant_id = 11) const uint PRO_N = 64;  /* 64: no prologue (the arrays must not be empty) */
 layout(std430, binding = 1) readonly buffer PX { float px[]; };
 layout(std430, binding = 1) readonly buffer PX4 { vec4 px4[]; };
 layout(std430, binding = 2) readonly buffer PW32 { float pw32[]; };
 layout(std430, binding = 2) readonly buffer PW16 { uint16_t pw16[]; };
 layout(std430, binding = 2) readonly buffer PW4 { uvec4 pw4[]; };
-shared uint sq[PRO_N / 4];
+/* The quantized row in 16-byte slots, slot k stored at k ^ ((k >> 3) & 7)
+ * (pswz): the mat-vec's lanes read 16-byte slots 64 or 32 bytes apart (a
+ * Q4_K lane's quarter super-block, a Q8_0 lane's block), which in a plain
+ * layout fall into 2 of the 8 16-byte bank groups: 4-way conflicts for
+ * every load (16-way with the 4-byte loads used before, which made
+ * prologues cost more than the dispatch they saved on 4096-wide rows).
+ * XOR-ing the slot's low 3 bits with the next 3 spreads 8 consecutive
+ * lanes over all 8 groups. The bsums likewise as 16-byte slots (a Q4_K
+ * lane's four). */
+shared uvec4 sq4[PRO_N / 16];
 shared float sd[PRO_N / 32];
-shared int sbs[PRO_N / 16];
+shared ivec4 sbs4[PRO_N / 64];
+uint pswz(uint k) { return k ^ ((k >> 3) & 7u); }
 #define AX(i) px[i]
 #define AX4(i) px4[i]
 #define AW32(i) pw32[i]
@@ -98,9 +108,9 @@ shared int sbs[PRO_N / 16];
 #define AW4(i) pw4[i]
 #define AO_STORE(i, v)
 #define AO4_STORE(i, v)
-#define AQ_STORE(i, w) sq[i] = (w)
+#define AQ_STORE(i, w) sq4[pswz((i) >> 2)][(i) & 3u] = (w)
 #define AD_STORE(i, v) sd[i] = (v)
-#define ABS_STORE(i, v) sbs[i] = (v)
+#define ABS_STORE(i, v) sbs4[(i) >> 2][(i) & 3u] = (v)
 #include "act_body.glsl"
 
 /* One dispatch may compute up to three matrices of the same type and width
@@ -139,13 +149,13 @@ const uint ACT_KIND = 0;  /* Q8_0 activations */
 #else
 const uint ACT_KIND = 1;  /* Q8_K */
 #endif
-bool pro_on() { return PRO_N > 32 && p.pro != 0; }
+bool pro_on() { return PRO_N > 64 && p.pro != 0; }
 /* the quantized activations: from the prologue's shared copy or binding 1-3 */
-uint YQW(uint i) { return pro_on() ? sq[i] : qs[i]; }
-uvec4 YQ4(uint i) { return pro_on() ? uvec4(sq[4 * i], sq[4 * i + 1], sq[4 * i + 2], sq[4 * i + 3]) : qs4[i]; }
+uint YQW(uint i) { return pro_on() ? sq4[pswz(i >> 2)][i & 3u] : qs[i]; }
+uvec4 YQ4(uint i) { return pro_on() ? sq4[pswz(i)] : qs4[i]; }
 float YD(uint i) { return pro_on() ? sd[i] : yd[i]; }
 /* the four bsums from i (a multiple of 4: a quarter super-block's) in one load */
-ivec4 YBS4(uint i) { return pro_on() ? ivec4(sbs[i], sbs[i + 1], sbs[i + 2], sbs[i + 3]) : bs4[i >> 2]; }
+ivec4 YBS4(uint i) { return pro_on() ? sbs4[i >> 2] : bs4[i >> 2]; }
 
 
 /* rows per group: 1 for F32/F16; for the quantized types the host's
@@ -549,18 +559,9 @@ void main() {
 #else
 #error "matvec.comp: define the weight type (W_F32, W_F16, W_Q4_0, W_Q8_0, W_Q4_K, W_Q5_K, W_Q6_K)"
 #endif
-        /* the group's sums; the next group's rows (and for Q4_K its first
-         * loads) are set up first, so those loads are under way during the
-         * reductions and stores */
+        /* (setting the next group up and requesting its loads before the
+         * sums were summed and stored was slower: more registers live) */
         uint cr0 = r0, cseg = seg, cnrows = nrows;
-        uint gn = gi + p.g_stride;
-        bool more = gn < p.n_groups;
-        if (more) {
-            set_group(gn, grp);
-#if defined(W_Q4_K)
-            Q4K_FETCH(lane)
-#endif
-        }
         float vs[NR];
         for (uint k = 0; k < NR; k++) vs[k] = group_sum(acc[k], sg, grp, lane);
         if (EPI == 1 && NR % 2 == 0) { /* (the host uses EPI 1 with NR even only) */
@@ -582,7 +583,11 @@ void main() {
                 }
             }
         }
-        if (!more) break;
-        gi = gn;
+        gi += p.g_stride;
+        if (gi >= p.n_groups) break;
+        set_group(gi, grp);
+#if defined(W_Q4_K)
+        Q4K_FETCH(lane)
+#endif
     }
 }
