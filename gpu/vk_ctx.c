@@ -789,12 +789,12 @@ VkPipeline vk_pipeline(st_vk_ctx *c, vk_pipe_id id, st_error *err) {
     bool pro = id >= VKP_MATVEC_P_F32 && id <= VKP_MATVEC_PE1_Q6_K;
     int mvk = e1 || pro ? (int)(id - VKP_MATVEC_E1_F32) % 7 : id >= VKP_MATVEC_F32 && id <= VKP_MATVEC_Q6_K ? (int)(id - VKP_MATVEC_F32) : -1;
     bool mv = (mvk >= 0 && vk_mv_wide(mvk)) || id == VKP_ACT_W;
-    struct { uint32_t wg, sg; VkBool32 use_sg; uint32_t mm_wg, bm, bn, bk, tm, tn, epi, nr, pro_n; } spec = {
+    struct { uint32_t wg, sg; VkBool32 use_sg; uint32_t mm_wg, bm, bn, bk, tm, tn, epi, nr, pro_n, pro_pref; } spec = {
         mv ? c->mv_wg : c->wg, c->subgroup_size, c->subgroup_arith ? VK_TRUE : VK_FALSE, mm->wg, mm->bm, mm->bn, mm->bk, mm->tm, mm->tn,
-        e1 ? 1u : 0u, c->mv_nr, pro ? c->pro_n : 64u};
-    VkSpecializationMapEntry me[12];
-    for (uint32_t i = 0; i < 12; i++) me[i] = (VkSpecializationMapEntry){i, 4 * i, 4};
-    VkSpecializationInfo si = {12, me, sizeof spec, &spec};
+        e1 ? 1u : 0u, c->mv_nr, pro ? c->pro_n : 64u, c->pro_pref};
+    VkSpecializationMapEntry me[13];
+    for (uint32_t i = 0; i < 13; i++) me[i] = (VkSpecializationMapEntry){i, 4 * i, 4};
+    VkSpecializationInfo si = {13, me, sizeof spec, &spec};
     VkComputePipelineCreateInfo ci = {
         .sType = VK_STRUCTURE_TYPE_COMPUTE_PIPELINE_CREATE_INFO,
         .stage = {.sType = VK_STRUCTURE_TYPE_PIPELINE_SHADER_STAGE_CREATE_INFO,
@@ -1199,17 +1199,20 @@ static st_status ctx_create(int want, st_vk_ctx **out, st_error *err) {
     const char *pg = getenv("STRATA_VK_PRO_GROUPS"), *mg = getenv("STRATA_VK_MV_GROUPS");
     if (pg && *pg) c->mv_pro_groups = (uint32_t)strtoul(pg, NULL, 10);
     c->mv_groups = mg && *mg ? (uint32_t)strtoul(mg, NULL, 10) : 0;
+    c->pro_pref = getenv("STRATA_VK_PRO_PREF") && !strcmp(getenv("STRATA_VK_PRO_PREF"), "1");
     const char *pm = getenv("STRATA_VK_PRO_MAXN");
-    /* Where the prologue pays (H200, tg128, 5 repetitions alternating):
-     * tinyllama Q4_K_M (rows of 2048, FFN 5632) 664-668 tok/s with every
-     * prologue vs 636-640 without; llama2-7b Q4_K_M (4096, 11008) 245-251
-     * with vs 279-285 without. A workgroup walks the row once for SwiGLU
-     * and the copy, twice for RMSNorm (the sum of squares first), and each
-     * 4096-wide walk cost about as much as act's own dispatch: so rows of
-     * up to 2048, and SwiGLU rows of up to 6144. STRATA_VK_PRO_MAXN sets
-     * both limits (for measuring). */
-    c->pro_maxn = pm && *pm ? (uint32_t)strtoul(pm, NULL, 10) : 2048;
-    c->pro_maxn_swiglu = pm && *pm ? c->pro_maxn : 6144;
+    /* Where the prologue pays: everywhere it fits, since the workgroups
+     * loop over row groups (one prologue per workgroup, two workgroups per
+     * multiprocessor) and the first loads wait for the prologue (PRO_PREF
+     * 0: fewer registers, so two workgroups fit). H100, tg128: llama2-7b
+     * Q4_K_M 289-291 tok/s with every prologue vs 277-280 without,
+     * tinyllama Q4_K_M 698-702 vs 635-639, 7B Q8_0 234 vs 223, tinyllama
+     * Q8_0 729 vs 717. (A grid of a workgroup per row group, each paying
+     * the prologue, lost on 4096-wide rows: 7B 245-251 vs 279-285 on the
+     * H200; with the loads requested before the prologue, 249-259 vs 277.)
+     * STRATA_VK_PRO_MAXN limits the row width (for measuring). */
+    c->pro_maxn = pm && *pm ? (uint32_t)strtoul(pm, NULL, 10) : 16384;
+    c->pro_maxn_swiglu = c->pro_maxn;
     const char *pmo = getenv("STRATA_VK_PRO_MODES");
     c->pro_modes = pmo && *pmo ? (uint32_t)strtoul(pmo, NULL, 10) : 15;
     c->attn_fast = !(getenv("STRATA_VK_ATTN_FAST") && !strcmp(getenv("STRATA_VK_ATTN_FAST"), "0"));

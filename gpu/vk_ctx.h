@@ -110,6 +110,7 @@ typedef struct st_vk_ctx {
     uint32_t mv_wg, mv_nr;           /* matvec.comp's (and act.comp's) workgroup size; rows per group (quantized types) */
     uint32_t pro_n;                  /* the mat-vec prologue's capacity in elements (0: no prologue) */
     uint32_t pro_maxn, pro_maxn_swiglu;  /* ... used for rows of at most this many elements (SwiGLU: the second) */
+    uint32_t pro_pref;               /* matvec.comp's PRO_PREF (STRATA_VK_PRO_PREF=0: 0) */
     uint32_t mv_pro_groups, mv_groups;  /* mat-vec workgroups at most, with a prologue / without (0: one per row group) */
     uint32_t pro_modes;              /* ... for these steps: 1 the attention output, 2 the norms, 4 SwiGLU, 8 the final norm */
     bool attn_fast;                  /* attn.comp's 16-byte-vector path for F16 caches */
