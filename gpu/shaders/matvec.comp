@@ -528,64 +528,42 @@ void main() {
         }
 #elif defined(W_Q6_K)
         uint nb = p.n / 256;
-        /* two units per step, all their loads issued before the arithmetic
-         * (as for Q4_K): with one unit a step, a lane of an 11008-wide row
-         * walked 11 steps, each waiting for its own loads */
-        for (uint u0 = lane; u0 < nb * 8; u0 += 2 * LANES) {
-            bool ok1 = u0 + LANES < nb * 8;
-            uint y[16];
-            uvec2 A[2 * NR], B2[2 * NR], C[2 * NR], SC[2 * NR];
-            float dw[2 * NR], dy[2];
-            for (uint v = 0; v < 2; v++) {
-                uint u = v == 1 && ok1 ? u0 + LANES : u0;
-                uint i = u >> 3, half_ = (u >> 2) & 1u, h = u & 3u;
-                uint e0 = i * 256 + 128 * half_ + 8 * h;
-                for (uint j = 0; j < 4; j++) {
-                    y[8 * v + 2 * j] = yw(t, e0 + 32 * j);
-                    y[8 * v + 2 * j + 1] = yw(t, e0 + 32 * j + 4);
-                }
-                dy[v] = YD(t * nb + i);
-                for (uint k = 0; k < NR; k++) {
-                    uint bb = rb[k] + i * 210;
-                    uint ql = bb + 64 * half_ + 8 * h, qh = bb + 128 + 32 * half_ + 8 * h;
-                    /* 8 bytes each of the low nibbles (two places) and the
-                     * high bits, and the half's 8 scales (this unit's: bytes
-                     * is, is+2, is+4, is+6), as aligned words (210-byte
-                     * blocks are 2-byte aligned; 2-byte loads were slower,
-                     * as for Q8_0) */
-                    A[2 * k + v] = w8x(ql);
-                    B2[2 * k + v] = w8x(ql + 32);
-                    C[2 * k + v] = w8x(qh);
-                    SC[2 * k + v] = w8x(bb + 192 + 8 * half_);
-                    dw[2 * k + v] = wh(bb + 208);
-                }
+        for (uint u = lane; u < nb * 8; u += LANES) {
+            uint i = u >> 3, half_ = (u >> 2) & 1u, h = u & 3u;
+            uint l = 8 * h, is = h >> 1;
+            uint e0 = i * 256 + 128 * half_ + l;
+            uint y[8];
+            for (uint j = 0; j < 4; j++) {
+                y[2 * j] = yw(t, e0 + 32 * j);
+                y[2 * j + 1] = yw(t, e0 + 32 * j + 4);
             }
-            for (uint v = 0; v < 2; v++) {
-                if (v == 1 && !ok1) break;
-                uint u = u0 + v * LANES;
-                uint is = (u & 3u) >> 1;
-                int ys[4];
-                for (uint j = 0; j < 4; j++) ys[j] = sum4(y[8 * v + 2 * j]) + sum4(y[8 * v + 2 * j + 1]);
-                for (uint k = 0; k < NR; k++) {
-                    int s[4];
-                    for (uint w = 0; w < 2; w++) {
-                        uint a = A[2 * k + v][w], b2 = B2[2 * k + v][w], c = C[2 * k + v][w];
-                        uint q1 = (a & 0x0F0F0F0Fu) | ((c & 0x03030303u) << 4);
-                        uint q2 = (b2 & 0x0F0F0F0Fu) | (((c >> 2) & 0x03030303u) << 4);
-                        uint q3 = ((a >> 4) & 0x0F0F0F0Fu) | (((c >> 4) & 0x03030303u) << 4);
-                        uint q4 = ((b2 >> 4) & 0x0F0F0F0Fu) | (((c >> 6) & 0x03030303u) << 4);
-                        int d1 = dot4u(q1, y[8 * v + w]), d2 = dot4u(q2, y[8 * v + 2 + w]);
-                        int d3 = dot4u(q3, y[8 * v + 4 + w]), d4 = dot4u(q4, y[8 * v + 6 + w]);
-                        if (w == 0) { s[0] = d1; s[1] = d2; s[2] = d3; s[3] = d4; }
-                        else { s[0] += d1; s[1] += d2; s[2] += d3; s[3] += d4; }
-                    }
-                    /* (q - 32) * y summed: the 6-bit values minus 32 times the sum of y */
-                    uvec2 sc = SC[2 * k + v];
-                    int sc0 = bitfieldExtract(int(sc.x), int(8 * is), 8), sc1 = bitfieldExtract(int(sc.x), int(8 * is + 16), 8);
-                    int sc2 = bitfieldExtract(int(sc.y), int(8 * is), 8), sc3 = bitfieldExtract(int(sc.y), int(8 * is + 16), 8);
-                    int isum = sc0 * (s[0] - 32 * ys[0]) + sc1 * (s[1] - 32 * ys[1]) + sc2 * (s[2] - 32 * ys[2]) + sc3 * (s[3] - 32 * ys[3]);
-                    acc[k] += (dw[2 * k + v] * dy[v]) * float(isum);
+            int ys[4];
+            for (uint j = 0; j < 4; j++) ys[j] = sum4(y[2 * j]) + sum4(y[2 * j + 1]);
+            float dy = YD(t * nb + i);
+            for (uint k = 0; k < NR; k++) {
+                uint bb = rb[k] + i * 210;
+                uint ql = bb + 64 * half_ + l, qh = bb + 128 + 32 * half_ + l;
+                /* 8 bytes each of the low nibbles (two places) and the high bits,
+                 * and the half's 8 scales (this unit's: bytes is, is+2, is+4,
+                 * is+6), as aligned words (210-byte blocks are 2-byte aligned;
+                 * 2-byte loads were slower, as for Q8_0) */
+                uvec2 A = w8x(ql), B2 = w8x(ql + 32), C = w8x(qh), SC = w8x(bb + 192 + 8 * half_);
+                int s[4];
+                for (uint w = 0; w < 2; w++) {
+                    uint a = A[w], b2 = B2[w], c = C[w];
+                    uint q1 = (a & 0x0F0F0F0Fu) | ((c & 0x03030303u) << 4);
+                    uint q2 = (b2 & 0x0F0F0F0Fu) | (((c >> 2) & 0x03030303u) << 4);
+                    uint q3 = ((a >> 4) & 0x0F0F0F0Fu) | (((c >> 4) & 0x03030303u) << 4);
+                    uint q4 = ((b2 >> 4) & 0x0F0F0F0Fu) | (((c >> 6) & 0x03030303u) << 4);
+                    int d1 = dot4u(q1, y[w]), d2 = dot4u(q2, y[2 + w]), d3 = dot4u(q3, y[4 + w]), d4 = dot4u(q4, y[6 + w]);
+                    if (w == 0) { s[0] = d1; s[1] = d2; s[2] = d3; s[3] = d4; }
+                    else { s[0] += d1; s[1] += d2; s[2] += d3; s[3] += d4; }
                 }
+                /* (q - 32) * y summed: the 6-bit values minus 32 times the sum of y */
+                int sc0 = bitfieldExtract(int(SC.x), int(8 * is), 8), sc1 = bitfieldExtract(int(SC.x), int(8 * is + 16), 8);
+                int sc2 = bitfieldExtract(int(SC.y), int(8 * is), 8), sc3 = bitfieldExtract(int(SC.y), int(8 * is + 16), 8);
+                int isum = sc0 * (s[0] - 32 * ys[0]) + sc1 * (s[1] - 32 * ys[1]) + sc2 * (s[2] - 32 * ys[2]) + sc3 * (s[3] - 32 * ys[3]);
+                acc[k] += (wh(bb + 208) * dy) * float(isum);
             }
         }
 #else
