@@ -134,7 +134,6 @@ typedef struct vk_be {
     vk_alloc dyn;                      /* the pass's position and attention chunking (DYN_*) */
     vk_alloc cnt;                      /* attention: chunks finished per (head, token), kept at 0 between dispatches */
     bool fuse;                         /* the Q/K/V epilogue on (STRATA_VK_FUSE=0: off) */
-    uint32_t attn_chunk;               /* positions per attention chunk at least (ATTN_MIN_CHUNK; STRATA_VK_ATTN_CHUNK) */
     vk_hbuf in;                        /* host: embeddings + RoPE table + dyn */
     vk_hbuf out;                       /* host: logits read-back */
 
@@ -803,7 +802,7 @@ static st_status rec_matvec(vk_be *be, VkCommandBuffer cb, const st_tensor *w, c
  * ATTN_*): chunk positions each, n_chunks chunks. */
 static void attn_chunks(const vk_be *be, int n_tok, int pos0, uint32_t *chunk_, uint32_t *n_chunks_) {
     uint32_t hd = (uint32_t)be->hp.head_dim, nh = (uint32_t)be->hp.n_head, kv_len = (uint32_t)(pos0 + n_tok);
-    uint32_t chunk = be->attn_chunk;
+    uint32_t chunk = ATTN_MIN_CHUNK;
     uint64_t per = (uint64_t)n_tok * nh * (hd + 2) * 4;  /* bytes of one chunk's partials for the batch */
     uint32_t max_chunks = (uint32_t)(be->part.size / per);
     if (max_chunks > ATTN_MAX_CHUNKS) max_chunks = ATTN_MAX_CHUNKS;
@@ -1507,10 +1506,6 @@ st_status st_vk_backend_new(const st_hparams *hp, int n_ctx, int n_batch, bool k
     be->graph_on = !c->prof && !(ge && strcmp(ge, "0") == 0);
     const char *fe = getenv("STRATA_VK_FUSE");
     be->fuse = !(fe && strcmp(fe, "0") == 0);
-    /* (16 or 64 for measuring; the partials buffer is sized for 32, so a
-     * smaller chunk gives way to fewer chunks on long contexts) */
-    const char *ac = getenv("STRATA_VK_ATTN_CHUNK");
-    be->attn_chunk = ac && (!strcmp(ac, "16") || !strcmp(ac, "64")) ? (uint32_t)atoi(ac) : ATTN_MIN_CHUNK;
     if (!be->lc || !be->cs_host || !be->gp || !be->pend) { rc = st_error_set(err, ST_ERR_NOMEM, "out of memory"); goto fail; }
     VkDeviceSize B = (VkDeviceSize)n_batch, D = (VkDeviceSize)hp->n_embd, F = (VkDeviceSize)hp->n_ff,
                  DKV = (VkDeviceSize)be->dkv, M = (VkDeviceSize)be->maxn;
