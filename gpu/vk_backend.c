@@ -611,7 +611,6 @@ typedef struct {
     uint32_t pro, pro_w_off, pro_w_type;
     float pro_eps;
     uint32_t n_groups, g_stride;
-    uint32_t seg_base;
 } mv_push;
 
 /* A mat-vec prologue (matvec.comp; mode 0: none): act's step computed by
@@ -630,7 +629,6 @@ typedef struct {
     int epi;
     vk_bind b5, b6, b7;
     uint32_t e0, e1, e2, e3;
-    uint32_t seg_base;  /* the segment of the dispatch's first matrix (Q 0, K 1, V 2) */
 } mv_epi;
 
 /* The grid of a mat-vec dispatch of `total` row groups: one workgroup per
@@ -688,7 +686,6 @@ static void mv_binds(vk_be *be, vk_bind *b, const vk_bind *o1, const vk_bind *o2
         pc->e1 = e->e1;
         pc->e2 = e->e2;
         pc->e3 = e->e3;
-        pc->seg_base = e->seg_base;
     } else {
         b[5] = *o1;
         b[6] = *o2;
@@ -722,7 +719,7 @@ static st_status rec_matvec_e(vk_be *be, VkCommandBuffer cb, const st_tensor *w,
         gz = ((uint32_t)n_tok + be->c->mm[v].bn - 1) / be->c->mm[v].bn;
     }
     mv_push pc = {(uint32_t)w->ne0, (uint32_t)w->ne1, skip, (uint32_t)w->row_bytes, 0, (uint32_t)w->ne0, o_off, o_stride, add ? 1u : 0u, 0,
-                  (uint32_t)n_tok, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+                  (uint32_t)n_tok, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
     if (v >= 0) { /* (matmul.comp: one workgroup per tile) */
         vk_grid(be->c, (uint32_t)((w->ne1 + rpw - 1) / rpw), &gx, &gy);
         pc.gx = gx;
@@ -782,7 +779,7 @@ static st_status rec_matvec_group(vk_be *be, VkCommandBuffer cb, int n, const st
     uint32_t gx, gy;
     mv_push pc = {(uint32_t)w[0]->ne0, (uint32_t)w[0]->ne1, off[0], (uint32_t)w[0]->row_bytes, 0, (uint32_t)w[0]->ne0, 0, o_stride[0], 0, 0,
                   (uint32_t)n_tok, g[1], n > 2 ? g[2] : 0, (uint32_t)w[1]->ne1, n > 2 ? (uint32_t)w[2]->ne1 : 0, off[1],
-                  n > 2 ? off[2] : 0, 0, 0, o_stride[1], n > 2 ? o_stride[2] : 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+                  n > 2 ? off[2] : 0, 0, 0, o_stride[1], n > 2 ? o_stride[2] : 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
     mv_grid(be, total, pr && pr->mode, &pc, &gx, &gy);
     mv_binds(be, b, &ob[1], n > 2 ? &ob[2] : &ob[1], e, &pc);
     mv_pro_set(be, b, pr, &pc);
@@ -942,7 +939,7 @@ static st_status rec_layer(vk_be *be, VkCommandBuffer cb, int il, const st_layer
     }
     /* Q, K, V with RoPE and the cache stores in their epilogue */
     mv_epi e_qkv = {1, kcb, vcb, vk_bind_all(&be->cs), (uint32_t)hp->head_dim, (uint32_t)hp->n_rot, (uint32_t)(kskip / be->kv_elt),
-                    be->kv_f32 ? 1u : 0u, 0};
+                    be->kv_f32 ? 1u : 0u};
     const st_tensor *const qkv[3] = {&L->wq, &L->wk, &L->wv};
     const vk_alloc *qkv_out[3] = {&be->q, &be->k, &be->v};
     uint32_t qkv_n[3] = {D, DKV, DKV};
@@ -956,13 +953,6 @@ static st_status rec_layer(vk_be *be, VkCommandBuffer cb, int il, const st_layer
         if ((rc = rec_matvec_group(be, cb, 3, qkv, &dt[1], ob, qkv_n, T, fuse ? &e_qkv : NULL, pro_qkv ? &pr_qkv : NULL, &fused, err)))
             return rc;
     }
-    /* else one dispatch each (no barrier between them), each with the
-     * epilogue for its part where all three can (quantized types, one
-     * token): Q4_K_M files give V a Q6_K in half the layers; the kv_store
-     * dispatch this saves cost ~5 us a layer on the H100 */
-    bool sep_epi = !fused && fuse;
-    for (int i = 0; i < 3; i++)
-        if (matvec_nr(be, qkv[i]->type) % 2 || matmul_variant(c, qkv[i]->type, qkv[i]->ne1, T) >= 0) sep_epi = false;
     for (int i = 0; i < 3 && !fused; i++) {
         st_type prev = i ? st_type_traits_get(qkv[i - 1]->type)->vec_dot_type : ST_TYPE_COUNT;
         if (!pro_qkv && i && st_type_traits_get(qkv[i]->type)->vec_dot_type != prev) {
@@ -970,17 +960,14 @@ static st_status rec_layer(vk_be *be, VkCommandBuffer cb, int il, const st_layer
             if ((rc = rec_quantize(be, cb, qkv[i]->type, &be->xb, D, T, false, err))) return rc;
         }
         vk_bind ob = vk_bind_all(qkv_out[i]);
-        mv_epi e1 = e_qkv;
-        e1.seg_base = (uint32_t)i;
-        if ((rc = rec_matvec_e(be, cb, qkv[i], &dt[1 + i], &be->xb, &ob, 0, qkv_n[i], false, T, i == 2, sep_epi ? &e1 : NULL,
-                               pro_qkv ? &pr_qkv : NULL, err)))
+        if ((rc = rec_matvec_e(be, cb, qkv[i], &dt[1 + i], &be->xb, &ob, 0, qkv_n[i], false, T, i == 2, NULL, pro_qkv ? &pr_qkv : NULL, err)))
             return rc;
     }
     VkPipeline p;
     uint32_t gx, gy;
     /* RoPE on the queries, keys (with RoPE) and values into the cache: one
      * dispatch, unless the Q/K/V epilogue did it */
-    if (!(fused && fuse) && !sep_epi) {
+    if (!(fused && fuse)) {
         if ((rc = pipe(be, VKP_KV_STORE, &p, err))) return rc;
         vk_grid(c, groups(be, (uint64_t)T * DKV + (uint64_t)T * hp->n_head * (hp->n_rot / 2)), &gx, &gy);
         vk_bind bb[6] = {vk_bind_all(&be->k), vk_bind_all(&be->v), vk_bind_all(&be->cs), kcb, vcb, vk_bind_all(&be->q)};
