@@ -14,9 +14,9 @@
  * Units (what one lane handles per step):
  *   Q4_K, Q5_K: a quarter super-block (64 weights) with 16-byte loads (144-
  *         and 176-byte blocks keep 16-byte alignment), 4 units per block
- *   Q6_K: 8 positions l of a 128-half (32 weights: ql, ql+32, qh), 8 units
- *         per block, 8 bytes at a time as aligned words (210-byte blocks are
- *         2-byte aligned)
+ *   Q6_K: 16 positions l of a 128-half (64 weights: ql, ql+32, qh), 4 units
+ *         per block, 16 bytes at a time as aligned words (210-byte blocks
+ *         are 2-byte aligned)
  *   Q8_0: a 32-block as nine aligned words (34-byte blocks are 2-byte
  *         aligned: shifted by 16 bits where needed)
  *   Q4_0: a 32-block as five aligned words (18-byte blocks, likewise)
@@ -185,6 +185,14 @@ uvec2 w8x(uint byte_off) {
     uint w = byte_off >> 2;
     uint a = wu[w], b = wu[w + 1], c = wu[w + 2];
     return (byte_off & 2u) == 0 ? uvec2(a, b) : uvec2((a >> 16) | (b << 16), (b >> 16) | (c << 16));
+}
+/* 16 bytes from a 2-byte aligned offset as five aligned words, likewise
+ * (the fifth lies at most 4 bytes past the 16) */
+uvec4 w16x(uint byte_off) {
+    uint w = byte_off >> 2;
+    uint a = wu[w], b = wu[w + 1], c = wu[w + 2], d = wu[w + 3], e = wu[w + 4];
+    return (byte_off & 2u) == 0 ? uvec4(a, b, c, d)
+                                : uvec4((a >> 16) | (b << 16), (b >> 16) | (c << 16), (c >> 16) | (d << 16), (d >> 16) | (e << 16));
 }
 /* activation e of token t, an int8 */
 int yq(uint t, uint e) {
@@ -527,43 +535,45 @@ void main() {
             }
         }
 #elif defined(W_Q6_K)
+        /* unit: 16 positions l of a 128-half (64 weights: ql[l..l+16) and
+         * ql[l+32..l+48) for the four places, qh[l..l+16) for their top
+         * bits, one scale per place) as 16-byte pieces from aligned words
+         * (210-byte blocks are 2-byte aligned: w16x), 4 units a block as for
+         * Q4_K. Each place's activations are 16 consecutive bytes (one
+         * 16-byte load) whose sum is one Q8_K bsum. Twice the bytes per
+         * lane and step of the 8-position unit used before, without a
+         * second unit's registers (an 11008-wide row: 5.4 steps, not 11) */
         uint nb = p.n / 256;
-        for (uint u = lane; u < nb * 8; u += LANES) {
-            uint i = u >> 3, half_ = (u >> 2) & 1u, h = u & 3u;
-            uint l = 8 * h, is = h >> 1;
-            uint e0 = i * 256 + 128 * half_ + l;
-            uint y[8];
-            for (uint j = 0; j < 4; j++) {
-                y[2 * j] = yw(t, e0 + 32 * j);
-                y[2 * j + 1] = yw(t, e0 + 32 * j + 4);
-            }
-            int ys[4];
-            for (uint j = 0; j < 4; j++) ys[j] = sum4(y[2 * j]) + sum4(y[2 * j + 1]);
+        for (uint u = lane; u < nb * 4; u += LANES) {
+            uint i = u >> 2, half_ = (u >> 1) & 1u, h2 = u & 1u;
+            uint e0 = i * 256 + 128 * half_ + 16 * h2;
+            uint yo = (t * p.n + e0) >> 4;
+            uvec4 y0 = YQ4(yo), y1 = YQ4(yo + 2), y2 = YQ4(yo + 4), y3 = YQ4(yo + 6);
+            uint g = (t * p.n + e0) >> 4;  /* this unit's bsums: g, g + 2, g + 4, g + 6 */
+            ivec4 b0 = YBS4(g & ~3u), b1 = YBS4((g & ~3u) + 4);
+            ivec4 ys = ivec4(b0[h2], b0[h2 + 2], b1[h2], b1[h2 + 2]);
             float dy = YD(t * nb + i);
             for (uint k = 0; k < NR; k++) {
                 uint bb = rb[k] + i * 210;
-                uint ql = bb + 64 * half_ + l, qh = bb + 128 + 32 * half_ + l;
-                /* 8 bytes each of the low nibbles (two places) and the high bits,
-                 * and the half's 8 scales (this unit's: bytes is, is+2, is+4,
-                 * is+6), as aligned words (210-byte blocks are 2-byte aligned;
-                 * 2-byte loads were slower, as for Q8_0) */
-                uvec2 A = w8x(ql), B2 = w8x(ql + 32), C = w8x(qh), SC = w8x(bb + 192 + 8 * half_);
-                int s[4];
-                for (uint w = 0; w < 2; w++) {
-                    uint a = A[w], b2 = B2[w], c = C[w];
-                    uint q1 = (a & 0x0F0F0F0Fu) | ((c & 0x03030303u) << 4);
-                    uint q2 = (b2 & 0x0F0F0F0Fu) | (((c >> 2) & 0x03030303u) << 4);
-                    uint q3 = ((a >> 4) & 0x0F0F0F0Fu) | (((c >> 4) & 0x03030303u) << 4);
-                    uint q4 = ((b2 >> 4) & 0x0F0F0F0Fu) | (((c >> 6) & 0x03030303u) << 4);
-                    int d1 = dot4u(q1, y[w]), d2 = dot4u(q2, y[2 + w]), d3 = dot4u(q3, y[4 + w]), d4 = dot4u(q4, y[6 + w]);
-                    if (w == 0) { s[0] = d1; s[1] = d2; s[2] = d3; s[3] = d4; }
-                    else { s[0] += d1; s[1] += d2; s[2] += d3; s[3] += d4; }
+                uint ql = bb + 64 * half_ + 16 * h2;
+                uvec4 A = w16x(ql), B = w16x(ql + 32), C = w16x(bb + 128 + 32 * half_ + 16 * h2);
+                uvec2 SC = w8x(bb + 192 + 8 * half_);
+                float d = wh(bb + 208);
+                const uint M4 = 0x0F0F0F0Fu, M2 = 0x03030303u;
+                ivec4 s4 = ivec4(0);
+                for (uint w = 0; w < 4; w++) {
+                    uint a = A[w], b = B[w], c = C[w];
+                    s4.x += dot4u((a & M4) | ((c & M2) << 4), y0[w]);
+                    s4.y += dot4u((b & M4) | (((c >> 2) & M2) << 4), y1[w]);
+                    s4.z += dot4u(((a >> 4) & M4) | (((c >> 4) & M2) << 4), y2[w]);
+                    s4.w += dot4u(((b >> 4) & M4) | (((c >> 6) & M2) << 4), y3[w]);
                 }
-                /* (q - 32) * y summed: the 6-bit values minus 32 times the sum of y */
-                int sc0 = bitfieldExtract(int(SC.x), int(8 * is), 8), sc1 = bitfieldExtract(int(SC.x), int(8 * is + 16), 8);
-                int sc2 = bitfieldExtract(int(SC.y), int(8 * is), 8), sc3 = bitfieldExtract(int(SC.y), int(8 * is + 16), 8);
-                int isum = sc0 * (s[0] - 32 * ys[0]) + sc1 * (s[1] - 32 * ys[1]) + sc2 * (s[2] - 32 * ys[2]) + sc3 * (s[3] - 32 * ys[3]);
-                acc[k] += (wh(bb + 208) * dy) * float(isum);
+                /* (q - 32) * y summed: the 6-bit values minus 32 times the
+                 * sum of y; place j's scale is byte h2 + 2j of the half's 8 */
+                int sc0 = bitfieldExtract(int(SC.x), int(8 * h2), 8), sc1 = bitfieldExtract(int(SC.x), int(8 * h2 + 16), 8);
+                int sc2 = bitfieldExtract(int(SC.y), int(8 * h2), 8), sc3 = bitfieldExtract(int(SC.y), int(8 * h2 + 16), 8);
+                int isum = sc0 * (s4.x - 32 * ys.x) + sc1 * (s4.y - 32 * ys.y) + sc2 * (s4.z - 32 * ys.z) + sc3 * (s4.w - 32 * ys.w);
+                acc[k] += (d * dy) * float(isum);
             }
         }
 #else
