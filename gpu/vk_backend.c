@@ -621,6 +621,7 @@ typedef struct {
     uint32_t mode;
     vk_bind src, w;
     uint32_t src_off, w_off, w_type;
+    uint32_t groups;  /* workgroups at most (0: c->mv_pro_groups), for products that run side by side */
 } mv_pro;
 
 /* A mat-vec epilogue (matvec.comp's EPI; epi 0: none): the buffers of
@@ -635,8 +636,9 @@ typedef struct {
  * group, or where a prologue runs at most c->mv_pro_groups workgroups,
  * each computing every g_stride-th group after one prologue (matvec.comp);
  * c->mv_groups caps the others the same way (0: no cap). */
-static void mv_grid(const vk_be *be, uint32_t total, bool pro, mv_push *pc, uint32_t *gx, uint32_t *gy) {
-    uint32_t cap = pro ? be->c->mv_pro_groups : be->c->mv_groups, n = cap && total > cap ? cap : total;
+static void mv_grid(const vk_be *be, uint32_t total, const mv_pro *pr, mv_push *pc, uint32_t *gx, uint32_t *gy) {
+    uint32_t cap = pr && pr->mode ? (pr->groups ? pr->groups : be->c->mv_pro_groups) : be->c->mv_groups;
+    uint32_t n = cap && total > cap ? cap : total;
     vk_grid(be->c, n, gx, gy);
     pc->gx = *gx;
     pc->n_groups = total;
@@ -724,7 +726,7 @@ static st_status rec_matvec_e(vk_be *be, VkCommandBuffer cb, const st_tensor *w,
         vk_grid(be->c, (uint32_t)((w->ne1 + rpw - 1) / rpw), &gx, &gy);
         pc.gx = gx;
     } else {
-        mv_grid(be, (uint32_t)((w->ne1 + rpw - 1) / rpw), pr && pr->mode, &pc, &gx, &gy);
+        mv_grid(be, (uint32_t)((w->ne1 + rpw - 1) / rpw), pr, &pc, &gx, &gy);
     }
     mv_binds(be, b, ob, ob, e, &pc);
     mv_pro_set(be, b, pr, &pc);
@@ -780,7 +782,7 @@ static st_status rec_matvec_group(vk_be *be, VkCommandBuffer cb, int n, const st
     mv_push pc = {(uint32_t)w[0]->ne0, (uint32_t)w[0]->ne1, off[0], (uint32_t)w[0]->row_bytes, 0, (uint32_t)w[0]->ne0, 0, o_stride[0], 0, 0,
                   (uint32_t)n_tok, g[1], n > 2 ? g[2] : 0, (uint32_t)w[1]->ne1, n > 2 ? (uint32_t)w[2]->ne1 : 0, off[1],
                   n > 2 ? off[2] : 0, 0, 0, o_stride[1], n > 2 ? o_stride[2] : 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
-    mv_grid(be, total, pr && pr->mode, &pc, &gx, &gy);
+    mv_grid(be, total, pr, &pc, &gx, &gy);
     mv_binds(be, b, &ob[1], n > 2 ? &ob[2] : &ob[1], e, &pc);
     mv_pro_set(be, b, pr, &pc);
     vk_dispatch(be->c, cb, p, b, 9, &pc, sizeof pc, gx, gy, (uint32_t)n_tok);
@@ -931,7 +933,7 @@ static st_status rec_layer(vk_be *be, VkCommandBuffer cb, int il, const st_layer
     if (pro_qkv) {
         uint32_t woff;
         vk_bind nw = vk_bind_range(c, dt[0].mem, dt[0].off, (VkDeviceSize)D * (L->attn_norm.type == ST_TYPE_F32 ? 4 : 2), &woff);
-        pr_qkv = (mv_pro){2, vk_bind_all(&be->x), nw, 0, woff, L->attn_norm.type == ST_TYPE_F16 ? 1u : 0u};
+        pr_qkv = (mv_pro){2, vk_bind_all(&be->x), nw, 0, woff, L->attn_norm.type == ST_TYPE_F16 ? 1u : 0u, 0};
     } else if ((rc = rec_rmsnorm(be, cb, 0, &dt[0], L->attn_norm.type, L->wq.type, T,
                                  pro_fits(be, 2, L->wq.type, D, T) && pro_fits(be, 2, L->wk.type, D, T) && pro_fits(be, 2, L->wv.type, D, T),
                                  err))) {
@@ -953,14 +955,23 @@ static st_status rec_layer(vk_be *be, VkCommandBuffer cb, int il, const st_layer
         if ((rc = rec_matvec_group(be, cb, 3, qkv, &dt[1], ob, qkv_n, T, fuse ? &e_qkv : NULL, pro_qkv ? &pr_qkv : NULL, &fused, err)))
             return rc;
     }
+    /* ... their prologue workgroups shared out by rows: the three run side
+     * by side, and more workgroups than fit at once (two a multiprocessor)
+     * leave a second, partial wave */
+    uint64_t rows_qkv = (uint64_t)qkv[0]->ne1 + qkv[1]->ne1 + qkv[2]->ne1;
     for (int i = 0; i < 3 && !fused; i++) {
+        mv_pro pr_i = pr_qkv;
+        if (c->mv_share && pro_qkv) {
+            pr_i.groups = (uint32_t)(c->mv_pro_groups * (uint64_t)qkv[i]->ne1 / rows_qkv);
+            if (pr_i.groups < 1) pr_i.groups = 1;
+        }
         st_type prev = i ? st_type_traits_get(qkv[i - 1]->type)->vec_dot_type : ST_TYPE_COUNT;
         if (!pro_qkv && i && st_type_traits_get(qkv[i]->type)->vec_dot_type != prev) {
             vk_barrier_compute(cb);
             if ((rc = rec_quantize(be, cb, qkv[i]->type, &be->xb, D, T, false, err))) return rc;
         }
         vk_bind ob = vk_bind_all(qkv_out[i]);
-        if ((rc = rec_matvec_e(be, cb, qkv[i], &dt[1 + i], &be->xb, &ob, 0, qkv_n[i], false, T, i == 2, NULL, pro_qkv ? &pr_qkv : NULL, err)))
+        if ((rc = rec_matvec_e(be, cb, qkv[i], &dt[1 + i], &be->xb, &ob, 0, qkv_n[i], false, T, i == 2, NULL, pro_qkv ? &pr_i : NULL, err)))
             return rc;
     }
     VkPipeline p;
@@ -997,7 +1008,7 @@ static st_status rec_layer(vk_be *be, VkCommandBuffer cb, int il, const st_layer
     /* the output projection, the attention's output quantized in its
      * prologue where it can be */
     bool pro_wo = pro_ok(be, 1, L->wo.type, D, T);
-    mv_pro pr_wo = {1, vk_bind_all(&be->xb), vk_bind_all(&be->xb), 0, 0, 0};
+    mv_pro pr_wo = {1, vk_bind_all(&be->xb), vk_bind_all(&be->xb), 0, 0, 0, 0};
     if (!pro_wo && (rc = rec_quantize(be, cb, L->wo.type, &be->xb, D, T, pro_fits(be, 1, L->wo.type, D, T), err))) return rc;
     if ((rc = rec_matvec_e(be, cb, &L->wo, &dt[4], &be->xb, &xbind, 0, D, true, T, true, NULL, pro_wo ? &pr_wo : NULL, err))) return rc;
 
@@ -1007,7 +1018,7 @@ static st_status rec_layer(vk_be *be, VkCommandBuffer cb, int il, const st_layer
     if (pro_gu) {
         uint32_t woff;
         vk_bind nw = vk_bind_range(c, dt[5].mem, dt[5].off, (VkDeviceSize)D * (L->ffn_norm.type == ST_TYPE_F32 ? 4 : 2), &woff);
-        pr_gu = (mv_pro){2, vk_bind_all(&be->x), nw, 0, woff, L->ffn_norm.type == ST_TYPE_F16 ? 1u : 0u};
+        pr_gu = (mv_pro){2, vk_bind_all(&be->x), nw, 0, woff, L->ffn_norm.type == ST_TYPE_F16 ? 1u : 0u, 0};
     } else if ((rc = rec_rmsnorm(be, cb, 0, &dt[5], L->ffn_norm.type, L->w_gate.type, T,
                                  pro_fits(be, 2, L->w_gate.type, D, T) && pro_fits(be, 2, L->w_up.type, D, T), err))) {
         return rc;
@@ -1031,7 +1042,7 @@ static st_status rec_layer(vk_be *be, VkCommandBuffer cb, int il, const st_layer
     /* SwiGLU, quantized for the down projection: in its prologue where it
      * can be */
     bool pro_dn = pro_ok(be, 4, L->w_down.type, F, T);
-    mv_pro pr_dn = {3, vk_bind_all(&be->hb), vk_bind_all(&be->hb2), 0, 0, 0};
+    mv_pro pr_dn = {3, vk_bind_all(&be->hb), vk_bind_all(&be->hb2), 0, 0, 0, 0};
     if (!pro_dn &&
         (rc = rec_act(be, cb, 2, &be->hb, 0, F, NULL, ST_TYPE_F32, &be->hb2, &be->hb, act_kind(L->w_down.type), T,
                       pro_fits(be, 4, L->w_down.type, F, T), err)))
@@ -1114,7 +1125,7 @@ static st_status rec_tail(vk_be *be, VkCommandBuffer cb, const st_tensor *out_no
     if (pro) {
         uint32_t woff;
         vk_bind nw = vk_bind_range(be->c, dn->mem, dn->off, (VkDeviceSize)D * (out_norm->type == ST_TYPE_F32 ? 4 : 2), &woff);
-        pr = (mv_pro){2, vk_bind_all(&be->x), nw, (uint32_t)t0 * D, woff, out_norm->type == ST_TYPE_F16 ? 1u : 0u};
+        pr = (mv_pro){2, vk_bind_all(&be->x), nw, (uint32_t)t0 * D, woff, out_norm->type == ST_TYPE_F16 ? 1u : 0u, 0};
     } else if ((rc = rec_rmsnorm(be, cb, (uint32_t)t0 * D, dn, out_norm->type, out->type, n, pro_fits(be, 8, out->type, D, n), err))) {
         return rc;
     }
