@@ -611,7 +611,6 @@ typedef struct {
     uint32_t pro, pro_w_off, pro_w_type;
     float pro_eps;
     uint32_t n_groups, g_stride;
-    uint32_t seg_base;
 } mv_push;
 
 /* A mat-vec prologue (matvec.comp; mode 0: none): act's step computed by
@@ -631,7 +630,6 @@ typedef struct {
     int epi;
     vk_bind b5, b6, b7;
     uint32_t e0, e1, e2, e3;
-    uint32_t seg_base;  /* the segment of the dispatch's first matrix (Q 0, K 1, V 2) */
 } mv_epi;
 
 /* The grid of a mat-vec dispatch of `total` row groups: one workgroup per
@@ -690,7 +688,6 @@ static void mv_binds(vk_be *be, vk_bind *b, const vk_bind *o1, const vk_bind *o2
         pc->e1 = e->e1;
         pc->e2 = e->e2;
         pc->e3 = e->e3;
-        pc->seg_base = e->seg_base;
     } else {
         b[5] = *o1;
         b[6] = *o2;
@@ -724,7 +721,7 @@ static st_status rec_matvec_e(vk_be *be, VkCommandBuffer cb, const st_tensor *w,
         gz = ((uint32_t)n_tok + be->c->mm[v].bn - 1) / be->c->mm[v].bn;
     }
     mv_push pc = {(uint32_t)w->ne0, (uint32_t)w->ne1, skip, (uint32_t)w->row_bytes, 0, (uint32_t)w->ne0, o_off, o_stride, add ? 1u : 0u, 0,
-                  (uint32_t)n_tok, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+                  (uint32_t)n_tok, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
     if (v >= 0) { /* (matmul.comp: one workgroup per tile) */
         vk_grid(be->c, (uint32_t)((w->ne1 + rpw - 1) / rpw), &gx, &gy);
         pc.gx = gx;
@@ -784,7 +781,7 @@ static st_status rec_matvec_group(vk_be *be, VkCommandBuffer cb, int n, const st
     uint32_t gx, gy;
     mv_push pc = {(uint32_t)w[0]->ne0, (uint32_t)w[0]->ne1, off[0], (uint32_t)w[0]->row_bytes, 0, (uint32_t)w[0]->ne0, 0, o_stride[0], 0, 0,
                   (uint32_t)n_tok, g[1], n > 2 ? g[2] : 0, (uint32_t)w[1]->ne1, n > 2 ? (uint32_t)w[2]->ne1 : 0, off[1],
-                  n > 2 ? off[2] : 0, 0, 0, o_stride[1], n > 2 ? o_stride[2] : 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+                  n > 2 ? off[2] : 0, 0, 0, o_stride[1], n > 2 ? o_stride[2] : 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
     mv_grid(be, total, pr, &pc, &gx, &gy);
     mv_binds(be, b, &ob[1], n > 2 ? &ob[2] : &ob[1], e, &pc);
     mv_pro_set(be, b, pr, &pc);
@@ -944,7 +941,7 @@ static st_status rec_layer(vk_be *be, VkCommandBuffer cb, int il, const st_layer
     }
     /* Q, K, V with RoPE and the cache stores in their epilogue */
     mv_epi e_qkv = {1, kcb, vcb, vk_bind_all(&be->cs), (uint32_t)hp->head_dim, (uint32_t)hp->n_rot, (uint32_t)(kskip / be->kv_elt),
-                    be->kv_f32 ? 1u : 0u, 0};
+                    be->kv_f32 ? 1u : 0u};
     const st_tensor *const qkv[3] = {&L->wq, &L->wk, &L->wv};
     const vk_alloc *qkv_out[3] = {&be->q, &be->k, &be->v};
     uint32_t qkv_n[3] = {D, DKV, DKV};
@@ -958,16 +955,9 @@ static st_status rec_layer(vk_be *be, VkCommandBuffer cb, int il, const st_layer
         if ((rc = rec_matvec_group(be, cb, 3, qkv, &dt[1], ob, qkv_n, T, fuse ? &e_qkv : NULL, pro_qkv ? &pr_qkv : NULL, &fused, err)))
             return rc;
     }
-    /* else one dispatch each (no barrier between them), each with the
-     * epilogue for its part where all three can (quantized types, one
-     * token; STRATA_VK_SEP_EPI=0: kv_store's dispatch instead): Q4_K_M
-     * files give V a Q6_K in half the layers. Their prologue workgroups
-     * are shared out by rows: the three run side by side, and more
-     * workgroups than fit at once (two a multiprocessor) leave a second,
-     * partial wave */
-    bool sep_epi = !fused && fuse && c->sep_epi;
-    for (int i = 0; i < 3; i++)
-        if (matvec_nr(be, qkv[i]->type) % 2 || matmul_variant(c, qkv[i]->type, qkv[i]->ne1, T) >= 0) sep_epi = false;
+    /* ... their prologue workgroups shared out by rows: the three run side
+     * by side, and more workgroups than fit at once (two a multiprocessor)
+     * leave a second, partial wave */
     uint64_t rows_qkv = (uint64_t)qkv[0]->ne1 + qkv[1]->ne1 + qkv[2]->ne1;
     for (int i = 0; i < 3 && !fused; i++) {
         mv_pro pr_i = pr_qkv;
@@ -981,17 +971,14 @@ static st_status rec_layer(vk_be *be, VkCommandBuffer cb, int il, const st_layer
             if ((rc = rec_quantize(be, cb, qkv[i]->type, &be->xb, D, T, false, err))) return rc;
         }
         vk_bind ob = vk_bind_all(qkv_out[i]);
-        mv_epi e1 = e_qkv;
-        e1.seg_base = (uint32_t)i;
-        if ((rc = rec_matvec_e(be, cb, qkv[i], &dt[1 + i], &be->xb, &ob, 0, qkv_n[i], false, T, i == 2, sep_epi ? &e1 : NULL,
-                               pro_qkv ? &pr_i : NULL, err)))
+        if ((rc = rec_matvec_e(be, cb, qkv[i], &dt[1 + i], &be->xb, &ob, 0, qkv_n[i], false, T, i == 2, NULL, pro_qkv ? &pr_i : NULL, err)))
             return rc;
     }
     VkPipeline p;
     uint32_t gx, gy;
     /* RoPE on the queries, keys (with RoPE) and values into the cache: one
      * dispatch, unless the Q/K/V epilogue did it */
-    if (!(fused && fuse) && !sep_epi) {
+    if (!(fused && fuse)) {
         if ((rc = pipe(be, VKP_KV_STORE, &p, err))) return rc;
         vk_grid(c, groups(be, (uint64_t)T * DKV + (uint64_t)T * hp->n_head * (hp->n_rot / 2)), &gx, &gy);
         vk_bind bb[6] = {vk_bind_all(&be->k), vk_bind_all(&be->v), vk_bind_all(&be->cs), kcb, vcb, vk_bind_all(&be->q)};

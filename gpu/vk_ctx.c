@@ -1200,7 +1200,6 @@ static st_status ctx_create(int want, st_vk_ctx **out, st_error *err) {
     if (pg && *pg) c->mv_pro_groups = (uint32_t)strtoul(pg, NULL, 10);
     c->mv_groups = mg && *mg ? (uint32_t)strtoul(mg, NULL, 10) : 0;
     c->mv_share = !(getenv("STRATA_VK_MV_SHARE") && !strcmp(getenv("STRATA_VK_MV_SHARE"), "0"));
-    c->sep_epi = !(getenv("STRATA_VK_SEP_EPI") && !strcmp(getenv("STRATA_VK_SEP_EPI"), "0"));
     c->pro_pref = getenv("STRATA_VK_PRO_PREF") && !strcmp(getenv("STRATA_VK_PRO_PREF"), "1");
     const char *pm = getenv("STRATA_VK_PRO_MAXN");
     /* Where the prologue pays: everywhere it fits, since the workgroups

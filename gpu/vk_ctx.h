@@ -112,7 +112,6 @@ typedef struct st_vk_ctx {
     uint32_t pro_maxn, pro_maxn_swiglu;  /* ... used for rows of at most this many elements (SwiGLU: the second) */
     uint32_t pro_pref;               /* matvec.comp's PRO_PREF (STRATA_VK_PRO_PREF=0: 0) */
     uint32_t mv_pro_groups, mv_groups;
-    bool sep_epi;                    /* Q, K, V dispatched apart each with the RoPE/cache epilogue (STRATA_VK_SEP_EPI=0: kv_store) */
     bool mv_share;                   /* Q, K, V dispatched apart share mv_pro_groups (STRATA_VK_MV_SHARE=0: each has them all) */  /* mat-vec workgroups at most, with a prologue / without (0: one per row group) */
     uint32_t pro_modes;              /* ... for these steps: 1 the attention output, 2 the norms, 4 SwiGLU, 8 the final norm */
     bool attn_fast;                  /* attn.comp's 16-byte-vector path for F16 caches */

@@ -145,9 +145,6 @@ layout(push_constant) uniform P {
      * g_stride, ... (one each where the grid covers them all; fewer
      * workgroups than groups where a prologue runs: see main) */
     uint n_groups, g_stride;
-    /* EPI 1: the segment of the first matrix (0; 1 or 2 where K or V has a
-     * dispatch of its own, its type differing from Q's) */
-    uint seg_base;
 } p;
 
 #if defined(W_Q4_0) || defined(W_Q8_0)
@@ -589,7 +586,7 @@ void main() {
         for (uint k = 0; k < NR; k++) vs[k] = group_sum(acc[k], sg, grp, lane);
         if (EPI == 1 && NR % 2 == 0) { /* (the host uses EPI 1 with NR even only) */
             for (uint k = 0; k < NR; k += 2)
-                if (lane == 0 && cr0 + k < cnrows) rope_store(vs[k], vs[min(k + 1, NR - 1)], cr0 + k, cseg + p.seg_base, t, cnrows);
+                if (lane == 0 && cr0 + k < cnrows) rope_store(vs[k], vs[min(k + 1, NR - 1)], cr0 + k, cseg, t, cnrows);
         } else {
             for (uint k = 0; k < NR; k++) {
                 float v = vs[k];
