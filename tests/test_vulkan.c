@@ -210,7 +210,7 @@ static void rtensor(rmodel *m, st_tensor *t, st_type type, int ne0, int ne1, flo
  * and output, ntype for the norms. */
 /* a random model of width D (a multiple of 32) and FFN F; K-quant weights
  * need multiples of 256 */
-static void rmodel_make_dims(rmodel *m, st_type wtype, st_type ftype, st_type ntype, int D_, int F_) {
+static void rmodel_make_dims(rmodel *m, st_type wtype, st_type vtype, st_type ftype, st_type ntype, int D_, int F_) {
     memset(m, 0, sizeof *m);
     st_hparams *hp = &m->hp;
     hp->n_vocab = 77;
@@ -232,7 +232,7 @@ static void rmodel_make_dims(rmodel *m, st_type wtype, st_type ftype, st_type nt
         rtensor(m, &L->attn_norm, ntype, D, 1, 0.2f, 1.0f);
         rtensor(m, &L->wq, wtype, D, D, 0.15f, 0);
         rtensor(m, &L->wk, wtype, D, DKV, 0.15f, 0);
-        rtensor(m, &L->wv, wtype, D, DKV, 0.15f, 0);
+        rtensor(m, &L->wv, vtype, D, DKV, 0.15f, 0);
         rtensor(m, &L->wo, wtype, D, D, 0.1f, 0);
         rtensor(m, &L->ffn_norm, ntype, D, 1, 0.2f, 1.0f);
         rtensor(m, &L->w_gate, ftype, D, F, 0.15f, 0);
@@ -243,7 +243,7 @@ static void rmodel_make_dims(rmodel *m, st_type wtype, st_type ftype, st_type nt
     rtensor(m, &m->out, ftype, D, hp->n_vocab, 0.3f, 0);
 }
 
-static void rmodel_make(rmodel *m, st_type wtype, st_type ftype, st_type ntype) { rmodel_make_dims(m, wtype, ftype, ntype, 128, 96); }
+static void rmodel_make(rmodel *m, st_type wtype, st_type ftype, st_type ntype) { rmodel_make_dims(m, wtype, wtype, ftype, ntype, 128, 96); }
 
 static void rmodel_free(rmodel *m) {
     for (int i = 0; i < m->nbufs; i++) free(m->bufs[i]);
@@ -332,10 +332,10 @@ Test(vulkan_model, random_quantized) { check_rmodel(ST_TYPE_Q8_0, ST_TYPE_Q4_0, 
  * (STRATA_VK_GRAPH=0 STRATA_VK_FUSE=0), at positions that need 1 to 4
  * attention chunks, across a rewind, with prompt batches between them
  * (recorded live), and parts are in fact replayed. */
-static void check_replay(st_type wtype, st_type ftype, int D_, int F_) {
+static void check_replay(st_type wtype, st_type vtype, st_type ftype, int D_, int F_) {
     need_device();
     rmodel m;
-    rmodel_make_dims(&m, wtype, ftype, ST_TYPE_F32, D_, F_);
+    rmodel_make_dims(&m, wtype, vtype, ftype, ST_TYPE_F32, D_, F_);
     const st_hparams *hp = &m.hp;
     st_error err = {0};
     st_backend *be[2] = {NULL, NULL};
@@ -381,11 +381,13 @@ static void check_replay(st_type wtype, st_type ftype, int D_, int F_) {
     no_validation_errors();
 }
 
-Test(vulkan_model, replay_identical, .timeout = 120) { check_replay(ST_TYPE_Q8_0, ST_TYPE_Q4_0, 128, 96); }
+Test(vulkan_model, replay_identical, .timeout = 120) { check_replay(ST_TYPE_Q8_0, ST_TYPE_Q8_0, ST_TYPE_Q4_0, 128, 96); }
 /* the K-quants' prologues (Q4_K reads its activations from shared memory
- * in 16-byte slots, Q6_K in words); with STRATA_VK_PRO_GROUPS=3 (CI's
- * second run) each workgroup computes several row groups */
-Test(vulkan_model, replay_identical_kquants, .timeout = 120) { check_replay(ST_TYPE_Q4_K, ST_TYPE_Q6_K, 256, 512); }
+ * in 16-byte slots, Q6_K in words), and V of another type than Q and K (as
+ * in Q4_K_M files: Q, K and V in a dispatch each, sharing the prologue
+ * workgroups). With STRATA_VK_PRO_GROUPS=3 (ctest's
+ * test_vulkan_groups_replay) each workgroup computes several row groups */
+Test(vulkan_model, replay_identical_kquants, .timeout = 120) { check_replay(ST_TYPE_Q4_K, ST_TYPE_Q6_K, ST_TYPE_Q6_K, 256, 512); }
 
 /* ------------------------------------------------------------ tiny-14m */
 
