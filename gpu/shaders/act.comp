@@ -59,6 +59,5 @@ layout(push_constant) uniform P {
 void main() {
     act_p a = act_p(p.n, p.x_off, p.x_stride, p.w_off, p.w_type, p.o_off, p.o_stride, p.mode, p.kind, p.eps);
     uint t = gl_WorkGroupID.y;
-    if (act_one_pass(a, t)) act_chunk(a, 0u, t, -1.0);  /* (one workgroup a row) */
-    else act_chunk(a, gl_WorkGroupID.x, t, act_scale(a, t));
+    act_chunk(a, gl_WorkGroupID.x, t, act_scale(a, t));
 }

@@ -35,13 +35,6 @@ float yval(act_p p, uint t, uint xb, uint e, float scale) {
     return AX(xb + e);
 }
 
-/* Whether RMSNorm's row fits one chunk with every element on the
- * 16-byte path: act_chunk then sums the squares itself (scale < 0) */
-bool act_one_pass(act_p p, uint t) {
-    uint xb = p.x_off + t * p.x_stride, ob = p.o_off + t * p.o_stride;
-    return p.mode == 1 && p.n <= WG * 16 && (p.n & 15u) == 0 && (xb & 3u) == 0 && (ob & 3u) == 0 && (p.w_off & 15u) == 0;
-}
-
 /* RMSNorm's 1/sqrt(mean(x^2) + eps) of row t (mode 1; else 1). Reached by
  * every invocation of the workgroup. */
 float act_scale(act_p p, uint t) {
@@ -73,10 +66,7 @@ float act_scale(act_p p, uint t) {
 }
 
 /* Elements [c * WG * 16, (c + 1) * WG * 16) of row t. Reached by every
- * invocation of the workgroup (barriers). scale < 0 (RMSNorm over a row
- * that this one chunk covers, act_one_pass): the sum of squares comes from
- * the values the chunk loads, so the row is read in one round of loads
- * (then the sum, then the rest) instead of two. */
+ * invocation of the workgroup (barriers). */
 void act_chunk(act_p p, uint c, uint t, float scale) {
     uint tid = gl_LocalInvocationID.x;
     uint xb = p.x_off + t * p.x_stride, ob = p.o_off + t * p.o_stride;
@@ -93,33 +83,17 @@ void act_chunk(act_p p, uint c, uint t, float scale) {
          * but for the row's last group), all issued before the arithmetic */
         bool fast = e0 + 16 <= p.n && (xb & 3u) == 0 && (ob & 3u) == 0 &&
                     (p.mode != 1 || (p.w_off & 15u) == 0) && (p.mode != 2 || ((p.w_off + p.x_stride * t) & 3u) == 0);
-        vec4 xv[4];
-        uvec4 wv[4];  /* mode 1: the weight's 16 values (F32: 4 vectors, F16: 2), loaded with x */
         if (fast) {
+            vec4 xv[4];
             for (uint v = 0; v < 4; v++) xv[v] = AX4((xb + e0) / 4 + v);
-            if (p.mode == 1 && p.w_type == 0)
-                for (uint v = 0; v < 4; v++) wv[v] = AW4((p.w_off / 4 + e0) / 4 + v);
-            else if (p.mode == 1)
-                for (uint v = 0; v < 2; v++) wv[v] = AW4((p.w_off / 2 + e0) / 8 + v);
-        }
-        if (scale < 0.0) { /* uniform */
-            precise float ss = 0.0;
-            if (fast) {
-                precise vec4 s4 = (xv[0] * xv[0] + xv[1] * xv[1]) + (xv[2] * xv[2] + xv[3] * xv[3]);
-                ss = (s4.x + s4.y) + (s4.z + s4.w);
-            }
-            ss = wg_sum(ss);
-            scale = 1.0 / sqrt(ss / float(p.n) + p.eps);
-        }
-        if (fast) {
             if (p.mode == 1 && p.w_type == 0) {
                 for (uint v = 0; v < 4; v++) {
-                    vec4 w = uintBitsToFloat(wv[v]);
+                    vec4 w = uintBitsToFloat(AW4((p.w_off / 4 + e0) / 4 + v));
                     for (uint k = 0; k < 4; k++) y[4 * v + k] = (xv[v][k] * scale) * w[k];
                 }
             } else if (p.mode == 1) {
                 for (uint v = 0; v < 2; v++) {
-                    uvec4 h = wv[v];
+                    uvec4 h = AW4((p.w_off / 2 + e0) / 8 + v);
                     for (uint k = 0; k < 4; k++) {
                         vec2 w = unpackHalf2x16(h[k]);
                         uint j = 8 * v + 2 * k;

@@ -314,12 +314,8 @@ void run_prologue() {
 #if !defined(W_F32) && !defined(W_F16)
     if (pro_on()) { /* uniform */
         act_p a = act_p(p.n, p.x_off, p.n, p.pro_w_off, p.pro_w_type, 0u, p.n, p.pro - 1u, ACT_KIND, p.pro_eps);
-        if (act_one_pass(a, 0u)) {
-            act_chunk(a, 0u, 0u, -1.0);
-        } else {
-            float sc = act_scale(a, 0u);
-            for (uint c = 0; c * WG * 16 < p.n; c++) act_chunk(a, c, 0u, sc);
-        }
+        float sc = act_scale(a, 0u);
+        for (uint c = 0; c * WG * 16 < p.n; c++) act_chunk(a, c, 0u, sc);
         barrier();
     }
 #endif
