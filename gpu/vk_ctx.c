@@ -744,6 +744,34 @@ st_status vk_upload_pinned_async(st_vk_ctx *c, VkCommandBuffer cb, VkFence fence
     return rc;
 }
 
+/* STRATA_VK_PIPE_STATS=1: one line per pipeline, the driver's statistics
+ * of its executable (NVIDIA: register count, shared memory, ...) */
+static void pipe_stats_print(st_vk_ctx *c, VkPipeline pipe, const char *name) {
+    PFN_vkGetPipelineExecutableStatisticsKHR get =
+        (PFN_vkGetPipelineExecutableStatisticsKHR)vkGetDeviceProcAddr(c->dev, "vkGetPipelineExecutableStatisticsKHR");
+    if (!get) return;
+    VkPipelineExecutableInfoKHR ei = {.sType = VK_STRUCTURE_TYPE_PIPELINE_EXECUTABLE_INFO_KHR, .pipeline = pipe, .executableIndex = 0};
+    VkPipelineExecutableStatisticKHR st[32];
+    uint32_t n = 32;
+    for (uint32_t i = 0; i < n; i++) st[i] = (VkPipelineExecutableStatisticKHR){.sType = VK_STRUCTURE_TYPE_PIPELINE_EXECUTABLE_STATISTIC_KHR};
+    VkResult r = get(c->dev, &ei, &n, st);
+    if (r != VK_SUCCESS && r != VK_INCOMPLETE) return;
+    fprintf(stderr, "vulkan pipeline %s:", name);
+    for (uint32_t i = 0; i < n; i++) {
+        switch (st[i].format) {
+        case VK_PIPELINE_EXECUTABLE_STATISTIC_FORMAT_BOOL32_KHR: fprintf(stderr, " %s=%s", st[i].name, st[i].value.b32 ? "yes" : "no"); break;
+        case VK_PIPELINE_EXECUTABLE_STATISTIC_FORMAT_INT64_KHR: fprintf(stderr, " %s=%lld", st[i].name, (long long)st[i].value.i64); break;
+        case VK_PIPELINE_EXECUTABLE_STATISTIC_FORMAT_UINT64_KHR:
+            fprintf(stderr, " %s=%llu", st[i].name, (unsigned long long)st[i].value.u64);
+            break;
+        default: fprintf(stderr, " %s=%g", st[i].name, st[i].value.f64); break;
+        }
+        fputc(i + 1 < n ? ',' : '\n', stderr);
+    }
+    if (!n) fputc('\n', stderr);
+}
+
+
 /* ------------------------------------------------------------ pipelines */
 
 /* Workgroups of 256 helped Q8_0, Q4_K and Q6_K on the H200 (decode 1-3%:
@@ -789,14 +817,15 @@ VkPipeline vk_pipeline(st_vk_ctx *c, vk_pipe_id id, st_error *err) {
     bool pro = id >= VKP_MATVEC_P_F32 && id <= VKP_MATVEC_PE1_Q6_K;
     int mvk = e1 || pro ? (int)(id - VKP_MATVEC_E1_F32) % 7 : id >= VKP_MATVEC_F32 && id <= VKP_MATVEC_Q6_K ? (int)(id - VKP_MATVEC_F32) : -1;
     bool mv = (mvk >= 0 && vk_mv_wide(mvk)) || id == VKP_ACT_W;
-    struct { uint32_t wg, sg; VkBool32 use_sg; uint32_t mm_wg, bm, bn, bk, tm, tn, epi, nr, pro_n, pro_pref; } spec = {
+    struct { uint32_t wg, sg; VkBool32 use_sg; uint32_t mm_wg, bm, bn, bk, tm, tn, epi, nr, pro_n, pro_pref, pro_late; } spec = {
         mv ? c->mv_wg : c->wg, c->subgroup_size, c->subgroup_arith ? VK_TRUE : VK_FALSE, mm->wg, mm->bm, mm->bn, mm->bk, mm->tm, mm->tn,
-        e1 ? 1u : 0u, c->mv_nr, pro ? c->pro_n : 64u, c->pro_pref};
-    VkSpecializationMapEntry me[13];
-    for (uint32_t i = 0; i < 13; i++) me[i] = (VkSpecializationMapEntry){i, 4 * i, 4};
-    VkSpecializationInfo si = {13, me, sizeof spec, &spec};
+        e1 ? 1u : 0u, c->mv_nr, pro ? c->pro_n : 64u, c->pro_pref, c->pro_late};
+    VkSpecializationMapEntry me[14];
+    for (uint32_t i = 0; i < 14; i++) me[i] = (VkSpecializationMapEntry){i, 4 * i, 4};
+    VkSpecializationInfo si = {14, me, sizeof spec, &spec};
     VkComputePipelineCreateInfo ci = {
         .sType = VK_STRUCTURE_TYPE_COMPUTE_PIPELINE_CREATE_INFO,
+        .flags = c->pipe_stats ? VK_PIPELINE_CREATE_CAPTURE_STATISTICS_BIT_KHR : 0,
         .stage = {.sType = VK_STRUCTURE_TYPE_PIPELINE_SHADER_STAGE_CREATE_INFO,
                   .stage = VK_SHADER_STAGE_COMPUTE_BIT,
                   .module = mod,
@@ -811,6 +840,7 @@ VkPipeline vk_pipeline(st_vk_ctx *c, vk_pipe_id id, st_error *err) {
         goto out;
     }
     c->pipes[id] = pipe;
+    if (c->pipe_stats) pipe_stats_print(c, pipe, name);
 out:
     pthread_mutex_unlock(&c->mu_pipe);
     return pipe;
@@ -1201,6 +1231,7 @@ static st_status ctx_create(int want, st_vk_ctx **out, st_error *err) {
     c->mv_groups = mg && *mg ? (uint32_t)strtoul(mg, NULL, 10) : 0;
     c->mv_share = !(getenv("STRATA_VK_MV_SHARE") && !strcmp(getenv("STRATA_VK_MV_SHARE"), "0"));
     c->pro_pref = getenv("STRATA_VK_PRO_PREF") && !strcmp(getenv("STRATA_VK_PRO_PREF"), "1");
+    c->pro_late = getenv("STRATA_VK_PRO_LATE") && !strcmp(getenv("STRATA_VK_PRO_LATE"), "1");
     const char *pm = getenv("STRATA_VK_PRO_MAXN");
     /* Where the prologue pays: everywhere it fits, since the workgroups
      * loop over row groups (one prologue per workgroup, two workgroups per
@@ -1256,10 +1287,23 @@ static st_status ctx_create(int want, st_vk_ctx **out, st_error *err) {
                                             .pNext = &f12,
                                             .storageBuffer16BitAccess = VK_TRUE};
     VkPhysicalDeviceFeatures2 f2 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2, .pNext = &f11};
-    const char *exts[3] = {VK_KHR_PUSH_DESCRIPTOR_EXTENSION_NAME};
+    const char *exts[4] = {VK_KHR_PUSH_DESCRIPTOR_EXTENSION_NAME};
     uint32_t n_ext = 1;
     if (info.int_dot) exts[n_ext++] = VK_KHR_SHADER_INTEGER_DOT_PRODUCT_EXTENSION_NAME;
     if (cm_dev) exts[n_ext++] = VK_NV_COOPERATIVE_MATRIX_EXTENSION_NAME;
+    /* STRATA_VK_PIPE_STATS=1: the driver's statistics of every pipeline
+     * (registers, spills, ...) on stderr as it is created, where the device
+     * offers VK_KHR_pipeline_executable_properties (for tuning: occupancy,
+     * set by registers, decides the mat-vec kernels, docs/VULKAN.md) */
+    VkPhysicalDevicePipelineExecutablePropertiesFeaturesKHR fpe = {
+        .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PIPELINE_EXECUTABLE_PROPERTIES_FEATURES_KHR, .pipelineExecutableInfo = VK_TRUE};
+    const char *ps = getenv("STRATA_VK_PIPE_STATS");
+    c->pipe_stats = ps && !strcmp(ps, "1") && has_dev_ext(c->phys, VK_KHR_PIPELINE_EXECUTABLE_PROPERTIES_EXTENSION_NAME);
+    if (c->pipe_stats) {
+        fpe.pNext = f2.pNext;
+        f2.pNext = &fpe;
+        exts[n_ext++] = VK_KHR_PIPELINE_EXECUTABLE_PROPERTIES_EXTENSION_NAME;
+    }
     VkDeviceCreateInfo di = {.sType = VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO,
                              .pNext = &f2,
                              .queueCreateInfoCount = c->separate_transfer ? 2 : 1,

@@ -86,6 +86,10 @@ layout(constant_id = 11) const uint PRO_N = 64;  /* 64: no prologue (the arrays 
 /* Q4_K: the first group's loads requested before the prologue (1) or after
  * it (0: fewer registers live through it) */
 layout(constant_id = 12) const uint PRO_PREF = 1;
+/* Q4_K with a prologue: each unit's activations read from shared memory
+ * where they are used (1) instead of both units' up front (0): 24 fewer
+ * registers live */
+layout(constant_id = 13) const uint PRO_LATE = 0;
 layout(std430, binding = 1) readonly buffer PX { float px[]; };
 layout(std430, binding = 1) readonly buffer PX4 { vec4 px4[]; };
 layout(std430, binding = 2) readonly buffer PW32 { float pw32[]; };
@@ -475,7 +479,8 @@ void main() {
             uvec4 ya0[2], ya1[2], yb0[2], yb1[2];
             uint us[2] = uint[2](u0, u0 + LANES);
             bool ok1 = u0 + LANES < nb * 4;
-            for (uint v = 0; v < 2; v++) {
+            const bool late = PRO_LATE != 0 && PRO_N > 64;
+            for (uint v = 0; v < 2 && !late; v++) {
                 uint u = v == 1 && !ok1 ? u0 : us[v];
                 uint i = u >> 2, q = u & 3u;
                 uint yo = (t * p.n + i * 256 + 64 * q) >> 4;
@@ -489,13 +494,20 @@ void main() {
                 ivec4 ys4 = YBS4(g);
                 int ysum_lo = ys4.x + ys4.y, ysum_hi = ys4.z + ys4.w;
                 float dy = YD(t * nb + i);
+                uvec4 A0, A1, B0, B1;
+                if (late) {
+                    uint yo = (t * p.n + i * 256 + 64 * q) >> 4;
+                    A0 = YQ4(yo); A1 = YQ4(yo + 1); B0 = YQ4(yo + 2); B1 = YQ4(yo + 3);
+                } else {
+                    A0 = ya0[v]; A1 = ya1[v]; B0 = yb0[v]; B1 = yb1[v];
+                }
                 for (uint k = 0; k < NR; k++) {
                     uvec4 h = hd[2 * k + v], a = qa[2 * k + v], b = qb[2 * k + v];
                     int sc0, m0, sc1, m1;
                     scale_min_pair(q, h.y, h.z, h.w, sc0, m0, sc1, m1);
                     const uint M4 = 0x0F0F0F0Fu;
-                    int s_lo = dot32(a & M4, b & M4, ya0[v], ya1[v]);
-                    int s_hi = dot32((a >> 4) & M4, (b >> 4) & M4, yb0[v], yb1[v]);
+                    int s_lo = dot32(a & M4, b & M4, A0, A1);
+                    int s_hi = dot32((a >> 4) & M4, (b >> 4) & M4, B0, B1);
                     int isum = sc0 * s_lo + sc1 * s_hi;
                     int summs = ysum_lo * m0 + ysum_hi * m1;
                     vec2 dm = unpackHalf2x16(h.x);
