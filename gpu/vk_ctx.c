@@ -1231,7 +1231,10 @@ static st_status ctx_create(int want, st_vk_ctx **out, st_error *err) {
     c->mv_groups = mg && *mg ? (uint32_t)strtoul(mg, NULL, 10) : 0;
     c->mv_share = !(getenv("STRATA_VK_MV_SHARE") && !strcmp(getenv("STRATA_VK_MV_SHARE"), "0"));
     c->pro_pref = getenv("STRATA_VK_PRO_PREF") && !strcmp(getenv("STRATA_VK_PRO_PREF"), "1");
-    c->pro_late = getenv("STRATA_VK_PRO_LATE") && !strcmp(getenv("STRATA_VK_PRO_LATE"), "1");
+    /* H100 (tg128, same runs): 7B Q4_K_M 302.6-302.7 vs 299.0-299.5,
+     * tinyllama Q4_K_M 744.6-744.8 vs 726.7-729.8; matvec_p_q4_k 124
+     * registers instead of 128 (STRATA_VK_PIPE_STATS=1) */
+    c->pro_late = !(getenv("STRATA_VK_PRO_LATE") && !strcmp(getenv("STRATA_VK_PRO_LATE"), "0"));
     const char *pm = getenv("STRATA_VK_PRO_MAXN");
     /* Where the prologue pays: everywhere it fits, since the workgroups
      * loop over row groups (one prologue per workgroup, two workgroups per

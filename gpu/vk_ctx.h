@@ -110,7 +110,7 @@ typedef struct st_vk_ctx {
     uint32_t mv_wg, mv_nr;           /* matvec.comp's (and act.comp's) workgroup size; rows per group (quantized types) */
     uint32_t pro_n;                  /* the mat-vec prologue's capacity in elements (0: no prologue) */
     uint32_t pro_maxn, pro_maxn_swiglu;  /* ... used for rows of at most this many elements (SwiGLU: the second) */
-    uint32_t pro_late;               /* matvec.comp's PRO_LATE (STRATA_VK_PRO_LATE=1: 1) */
+    uint32_t pro_late;               /* matvec.comp's PRO_LATE (STRATA_VK_PRO_LATE=0: 0) */
     uint32_t pro_pref;               /* matvec.comp's PRO_PREF (STRATA_VK_PRO_PREF=0: 0) */
     uint32_t mv_pro_groups, mv_groups;
     bool pipe_stats;                 /* STRATA_VK_PIPE_STATS=1: each pipeline's driver statistics on stderr */

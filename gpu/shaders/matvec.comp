@@ -89,7 +89,7 @@ layout(constant_id = 12) const uint PRO_PREF = 1;
 /* Q4_K with a prologue: each unit's activations read from shared memory
  * where they are used (1) instead of both units' up front (0): 24 fewer
  * registers live */
-layout(constant_id = 13) const uint PRO_LATE = 0;
+layout(constant_id = 13) const uint PRO_LATE = 1;
 layout(std430, binding = 1) readonly buffer PX { float px[]; };
 layout(std430, binding = 1) readonly buffer PX4 { vec4 px4[]; };
 layout(std430, binding = 2) readonly buffer PW32 { float pw32[]; };
