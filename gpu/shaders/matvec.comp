@@ -83,9 +83,10 @@ layout(std430, binding = 7) readonly buffer CS { float cs[]; };
 layout(std430, binding = 8) readonly buffer DYN { uint dyn[]; };
 /* the prologue (see above): floats in, the norm weight or u, shared out */
 layout(constant_id = 11) const uint PRO_N = 64;  /* 64: no prologue (the arrays must not be empty) */
-/* Q4_K: the first group's loads requested before the prologue (1) or after
- * it (0: fewer registers live through it) */
-layout(constant_id = 12) const uint PRO_PREF = 1;
+/* Q4_K: the first group's loads requested before the prologue (1, to
+ * overlap them) or after it (0, the host's default: with 48 registers
+ * fewer live through the prologue two workgroups fit a multiprocessor) */
+layout(constant_id = 12) const uint PRO_PREF = 0;
 /* Q4_K with a prologue: each unit's activations read from shared memory
  * where they are used (1) instead of both units' up front (0): 24 fewer
  * registers live */
@@ -367,8 +368,8 @@ void main() {
     set_group(gi, grp);
     float acc[NR];
 #if defined(W_Q4_K)
-    /* the first group's first step, requested before the prologue, which
-     * then runs while they arrive (see below) */
+    /* the first group's first step: requested before the prologue where
+     * there is none (or PRO_PREF), else after it */
     uint nb = p.n / 256;
     uvec4 hd[2 * NR], qa[2 * NR], qb[2 * NR];
     if (PRO_PREF != 0 || !pro_on()) {
@@ -470,8 +471,8 @@ void main() {
          * of 144 bytes keep 16-byte alignment (the host checks w_off) */
         /* two units per step, their loads issued together (more bytes in flight
          * per lane: the loop is short, 2 steps for a 4096-wide row); the first
-         * step's weights were requested before the prologue or the previous
-         * group's sums (hd, qa, qb: main's head and tail) */
+         * step's weights were requested at main's head or, for a later
+         * group, at the loop's tail (hd, qa, qb) */
         for (uint u0 = lane; u0 < nb * 4; u0 += 2 * LANES) {
             if (u0 != lane) {
                 Q4K_FETCH(u0)
