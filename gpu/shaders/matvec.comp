@@ -7,9 +7,12 @@
  * arithmetic is used, else the whole workgroup); each group computes NR
  * consecutive rows for one token (z of the grid), its lanes striding over
  * the row's units, and reduces with subgroupAdd (no shared memory, no
- * barrier). So a workgroup covers NG * NR rows. The activations of a unit
- * are loaded once and used for all NR rows. Where the device's subgroups
- * turn out not to be SG wide, the same groups reduce through shared memory.
+ * barrier). So a workgroup covers NG * NR rows (a row group), and computes
+ * row groups g, g + g_stride, ... of the dispatch (one, unless the host
+ * launched fewer workgroups than groups: with a prologue). The activations
+ * of a unit are loaded once and used for all NR rows. Where the device's
+ * subgroups turn out not to be SG wide, the same groups reduce through
+ * shared memory.
  *
  * Units (what one lane handles per step):
  *   Q4_K, Q5_K: a quarter super-block (64 weights) with 16-byte loads (144-
@@ -54,7 +57,9 @@
  * workgroup size as act.comp, so the activations are bit-identical. Each
  * workgroup repeats the step for the whole row (a few KB from the cache),
  * in parallel, where the separate dispatch cost a launch and a barrier
- * on the critical path. */
+ * on the critical path; the host launches two workgroups a multiprocessor
+ * (vk_ctx.c, mv_pro_groups), each then computing several row groups, so
+ * the step is paid once per workgroup, not once per row group. */
 #extension GL_GOOGLE_include_directive : require
 #include "common.glsl"
 
