@@ -669,8 +669,7 @@ static void mv_pro_set(vk_be *be, vk_bind *b, const mv_pro *pr, mv_push *pc) {
  * fits the prologue's shared memory, one token (shared memory holds one
  * row). */
 static bool pro_fits(const vk_be *be, uint32_t mode, st_type t, uint32_t n, int n_tok) {
-    uint32_t maxn = mode == 4 ? be->c->pro_maxn_swiglu : be->c->pro_maxn;
-    return n_tok == 1 && (be->c->pro_modes & mode) && be->c->pro_n && n <= be->c->pro_n && n <= maxn && n % 32 == 0 && mv_wide(t);
+    return n_tok == 1 && (be->c->pro_modes & mode) && be->c->pro_n && n <= be->c->pro_n && n <= be->c->pro_maxn && n % 32 == 0 && mv_wide(t);
 }
 
 static bool pro_ok(const vk_be *be, uint32_t mode, st_type t, uint32_t n, int n_tok) {
@@ -961,7 +960,7 @@ static st_status rec_layer(vk_be *be, VkCommandBuffer cb, int il, const st_layer
     uint64_t rows_qkv = (uint64_t)qkv[0]->ne1 + qkv[1]->ne1 + qkv[2]->ne1;
     for (int i = 0; i < 3 && !fused; i++) {
         mv_pro pr_i = pr_qkv;
-        if (c->mv_share && pro_qkv) {
+        if (pro_qkv) {
             pr_i.groups = (uint32_t)(c->mv_pro_groups * (uint64_t)qkv[i]->ne1 / rows_qkv);
             if (pr_i.groups < 1) pr_i.groups = 1;
         }

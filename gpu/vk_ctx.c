@@ -771,7 +771,6 @@ static void pipe_stats_print(st_vk_ctx *c, VkPipeline pipe, const char *name) {
     if (!n) fputc('\n', stderr);
 }
 
-
 /* ------------------------------------------------------------ pipelines */
 
 /* Workgroups of 256 helped Q8_0, Q4_K and Q6_K on the H200 (decode 1-3%:
@@ -817,12 +816,12 @@ VkPipeline vk_pipeline(st_vk_ctx *c, vk_pipe_id id, st_error *err) {
     bool pro = id >= VKP_MATVEC_P_F32 && id <= VKP_MATVEC_PE1_Q6_K;
     int mvk = e1 || pro ? (int)(id - VKP_MATVEC_E1_F32) % 7 : id >= VKP_MATVEC_F32 && id <= VKP_MATVEC_Q6_K ? (int)(id - VKP_MATVEC_F32) : -1;
     bool mv = (mvk >= 0 && vk_mv_wide(mvk)) || id == VKP_ACT_W;
-    struct { uint32_t wg, sg; VkBool32 use_sg; uint32_t mm_wg, bm, bn, bk, tm, tn, epi, nr, pro_n, pro_pref, pro_late; } spec = {
+    struct { uint32_t wg, sg; VkBool32 use_sg; uint32_t mm_wg, bm, bn, bk, tm, tn, epi, nr, pro_n; } spec = {
         mv ? c->mv_wg : c->wg, c->subgroup_size, c->subgroup_arith ? VK_TRUE : VK_FALSE, mm->wg, mm->bm, mm->bn, mm->bk, mm->tm, mm->tn,
-        e1 ? 1u : 0u, c->mv_nr, pro ? c->pro_n : 64u, c->pro_pref, c->pro_late};
-    VkSpecializationMapEntry me[14];
-    for (uint32_t i = 0; i < 14; i++) me[i] = (VkSpecializationMapEntry){i, 4 * i, 4};
-    VkSpecializationInfo si = {14, me, sizeof spec, &spec};
+        e1 ? 1u : 0u, c->mv_nr, pro ? c->pro_n : 64u};
+    VkSpecializationMapEntry me[12];
+    for (uint32_t i = 0; i < 12; i++) me[i] = (VkSpecializationMapEntry){i, 4 * i, 4};
+    VkSpecializationInfo si = {12, me, sizeof spec, &spec};
     VkComputePipelineCreateInfo ci = {
         .sType = VK_STRUCTURE_TYPE_COMPUTE_PIPELINE_CREATE_INFO,
         .flags = c->pipe_stats ? VK_PIPELINE_CREATE_CAPTURE_STATISTICS_BIT_KHR : 0,
@@ -1229,17 +1228,11 @@ static st_status ctx_create(int want, st_vk_ctx **out, st_error *err) {
     const char *pg = getenv("STRATA_VK_PRO_GROUPS"), *mg = getenv("STRATA_VK_MV_GROUPS");
     if (pg && *pg) c->mv_pro_groups = (uint32_t)strtoul(pg, NULL, 10);
     c->mv_groups = mg && *mg ? (uint32_t)strtoul(mg, NULL, 10) : 0;
-    c->mv_share = !(getenv("STRATA_VK_MV_SHARE") && !strcmp(getenv("STRATA_VK_MV_SHARE"), "0"));
-    c->pro_pref = getenv("STRATA_VK_PRO_PREF") && !strcmp(getenv("STRATA_VK_PRO_PREF"), "1");
-    /* H100 (tg128, same runs): 7B Q4_K_M 302.6-302.7 vs 299.0-299.5,
-     * tinyllama Q4_K_M 744.6-744.8 vs 726.7-729.8; matvec_p_q4_k 124
-     * registers instead of 128 (STRATA_VK_PIPE_STATS=1) */
-    c->pro_late = !(getenv("STRATA_VK_PRO_LATE") && !strcmp(getenv("STRATA_VK_PRO_LATE"), "0"));
     const char *pm = getenv("STRATA_VK_PRO_MAXN");
     /* Where the prologue pays: everywhere it fits, since the workgroups
      * loop over row groups (one prologue per workgroup, two workgroups per
-     * multiprocessor) and the first loads wait for the prologue (PRO_PREF
-     * 0: fewer registers, so two workgroups fit). H100, tg128: llama2-7b
+     * multiprocessor) and the first loads wait for the prologue (fewer
+     * registers, so two workgroups fit: matvec.comp). H100, tg128: llama2-7b
      * Q4_K_M 289-291 tok/s with every prologue vs 277-280 without,
      * tinyllama Q4_K_M 698-702 vs 635-639, 7B Q8_0 234 vs 223, tinyllama
      * Q8_0 729 vs 717. (A grid of a workgroup per row group, each paying
@@ -1247,7 +1240,6 @@ static st_status ctx_create(int want, st_vk_ctx **out, st_error *err) {
      * H200; with the loads requested before the prologue, 249-259 vs 277.)
      * STRATA_VK_PRO_MAXN limits the row width (for measuring). */
     c->pro_maxn = pm && *pm ? (uint32_t)strtoul(pm, NULL, 10) : 16384;
-    c->pro_maxn_swiglu = c->pro_maxn;
     const char *pmo = getenv("STRATA_VK_PRO_MODES");
     c->pro_modes = pmo && *pmo ? (uint32_t)strtoul(pmo, NULL, 10) : 15;
     c->attn_fast = !(getenv("STRATA_VK_ATTN_FAST") && !strcmp(getenv("STRATA_VK_ATTN_FAST"), "0"));

@@ -109,12 +109,9 @@ typedef struct st_vk_ctx {
     uint32_t wg;                     /* workgroup size of the kernels: a multiple of the subgroup size */
     uint32_t mv_wg, mv_nr;           /* matvec.comp's (and act.comp's) workgroup size; rows per group (quantized types) */
     uint32_t pro_n;                  /* the mat-vec prologue's capacity in elements (0: no prologue) */
-    uint32_t pro_maxn, pro_maxn_swiglu;  /* ... used for rows of at most this many elements (SwiGLU: the second) */
-    uint32_t pro_late;               /* matvec.comp's PRO_LATE (STRATA_VK_PRO_LATE=0: 0) */
-    uint32_t pro_pref;               /* matvec.comp's PRO_PREF (STRATA_VK_PRO_PREF=0: 0) */
-    uint32_t mv_pro_groups, mv_groups;
+    uint32_t pro_maxn;               /* ... used for rows of at most this many elements */
+    uint32_t mv_pro_groups, mv_groups;  /* mat-vec workgroups at most, with a prologue / without (0: one per row group) */
     bool pipe_stats;                 /* STRATA_VK_PIPE_STATS=1: each pipeline's driver statistics on stderr */
-    bool mv_share;                   /* Q, K, V dispatched apart share mv_pro_groups (STRATA_VK_MV_SHARE=0: each has them all) */  /* mat-vec workgroups at most, with a prologue / without (0: one per row group) */
     uint32_t pro_modes;              /* ... for these steps: 1 the attention output, 2 the norms, 4 SwiGLU, 8 the final norm */
     bool attn_fast;                  /* attn.comp's 16-byte-vector path for F16 caches */
     uint32_t attn_prompt_chunks;     /* 0: prompt batches chunk like decoding; else at most this many chunks */

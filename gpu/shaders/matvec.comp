@@ -88,14 +88,6 @@ layout(std430, binding = 7) readonly buffer CS { float cs[]; };
 layout(std430, binding = 8) readonly buffer DYN { uint dyn[]; };
 /* the prologue (see above): floats in, the norm weight or u, shared out */
 layout(constant_id = 11) const uint PRO_N = 64;  /* 64: no prologue (the arrays must not be empty) */
-/* Q4_K: the first group's loads requested before the prologue (1, to
- * overlap them) or after it (0, the host's default: with 48 registers
- * fewer live through the prologue two workgroups fit a multiprocessor) */
-layout(constant_id = 12) const uint PRO_PREF = 0;
-/* Q4_K with a prologue: each unit's activations read from shared memory
- * where they are used (1) instead of both units' up front (0): 24 fewer
- * registers live */
-layout(constant_id = 13) const uint PRO_LATE = 1;
 layout(std430, binding = 1) readonly buffer PX { float px[]; };
 layout(std430, binding = 1) readonly buffer PX4 { vec4 px4[]; };
 layout(std430, binding = 2) readonly buffer PW32 { float pw32[]; };
@@ -373,19 +365,16 @@ void main() {
     set_group(gi, grp);
     float acc[NR];
 #if defined(W_Q4_K)
-    /* the first group's first step: requested before the prologue where
-     * there is none (or PRO_PREF), else after it */
+    /* the first group's first step, requested after the prologue: loads
+     * requested before it, to overlap, kept 48 more registers live through
+     * it, and then only one workgroup fit a multiprocessor (H100: 7B
+     * Q4_K_M decode 251-259 vs 289-291 tok/s, docs/VULKAN.md) */
     uint nb = p.n / 256;
     uvec4 hd[2 * NR], qa[2 * NR], qb[2 * NR];
-    if (PRO_PREF != 0 || !pro_on()) {
-        Q4K_FETCH(lane)
-    }
 #endif
     run_prologue();
 #if defined(W_Q4_K)
-    if (PRO_PREF == 0 && pro_on()) {
-        Q4K_FETCH(lane)
-    }
+    Q4K_FETCH(lane)
 #endif
     for (;;) {
         for (uint k = 0; k < NR; k++) acc[k] = 0.0;
@@ -485,7 +474,11 @@ void main() {
             uvec4 ya0[2], ya1[2], yb0[2], yb1[2];
             uint us[2] = uint[2](u0, u0 + LANES);
             bool ok1 = u0 + LANES < nb * 4;
-            const bool late = PRO_LATE != 0 && PRO_N > 64;
+            /* with a prologue each unit's activations are read from shared
+             * memory where they are used, not both units' up front: 124
+             * registers instead of 128 (H100: 7B 302.6 vs 299.2 tok/s,
+             * tinyllama Q4_K_M 744.7 vs 728) */
+            const bool late = PRO_N > 64;
             for (uint v = 0; v < 2 && !late; v++) {
                 uint u = v == 1 && !ok1 ? u0 : us[v];
                 uint i = u >> 2, q = u & 3u;
