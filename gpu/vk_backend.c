@@ -160,6 +160,7 @@ typedef struct vk_be {
     uint64_t submitted;
     VkFence fence;                     /* for submissions waited on at once (a fence wait is prompt on lavapipe) */
     uint64_t spin_ns;                  /* how long a pass's wait polls before it sleeps (0: it sleeps at once) */
+    bool pass_slots;                   /* this pass reads layers from slots (streaming) */
     VkQueryPool qp;
 
     int n_tok, pos0;
@@ -321,10 +322,12 @@ static st_status cb_submit(vk_be *be, bool wait, st_error *err) {
         /* Poll first: a thread asleep in the fence wait wakes tens of
          * microseconds after the GPU finishes and then runs the next
          * token's host work slowly, on a core gone cold (H200, tinyllama
-         * Q4_K_M decode: 810-829 vs 751-765 tok/s). Up to spin_ns; longer
-         * passes (prompts) end asleep. */
-        uint64_t t0 = be->spin_ns ? st_now_ns() : 0;
-        while (be->spin_ns && vkGetFenceStatus(c->dev, be->fence) == VK_NOT_READY && st_now_ns() - t0 < be->spin_ns) {}
+         * Q4_K_M decode: 810-829 vs 751-765 tok/s). One-token passes
+         * only, up to spin_ns, and not while layers stream (the store's
+         * readers need the cores); prompts sleep at once. */
+        bool spin = be->spin_ns && be->graph && !be->pass_slots;
+        uint64_t t0 = spin ? st_now_ns() : 0;
+        while (spin && vkGetFenceStatus(c->dev, be->fence) == VK_NOT_READY && st_now_ns() - t0 < be->spin_ns) {}
         rc = vkerr(vkWaitForFences(c->dev, 1, &be->fence, VK_TRUE, UINT64_MAX), "vkWaitForFences", err);
         collect_ts(be);
         if (!rc) vk_prof_collect(c);
@@ -871,6 +874,7 @@ static st_status vk_begin(st_backend *b, const float *x, int n_tok, int pos0, st
     be->n_tok = n_tok;
     be->pos0 = pos0;
     be->graph = be->graph_on && n_tok == 1;
+    be->pass_slots = false;
     be->in_pass = true;
     /* the RoPE table, as the CPU backend builds it */
     float theta_scale = powf(hp->rope_base, -2.0f / (float)hp->n_rot);
@@ -1115,6 +1119,7 @@ static st_status vk_layer(st_backend *b, int il, const st_layer *L, st_error *er
         if ((rc = cb_submit(be, false, err))) return rc;
         if ((rc = cb_begin(be, err))) return rc;
     } else if (dt[1].slot) {
+        be->pass_slots = true;
         if ((rc = cb_submit(be, false, err))) return rc;
         for (int k = 0; k < ST_LAYER_N_TENSORS; k++)
             if (dt[k].slot) atomic_store(&dt[k].slot->last_use, be->submitted);
