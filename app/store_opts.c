@@ -12,7 +12,7 @@ const char *const store_opts_help =
     "      --cache-policy P    ring (default: pinned layers + a ring of streaming slots) or lru\n"
     "      --prefetch D        auto (adaptive distance, default), off (synchronous loads), or N layers ahead\n"
     "      --prefetch-threads K  reader threads (default: auto); they share each layer's load in chunks\n"
-    "      --prefetch-chunk SIZE bytes per read and upload (default 16M; 8M into GPU slots; at most 64M)\n"
+    "      --prefetch-chunk SIZE bytes per read and upload (default 16M; 4M into GPU slots; at most 64M)\n"
     "      --ring-slots N      streaming slots of the ring policy (default: auto)\n"
     "      --direct-io         read with O_DIRECT (bypasses the page cache)\n"
     "      --gpu-cache-layers N, --vram-budget SIZE\n"

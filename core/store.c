@@ -17,11 +17,13 @@
 
 #define ALIGN 4096u              /* slot layout and O_DIRECT granule */
 #define CHUNK (16u << 20)        /* default bytes per chunk: one read call, one upload, one buffer */
-/* ... for device slots: llama2-7b Q8_0 streamed through 8 slots on an H200
- * by 12 readers decoded at 6.65-6.75 tok/s in 8 MiB chunks, 6.50 in 4 MiB,
- * 5.30-5.51 in 16 MiB (more pieces keep more readers on the layer needed
- * next; docs/VULKAN.md, "Streaming") */
-#define CHUNK_DEV (8u << 20)
+/* ... for device slots: llama2-7b Q8_0 streamed through 8 slots by 12
+ * readers decoded on an H100 at 6.18-6.43 tok/s in 4 MiB chunks vs
+ * 5.69-6.00 in 6 MiB and 4.74-5.47 in 8 MiB (runs alternated), on an H200
+ * at 6.50 in 4 MiB vs 6.65-6.75 in 8 MiB and 5.30-5.51 in 16 MiB (more
+ * pieces keep more readers on the layer needed next; docs/VULKAN.md,
+ * "Streaming") */
+#define CHUNK_DEV (4u << 20)
 #define CHUNK_MAX (64u << 20)    /* the most a configured chunk may be */
 #define MERGE_GAP (64u << 10)    /* tensors closer than this are read in one run */
 #define DIST_CAP 8               /* the most layers a hint looks ahead */
