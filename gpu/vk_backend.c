@@ -579,14 +579,14 @@ static vk_pipe_id matvec_pipe(st_type t) {
  * quantized ones what rec_quantize left. o rows are o_stride apart. */
 /* Rows of one workgroup of matvec.comp: WG / LANES groups (WG = mv_wg;
  * LANES = the subgroup size with subgroup arithmetic, else the workgroup)
- * of NR rows (mv_nr for the quantized types, 1 for F32/F16; the shader's
+ * of NR rows (vk_mv_nr by type for the quantized types, 1 for F32/F16; the shader's
  * NR). */
 /* The mat-vec types that run with workgroups of mv_wg (the others with
  * wg): vk_ctx.c, vk_mv_wide */
 static bool mv_wide(st_type t) { return vk_mv_wide((int)matvec_pipe(t) - VKP_MATVEC_F32); }
 
 static uint32_t matvec_nr(const vk_be *be, st_type t) {
-    return (t == ST_TYPE_F32 || t == ST_TYPE_F16) ? 1 : be->c->mv_nr;
+    return (t == ST_TYPE_F32 || t == ST_TYPE_F16) ? 1 : vk_mv_nr(be->c, (int)matvec_pipe(t) - VKP_MATVEC_F32);
 }
 
 static uint32_t matvec_rows(const vk_be *be, st_type t) {

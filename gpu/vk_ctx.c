@@ -779,6 +779,8 @@ static void pipe_stats_print(st_vk_ctx *c, VkPipeline pipe, const char *name) {
  * 37.5 vs 19.5 us): those keep wg. */
 bool vk_mv_wide(int k) { return k == 3 || k == 4 || k == 6; }
 
+uint32_t vk_mv_nr(const st_vk_ctx *c, int k) { return k >= 0 && k < 7 ? c->mv_nr_k[k] : c->mv_nr; }
+
 VkPipeline vk_pipeline(st_vk_ctx *c, vk_pipe_id id, st_error *err) {
     pthread_mutex_lock(&c->mu_pipe);
     if (c->pipes[id]) {
@@ -818,7 +820,7 @@ VkPipeline vk_pipeline(st_vk_ctx *c, vk_pipe_id id, st_error *err) {
     bool mv = (mvk >= 0 && vk_mv_wide(mvk)) || id == VKP_ACT_W;
     struct { uint32_t wg, sg; VkBool32 use_sg; uint32_t mm_wg, bm, bn, bk, tm, tn, epi, nr, pro_n; } spec = {
         mv ? c->mv_wg : c->wg, c->subgroup_size, c->subgroup_arith ? VK_TRUE : VK_FALSE, mm->wg, mm->bm, mm->bn, mm->bk, mm->tm, mm->tn,
-        e1 ? 1u : 0u, c->mv_nr, pro ? c->pro_n : 64u};
+        e1 ? 1u : 0u, vk_mv_nr(c, mvk), pro ? c->pro_n : 64u};
     VkSpecializationMapEntry me[12];
     for (uint32_t i = 0; i < 12; i++) me[i] = (VkSpecializationMapEntry){i, 4 * i, 4};
     VkSpecializationInfo si = {12, me, sizeof spec, &spec};
@@ -1207,6 +1209,20 @@ static st_status ctx_create(int want, st_vk_ctx **out, st_error *err) {
             c->mv_wg = v;
     }
     if (mn && (!strcmp(mn, "1") || !strcmp(mn, "2") || !strcmp(mn, "4"))) c->mv_nr = (uint32_t)(*mn - '0');
+    /* Rows per group by type. The K-quants take one row per subgroup: each
+     * lane then holds one row's weights of a step, not two, and the
+     * kernels wait for memory with fewer registers (H100, tg128:
+     * tinyllama Q4_K_M 865-867 vs 769-770 tok/s, llama2-7b Q4_K_M
+     * 326-327 vs 306; Q8_0 keeps two: 7B 239-240 vs 232-233 with one).
+     * STRATA_VK_MV_NR sets every type, STRATA_VK_MV_NR_<TYPE> one (Q4_0,
+     * Q8_0, Q4_K, Q5_K, Q6_K), for measuring. */
+    static const char *const nr_env[7] = {NULL, NULL, "STRATA_VK_MV_NR_Q4_0", "STRATA_VK_MV_NR_Q8_0", "STRATA_VK_MV_NR_Q4_K",
+                                          "STRATA_VK_MV_NR_Q5_K", "STRATA_VK_MV_NR_Q6_K"};
+    for (int k = 0; k < 7; k++) {
+        c->mv_nr_k[k] = mn && *mn ? c->mv_nr : (k >= 4 ? 1u : c->mv_nr);
+        const char *e = nr_env[k] ? getenv(nr_env[k]) : NULL;
+        if (e && (!strcmp(e, "1") || !strcmp(e, "2") || !strcmp(e, "4"))) c->mv_nr_k[k] = (uint32_t)(*e - '0');
+    }
     /* the prologue's shared memory: the quantized row (n bytes, n/16 bsums,
      * n/32 scales) beside the reductions' 5 floats per invocation; rows up
      * to 16384 (llama2-7b's 11008 FFN fits), else 8192, else none */

@@ -108,6 +108,7 @@ typedef struct st_vk_ctx {
     bool subgroup_arith;
     uint32_t wg;                     /* workgroup size of the kernels: a multiple of the subgroup size */
     uint32_t mv_wg, mv_nr;           /* matvec.comp's (and act.comp's) workgroup size; rows per group (quantized types) */
+    uint32_t mv_nr_k[7];             /* rows per group by mat-vec type (VKP_MATVEC_* order): see vk_ctx.c */
     uint32_t pro_n;                  /* the mat-vec prologue's capacity in elements (0: no prologue) */
     uint32_t pro_maxn;               /* ... used for rows of at most this many elements */
     uint32_t mv_pro_groups, mv_groups;  /* mat-vec workgroups at most, with a prologue / without (0: one per row group) */
@@ -202,6 +203,8 @@ st_status vk_upload_pinned_async(st_vk_ctx *c, VkCommandBuffer cb, VkFence fence
 /* Whether the mat-vec of type index k (F32, F16, Q4_0, Q8_0, Q4_K, Q5_K,
  * Q6_K: VKP_MATVEC_* order) runs with workgroups of mv_wg (else wg). */
 bool vk_mv_wide(int k);
+/* Rows per group of the mat-vec of type index k (the shader's NR). */
+uint32_t vk_mv_nr(const st_vk_ctx *c, int k);
 VkPipeline vk_pipeline(st_vk_ctx *c, vk_pipe_id id, st_error *err);
 const char *vk_pipe_name(vk_pipe_id id);
 
