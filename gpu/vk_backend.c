@@ -991,9 +991,22 @@ static st_status rec_layer(vk_be *be, VkCommandBuffer cb, int il, const st_layer
     }
     VkPipeline p;
     uint32_t gx, gy;
+    uint32_t hd = (uint32_t)hp->head_dim, nh = (uint32_t)hp->n_head;
+    uint32_t vec = be->kv_f32 ? 4 : 8;  /* cache elements per 16 bytes */
+    uint32_t kv_off = (uint32_t)(kskip / be->kv_elt);
+    uint32_t vec_ok = (kv_off % vec == 0 && DKV % vec == 0 && hd % vec == 0) ? (c->attn_fast ? 2u : 1u) : 0u;
+    /* Where the Q/K/V epilogue did not store the keys and values (Q, K and
+     * V computed apart: their types differ, or one row per group, the
+     * K-quants', leaves RoPE's pairs of rows in different groups), the
+     * attention does kv_store's step for one-token passes on its vector
+     * path (attn.comp, "fresh"): a dispatch and a barrier fewer (H100,
+     * tinyllama Q4_K_M 849-868 vs 817-823 tok/s, llama2-7b Q4_K_M
+     * 325-326 vs 320-321). The conditions are the shader's for that path. */
+    uint32_t nvec = hd / 8;
+    bool fresh = fuse && !fused && vec_ok == 2 && !be->kv_f32 && hd <= 256 && nvec <= c->wg && c->wg % nvec == 0;
     /* RoPE on the queries, keys (with RoPE) and values into the cache: one
-     * dispatch, unless the Q/K/V epilogue did it */
-    if (!(fused && fuse)) {
+     * dispatch, unless the Q/K/V epilogue or the attention does it */
+    if (!(fused && fuse) && !fresh) {
         if ((rc = pipe(be, VKP_KV_STORE, &p, err))) return rc;
         vk_grid(c, groups(be, (uint64_t)T * DKV + (uint64_t)T * hp->n_head * (hp->n_rot / 2)), &gx, &gy);
         vk_bind bb[6] = {vk_bind_all(&be->k), vk_bind_all(&be->v), vk_bind_all(&be->cs), kcb, vcb, vk_bind_all(&be->q)};
@@ -1008,16 +1021,13 @@ static st_status rec_layer(vk_be *be, VkCommandBuffer cb, int il, const st_layer
      * chunk of a head merges the chunks */
     if ((rc = pipe(be, VKP_ATTN, &p, err))) return rc;
     {
-        uint32_t hd = (uint32_t)hp->head_dim, nh = (uint32_t)hp->n_head;
-        vk_bind bb[7] = {vk_bind_all(&be->q), kcb, vcb, vk_bind_all(&be->xb), vk_bind_all(&be->part), vk_bind_all(&be->dyn),
-                         vk_bind_all(&be->cnt)};
+        vk_bind bb[10] = {vk_bind_all(&be->q), kcb, vcb, vk_bind_all(&be->xb), vk_bind_all(&be->part), vk_bind_all(&be->dyn),
+                          vk_bind_all(&be->cnt), vk_bind_all(&be->k), vk_bind_all(&be->v), vk_bind_all(&be->cs)};
         struct { uint32_t n_head, n_head_kv, head_dim, q_off, q_stride, kv_off, kv_stride, o_off, o_stride, kv_f32; float scale;
-                 uint32_t vec_ok, cnt_head; } pc = {
-            nh, (uint32_t)hp->n_head_kv, hd, 0, D, (uint32_t)(kskip / be->kv_elt), DKV, 0, D, be->kv_f32 ? 1u : 0u,
-            1.0f / sqrtf((float)hp->head_dim), 0, 0};
-        uint32_t vec = be->kv_f32 ? 4 : 8;  /* elements per 16 bytes */
-        pc.vec_ok = (pc.kv_off % vec == 0 && DKV % vec == 0 && hd % vec == 0) ? (c->attn_fast ? 2u : 1u) : 0u;
-        vk_dispatch_indirect(c, cb, p, bb, 7, &pc, sizeof pc, be->dyn.buf, be->dyn.off + DYN_IND * 4);
+                 uint32_t vec_ok, cnt_head, fresh, n_rot; } pc = {
+            nh, (uint32_t)hp->n_head_kv, hd, 0, D, kv_off, DKV, 0, D, be->kv_f32 ? 1u : 0u,
+            1.0f / sqrtf((float)hp->head_dim), vec_ok, 0, fresh ? 1u : 0u, (uint32_t)hp->n_rot};
+        vk_dispatch_indirect(c, cb, p, bb, 10, &pc, sizeof pc, be->dyn.buf, be->dyn.off + DYN_IND * 4);
     }
     vk_bind xbind = vk_bind_all(&be->x);
     /* the output projection, the attention's output quantized in its

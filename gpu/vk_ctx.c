@@ -1214,6 +1214,8 @@ static st_status ctx_create(int want, st_vk_ctx **out, st_error *err) {
      * kernels wait for memory with fewer registers (H100, tg128:
      * tinyllama Q4_K_M 865-867 vs 769-770 tok/s, llama2-7b Q4_K_M
      * 326-327 vs 306; Q8_0 keeps two: 7B 239-240 vs 232-233 with one).
+     * With one row a group, the Q/K/V epilogue (pairs of rows) is off for
+     * them and the attention stores the keys and values (vk_backend.c).
      * STRATA_VK_MV_NR sets every type, STRATA_VK_MV_NR_<TYPE> one (Q4_0,
      * Q8_0, Q4_K, Q5_K, Q6_K), for measuring. */
     static const char *const nr_env[7] = {NULL, NULL, "STRATA_VK_MV_NR_Q4_0", "STRATA_VK_MV_NR_Q8_0", "STRATA_VK_MV_NR_Q4_K",

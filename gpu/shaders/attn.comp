@@ -43,6 +43,18 @@ layout(std430, binding = 4) writeonly buffer PART { float part[]; }; /* [t][h][c
 layout(std430, binding = 5) readonly buffer DYN { uint dyn[]; };
 layout(std430, binding = 6) coherent buffer CNT { uint cnt[]; };
 layout(std430, binding = 4) coherent readonly buffer PARTC { float partc[]; };  /* the other chunks' partials */
+/* fresh (one-token passes whose Q, K and V were computed apart, decoding):
+ * kv_store's step here. The queries (binding 0) and the new key (binding 7)
+ * are not rotated yet and the new key and value (binding 8) are not in the
+ * cache: RoPE with the table in binding 9, exactly as kv_store.comp does;
+ * the position's key and value come from shared memory as F16, and the
+ * first workgroup of each KV head stores them into the cache for the next
+ * tokens. A dispatch and a barrier fewer per such layer. */
+layout(std430, binding = 1) writeonly buffer KCW { uint16_t kcw[]; };
+layout(std430, binding = 2) writeonly buffer VCW { uint16_t vcw[]; };
+layout(std430, binding = 7) readonly buffer KN { float kn[]; };
+layout(std430, binding = 8) readonly buffer VN { float vn[]; };
+layout(std430, binding = 9) readonly buffer CSB { float csb[]; };
 
 layout(push_constant) uniform P {
     uint n_head, n_head_kv, head_dim;
@@ -53,6 +65,7 @@ layout(push_constant) uniform P {
     float scale;
     uint vec_ok;            /* key rows (kv_off, kv_stride, head_dim) allow 16-byte loads; 2: and the vector path */
     uint cnt_head;          /* counters: (head, token) at cnt_head + t * n_head + h */
+    uint fresh, n_rot;      /* see binding 7 (fresh only with the vector path, F16 cache) */
 } p;
 
 shared bool last_;
@@ -83,6 +96,26 @@ shared float mch[128], sch[128], wch[128];
  * and partial outputs [position group][dimension] */
 shared float psc[WG * 32];
 shared float vsh[WG * 8];
+shared uint knh[256], vnh[256];  /* fresh: the position's key and value, F16 bits (head_dim <= 256 on that path) */
+
+/* fresh: the 8 halves of vector v of the position's key or value */
+uvec4 fresh_vec(bool key, uint v) {
+    uint b = 8 * v;
+    return key ? uvec4(knh[b] | knh[b + 1] << 16, knh[b + 2] | knh[b + 3] << 16, knh[b + 4] | knh[b + 5] << 16, knh[b + 6] | knh[b + 7] << 16)
+               : uvec4(vnh[b] | vnh[b + 1] << 16, vnh[b + 2] | vnh[b + 3] << 16, vnh[b + 4] | vnh[b + 5] << 16, vnh[b + 6] | vnh[b + 7] << 16);
+}
+
+/* fresh: RoPE of element d of a head whose elements start at b in x (the
+ * pair (d & ~1, d | 1) turns by the token's angle; kv_store.comp's
+ * arithmetic) */
+#define ROPE_AT(x, b, d, t)                                                                 \
+    ((d) < p.n_rot ? rope_pair((x)[(b) + ((d) & ~1u)], (x)[(b) + ((d) | 1u)], (d), (t)) : (x)[(b) + (d)])
+float rope_pair(float x0, float x1, uint d, uint t) {
+    uint i0 = t * p.n_rot + (d & ~1u);
+    float c = csb[i0], s = csb[i0 + 1];
+    precise float y = (d & 1u) == 0 ? x0 * c - x1 * s : x0 * s + x1 * c;
+    return y;
+}
 
 float kval(uint i) { return p.kv_f32 != 0 ? kc32[i] : half_bits_to_float(uint(kc16[i])); }
 float vval(uint i) { return p.kv_f32 != 0 ? vc32[i] : half_bits_to_float(uint(vc16[i])); }
@@ -131,7 +164,25 @@ void main() {
     uint pos0 = dyn[0], chunk = dyn[1], n_chunks = dyn[2];
     uint pos = pos0 + t;
     uint qb = p.q_off + t * p.q_stride + h * hd;
-    for (uint d = tid; d < hd; d += WG) qsh[d] = p.kv_f32 != 0 ? q[qb + d] : fp16_round(q[qb + d]);
+    if (p.fresh != 0) { /* uniform */
+        uint kb = t * p.kv_stride + kvh * hd;
+        for (uint d = tid; d < hd; d += WG) {
+            qsh[d] = fp16_round(ROPE_AT(q, qb, d, t));
+            knh[d] = float_to_half_bits(ROPE_AT(kn, kb, d, t));
+            vnh[d] = float_to_half_bits(vn[kb + d]);
+        }
+        barrier();
+        /* the cache keeps them for the next tokens: one workgroup per KV
+         * head, the one whose chunk holds the position */
+        if (h % (p.n_head / p.n_head_kv) == 0 && pos >= ch * chunk && pos < ch * chunk + chunk)
+            for (uint d = tid; d < hd; d += WG) {
+                uint ci = p.kv_off + pos * p.kv_stride + kvh * hd + d;
+                kcw[ci] = uint16_t(knh[d]);
+                vcw[ci] = uint16_t(vnh[d]);
+            }
+    } else {
+        for (uint d = tid; d < hd; d += WG) qsh[d] = p.kv_f32 != 0 ? q[qb + d] : fp16_round(q[qb + d]);
+    }
     barrier();
     const float NEG_INF = uintBitsToFloat(0xff800000u);
     float acc[4] = float[4](0.0, 0.0, 0.0, 0.0);
@@ -157,6 +208,13 @@ void main() {
                 uvec4 k1 = c + npg < cn ? kc4[rb + (c + npg) * rs] : uvec4(0);
                 uvec4 k2 = c + 2 * npg < cn ? kc4[rb + (c + 2 * npg) * rs] : uvec4(0);
                 uvec4 k3 = c + 3 * npg < cn ? kc4[rb + (c + 3 * npg) * rs] : uvec4(0);
+                if (p.fresh != 0) { /* the position being added is not in the cache */
+                    uint pc = pos - p0;
+                    if (c == pc) k0 = fresh_vec(true, vec);
+                    if (c + npg == pc) k1 = fresh_vec(true, vec);
+                    if (c + 2 * npg == pc) k2 = fresh_vec(true, vec);
+                    if (c + 3 * npg == pc) k3 = fresh_vec(true, vec);
+                }
                 psc[c * nvec + vec] = dot8(k0, dv);
                 if (c + npg < cn) psc[(c + npg) * nvec + vec] = dot8(k1, dv);
                 if (c + 2 * npg < cn) psc[(c + 2 * npg) * nvec + vec] = dot8(k2, dv);
@@ -186,6 +244,13 @@ void main() {
                 uvec4 v1 = c + npg < cn ? vc4[rb + (c + npg) * rs] : uvec4(0);
                 uvec4 v2 = c + 2 * npg < cn ? vc4[rb + (c + 2 * npg) * rs] : uvec4(0);
                 uvec4 v3 = c + 3 * npg < cn ? vc4[rb + (c + 3 * npg) * rs] : uvec4(0);
+                if (p.fresh != 0) {
+                    uint pc = pos - p0;
+                    if (c == pc) v0 = fresh_vec(false, vec);
+                    if (c + npg == pc) v1 = fresh_vec(false, vec);
+                    if (c + 2 * npg == pc) v2 = fresh_vec(false, vec);
+                    if (c + 3 * npg == pc) v3 = fresh_vec(false, vec);
+                }
                 float w0 = ssh[c];
                 float w1 = c + npg < cn ? ssh[c + npg] : 0.0;
                 float w2 = c + 2 * npg < cn ? ssh[c + 2 * npg] : 0.0;
