@@ -1019,14 +1019,14 @@ static st_status rec_layer(vk_be *be, VkCommandBuffer cb, int il, const st_layer
     /* attention: one workgroup per (head, token, chunk of positions); the
      * chunking and the group count come from dyn (attn_chunks); the last
      * chunk of a head merges the chunks */
-    if ((rc = pipe(be, VKP_ATTN, &p, err))) return rc;
+    if ((rc = pipe(be, fresh ? VKP_ATTN_F : VKP_ATTN, &p, err))) return rc;
     {
         vk_bind bb[10] = {vk_bind_all(&be->q), kcb, vcb, vk_bind_all(&be->xb), vk_bind_all(&be->part), vk_bind_all(&be->dyn),
                           vk_bind_all(&be->cnt), vk_bind_all(&be->k), vk_bind_all(&be->v), vk_bind_all(&be->cs)};
         struct { uint32_t n_head, n_head_kv, head_dim, q_off, q_stride, kv_off, kv_stride, o_off, o_stride, kv_f32; float scale;
-                 uint32_t vec_ok, cnt_head, fresh, n_rot; } pc = {
+                 uint32_t vec_ok, cnt_head, n_rot; } pc = {
             nh, (uint32_t)hp->n_head_kv, hd, 0, D, kv_off, DKV, 0, D, be->kv_f32 ? 1u : 0u,
-            1.0f / sqrtf((float)hp->head_dim), vec_ok, 0, fresh ? 1u : 0u, (uint32_t)hp->n_rot};
+            1.0f / sqrtf((float)hp->head_dim), vec_ok, 0, (uint32_t)hp->n_rot};
         vk_dispatch_indirect(c, cb, p, bb, 10, &pc, sizeof pc, be->dyn.buf, be->dyn.off + DYN_IND * 4);
     }
     vk_bind xbind = vk_bind_all(&be->x);

@@ -37,6 +37,7 @@ static const char *const pipe_names[VKP_COUNT] = {
     "act_w",
     "matmul_cms_f32", "matmul_cms_f16", "matmul_cms_q4_0", "matmul_cms_q8_0",
     "matmul_cms_q4_k", "matmul_cms_q5_k", "matmul_cms_q6_k",
+    "attn_f",
 };
 
 const char *vk_pipe_name(vk_pipe_id id) { return id < VKP_COUNT ? pipe_names[id] : "?"; }
@@ -49,6 +50,7 @@ static const char *pipe_spirv(vk_pipe_id id) {
     if (id >= VKP_MATMUL_S_F32 && id <= VKP_MATMUL_S_Q6_K) return pipe_names[id - VKP_MATMUL_S_F32 + VKP_MATMUL_F32];
     if (id >= VKP_MATVEC_E1_F32 && id <= VKP_MATVEC_PE1_Q6_K) return pipe_names[(id - VKP_MATVEC_E1_F32) % 7 + VKP_MATVEC_F32];
     if (id == VKP_ACT_W) return pipe_names[VKP_ACT];
+    if (id == VKP_ATTN_F) return pipe_names[VKP_ATTN];
     if (id >= VKP_MATMUL_CMS_F32) return pipe_names[id - VKP_MATMUL_CMS_F32 + VKP_MATMUL_CM_F32];
     return pipe_names[id];
 }
@@ -818,12 +820,13 @@ VkPipeline vk_pipeline(st_vk_ctx *c, vk_pipe_id id, st_error *err) {
     bool pro = id >= VKP_MATVEC_P_F32 && id <= VKP_MATVEC_PE1_Q6_K;
     int mvk = e1 || pro ? (int)(id - VKP_MATVEC_E1_F32) % 7 : id >= VKP_MATVEC_F32 && id <= VKP_MATVEC_Q6_K ? (int)(id - VKP_MATVEC_F32) : -1;
     bool mv = (mvk >= 0 && vk_mv_wide(mvk)) || id == VKP_ACT_W;
-    struct { uint32_t wg, sg; VkBool32 use_sg; uint32_t mm_wg, bm, bn, bk, tm, tn, epi, nr, pro_n; } spec = {
+    /* 12: attn.comp's FRESH */
+    struct { uint32_t wg, sg; VkBool32 use_sg; uint32_t mm_wg, bm, bn, bk, tm, tn, epi, nr, pro_n; VkBool32 fresh; } spec = {
         mv ? c->mv_wg : c->wg, c->subgroup_size, c->subgroup_arith ? VK_TRUE : VK_FALSE, mm->wg, mm->bm, mm->bn, mm->bk, mm->tm, mm->tn,
-        e1 ? 1u : 0u, vk_mv_nr(c, mvk), pro ? c->pro_n : 64u};
-    VkSpecializationMapEntry me[12];
-    for (uint32_t i = 0; i < 12; i++) me[i] = (VkSpecializationMapEntry){i, 4 * i, 4};
-    VkSpecializationInfo si = {12, me, sizeof spec, &spec};
+        e1 ? 1u : 0u, vk_mv_nr(c, mvk), pro ? c->pro_n : 64u, id == VKP_ATTN_F ? VK_TRUE : VK_FALSE};
+    VkSpecializationMapEntry me[13];
+    for (uint32_t i = 0; i < 13; i++) me[i] = (VkSpecializationMapEntry){i, 4 * i, 4};
+    VkSpecializationInfo si = {13, me, sizeof spec, &spec};
     VkComputePipelineCreateInfo ci = {
         .sType = VK_STRUCTURE_TYPE_COMPUTE_PIPELINE_CREATE_INFO,
         .flags = c->pipe_stats ? VK_PIPELINE_CREATE_CAPTURE_STATISTICS_BIT_KHR : 0,

@@ -44,6 +44,7 @@ typedef enum {
      * rows); only created when c->coopmat */
     VKP_MATMUL_CMS_F32, VKP_MATMUL_CMS_F16, VKP_MATMUL_CMS_Q4_0, VKP_MATMUL_CMS_Q8_0,
     VKP_MATMUL_CMS_Q4_K, VKP_MATMUL_CMS_Q5_K, VKP_MATMUL_CMS_Q6_K,
+    VKP_ATTN_F,  /* attn storing the new key and value (its FRESH, one-token passes) */
     VKP_COUNT
 } vk_pipe_id;
 

@@ -43,13 +43,16 @@ layout(std430, binding = 4) writeonly buffer PART { float part[]; }; /* [t][h][c
 layout(std430, binding = 5) readonly buffer DYN { uint dyn[]; };
 layout(std430, binding = 6) coherent buffer CNT { uint cnt[]; };
 layout(std430, binding = 4) coherent readonly buffer PARTC { float partc[]; };  /* the other chunks' partials */
-/* fresh (one-token passes whose Q, K and V were computed apart, decoding):
+/* FRESH (one-token passes whose Q, K and V were computed apart, decoding):
  * kv_store's step here. The queries (binding 0) and the new key (binding 7)
  * are not rotated yet and the new key and value (binding 8) are not in the
  * cache: RoPE with the table in binding 9, exactly as kv_store.comp does;
  * the position's key and value come from shared memory as F16, and the
  * first workgroup of each KV head stores them into the cache for the next
  * tokens. A dispatch and a barrier fewer per such layer. */
+/* (a specialization constant: the pipeline of prompts and of fused layers
+ * carries none of it) */
+layout(constant_id = 12) const bool FRESH = false;
 layout(std430, binding = 1) writeonly buffer KCW { uint16_t kcw[]; };
 layout(std430, binding = 2) writeonly buffer VCW { uint16_t vcw[]; };
 layout(std430, binding = 7) readonly buffer KN { float kn[]; };
@@ -65,7 +68,7 @@ layout(push_constant) uniform P {
     float scale;
     uint vec_ok;            /* key rows (kv_off, kv_stride, head_dim) allow 16-byte loads; 2: and the vector path */
     uint cnt_head;          /* counters: (head, token) at cnt_head + t * n_head + h */
-    uint fresh, n_rot;      /* see binding 7 (fresh only with the vector path, F16 cache) */
+    uint n_rot;             /* (FRESH) */
 } p;
 
 shared bool last_;
@@ -96,7 +99,7 @@ shared float mch[128], sch[128], wch[128];
  * and partial outputs [position group][dimension] */
 shared float psc[WG * 32];
 shared float vsh[WG * 8];
-shared uint knh[256], vnh[256];  /* fresh: the position's key and value, F16 bits (head_dim <= 256 on that path) */
+shared uint knh[FRESH ? 256 : 1], vnh[FRESH ? 256 : 1];  /* FRESH: the position's key and value, F16 bits (head_dim <= 256 on that path) */
 
 /* fresh: the 8 halves of vector v of the position's key or value */
 uvec4 fresh_vec(bool key, uint v) {
@@ -164,7 +167,7 @@ void main() {
     uint pos0 = dyn[0], chunk = dyn[1], n_chunks = dyn[2];
     uint pos = pos0 + t;
     uint qb = p.q_off + t * p.q_stride + h * hd;
-    if (p.fresh != 0) { /* uniform */
+    if (FRESH) { /* uniform */
         uint kb = t * p.kv_stride + kvh * hd;
         for (uint d = tid; d < hd; d += WG) {
             qsh[d] = fp16_round(ROPE_AT(q, qb, d, t));
@@ -208,7 +211,7 @@ void main() {
                 uvec4 k1 = c + npg < cn ? kc4[rb + (c + npg) * rs] : uvec4(0);
                 uvec4 k2 = c + 2 * npg < cn ? kc4[rb + (c + 2 * npg) * rs] : uvec4(0);
                 uvec4 k3 = c + 3 * npg < cn ? kc4[rb + (c + 3 * npg) * rs] : uvec4(0);
-                if (p.fresh != 0) { /* the position being added is not in the cache */
+                if (FRESH) { /* the position being added is not in the cache */
                     uint pc = pos - p0;
                     if (c == pc) k0 = fresh_vec(true, vec);
                     if (c + npg == pc) k1 = fresh_vec(true, vec);
@@ -244,7 +247,7 @@ void main() {
                 uvec4 v1 = c + npg < cn ? vc4[rb + (c + npg) * rs] : uvec4(0);
                 uvec4 v2 = c + 2 * npg < cn ? vc4[rb + (c + 2 * npg) * rs] : uvec4(0);
                 uvec4 v3 = c + 3 * npg < cn ? vc4[rb + (c + 3 * npg) * rs] : uvec4(0);
-                if (p.fresh != 0) {
+                if (FRESH) {
                     uint pc = pos - p0;
                     if (c == pc) v0 = fresh_vec(false, vec);
                     if (c + npg == pc) v1 = fresh_vec(false, vec);
