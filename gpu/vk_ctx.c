@@ -781,6 +781,15 @@ static void pipe_stats_print(st_vk_ctx *c, VkPipeline pipe, const char *name) {
  * 37.5 vs 19.5 us): those keep wg. */
 bool vk_mv_wide(int k) { return k == 3 || k == 4 || k == 6; }
 
+/* A rows-per-group setting from the environment (1, 2 or 4) into *out;
+ * whether there was one. */
+static bool env_nr(const char *name, uint32_t *out) {
+    const char *e = getenv(name);
+    if (!e || (strcmp(e, "1") && strcmp(e, "2") && strcmp(e, "4"))) return false;
+    *out = (uint32_t)(*e - '0');
+    return true;
+}
+
 uint32_t vk_mv_nr(const st_vk_ctx *c, int k) { return k >= 0 && k < 7 ? c->mv_nr_k[k] : c->mv_nr; }
 
 VkPipeline vk_pipeline(st_vk_ctx *c, vk_pipe_id id, st_error *err) {
@@ -1205,13 +1214,13 @@ static st_status ctx_create(int want, st_vk_ctx **out, st_error *err) {
            c->mv_wg * 2 <= c->props.limits.maxComputeWorkGroupSize[0])
         c->mv_wg *= 2;
     c->mv_nr = 2;
-    const char *mw = getenv("STRATA_VK_MV_WG"), *mn = getenv("STRATA_VK_MV_NR");
+    const char *mw = getenv("STRATA_VK_MV_WG");
     if (mw && *mw) {
         uint32_t v = (uint32_t)strtoul(mw, NULL, 10);
         if (v >= wg && v % wg == 0 && v <= c->props.limits.maxComputeWorkGroupInvocations && v <= c->props.limits.maxComputeWorkGroupSize[0])
             c->mv_wg = v;
     }
-    if (mn && (!strcmp(mn, "1") || !strcmp(mn, "2") || !strcmp(mn, "4"))) c->mv_nr = (uint32_t)(*mn - '0');
+    bool nr_all = env_nr("STRATA_VK_MV_NR", &c->mv_nr);
     /* Rows per group by type. The K-quants take one row per subgroup: each
      * lane then holds one row's weights of a step, not two, and the
      * kernels wait for memory with fewer registers (H100, tg128:
@@ -1224,9 +1233,8 @@ static st_status ctx_create(int want, st_vk_ctx **out, st_error *err) {
     static const char *const nr_env[7] = {NULL, NULL, "STRATA_VK_MV_NR_Q4_0", "STRATA_VK_MV_NR_Q8_0", "STRATA_VK_MV_NR_Q4_K",
                                           "STRATA_VK_MV_NR_Q5_K", "STRATA_VK_MV_NR_Q6_K"};
     for (int k = 0; k < 7; k++) {
-        c->mv_nr_k[k] = mn && *mn ? c->mv_nr : (k >= 4 ? 1u : c->mv_nr);
-        const char *e = nr_env[k] ? getenv(nr_env[k]) : NULL;
-        if (e && (!strcmp(e, "1") || !strcmp(e, "2") || !strcmp(e, "4"))) c->mv_nr_k[k] = (uint32_t)(*e - '0');
+        c->mv_nr_k[k] = nr_all || k < 4 ? c->mv_nr : 1u;
+        if (nr_env[k]) env_nr(nr_env[k], &c->mv_nr_k[k]);
     }
     /* the prologue's shared memory: the quantized row (n bytes, n/16 bsums,
      * n/32 scales) beside the reductions' 5 floats per invocation; rows up
