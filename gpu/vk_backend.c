@@ -160,6 +160,8 @@ typedef struct vk_be {
     uint64_t submitted;
     VkFence fence;                     /* for submissions waited on at once (a fence wait is prompt on lavapipe) */
     uint64_t spin_ns;                  /* how long a pass's wait polls before it sleeps (0: it sleeps at once) */
+    bool attn_dec;                     /* one-token passes use attn_dec.comp (where a layer's cache rows allow) */
+    uint32_t attn_dec_chunk;           /* ... with chunks of at least this many positions */
     bool pass_slots;                   /* this pass reads layers from slots (streaming) */
     VkQueryPool qp;
 
@@ -180,6 +182,11 @@ typedef struct vk_be {
     /* STRATA_VK_PROFILE: host time per pass from begin() to the final
      * submission, and waiting for it */
     uint64_t t_begin, host_ns, wait_ns, host_passes;
+    /* one-token passes replayed whole, from the third on: the host's steps
+     * between two passes (STRATA_VK_PROFILE=host): fence seen -> end()
+     * returns, -> next begin(), -> submission, the submission, -> fence
+     * seen; and the pass's GPU time (timestamps) */
+    uint64_t t_fence, t_fence_prev, t_ret, t_sub0, t_sub1, last_gpu, ph[6], ph_n, rec_at_begin;
     /* GPU time per 10 ms of host time, for the busy fraction of the last second */
     pthread_mutex_t mu_busy;
     uint64_t busy_idx[BUSY_BUCKETS], busy_bucket[BUSY_BUCKETS];
@@ -236,8 +243,10 @@ static void collect_ts(vk_be *be) {
     if (be->gts_open && be->gts_value && be->gts_value <= done) {
         uint64_t t[2];
         if (vkGetQueryPoolResults(be->c->dev, be->qp, (uint32_t)(2 * NCB), 2, sizeof t, t, sizeof t[0], VK_QUERY_RESULT_64_BIT) == VK_SUCCESS &&
-            t[1] >= t[0])
-            busy_add(be, (uint64_t)((double)(t[1] - t[0]) * be->c->ts_period));
+            t[1] >= t[0]) {
+            be->last_gpu = (uint64_t)((double)(t[1] - t[0]) * be->c->ts_period);
+            busy_add(be, be->last_gpu);
+        }
         be->gts_open = false;
         be->gts_value = 0;
     }
@@ -302,9 +311,11 @@ static st_status cb_submit(vk_be *be, bool wait, st_error *err) {
                        .signalSemaphoreCount = 1,
                        .pSignalSemaphores = &be->tl};
     if (wait) vkResetFences(c->dev, 1, &be->fence);
+    if (c->prof_host && wait) be->t_sub0 = st_now_ns();
     pthread_mutex_lock(&c->mu_qc);
     VkResult r = vkQueueSubmit(c->q_compute, 1, &si, wait ? be->fence : VK_NULL_HANDLE);
     pthread_mutex_unlock(&c->mu_qc);
+    if (c->prof_host && wait) be->t_sub1 = st_now_ns();
     be->npend = 0;
     if ((rc = vkerr(r, "vkQueueSubmit", err))) return rc;
     be->submitted = sig;
@@ -329,6 +340,7 @@ static st_status cb_submit(vk_be *be, bool wait, st_error *err) {
         uint64_t t0 = spin ? st_now_ns() : 0;
         while (spin && vkGetFenceStatus(c->dev, be->fence) == VK_NOT_READY && st_now_ns() - t0 < be->spin_ns) {}
         rc = vkerr(vkWaitForFences(c->dev, 1, &be->fence, VK_TRUE, UINT64_MAX), "vkWaitForFences", err);
+        if (c->prof_host) be->t_fence = st_now_ns();
         collect_ts(be);
         if (!rc) vk_prof_collect(c);
     }
@@ -815,7 +827,7 @@ static st_status rec_matvec(vk_be *be, VkCommandBuffer cb, const st_tensor *w, c
  * ATTN_*): chunk positions each, n_chunks chunks. */
 static void attn_chunks(const vk_be *be, int n_tok, int pos0, uint32_t *chunk_, uint32_t *n_chunks_) {
     uint32_t hd = (uint32_t)be->hp.head_dim, nh = (uint32_t)be->hp.n_head, kv_len = (uint32_t)(pos0 + n_tok);
-    uint32_t chunk = ATTN_MIN_CHUNK;
+    uint32_t chunk = n_tok == 1 && be->attn_dec ? be->attn_dec_chunk : ATTN_MIN_CHUNK;
     uint64_t per = (uint64_t)n_tok * nh * (hd + 2) * 4;  /* bytes of one chunk's partials for the batch */
     uint32_t max_chunks = (uint32_t)(be->part.size / per);
     if (max_chunks > ATTN_MAX_CHUNKS) max_chunks = ATTN_MAX_CHUNKS;
@@ -854,7 +866,10 @@ static void rec_head(vk_be *be, VkCommandBuffer cb, size_t xb, size_t cs_at, siz
 
 static st_status vk_begin(st_backend *b, const float *x, int n_tok, int pos0, st_error *err) {
     vk_be *be = (vk_be *)b;
-    if (be->c->prof_host) be->t_begin = st_now_ns();
+    if (be->c->prof_host) {
+        be->t_begin = st_now_ns();
+        be->rec_at_begin = atomic_load(&be->parts_recorded);
+    }
     const st_hparams *hp = &be->hp;
     if (n_tok < 1 || n_tok > be->n_batch)
         return st_error_set(err, ST_ERR_ARG, "batch of %d tokens (expected 1..%d)", n_tok, be->n_batch);
@@ -1003,7 +1018,8 @@ static st_status rec_layer(vk_be *be, VkCommandBuffer cb, int il, const st_layer
      * tinyllama Q4_K_M 849-868 vs 817-823 tok/s, llama2-7b Q4_K_M
      * 325-326 vs 320-321). The conditions are the shader's for that path. */
     uint32_t nvec = hd / 8;
-    bool fresh = fuse && !fused && vec_ok == 2 && !be->kv_f32 && hd <= 256 && nvec <= c->wg && c->wg % nvec == 0;
+    bool dec = T == 1 && be->attn_dec && vec_ok == 2; /* attn_dec.comp (be->attn_dec: its other conditions) */
+    bool fresh = fuse && !fused && vec_ok == 2 && !be->kv_f32 && hd <= 256 && (dec || (nvec <= c->wg && c->wg % nvec == 0));
     /* RoPE on the queries, keys (with RoPE) and values into the cache: one
      * dispatch, unless the Q/K/V epilogue or the attention does it */
     if (!(fused && fuse) && !fresh) {
@@ -1019,14 +1035,17 @@ static st_status rec_layer(vk_be *be, VkCommandBuffer cb, int il, const st_layer
     /* attention: one workgroup per (head, token, chunk of positions); the
      * chunking and the group count come from dyn (attn_chunks); the last
      * chunk of a head merges the chunks */
-    if ((rc = pipe(be, fresh ? VKP_ATTN_F : VKP_ATTN, &p, err))) return rc;
+    /* (attn_dec: the pipeline whose arrays hold a head row: 4, 8 or 16 vectors) */
+    vk_pipe_id dp = (fresh ? VKP_ATTN_DF4 : VKP_ATTN_D4) + (nvec <= 4 ? 0 : nvec <= 8 ? 1 : 2);
+    if ((rc = pipe(be, dec ? dp : fresh ? VKP_ATTN_F : VKP_ATTN, &p, err))) return rc;
     {
         vk_bind bb[10] = {vk_bind_all(&be->q), kcb, vcb, vk_bind_all(&be->xb), vk_bind_all(&be->part), vk_bind_all(&be->dyn),
                           vk_bind_all(&be->cnt), vk_bind_all(&be->k), vk_bind_all(&be->v), vk_bind_all(&be->cs)};
         struct { uint32_t n_head, n_head_kv, head_dim, q_off, q_stride, kv_off, kv_stride, o_off, o_stride, kv_f32; float scale;
-                 uint32_t vec_ok, cnt_head, n_rot; } pc = {
+                 uint32_t vec_ok, cnt_head, n_rot, dec_chunk, kv_bound; } pc = {
             nh, (uint32_t)hp->n_head_kv, hd, 0, D, kv_off, DKV, 0, D, be->kv_f32 ? 1u : 0u,
-            1.0f / sqrtf((float)hp->head_dim), vec_ok, 0, (uint32_t)hp->n_rot};
+            1.0f / sqrtf((float)hp->head_dim), vec_ok, 0, (uint32_t)hp->n_rot, be->attn_dec_chunk,
+            (uint32_t)(kcb.range / be->kv_elt)};
         vk_dispatch_indirect(c, cb, p, bb, 10, &pc, sizeof pc, be->dyn.buf, be->dyn.off + DYN_IND * 4);
     }
     vk_bind xbind = vk_bind_all(&be->x);
@@ -1216,8 +1235,20 @@ static st_status vk_end(st_backend *b, const st_tensor *out_norm, const st_tenso
         be->host_ns += t_sub - be->t_begin;
         be->wait_ns += now - t_sub;
         be->host_passes++;
+        /* a one-token pass replayed whole after one that was: its steps */
+        bool whole = be->graph && atomic_load(&be->parts_recorded) == be->rec_at_begin && !be->pass_slots;
+        if (whole && be->t_ret && be->host_passes > 3) {
+            uint64_t t[6] = {be->t_ret - be->t_fence_prev, be->t_begin - be->t_ret, be->t_sub0 - be->t_begin,
+                             be->t_sub1 - be->t_sub0, be->t_fence - be->t_sub1, be->last_gpu};
+            for (int i = 0; i < 6; i++) be->ph[i] += t[i];
+            be->ph_n++;
+        }
     }
     memcpy(logits, be->out.map, lbytes);
+    if (be->c->prof_host) {
+        be->t_fence_prev = be->t_fence;
+        be->t_ret = st_now_ns();
+    }
     return ST_OK;
 }
 
@@ -1424,6 +1455,12 @@ static void vk_destroy(st_backend *b) {
     if (c && c->prof_host && be->host_passes)
         fprintf(stderr, "vulkan profile (host): %llu passes, %.1f us recording + %.1f us waiting for the GPU per pass\n",
                 (unsigned long long)be->host_passes, be->host_ns / 1e3 / be->host_passes, be->wait_ns / 1e3 / be->host_passes);
+    if (c && c->prof_host && be->ph_n) {
+        double n = (double)be->ph_n * 1e3;
+        fprintf(stderr, "vulkan profile (host, %llu one-token passes replayed whole): fence seen -> end() returns %.1f us, "
+                        "-> next begin() %.1f, -> submission %.1f, submission %.1f, -> fence seen %.1f (GPU time %.1f)\n",
+                (unsigned long long)be->ph_n, be->ph[0] / n, be->ph[1] / n, be->ph[2] / n, be->ph[3] / n, be->ph[4] / n, be->ph[5] / n);
+    }
     if (c) {
         if (be->recording) vkEndCommandBuffer(be->cb[be->cur]);
         if (be->tl) wait_value(be, be->submitted, NULL);
@@ -1536,6 +1573,17 @@ st_status st_vk_backend_new(const st_hparams *hp, int n_ctx, int n_batch, bool k
     const char *se = getenv("STRATA_VK_SPIN");
     bool spin = se ? strcmp(se, "0") != 0 : c->props.deviceType != VK_PHYSICAL_DEVICE_TYPE_CPU;
     be->spin_ns = spin ? 20000000ull : 0;
+    /* decoding's attention: attn_dec.comp where its conditions hold (an
+     * F16 cache, head_dim a multiple of 8 up to 128 and of the workgroup's
+     * 16-byte vectors); chunks of a round (its workgroup size) unless
+     * STRATA_VK_ATTN_DEC_CHUNK says otherwise (tests: several rounds a
+     * chunk) */
+    {
+        uint32_t hd = (uint32_t)hp->head_dim, dw = c->attn_dec_wg;
+        be->attn_dec = dw && c->attn_fast && !kv_f32 && hd % 8 == 0 && hd <= 128 && hd <= dw && dw % (hd / 8) == 0;
+        const char *dc = getenv("STRATA_VK_ATTN_DEC_CHUNK");
+        be->attn_dec_chunk = dc && atoi(dc) > 0 ? (uint32_t)atoi(dc) : dw;
+    }
     const char *fe = getenv("STRATA_VK_FUSE");
     be->fuse = !(fe && strcmp(fe, "0") == 0);
     if (!be->lc || !be->cs_host || !be->gp || !be->pend) { rc = st_error_set(err, ST_ERR_NOMEM, "out of memory"); goto fail; }

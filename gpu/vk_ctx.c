@@ -37,7 +37,7 @@ static const char *const pipe_names[VKP_COUNT] = {
     "act_w",
     "matmul_cms_f32", "matmul_cms_f16", "matmul_cms_q4_0", "matmul_cms_q8_0",
     "matmul_cms_q4_k", "matmul_cms_q5_k", "matmul_cms_q6_k",
-    "attn_f",
+    "attn_f", "attn_dec4", "attn_dec8", "attn_dec16", "attn_dec_f4", "attn_dec_f8", "attn_dec_f16",
 };
 
 const char *vk_pipe_name(vk_pipe_id id) { return id < VKP_COUNT ? pipe_names[id] : "?"; }
@@ -51,7 +51,8 @@ static const char *pipe_spirv(vk_pipe_id id) {
     if (id >= VKP_MATVEC_E1_F32 && id <= VKP_MATVEC_PE1_Q6_K) return pipe_names[(id - VKP_MATVEC_E1_F32) % 7 + VKP_MATVEC_F32];
     if (id == VKP_ACT_W) return pipe_names[VKP_ACT];
     if (id == VKP_ATTN_F) return pipe_names[VKP_ATTN];
-    if (id >= VKP_MATMUL_CMS_F32) return pipe_names[id - VKP_MATMUL_CMS_F32 + VKP_MATMUL_CM_F32];
+    if (id >= VKP_ATTN_D4 && id <= VKP_ATTN_DF16) return "attn_dec";
+    if (id >= VKP_MATMUL_CMS_F32 && id <= VKP_MATMUL_CMS_Q6_K) return pipe_names[id - VKP_MATMUL_CMS_F32 + VKP_MATMUL_CM_F32];
     return pipe_names[id];
 }
 
@@ -829,13 +830,15 @@ VkPipeline vk_pipeline(st_vk_ctx *c, vk_pipe_id id, st_error *err) {
     bool pro = id >= VKP_MATVEC_P_F32 && id <= VKP_MATVEC_PE1_Q6_K;
     int mvk = e1 || pro ? (int)(id - VKP_MATVEC_E1_F32) % 7 : id >= VKP_MATVEC_F32 && id <= VKP_MATVEC_Q6_K ? (int)(id - VKP_MATVEC_F32) : -1;
     bool mv = (mvk >= 0 && vk_mv_wide(mvk)) || id == VKP_ACT_W;
-    /* 12: attn.comp's FRESH */
-    struct { uint32_t wg, sg; VkBool32 use_sg; uint32_t mm_wg, bm, bn, bk, tm, tn, epi, nr, pro_n; VkBool32 fresh; } spec = {
-        mv ? c->mv_wg : c->wg, c->subgroup_size, c->subgroup_arith ? VK_TRUE : VK_FALSE, mm->wg, mm->bm, mm->bn, mm->bk, mm->tm, mm->tn,
-        e1 ? 1u : 0u, vk_mv_nr(c, mvk), pro ? c->pro_n : 64u, id == VKP_ATTN_F ? VK_TRUE : VK_FALSE};
-    VkSpecializationMapEntry me[13];
-    for (uint32_t i = 0; i < 13; i++) me[i] = (VkSpecializationMapEntry){i, 4 * i, 4};
-    VkSpecializationInfo si = {13, me, sizeof spec, &spec};
+    /* 12: attn.comp's and attn_dec.comp's FRESH, 13: attn_dec's MAXV */
+    bool attn_d = id >= VKP_ATTN_D4 && id <= VKP_ATTN_DF16;
+    struct { uint32_t wg, sg; VkBool32 use_sg; uint32_t mm_wg, bm, bn, bk, tm, tn, epi, nr, pro_n; VkBool32 fresh; uint32_t maxv; } spec = {
+        mv ? c->mv_wg : attn_d ? c->attn_dec_wg : c->wg, c->subgroup_size, c->subgroup_arith ? VK_TRUE : VK_FALSE, mm->wg, mm->bm, mm->bn, mm->bk, mm->tm, mm->tn,
+        e1 ? 1u : 0u, vk_mv_nr(c, mvk), pro ? c->pro_n : 64u, id == VKP_ATTN_F || id >= VKP_ATTN_DF4 ? VK_TRUE : VK_FALSE,
+        attn_d ? 4u << ((id - VKP_ATTN_D4) % 3) : 16u};
+    VkSpecializationMapEntry me[14];
+    for (uint32_t i = 0; i < 14; i++) me[i] = (VkSpecializationMapEntry){i, 4 * i, 4};
+    VkSpecializationInfo si = {14, me, sizeof spec, &spec};
     VkComputePipelineCreateInfo ci = {
         .sType = VK_STRUCTURE_TYPE_COMPUTE_PIPELINE_CREATE_INFO,
         .flags = c->pipe_stats ? VK_PIPELINE_CREATE_CAPTURE_STATISTICS_BIT_KHR : 0,
@@ -1272,6 +1275,16 @@ static st_status ctx_create(int want, st_vk_ctx **out, st_error *err) {
     const char *pmo = getenv("STRATA_VK_PRO_MODES");
     c->pro_modes = pmo && *pmo ? (uint32_t)strtoul(pmo, NULL, 10) : 15;
     c->attn_fast = !(getenv("STRATA_VK_ATTN_FAST") && !strcmp(getenv("STRATA_VK_ATTN_FAST"), "0"));
+    /* decoding's attention (attn_dec.comp): workgroups of 128 (a round of
+     * 128 positions, head_dim <= 128), or one subgroup where subgroups are
+     * wider; STRATA_VK_ATTN_DEC=0 uses attn.comp instead (for comparisons) */
+    {
+        uint32_t dw = 128;
+        if (c->subgroup_size > dw) dw = c->subgroup_size;
+        bool off = getenv("STRATA_VK_ATTN_DEC") && !strcmp(getenv("STRATA_VK_ATTN_DEC"), "0");
+        c->attn_dec_wg = off || dw > c->props.limits.maxComputeWorkGroupInvocations || dw > c->props.limits.maxComputeWorkGroupSize[0] ||
+                                 dw % c->subgroup_size ? 0 : dw;
+    }
     const char *pc = getenv("STRATA_VK_ATTN_PROMPT_CHUNKS");
     c->attn_prompt_chunks = pc && *pc ? (uint32_t)strtoul(pc, NULL, 10) : 0;
     /* cooperative matrices (tensor cores): wherever the device has them

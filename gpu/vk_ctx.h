@@ -45,6 +45,11 @@ typedef enum {
     VKP_MATMUL_CMS_F32, VKP_MATMUL_CMS_F16, VKP_MATMUL_CMS_Q4_0, VKP_MATMUL_CMS_Q8_0,
     VKP_MATMUL_CMS_Q4_K, VKP_MATMUL_CMS_Q5_K, VKP_MATMUL_CMS_Q6_K,
     VKP_ATTN_F,  /* attn storing the new key and value (its FRESH, one-token passes) */
+    /* attn_dec: one-token passes, F16 cache (workgroups of attn_dec_wg),
+     * for head rows of up to 4, 8 and 16 16-byte vectors (its MAXV), then
+     * the same with FRESH */
+    VKP_ATTN_D4, VKP_ATTN_D8, VKP_ATTN_D16,
+    VKP_ATTN_DF4, VKP_ATTN_DF8, VKP_ATTN_DF16,
     VKP_COUNT
 } vk_pipe_id;
 
@@ -116,6 +121,7 @@ typedef struct st_vk_ctx {
     bool pipe_stats;                 /* STRATA_VK_PIPE_STATS=1: each pipeline's driver statistics on stderr */
     uint32_t pro_modes;              /* ... for these steps: 1 the attention output, 2 the norms, 4 SwiGLU, 8 the final norm */
     bool attn_fast;                  /* attn.comp's 16-byte-vector path for F16 caches */
+    uint32_t attn_dec_wg;            /* attn_dec.comp's workgroup (and round) size; 0: not used */
     uint32_t attn_prompt_chunks;     /* 0: prompt batches chunk like decoding; else at most this many chunks */
     vk_mm_cfg mm[VK_MM_N];           /* matmul tiles: large, small, cooperative matrix */
     bool coopmat;                    /* VK_NV_cooperative_matrix (16x16x16 F16 -> F32) enabled and asked for (STRATA_VK_COOPMAT=1) */

@@ -8,14 +8,7 @@
  * long context keeps the whole GPU busy even for one token. With one chunk
  * the result is written normalized; with more, each chunk writes its
  * maximum score M, its sum S and its unnormalized output to part[], and
- * the chunk that finishes last (a counter per (head, token), binding 6)
- * merges them: with M the largest chunk maximum,
- *   out[d] = sum_c acc_c[d] e^(M_c - M) / sum_c S_c e^(M_c - M),
- * chunks that saw no position (S = 0, past the causal limit) adding
- * nothing (in the kernel: a dispatch and a barrier fewer than a merge
- * kernel). The last workgroup sees the others' partials through a
- * `coherent` view after a device-scope memory barrier on both sides of the
- * counter, and leaves the counter at 0.
+ * the chunk that finishes last merges them (attn_out.glsl).
  *
  * Inside a chunk, positions are taken WG at a time: each invocation scores
  * one position (16-byte loads of its key row where rows are aligned), the
@@ -69,32 +62,15 @@ layout(push_constant) uniform P {
     uint vec_ok;            /* key rows (kv_off, kv_stride, head_dim) allow 16-byte loads; 2: and the vector path */
     uint cnt_head;          /* counters: (head, token) at cnt_head + t * n_head + h */
     uint n_rot;             /* (FRESH) */
+    uint dec_chunk;         /* (attn_dec) the chunk length dyn holds unless a long context needed longer ones */
+    uint kv_bound;          /* (attn_dec) elements of the cache bound (its speculative loads stay below) */
 } p;
 
-shared bool last_;
-
-/* Counts this workgroup at counter i (after its stores); true in every
- * invocation of the workgroup that brought it to `total` (which resets it).
- * The stores of all counted workgroups are visible to the last one. */
-bool last_of(uint i, uint total) {
-    memoryBarrierBuffer();
-    barrier();
-    if (gl_LocalInvocationID.x == 0) {
-        last_ = atomicAdd(cnt[i], 1u) == total - 1u;
-        if (last_) cnt[i] = 0u;
-    }
-    barrier();
-    bool l = last_;
-    if (l) memoryBarrierBuffer();
-    return l;
-}
+#include "attn_out.glsl"
 
 shared float qsh[4 * WG];
 shared float ssh[WG];
 shared float smax[WG];
-/* the merge's per-chunk maximum, sum and weight (at most 128 chunks:
- * ATTN_MAX_CHUNKS in vk_backend.c) */
-shared float mch[128], sch[128], wch[128];
 /* the F16 path by 16-byte vectors (see main): partial scores [position][vector]
  * and partial outputs [position group][dimension] */
 shared float psc[WG * 32];
@@ -317,51 +293,5 @@ void main() {
             barrier();
         }
     }
-    uint ob = p.o_off + t * p.o_stride + h * hd;
-    if (n_chunks > 1) {
-        uint pb = ((t * p.n_head + h) * n_chunks + ch) * (hd + 2);
-        for (uint k = 0; k < 4; k++) {
-            uint d = tid + k * WG;
-            if (d < hd) part[pb + d] = acc[k];
-        }
-        if (tid == 0) {
-            part[pb + hd] = M;
-            part[pb + hd + 1] = S;
-        }
-        if (!last_of(p.cnt_head + t * p.n_head + h, n_chunks)) return;
-        /* the merge: the chunks' maxima and sums into shared memory first,
-         * all loads at once (a loop branching on each loaded sum waited for
-         * every load in turn), then each chunk's weight e^(M_c - M) (-1: the
-         * chunk saw no position), then the weighted sums of the outputs,
-         * whose loads no longer depend on one another */
-        uint w = hd + 2, base = (t * p.n_head + h) * n_chunks * w;
-        for (uint c = tid; c < n_chunks; c += WG) {
-            mch[c] = partc[base + c * w + hd];
-            sch[c] = partc[base + c * w + hd + 1];
-        }
-        barrier();
-        float MM = NEG_INF;
-        for (uint c = 0; c < n_chunks; c++)
-            if (sch[c] > 0.0) MM = max(MM, mch[c]);
-        for (uint c = tid; c < n_chunks; c += WG) wch[c] = sch[c] > 0.0 ? exp(mch[c] - MM) : -1.0;
-        barrier();
-        float SS = 0.0;
-        for (uint c = 0; c < n_chunks; c++)
-            if (sch[c] > 0.0) SS += sch[c] * wch[c];
-        float inv = SS == 0.0 ? 0.0 : 1.0 / SS;
-        for (uint d = tid; d < hd; d += WG) {
-            float a = 0.0;
-            for (uint c = 0; c < n_chunks; c++) {
-                float pv = partc[base + c * w + d], wc = wch[c];
-                a += wc >= 0.0 ? pv * wc : 0.0;
-            }
-            o[ob + d] = a * inv;
-        }
-    } else {
-        float inv = S == 0.0 ? 0.0 : 1.0 / S;
-        for (uint k = 0; k < 4; k++) {
-            uint d = tid + k * WG;
-            if (d < hd) o[ob + d] = acc[k] * inv;
-        }
-    }
+    attn_out(acc, M, S, t, h, ch, n_chunks);
 }

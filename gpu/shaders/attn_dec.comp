@@ -1,0 +1,248 @@
+#version 450
+/* attn_dec.comp — the attention of one-token passes (decoding) over an F16
+ * cache whose rows allow 16-byte loads, head_dim a multiple of 8, at most
+ * 128: the same function as attn.comp (its bindings, push constants,
+ * chunks and merge, attn_out.glsl), laid out for latency.
+ *
+ * A decoding step's attention reads little (a 7B layer's keys and values
+ * at 128 positions: 2 MiB over 32 workgroups) and its time is a chain of
+ * dependent steps. attn.comp's vector path waits for the query, then the
+ * keys, then the values, and reduces each step's scores through shared
+ * memory in loops over the step's positions. Here every load of a round is
+ * issued at once, before the query is even in shared memory (the first
+ * round's before the position and chunking are read from dyn, see main):
+ *   - the keys with one position per invocation (its whole row, up to 16
+ *     16-byte vectors), so each invocation computes its position's score
+ *     alone, with no partial scores to meet;
+ *   - the values with one 16-byte vector of a position per invocation, a
+ *     group of npg = WG / nvec positions side by side, each invocation
+ *     walking nvec positions of the round (nvec = head_dim / 8);
+ * the round's maximum and sum are workgroup reductions (subgroup
+ * operations where the device has them), and the output meets once in
+ * shared memory at the end. A round is WG positions; decoding chunks are
+ * WG positions by default (vk_backend.c, attn_chunks), so a round is a
+ * chunk and short contexts have one chunk, no merge.
+ *
+ * FRESH: as in attn.comp (kv_store's step here: RoPE of the query and the
+ * new key, the position's key and value from shared memory as F16, the
+ * first workgroup of each KV head storing them into the cache). The
+ * arithmetic is the same with and without FRESH: only where the
+ * position's key and value come from differs. */
+#extension GL_GOOGLE_include_directive : require
+#include "common.glsl"
+
+layout(std430, binding = 0) readonly buffer Q { float q[]; };
+layout(std430, binding = 1) readonly buffer KC4 { uvec4 kc4[]; };   /* 8 halves */
+layout(std430, binding = 2) readonly buffer VC4 { uvec4 vc4[]; };
+layout(std430, binding = 3) writeonly buffer O { float o[]; };
+layout(std430, binding = 4) writeonly buffer PART { float part[]; }; /* [t][h][c][head_dim + 2] */
+layout(std430, binding = 5) readonly buffer DYN { uint dyn[]; };
+layout(std430, binding = 6) coherent buffer CNT { uint cnt[]; };
+layout(std430, binding = 4) coherent readonly buffer PARTC { float partc[]; };
+layout(constant_id = 12) const bool FRESH = false;
+layout(std430, binding = 1) writeonly buffer KCW { uint16_t kcw[]; };
+layout(std430, binding = 2) writeonly buffer VCW { uint16_t vcw[]; };
+layout(std430, binding = 7) readonly buffer KN { float kn[]; };
+layout(std430, binding = 8) readonly buffer VN { float vn[]; };
+layout(std430, binding = 9) readonly buffer CSB { float csb[]; };
+
+layout(push_constant) uniform P {
+    uint n_head, n_head_kv, head_dim;
+    uint q_off, q_stride;
+    uint kv_off, kv_stride;
+    uint o_off, o_stride;
+    uint kv_f32;
+    float scale;
+    uint vec_ok;
+    uint cnt_head;
+    uint n_rot;
+    uint dec_chunk;         /* (attn_dec) the chunk length dyn holds unless a long context needed longer ones */
+    uint kv_bound;          /* (attn_dec) elements of the cache bound (its speculative loads stay below) */
+} p;
+
+#include "attn_out.glsl"
+
+/* the 16-byte vectors of a head row the arrays hold (head_dim <= 8 *
+ * MAXV): 4, 8 or 16, a pipeline each (vk_ctx.c), so that the arrays hold
+ * what the head uses and no more (one size for all, 16, spilled registers
+ * for head_dim 64) */
+layout(constant_id = 13) const uint MAXV = 16;
+
+shared float qsh[8 * MAXV];
+shared uint knh[FRESH ? 8 * MAXV : 1], vnh[FRESH ? 8 * MAXV : 1];
+shared float ssh[WG];            /* the round's weights e^(s - M) */
+shared float vsh[8 * WG];        /* partial outputs [position group][dimension] */
+shared float rmax[WG], rsum[WG]; /* reductions across subgroups (or the tree) */
+
+#define FRESH_VEC(a, v)                                                                         \
+    uvec4(a[8 * (v)] | a[8 * (v) + 1] << 16, a[8 * (v) + 2] | a[8 * (v) + 3] << 16,               \
+          a[8 * (v) + 4] | a[8 * (v) + 5] << 16, a[8 * (v) + 6] | a[8 * (v) + 7] << 16)
+#define ROPE_AT(x, b, d, t)                                                                 \
+    ((d) < p.n_rot ? rope_pair((x)[(b) + ((d) & ~1u)], (x)[(b) + ((d) | 1u)], (d), (t)) : (x)[(b) + (d)])
+float rope_pair(float x0, float x1, uint d, uint t) {
+    uint i0 = t * p.n_rot + (d & ~1u);
+    float c = csb[i0], s = csb[i0 + 1];
+    precise float y = (d & 1u) == 0 ? x0 * c - x1 * s : x0 * s + x1 * c;
+    return y;
+}
+
+/* 8 F16 keys (16 bytes) . q[d..d+7] */
+float dot8(uvec4 k, uint d) {
+    vec2 a = unpackHalf2x16(k.x), b = unpackHalf2x16(k.y), c = unpackHalf2x16(k.z), e = unpackHalf2x16(k.w);
+    return a.x * qsh[d] + a.y * qsh[d + 1] + b.x * qsh[d + 2] + b.y * qsh[d + 3] +
+           c.x * qsh[d + 4] + c.y * qsh[d + 5] + e.x * qsh[d + 6] + e.y * qsh[d + 7];
+}
+
+/* the workgroup's maximum and sum; every invocation gets them (uniform
+ * control flow; a barrier of the caller separates two calls' uses of the
+ * shared arrays) */
+float wg_max_(float v) {
+#ifndef NO_SUBGROUP
+    if (USE_SG) {
+        float m = subgroupMax(v);
+        if (subgroupElect()) rmax[gl_SubgroupID] = m;
+        barrier();
+        float r = rmax[0];
+        for (uint i = 1; i < gl_NumSubgroups; i++) r = max(r, rmax[i]);
+        return r;
+    }
+#endif
+    uint i = gl_LocalInvocationID.x;
+    rmax[i] = v;
+    barrier();
+    for (uint s = WG / 2; s > 0; s >>= 1) {
+        if (i < s) rmax[i] = max(rmax[i], rmax[i + s]);
+        barrier();
+    }
+    return rmax[0];
+}
+float wg_sum_(float v) {
+#ifndef NO_SUBGROUP
+    if (USE_SG) {
+        float s = subgroupAdd(v);
+        if (subgroupElect()) rsum[gl_SubgroupID] = s;
+        barrier();
+        float r = rsum[0];
+        for (uint i = 1; i < gl_NumSubgroups; i++) r += rsum[i];
+        return r;
+    }
+#endif
+    uint i = gl_LocalInvocationID.x;
+    rsum[i] = v;
+    barrier();
+    for (uint s = WG / 2; s > 0; s >>= 1) {
+        if (i < s) rsum[i] += rsum[i + s];
+        barrier();
+    }
+    return rsum[0];
+}
+
+void main() {
+    uint h = gl_WorkGroupID.x, t = gl_WorkGroupID.y, ch = gl_WorkGroupID.z, tid = gl_LocalInvocationID.x;
+    uint hd = p.head_dim, nvec = hd / 8;
+    uint npg = WG / nvec, vec = tid % nvec, pg = tid / nvec;
+    uint kvh = h / (p.n_head / p.n_head_kv);
+    uint qb = p.q_off + t * p.q_stride + h * hd;
+    uint rs = p.kv_stride >> 3;                           /* a position's row, in vectors */
+    uint kvb = (p.kv_off + kvh * hd) >> 3;                /* position 0's vector 0 */
+    uint vbound = p.kv_bound >> 3;                        /* vectors bound */
+    /* The first round's loads do not wait for dyn (the position and the
+     * chunking, a load of their own): they read the chunk's WG positions
+     * as if its length were dec_chunk, the usual case, within the bound
+     * cache; positions past the causal limit are loaded but not used. */
+    uvec4 kr[MAXV], vr[MAXV];
+    uint ps = ch * p.dec_chunk;
+    for (uint i = 0; i < MAXV; i++) {
+        uint ki = kvb + (ps + tid) * rs + i;
+        kr[i] = i < nvec && ki < vbound ? kc4[ki] : uvec4(0);
+    }
+    for (uint i = 0; i < MAXV; i++) {
+        uint vi = kvb + (ps + pg + i * npg) * rs + vec;
+        vr[i] = i < nvec && vi < vbound ? vc4[vi] : uvec4(0);
+    }
+    uint pos0 = dyn[0], chunk = dyn[1], n_chunks = dyn[2];
+    uint pos = pos0 + t;
+    uint c0 = ch * chunk, c1 = min(c0 + chunk, pos + 1);  /* empty past the causal limit */
+    const float NEG_INF = uintBitsToFloat(0xff800000u);
+    float M = NEG_INF, S = 0.0;
+    float a8[8] = float[8](0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
+    for (uint p0 = c0; p0 < c1; p0 += WG) {
+        uint cn = min(WG, c1 - p0);
+        bool mine = tid < cn;
+        if (p0 != ps) { /* uniform: a later round, or a chunk longer than dec_chunk */
+            /* every load of the round at once: the key row of position
+             * p0 + tid, the value vectors of positions p0 + pg + i * npg */
+            uint kb = kvb + (p0 + tid) * rs;
+            for (uint i = 0; i < MAXV; i++) kr[i] = mine && i < nvec ? kc4[kb + i] : uvec4(0);
+            for (uint i = 0; i < MAXV; i++) {
+                uint c = pg + i * npg;
+                vr[i] = i < nvec && c < cn ? vc4[kvb + (p0 + c) * rs + vec] : uvec4(0);
+            }
+        }
+        if (p0 == c0) { /* uniform: the query (and FRESH's key and value) with the first round's loads in flight */
+            if (FRESH) {
+                uint nb = t * p.kv_stride + kvh * hd;
+                for (uint d = tid; d < hd; d += WG) {
+                    qsh[d] = fp16_round(ROPE_AT(q, qb, d, t));
+                    knh[d] = float_to_half_bits(ROPE_AT(kn, nb, d, t));
+                    vnh[d] = float_to_half_bits(vn[nb + d]);
+                }
+                barrier();
+                /* the cache keeps them for the next tokens: one workgroup
+                 * per KV head, the one whose chunk holds the position */
+                if (h % (p.n_head / p.n_head_kv) == 0 && pos >= ch * chunk && pos < ch * chunk + chunk)
+                    for (uint d = tid; d < hd; d += WG) {
+                        uint ci = p.kv_off + pos * p.kv_stride + kvh * hd + d;
+                        kcw[ci] = uint16_t(knh[d]);
+                        vcw[ci] = uint16_t(vnh[d]);
+                    }
+            } else {
+                for (uint d = tid; d < hd; d += WG) qsh[d] = fp16_round(q[qb + d]);
+            }
+            barrier();
+        }
+        if (FRESH) { /* the position being added is not in the cache yet */
+            if (p0 + tid == pos)
+                for (uint i = 0; i < MAXV; i++) kr[i] = i < nvec ? FRESH_VEC(knh, i) : uvec4(0);
+            for (uint i = 0; i < MAXV; i++)
+                if (i < nvec && p0 + pg + i * npg == pos) vr[i] = FRESH_VEC(vnh, vec);
+        }
+        float s = NEG_INF;
+        if (mine) {
+            float s0 = 0.0, s1 = 0.0;
+            for (uint i = 0; i < MAXV; i += 2) {
+                if (i < nvec) s0 += dot8(kr[i], 8 * i);
+                if (i + 1 < nvec) s1 += dot8(kr[i + 1], 8 * i + 8);
+            }
+            s = (s0 + s1) * p.scale;
+        }
+        float Mn = max(M, wg_max_(s));
+        float ms = exp(M - Mn);     /* 0 on the first round (M = -inf) */
+        float e = mine ? exp(s - Mn) : 0.0;
+        ssh[tid] = e;
+        S = S * ms + wg_sum_(e);    /* (its barrier also publishes ssh) */
+        for (uint j = 0; j < 8; j++) a8[j] *= ms;
+        for (uint i = 0; i < MAXV; i++) {
+            uint c = pg + i * npg;
+            if (i < nvec && c < cn) {
+                float w = ssh[c];
+                for (uint j = 0; j < 4; j++) {
+                    vec2 ev = unpackHalf2x16(vr[i][j]);
+                    a8[2 * j] += w * ev.x;
+                    a8[2 * j + 1] += w * ev.y;
+                }
+            }
+        }
+        M = Mn;
+        barrier(); /* ssh, rmax and rsum are rewritten by the next round */
+    }
+    for (uint j = 0; j < 8; j++) vsh[pg * hd + 8 * vec + j] = a8[j];
+    barrier();
+    float acc[4] = float[4](0.0, 0.0, 0.0, 0.0);
+    if (tid < hd) {
+        float a = 0.0;
+        for (uint g = 0; g < npg; g++) a += vsh[g * hd + tid];
+        acc[0] = a;
+    }
+    attn_out(acc, M, S, t, h, ch, n_chunks);
+}
