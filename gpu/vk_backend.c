@@ -61,6 +61,7 @@
  * at short contexts (32 heads x 1 chunk is 32 workgroups on 132 SMs). */
 #define ATTN_MAX_CHUNKS 128
 #define ATTN_MIN_CHUNK 32
+#define ATTN_DEC_ROUND 128 /* attn_dec.comp's RND: positions a round */
 #define ATTN_PART_BYTES ((VkDeviceSize)32 << 20)
 /* dyn: the pass's values read by the kernels (uint32 words) */
 #define DYN_POS0 0    /* first position of the batch */
@@ -1579,10 +1580,11 @@ st_status st_vk_backend_new(const st_hparams *hp, int n_ctx, int n_batch, bool k
      * STRATA_VK_ATTN_DEC_CHUNK says otherwise (tests: several rounds a
      * chunk) */
     {
-        uint32_t hd = (uint32_t)hp->head_dim, dw = c->attn_dec_wg;
-        be->attn_dec = dw && c->attn_fast && !kv_f32 && hd % 8 == 0 && hd <= 128 && hd <= dw && dw % (hd / 8) == 0;
+        uint32_t hd = (uint32_t)hp->head_dim, nv = hd / 8, maxv = nv <= 4 ? 4 : nv <= 8 ? 8 : 16;
+        uint32_t dw = c->attn_dec_wg ? vk_attn_dec_wg(c, maxv) : 0, tpp = dw / ATTN_DEC_ROUND;
+        be->attn_dec = dw && c->attn_fast && !kv_f32 && hd % 8 == 0 && hd <= 128 && (hd / 8) % tpp == 0 && dw % (hd / 8) == 0;
         const char *dc = getenv("STRATA_VK_ATTN_DEC_CHUNK");
-        be->attn_dec_chunk = dc && atoi(dc) > 0 ? (uint32_t)atoi(dc) : dw;
+        be->attn_dec_chunk = dc && atoi(dc) > 0 ? (uint32_t)atoi(dc) : ATTN_DEC_ROUND;
     }
     const char *fe = getenv("STRATA_VK_FUSE");
     be->fuse = !(fe && strcmp(fe, "0") == 0);

@@ -42,6 +42,18 @@ static const char *const pipe_names[VKP_COUNT] = {
 
 const char *vk_pipe_name(vk_pipe_id id) { return id < VKP_COUNT ? pipe_names[id] : "?"; }
 
+/* attn_dec's workgroup for head rows of up to maxv 16-byte vectors: 32 *
+ * maxv, so that each invocation holds 4 vectors of a key row (H100, tg128:
+ * llama2-7b Q4_K_M, heads of 128, 342-343 tok/s with 512 vs 335-337 with
+ * 256 and 332-334 with 128; tinyllama Q8_0, heads of 64, 792-808 with 256
+ * vs 788-801 with 512), at least a round (128), at most attn_dec_wg. */
+uint32_t vk_attn_dec_wg(const st_vk_ctx *c, uint32_t maxv) {
+    uint32_t w = 32 * maxv;
+    if (w < 128) w = 128;
+    if (w > c->attn_dec_wg) w = c->attn_dec_wg;
+    return w;
+}
+
 /* The SPIR-V of a pipeline: its own name, except the small-tile matmuls
  * and the cooperative-matrix ones with small tiles (the same code with
  * other specialization constants) and the
@@ -833,7 +845,7 @@ VkPipeline vk_pipeline(st_vk_ctx *c, vk_pipe_id id, st_error *err) {
     /* 12: attn.comp's and attn_dec.comp's FRESH, 13: attn_dec's MAXV */
     bool attn_d = id >= VKP_ATTN_D4 && id <= VKP_ATTN_DF16;
     struct { uint32_t wg, sg; VkBool32 use_sg; uint32_t mm_wg, bm, bn, bk, tm, tn, epi, nr, pro_n; VkBool32 fresh; uint32_t maxv; } spec = {
-        mv ? c->mv_wg : attn_d ? c->attn_dec_wg : c->wg, c->subgroup_size, c->subgroup_arith ? VK_TRUE : VK_FALSE, mm->wg, mm->bm, mm->bn, mm->bk, mm->tm, mm->tn,
+        mv ? c->mv_wg : attn_d ? vk_attn_dec_wg(c, 4u << ((id - VKP_ATTN_D4) % 3)) : c->wg, c->subgroup_size, c->subgroup_arith ? VK_TRUE : VK_FALSE, mm->wg, mm->bm, mm->bn, mm->bk, mm->tm, mm->tn,
         e1 ? 1u : 0u, vk_mv_nr(c, mvk), pro ? c->pro_n : 64u, id == VKP_ATTN_F || id >= VKP_ATTN_DF4 ? VK_TRUE : VK_FALSE,
         attn_d ? 4u << ((id - VKP_ATTN_D4) % 3) : 16u};
     VkSpecializationMapEntry me[14];
@@ -1275,12 +1287,15 @@ static st_status ctx_create(int want, st_vk_ctx **out, st_error *err) {
     const char *pmo = getenv("STRATA_VK_PRO_MODES");
     c->pro_modes = pmo && *pmo ? (uint32_t)strtoul(pmo, NULL, 10) : 15;
     c->attn_fast = !(getenv("STRATA_VK_ATTN_FAST") && !strcmp(getenv("STRATA_VK_ATTN_FAST"), "0"));
-    /* decoding's attention (attn_dec.comp): workgroups of 128 (a round of
-     * 128 positions, head_dim <= 128), or one subgroup where subgroups are
-     * wider; STRATA_VK_ATTN_DEC=0 uses attn.comp instead (for comparisons) */
+    /* decoding's attention (attn_dec.comp): workgroups of up to 512
+     * (vk_attn_dec_wg), else 256 or 128 where the device allows no more
+     * (STRATA_VK_ATTN_DEC_WG, a multiple of 128, for measuring);
+     * STRATA_VK_ATTN_DEC=0 uses attn.comp instead (for comparisons) */
     {
-        uint32_t dw = 128;
-        if (c->subgroup_size > dw) dw = c->subgroup_size;
+        const char *dwe = getenv("STRATA_VK_ATTN_DEC_WG");
+        uint32_t dw = dwe && atoi(dwe) >= 128 && atoi(dwe) % 128 == 0 ? (uint32_t)atoi(dwe) : 512;
+        while (dw > 128 && (dw > c->props.limits.maxComputeWorkGroupInvocations || dw > c->props.limits.maxComputeWorkGroupSize[0]))
+            dw /= 2;
         bool off = getenv("STRATA_VK_ATTN_DEC") && !strcmp(getenv("STRATA_VK_ATTN_DEC"), "0");
         c->attn_dec_wg = off || dw > c->props.limits.maxComputeWorkGroupInvocations || dw > c->props.limits.maxComputeWorkGroupSize[0] ||
                                  dw % c->subgroup_size ? 0 : dw;

@@ -121,7 +121,7 @@ typedef struct st_vk_ctx {
     bool pipe_stats;                 /* STRATA_VK_PIPE_STATS=1: each pipeline's driver statistics on stderr */
     uint32_t pro_modes;              /* ... for these steps: 1 the attention output, 2 the norms, 4 SwiGLU, 8 the final norm */
     bool attn_fast;                  /* attn.comp's 16-byte-vector path for F16 caches */
-    uint32_t attn_dec_wg;            /* attn_dec.comp's workgroup (and round) size; 0: not used */
+    uint32_t attn_dec_wg;            /* attn_dec.comp's workgroup size (a multiple of its 128-position round); 0: not used */
     uint32_t attn_prompt_chunks;     /* 0: prompt batches chunk like decoding; else at most this many chunks */
     vk_mm_cfg mm[VK_MM_N];           /* matmul tiles: large, small, cooperative matrix */
     bool coopmat;                    /* VK_NV_cooperative_matrix (16x16x16 F16 -> F32) enabled and asked for (STRATA_VK_COOPMAT=1) */
@@ -214,6 +214,7 @@ bool vk_mv_wide(int k);
 uint32_t vk_mv_nr(const st_vk_ctx *c, int k);
 VkPipeline vk_pipeline(st_vk_ctx *c, vk_pipe_id id, st_error *err);
 const char *vk_pipe_name(vk_pipe_id id);
+uint32_t vk_attn_dec_wg(const st_vk_ctx *c, uint32_t maxv);
 
 /* A storage-buffer binding: the byte range [off, off + range) of buf. */
 typedef struct vk_bind {

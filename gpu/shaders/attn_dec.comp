@@ -11,17 +11,21 @@
  * memory in loops over the step's positions. Here every load of a round is
  * issued at once, before the query is even in shared memory (the first
  * round's before the position and chunking are read from dyn, see main):
- *   - the keys with one position per invocation (its whole row, up to 16
- *     16-byte vectors), so each invocation computes its position's score
- *     alone, with no partial scores to meet;
- *   - the values with one 16-byte vector of a position per invocation, a
- *     group of npg = WG / nvec positions side by side, each invocation
- *     walking nvec positions of the round (nvec = head_dim / 8);
+ *   - the keys with TPP = WG / RND invocations per position of the round
+ *     (RND = 128), each holding a part of its row (nvec / TPP of its nvec =
+ *     head_dim / 8 16-byte vectors), whose dot products meet once in
+ *     shared memory;
+ *   - the values with one 16-byte vector of a position per invocation,
+ *     npg = WG / nvec positions side by side, each invocation walking
+ *     nvec / TPP positions of the round;
  * the round's maximum and sum are workgroup reductions (subgroup
- * operations where the device has them), and the output meets once in
- * shared memory at the end. A round is WG positions; decoding chunks are
- * WG positions by default (vk_backend.c, attn_chunks), so a round is a
- * chunk and short contexts have one chunk, no merge.
+ * operations where the device has them), and the output's partial sums
+ * meet in shared memory at the end. A decoding chunk is a round by
+ * default (vk_backend.c, attn_chunks), so short contexts have one chunk,
+ * no merge. Workgroups of 512 (TPP 4) keep each invocation's chain of
+ * dependent instructions short: one workgroup of 128 per head, each
+ * invocation scoring a whole row and walking nvec positions of values, was
+ * slower on the H100 (docs/VULKAN.md).
  *
  * FRESH: as in attn.comp (kv_store's step here: RoPE of the query and the
  * new key, the position's key and value from shared memory as F16, the
@@ -62,15 +66,26 @@ layout(push_constant) uniform P {
 
 #include "attn_out.glsl"
 
-/* the 16-byte vectors of a head row the arrays hold (head_dim <= 8 *
+/* the 16-byte vectors of a head row the pipeline takes (head_dim <= 8 *
  * MAXV): 4, 8 or 16, a pipeline each (vk_ctx.c), so that the arrays hold
  * what the head uses and no more (one size for all, 16, spilled registers
  * for head_dim 64) */
 layout(constant_id = 13) const uint MAXV = 16;
+/* A round is RND positions; TPP = WG / RND invocations share each
+ * position's score (a part of its key row each) and, as WG / nvec groups
+ * side by side, the round's values: more, shorter chains of dependent
+ * instructions than one invocation per position (a multiprocessor runs
+ * one such workgroup, and one warp per scheduler exposes every latency).
+ * The host picks WG, a multiple of RND, with nvec % TPP == 0 and WG %
+ * nvec == 0. */
+const uint RND = 128;
+const uint TPP = WG / RND;
+const uint NV = MAXV / TPP;      /* the key (and value) vectors an invocation holds, at most */
 
 shared float qsh[8 * MAXV];
 shared uint knh[FRESH ? 8 * MAXV : 1], vnh[FRESH ? 8 * MAXV : 1];
-shared float ssh[WG];            /* the round's weights e^(s - M) */
+shared float ssh[RND];           /* the round's weights e^(s - M) */
+shared float psc[WG];            /* partial scores [position][part]; later the output's partial sums */
 shared float vsh[8 * WG];        /* partial outputs [position group][dimension] */
 shared float rmax[WG], rsum[WG]; /* reductions across subgroups (or the tree) */
 
@@ -139,26 +154,27 @@ float wg_sum_(float v) {
 
 void main() {
     uint h = gl_WorkGroupID.x, t = gl_WorkGroupID.y, ch = gl_WorkGroupID.z, tid = gl_LocalInvocationID.x;
-    uint hd = p.head_dim, nvec = hd / 8;
-    uint npg = WG / nvec, vec = tid % nvec, pg = tid / nvec;
+    uint hd = p.head_dim, nvec = hd / 8, kvp = nvec / TPP;
+    uint pi = tid / TPP, qi = tid % TPP;                  /* scores: position pi of the round, part qi of its row */
+    uint npg = WG / nvec, vec = tid % nvec, pg = tid / nvec; /* values: vector vec of positions pg + i * npg */
     uint kvh = h / (p.n_head / p.n_head_kv);
     uint qb = p.q_off + t * p.q_stride + h * hd;
     uint rs = p.kv_stride >> 3;                           /* a position's row, in vectors */
     uint kvb = (p.kv_off + kvh * hd) >> 3;                /* position 0's vector 0 */
     uint vbound = p.kv_bound >> 3;                        /* vectors bound */
     /* The first round's loads do not wait for dyn (the position and the
-     * chunking, a load of their own): they read the chunk's WG positions
+     * chunking, a load of their own): they read the chunk's RND positions
      * as if its length were dec_chunk, the usual case, within the bound
      * cache; positions past the causal limit are loaded but not used. */
-    uvec4 kr[MAXV], vr[MAXV];
+    uvec4 kr[NV], vr[NV];
     uint ps = ch * p.dec_chunk;
-    for (uint i = 0; i < MAXV; i++) {
-        uint ki = kvb + (ps + tid) * rs + i;
-        kr[i] = i < nvec && ki < vbound ? kc4[ki] : uvec4(0);
+    for (uint i = 0; i < NV; i++) {
+        uint ki = kvb + (ps + pi) * rs + qi * kvp + i;
+        kr[i] = i < kvp && ki < vbound ? kc4[ki] : uvec4(0);
     }
-    for (uint i = 0; i < MAXV; i++) {
+    for (uint i = 0; i < NV; i++) {
         uint vi = kvb + (ps + pg + i * npg) * rs + vec;
-        vr[i] = i < nvec && vi < vbound ? vc4[vi] : uvec4(0);
+        vr[i] = i < kvp && vi < vbound ? vc4[vi] : uvec4(0);
     }
     uint pos0 = dyn[0], chunk = dyn[1], n_chunks = dyn[2];
     uint pos = pos0 + t;
@@ -166,17 +182,14 @@ void main() {
     const float NEG_INF = uintBitsToFloat(0xff800000u);
     float M = NEG_INF, S = 0.0;
     float a8[8] = float[8](0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
-    for (uint p0 = c0; p0 < c1; p0 += WG) {
-        uint cn = min(WG, c1 - p0);
-        bool mine = tid < cn;
+    for (uint p0 = c0; p0 < c1; p0 += RND) {
+        uint cn = min(RND, c1 - p0);
         if (p0 != ps) { /* uniform: a later round, or a chunk longer than dec_chunk */
-            /* every load of the round at once: the key row of position
-             * p0 + tid, the value vectors of positions p0 + pg + i * npg */
-            uint kb = kvb + (p0 + tid) * rs;
-            for (uint i = 0; i < MAXV; i++) kr[i] = mine && i < nvec ? kc4[kb + i] : uvec4(0);
-            for (uint i = 0; i < MAXV; i++) {
+            uint kb = kvb + (p0 + pi) * rs + qi * kvp;
+            for (uint i = 0; i < NV; i++) kr[i] = i < kvp && pi < cn ? kc4[kb + i] : uvec4(0);
+            for (uint i = 0; i < NV; i++) {
                 uint c = pg + i * npg;
-                vr[i] = i < nvec && c < cn ? vc4[kvb + (p0 + c) * rs + vec] : uvec4(0);
+                vr[i] = i < kvp && c < cn ? vc4[kvb + (p0 + c) * rs + vec] : uvec4(0);
             }
         }
         if (p0 == c0) { /* uniform: the query (and FRESH's key and value) with the first round's loads in flight */
@@ -202,29 +215,33 @@ void main() {
             barrier();
         }
         if (FRESH) { /* the position being added is not in the cache yet */
-            if (p0 + tid == pos)
-                for (uint i = 0; i < MAXV; i++) kr[i] = i < nvec ? FRESH_VEC(knh, i) : uvec4(0);
-            for (uint i = 0; i < MAXV; i++)
-                if (i < nvec && p0 + pg + i * npg == pos) vr[i] = FRESH_VEC(vnh, vec);
+            if (p0 + pi == pos)
+                for (uint i = 0; i < NV; i++) kr[i] = i < kvp ? FRESH_VEC(knh, qi * kvp + i) : uvec4(0);
+            for (uint i = 0; i < NV; i++)
+                if (i < kvp && p0 + pg + i * npg == pos) vr[i] = FRESH_VEC(vnh, vec);
         }
+        /* the scores: each part's dot product, then position tid's sum of
+         * its parts (in order) */
+        float sp = 0.0;
+        for (uint i = 0; i < NV; i++)
+            if (i < kvp) sp += dot8(kr[i], 8 * (qi * kvp + i));
+        psc[tid] = sp;
+        barrier();
         float s = NEG_INF;
-        if (mine) {
-            float s0 = 0.0, s1 = 0.0;
-            for (uint i = 0; i < MAXV; i += 2) {
-                if (i < nvec) s0 += dot8(kr[i], 8 * i);
-                if (i + 1 < nvec) s1 += dot8(kr[i + 1], 8 * i + 8);
-            }
-            s = (s0 + s1) * p.scale;
+        if (tid < cn) {
+            float a = 0.0;
+            for (uint k = 0; k < TPP; k++) a += psc[tid * TPP + k];
+            s = a * p.scale;
         }
         float Mn = max(M, wg_max_(s));
         float ms = exp(M - Mn);     /* 0 on the first round (M = -inf) */
-        float e = mine ? exp(s - Mn) : 0.0;
-        ssh[tid] = e;
+        float e = tid < cn ? exp(s - Mn) : 0.0;
+        if (tid < RND) ssh[tid] = e;
         S = S * ms + wg_sum_(e);    /* (its barrier also publishes ssh) */
         for (uint j = 0; j < 8; j++) a8[j] *= ms;
-        for (uint i = 0; i < MAXV; i++) {
+        for (uint i = 0; i < NV; i++) {
             uint c = pg + i * npg;
-            if (i < nvec && c < cn) {
+            if (i < kvp && c < cn) {
                 float w = ssh[c];
                 for (uint j = 0; j < 4; j++) {
                     vec2 ev = unpackHalf2x16(vr[i][j]);
@@ -234,14 +251,23 @@ void main() {
             }
         }
         M = Mn;
-        barrier(); /* ssh, rmax and rsum are rewritten by the next round */
+        barrier(); /* psc, ssh, rmax and rsum are rewritten by the next round */
     }
+    /* the output: the position groups' partial sums, in two steps (WG / hd
+     * parts of npg * nvec / WG = 8 groups each, then the parts), in order */
     for (uint j = 0; j < 8; j++) vsh[pg * hd + 8 * vec + j] = a8[j];
+    barrier();
+    uint parts = WG / hd, d = tid % hd, part = tid / hd;
+    {
+        float a = 0.0;
+        for (uint k = 0; k < 8; k++) a += vsh[(part * 8 + k) * hd + d];
+        psc[part * hd + d] = a;
+    }
     barrier();
     float acc[4] = float[4](0.0, 0.0, 0.0, 0.0);
     if (tid < hd) {
         float a = 0.0;
-        for (uint g = 0; g < npg; g++) a += vsh[g * hd + tid];
+        for (uint k = 0; k < parts; k++) a += psc[k * hd + tid];
         acc[0] = a;
     }
     attn_out(acc, M, S, t, h, ch, n_chunks);
