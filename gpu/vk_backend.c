@@ -1038,23 +1038,29 @@ static st_status rec_layer(vk_be *be, VkCommandBuffer cb, int il, const st_layer
      * chunk of a head merges the chunks */
     /* (attn_dec: the pipeline whose arrays hold a head row: 4, 8 or 16 vectors) */
     vk_pipe_id dp = (fresh ? VKP_ATTN_DF4 : VKP_ATTN_D4) + (nvec <= 4 ? 0 : nvec <= 8 ? 1 : 2);
+    /* attn_dec quantizes its output for an output projection of Q8_0 or
+     * Q4_0 weights (blocks of 32 within a head), which then needs no
+     * prologue: its quantization step's latency, ~1 us a layer, is gone
+     * (the same arithmetic as act's: replay_identical compares) */
+    bool qout = dec && fuse && act_kind(L->wo.type) == 0 && hd % 32 == 0 && D % 32 == 0;
     if ((rc = pipe(be, dec ? dp : fresh ? VKP_ATTN_F : VKP_ATTN, &p, err))) return rc;
     {
-        vk_bind bb[10] = {vk_bind_all(&be->q), kcb, vcb, vk_bind_all(&be->xb), vk_bind_all(&be->part), vk_bind_all(&be->dyn),
-                          vk_bind_all(&be->cnt), vk_bind_all(&be->k), vk_bind_all(&be->v), vk_bind_all(&be->cs)};
+        vk_bind bb[12] = {vk_bind_all(&be->q), kcb, vcb, vk_bind_all(&be->xb), vk_bind_all(&be->part), vk_bind_all(&be->dyn),
+                          vk_bind_all(&be->cnt), vk_bind_all(&be->k), vk_bind_all(&be->v), vk_bind_all(&be->cs),
+                          vk_bind_all(&be->aq), vk_bind_all(&be->ad)};
         struct { uint32_t n_head, n_head_kv, head_dim, q_off, q_stride, kv_off, kv_stride, o_off, o_stride, kv_f32; float scale;
-                 uint32_t vec_ok, cnt_head, n_rot, dec_chunk, kv_bound; } pc = {
+                 uint32_t vec_ok, cnt_head, n_rot, dec_chunk, kv_bound, qout; } pc = {
             nh, (uint32_t)hp->n_head_kv, hd, 0, D, kv_off, DKV, 0, D, be->kv_f32 ? 1u : 0u,
             1.0f / sqrtf((float)hp->head_dim), vec_ok, 0, (uint32_t)hp->n_rot, be->attn_dec_chunk,
-            (uint32_t)(kcb.range / be->kv_elt)};
-        vk_dispatch_indirect(c, cb, p, bb, 10, &pc, sizeof pc, be->dyn.buf, be->dyn.off + DYN_IND * 4);
+            (uint32_t)(kcb.range / be->kv_elt), qout ? 1u : 0u};
+        vk_dispatch_indirect(c, cb, p, bb, dec ? 12 : 10, &pc, sizeof pc, be->dyn.buf, be->dyn.off + DYN_IND * 4);
     }
     vk_bind xbind = vk_bind_all(&be->x);
     /* the output projection, the attention's output quantized in its
      * prologue where it can be */
-    bool pro_wo = pro_ok(be, 1, L->wo.type, D, T);
+    bool pro_wo = !qout && pro_ok(be, 1, L->wo.type, D, T);
     mv_pro pr_wo = {1, vk_bind_all(&be->xb), vk_bind_all(&be->xb), 0, 0, 0, 0};
-    if (!pro_wo && (rc = rec_quantize(be, cb, L->wo.type, &be->xb, D, T, pro_fits(be, 1, L->wo.type, D, T), err))) return rc;
+    if (!pro_wo && !qout && (rc = rec_quantize(be, cb, L->wo.type, &be->xb, D, T, pro_fits(be, 1, L->wo.type, D, T), err))) return rc;
     if ((rc = rec_matvec_e(be, cb, &L->wo, &dt[4], &be->xb, &xbind, 0, D, true, T, true, NULL, pro_wo ? &pr_wo : NULL, err))) return rc;
 
     /* feed-forward: the RMSNorm in gate/up's prologue where it can be */

@@ -62,8 +62,44 @@ layout(push_constant) uniform P {
     uint n_rot;
     uint dec_chunk;         /* (attn_dec) the chunk length dyn holds unless a long context needed longer ones */
     uint kv_bound;          /* (attn_dec) elements of the cache bound (its speculative loads stay below) */
+    uint qout;              /* 1: the output also quantized to Q8_0 blocks (bindings 10, 11) */
 } p;
 
+/* qout: the output projection's activations (Q8_0 or Q4_0 weights) as
+ * act.comp would quantize them, so that the projection needs no prologue
+ * (a block of 32 lies within a head: head_dim % 32 == 0, the host checks):
+ * the quants four to a word, each block's scale rounded to F16 */
+layout(std430, binding = 10) writeonly buffer AQW { uint aqw[]; };
+layout(std430, binding = 11) writeonly buffer ADQ { float adq[]; };
+shared float qam[WG];
+shared int qq[WG];
+
+/* Element e of the output (token 0's row: the output's offset is 0), value
+ * v, held by invocation tid < head_dim (mine); every invocation calls it.
+ * act_body.glsl's arithmetic: the block's largest |v|, d = max / 127, q =
+ * round_away(v / d) (v times 1 / d). */
+void qout_store(uint e, float v, bool mine) {
+    if (p.qout == 0) return; /* uniform */
+    uint tid = gl_LocalInvocationID.x, l = tid & 31u;
+    qam[tid] = mine ? abs(v) : 0.0;
+    barrier();
+    for (uint s = 16; s > 0; s >>= 1) {
+        if (l < s) qam[tid] = max(qam[tid], qam[tid + s]);
+        barrier();
+    }
+    float dd = qam[tid - l] / 127.0;
+    float f = dd != 0.0 ? 1.0 / dd : 0.0;
+    qq[tid] = mine ? int(round_away(v * f)) : 0;
+    barrier();
+    if (mine && l == 0) adq[e / 32] = fp16_round(dd);
+    if (mine && (tid & 3u) == 0) {
+        uint word = 0;
+        for (uint k = 0; k < 4; k++) word |= (uint(qq[tid + k]) & 0xffu) << (8 * k);
+        aqw[e / 4] = word;
+    }
+}
+
+#define ATTN_QOUT
 #include "attn_out.glsl"
 
 /* the 16-byte vectors of a head row the pipeline takes (head_dim <= 8 *

@@ -3,7 +3,9 @@
  * its chunk's partials and the merge by the chunk that finishes last.
  * Included after the including shader's bindings: o (3), part and its
  * coherent view partc (4), the counters cnt (6) and push constants p with
- * head_dim, n_head and cnt_head.
+ * head_dim, n_head and cnt_head. With ATTN_QOUT defined (attn_dec.comp,
+ * workgroups of at least head_dim) the output is also handed to
+ * qout_store(element, value, mine), which every invocation reaches.
  *
  * The merge: with M the largest chunk maximum,
  *   out[d] = sum_c acc_c[d] e^(M_c - M) / sum_c S_c e^(M_c - M),
@@ -46,6 +48,9 @@ void attn_out(float acc[4], float M, float S, uint t, uint h, uint ch, uint n_ch
             uint d = tid + k * WG;
             if (d < hd) o[ob + d] = acc[k] * inv;
         }
+#ifdef ATTN_QOUT
+        qout_store(ob + tid, acc[0] * inv, tid < hd);
+#endif
         return;
     }
     uint pb = ((t * p.n_head + h) * n_chunks + ch) * (hd + 2);
@@ -79,6 +84,9 @@ void attn_out(float acc[4], float M, float S, uint t, uint h, uint ch, uint n_ch
     for (uint c = 0; c < n_chunks; c++)
         if (sch[c] > 0.0) SS += sch[c] * wch[c];
     float inv = SS == 0.0 ? 0.0 : 1.0 / SS;
+#ifdef ATTN_QOUT
+    float qv = 0.0;
+#endif
     for (uint d = tid; d < hd; d += WG) {
         float a = 0.0;
         for (uint c = 0; c < n_chunks; c++) {
@@ -86,5 +94,11 @@ void attn_out(float acc[4], float M, float S, uint t, uint h, uint ch, uint n_ch
             a += wc >= 0.0 ? pv * wc : 0.0;
         }
         o[ob + d] = a * inv;
+#ifdef ATTN_QOUT
+        qv = a * inv;
+#endif
     }
+#ifdef ATTN_QOUT
+    qout_store(ob + tid, qv, tid < hd);
+#endif
 }
