@@ -87,27 +87,10 @@ uvec4 fresh_vec(bool key, uint v) {
                : uvec4(vnh[b] | vnh[b + 1] << 16, vnh[b + 2] | vnh[b + 3] << 16, vnh[b + 4] | vnh[b + 5] << 16, vnh[b + 6] | vnh[b + 7] << 16);
 }
 
-/* fresh: RoPE of element d of a head whose elements start at b in x (the
- * pair (d & ~1, d | 1) turns by the token's angle; kv_store.comp's
- * arithmetic) */
-#define ROPE_AT(x, b, d, t)                                                                 \
-    ((d) < p.n_rot ? rope_pair((x)[(b) + ((d) & ~1u)], (x)[(b) + ((d) | 1u)], (d), (t)) : (x)[(b) + (d)])
-float rope_pair(float x0, float x1, uint d, uint t) {
-    uint i0 = t * p.n_rot + (d & ~1u);
-    float c = csb[i0], s = csb[i0 + 1];
-    precise float y = (d & 1u) == 0 ? x0 * c - x1 * s : x0 * s + x1 * c;
-    return y;
-}
+#include "attn_util.glsl"
 
 float kval(uint i) { return p.kv_f32 != 0 ? kc32[i] : half_bits_to_float(uint(kc16[i])); }
 float vval(uint i) { return p.kv_f32 != 0 ? vc32[i] : half_bits_to_float(uint(vc16[i])); }
-
-/* 8 F16 keys (16 bytes) . q[d..d+7] */
-float dot8(uvec4 k, uint d) {
-    vec2 a = unpackHalf2x16(k.x), b = unpackHalf2x16(k.y), c = unpackHalf2x16(k.z), e = unpackHalf2x16(k.w);
-    return a.x * qsh[d] + a.y * qsh[d + 1] + b.x * qsh[d + 2] + b.y * qsh[d + 3] +
-           c.x * qsh[d + 4] + c.y * qsh[d + 5] + e.x * qsh[d + 6] + e.y * qsh[d + 7];
-}
 
 /* q . K[row at kb] */
 float score(uint kb, uint hd) {

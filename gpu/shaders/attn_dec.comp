@@ -128,21 +128,7 @@ shared float rmax[WG], rsum[WG]; /* reductions across subgroups (or the tree) */
 #define FRESH_VEC(a, v)                                                                         \
     uvec4(a[8 * (v)] | a[8 * (v) + 1] << 16, a[8 * (v) + 2] | a[8 * (v) + 3] << 16,               \
           a[8 * (v) + 4] | a[8 * (v) + 5] << 16, a[8 * (v) + 6] | a[8 * (v) + 7] << 16)
-#define ROPE_AT(x, b, d, t)                                                                 \
-    ((d) < p.n_rot ? rope_pair((x)[(b) + ((d) & ~1u)], (x)[(b) + ((d) | 1u)], (d), (t)) : (x)[(b) + (d)])
-float rope_pair(float x0, float x1, uint d, uint t) {
-    uint i0 = t * p.n_rot + (d & ~1u);
-    float c = csb[i0], s = csb[i0 + 1];
-    precise float y = (d & 1u) == 0 ? x0 * c - x1 * s : x0 * s + x1 * c;
-    return y;
-}
-
-/* 8 F16 keys (16 bytes) . q[d..d+7] */
-float dot8(uvec4 k, uint d) {
-    vec2 a = unpackHalf2x16(k.x), b = unpackHalf2x16(k.y), c = unpackHalf2x16(k.z), e = unpackHalf2x16(k.w);
-    return a.x * qsh[d] + a.y * qsh[d + 1] + b.x * qsh[d + 2] + b.y * qsh[d + 3] +
-           c.x * qsh[d + 4] + c.y * qsh[d + 5] + e.x * qsh[d + 6] + e.y * qsh[d + 7];
-}
+#include "attn_util.glsl"
 
 /* the workgroup's maximum and sum; every invocation gets them (uniform
  * control flow; a barrier of the caller separates two calls' uses of the
