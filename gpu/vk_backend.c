@@ -163,6 +163,7 @@ typedef struct vk_be {
     uint64_t spin_ns;                  /* how long a pass's wait polls before it sleeps (0: it sleeps at once) */
     bool attn_dec;                     /* one-token passes use attn_dec.comp (where a layer's cache rows allow) */
     uint32_t attn_dec_chunk;           /* ... with chunks of at least this many positions */
+    int attn_dec_size;                 /* ... its pipeline for the head row: 0, 1, 2 for 4, 8, 16 vectors */
     bool pass_slots;                   /* this pass reads layers from slots (streaming) */
     VkQueryPool qp;
 
@@ -1037,7 +1038,7 @@ static st_status rec_layer(vk_be *be, VkCommandBuffer cb, int il, const st_layer
      * chunking and the group count come from dyn (attn_chunks); the last
      * chunk of a head merges the chunks */
     /* (attn_dec: the pipeline whose arrays hold a head row: 4, 8 or 16 vectors) */
-    vk_pipe_id dp = (fresh ? VKP_ATTN_DF4 : VKP_ATTN_D4) + (nvec <= 4 ? 0 : nvec <= 8 ? 1 : 2);
+    vk_pipe_id dp = (fresh ? VKP_ATTN_DF4 : VKP_ATTN_D4) + be->attn_dec_size;
     /* attn_dec quantizes its output for an output projection of Q8_0 or
      * Q4_0 weights (blocks of 32 within a head), which then needs no
      * prologue: its quantization step's latency, ~1 us a layer, is gone
@@ -1581,12 +1582,15 @@ st_status st_vk_backend_new(const st_hparams *hp, int n_ctx, int n_batch, bool k
     bool spin = se ? strcmp(se, "0") != 0 : c->props.deviceType != VK_PHYSICAL_DEVICE_TYPE_CPU;
     be->spin_ns = spin ? 20000000ull : 0;
     /* decoding's attention: attn_dec.comp where its conditions hold (an
-     * F16 cache, head_dim a multiple of 8 up to 128 and of the workgroup's
-     * 16-byte vectors); chunks of a round (its workgroup size) unless
+     * F16 cache; head_dim a multiple of 8 up to 128, its 16-byte vectors a
+     * multiple of the invocations per position and dividing the
+     * workgroup); chunks of a round (128 positions) unless
      * STRATA_VK_ATTN_DEC_CHUNK says otherwise (tests: several rounds a
-     * chunk) */
+     * chunk, or merges) */
     {
-        uint32_t hd = (uint32_t)hp->head_dim, nv = hd / 8, maxv = nv <= 4 ? 4 : nv <= 8 ? 8 : 16;
+        uint32_t hd = (uint32_t)hp->head_dim, nv = hd / 8;
+        be->attn_dec_size = nv <= 4 ? 0 : nv <= 8 ? 1 : 2;
+        uint32_t maxv = 4u << be->attn_dec_size;
         uint32_t dw = c->attn_dec_wg ? vk_attn_dec_wg(c, maxv) : 0, tpp = dw / ATTN_DEC_ROUND;
         be->attn_dec = dw && c->attn_fast && !kv_f32 && hd % 8 == 0 && hd <= 128 && (hd / 8) % tpp == 0 && dw % (hd / 8) == 0;
         const char *dc = getenv("STRATA_VK_ATTN_DEC_CHUNK");
