@@ -844,10 +844,11 @@ VkPipeline vk_pipeline(st_vk_ctx *c, vk_pipe_id id, st_error *err) {
     bool mv = (mvk >= 0 && vk_mv_wide(mvk)) || id == VKP_ACT_W;
     /* 12: attn.comp's and attn_dec.comp's FRESH, 13: attn_dec's MAXV */
     bool attn_d = id >= VKP_ATTN_D4 && id <= VKP_ATTN_DF16;
+    bool fresh = id == VKP_ATTN_F || (id >= VKP_ATTN_DF4 && id <= VKP_ATTN_DF16);
+    uint32_t maxv = attn_d ? 4u << ((id - VKP_ATTN_D4) % 3) : 16u;
     struct { uint32_t wg, sg; VkBool32 use_sg; uint32_t mm_wg, bm, bn, bk, tm, tn, epi, nr, pro_n; VkBool32 fresh; uint32_t maxv; } spec = {
-        mv ? c->mv_wg : attn_d ? vk_attn_dec_wg(c, 4u << ((id - VKP_ATTN_D4) % 3)) : c->wg, c->subgroup_size, c->subgroup_arith ? VK_TRUE : VK_FALSE, mm->wg, mm->bm, mm->bn, mm->bk, mm->tm, mm->tn,
-        e1 ? 1u : 0u, vk_mv_nr(c, mvk), pro ? c->pro_n : 64u, id == VKP_ATTN_F || id >= VKP_ATTN_DF4 ? VK_TRUE : VK_FALSE,
-        attn_d ? 4u << ((id - VKP_ATTN_D4) % 3) : 16u};
+        mv ? c->mv_wg : attn_d ? vk_attn_dec_wg(c, maxv) : c->wg, c->subgroup_size, c->subgroup_arith ? VK_TRUE : VK_FALSE, mm->wg, mm->bm, mm->bn, mm->bk, mm->tm, mm->tn,
+        e1 ? 1u : 0u, vk_mv_nr(c, mvk), pro ? c->pro_n : 64u, fresh ? VK_TRUE : VK_FALSE, maxv};
     VkSpecializationMapEntry me[14];
     for (uint32_t i = 0; i < 14; i++) me[i] = (VkSpecializationMapEntry){i, 4 * i, 4};
     VkSpecializationInfo si = {14, me, sizeof spec, &spec};
