@@ -36,7 +36,10 @@
  * ran it; replaying costs a signature check per layer and one submission.
  * Layers read from slots (streaming) are recorded every time, as are
  * prompt batches. STRATA_VK_GRAPH=0 turns replay off; the per-dispatch
- * profile (STRATA_VK_PROFILE=1) does too. */
+ * profile (STRATA_VK_PROFILE=1) does too. The parts come in two sets, used
+ * by turns, so that the next one-token pass can be queued before the host
+ * knows its token (see "Passes queued ahead"; STRATA_VK_SPEC=0 turns that
+ * off). */
 #define _GNU_SOURCE
 #include "vk_backend.h"
 
@@ -70,6 +73,7 @@
 #define DYN_IND 4     /* attention's indirect dispatch: heads, tokens, chunks */
 #define DYN_WORDS 8
 #define GSIG 64       /* words of a part's signature */
+enum { SPEC_NONE, SPEC_PENDING, SPEC_LIVE, SPEC_CANCELLED };
 #define BUSY_BUCKETS 128          /* of BUSY_BUCKET_NS each: more than a second */
 #define BUSY_BUCKET_NS 10000000ull
 
@@ -135,8 +139,10 @@ typedef struct vk_be {
     vk_alloc dyn;                      /* the pass's position and attention chunking (DYN_*) */
     vk_alloc cnt;                      /* attention: chunks finished per (head, token), kept at 0 between dispatches */
     bool fuse;                         /* the Q/K/V epilogue on (STRATA_VK_FUSE=0: off) */
-    vk_hbuf in;                        /* host: embeddings + RoPE table + dyn */
-    vk_hbuf out;                       /* host: logits read-back */
+    /* host buffers, one pair per part set (see "Passes queued ahead"):
+     * [0] for a whole batch, [1] for one token */
+    vk_hbuf in[2];                     /* embeddings + RoPE table + dyn */
+    vk_hbuf out[2];                    /* logits read-back, then the pass's two timestamps */
 
     VkCommandPool pool;
     VkCommandBuffer cb[NCB];
@@ -149,17 +155,41 @@ typedef struct vk_be {
     /* replay (see the top of the file) */
     bool graph_on;                     /* replay one-token passes */
     bool graph;                        /* this pass is assembled from parts */
-    gpart *gp;                         /* [0] head, [1 + il] layer il, [n_layer + 1] tail */
+    gpart *gp;                         /* two sets of n_layer + 2: [0] head, [1 + il] layer il, [n_layer + 1] tail */
+    int gs;                            /* the set (and host buffer pair) of the next one-token pass: 0 or 1 */
+    int pass_parts;                    /* parts this pass queued (replayed or recorded) */
+    bool pass_live;                    /* ... and whether it recorded a command buffer live */
     VkCommandBuffer *pend;             /* parts of the submission being assembled, in order */
     int npend;
     bool gts_pend;                     /* the assembled submission ends a timed part pass */
     bool gts_open;                     /* its query pair 2 * NCB was started, not yet read */
     uint64_t gts_value;                /* the timeline value that completes it */
+    int gts_half;                      /* its part set (query pair, host buffer) */
+    /* The tails copy their pair into the host buffer (CPU devices:
+     * lavapipe's vkGetQueryPoolResults waits for the device to go idle,
+     * which a pass queued ahead keeps it from); elsewhere it is read as
+     * it was (the copy cost the H100 ~15 us a token) */
+    bool ts_copy;
     _Atomic uint64_t gen;              /* bumped when device memory is freed */
     _Atomic uint64_t parts_recorded, parts_replayed;
     VkSemaphore tl;
     uint64_t submitted;
-    VkFence fence;                     /* for submissions waited on at once (a fence wait is prompt on lavapipe) */
+    VkFence fences[2];                 /* for passes waited on (a fence wait is prompt on lavapipe); in turn */
+    int fi;
+    /* the pass queued ahead (see "Passes queued ahead"); spec is
+     * SPEC_PENDING or SPEC_CANCELLED only under c->mu_spec */
+    bool spec_on;                      /* STRATA_VK_SPEC=0: never */
+    int spec;
+    VkSemaphore go;                    /* timeline: the host signals it to release the pass */
+    uint64_t go_value;
+    uint64_t spec_value;               /* the pass's value on tl */
+    VkFence spec_fence;
+    int spec_pos, spec_next;           /* its position; LIVE: its layers found to match so far */
+    uint32_t spec_dyn[DYN_WORDS];
+    float *spec_cs;                    /* its RoPE row */
+    bool spec_in;                      /* its RoPE row and dyn are in in[gs] */
+    VkCommandBuffer *spec_cbs;
+    _Atomic uint64_t spec_run, spec_cancelled, spec_abandoned;
     uint64_t spin_ns;                  /* how long a pass's wait polls before it sleeps (0: it sleeps at once) */
     bool attn_dec;                     /* one-token passes use attn_dec.comp (where a layer's cache rows allow) */
     uint32_t attn_dec_chunk;           /* ... with chunks of at least this many positions */
@@ -168,6 +198,7 @@ typedef struct vk_be {
     VkQueryPool qp;
 
     int n_tok, pos0;
+    int half;                          /* this pass's host buffer pair */
     float *cs_host;
 
     layer_copy *lc;
@@ -229,12 +260,26 @@ static void busy_add(vk_be *be, uint64_t dur) {
     pthread_mutex_unlock(&be->mu_busy);
 }
 
+/* Where host buffer pair h's logits hold n_tok rows, and the timestamps
+ * after them; the embeddings, RoPE rows and dyn words in in[h]. */
+static int half_cap(const vk_be *be, int h) { return h ? 1 : be->n_batch; }
+static size_t ts_at(const vk_be *be, int h) { return ((size_t)half_cap(be, h) * be->hp.n_vocab * sizeof(float) + 15) & ~(size_t)15; }
+static size_t cs_at(const vk_be *be, int h) { return (size_t)half_cap(be, h) * be->hp.n_embd * sizeof(float); }
+static size_t dyn_at(const vk_be *be, int h) {
+    return (cs_at(be, h) + (size_t)half_cap(be, h) * be->hp.n_rot * sizeof(float) + 15) & ~(size_t)15;
+}
+
 /* Adds the GPU time of finished command buffers to busy_ns. */
 static void collect_ts(vk_be *be) {
     if (!be->qp) return;
     uint64_t done = 0;
     vkGetSemaphoreCounterValue(be->c->dev, be->tl, &done);
-    for (int i = 0; i < NCB; i++) {
+    /* lavapipe's vkGetQueryPoolResults waits for the device to go idle,
+     * which a pass queued ahead keeps it from: those results wait */
+    pthread_mutex_lock(&be->c->mu_spec);
+    bool held = be->c->spec_owner != NULL;
+    pthread_mutex_unlock(&be->c->mu_spec);
+    for (int i = 0; i < NCB && !held; i++) {
         if (!be->cb_ts[i] || be->cb_value[i] > done) continue;
         uint64_t t[2];
         if (vkGetQueryPoolResults(be->c->dev, be->qp, (uint32_t)(2 * i), 2, sizeof t, t, sizeof t[0], VK_QUERY_RESULT_64_BIT) == VK_SUCCESS &&
@@ -242,10 +287,16 @@ static void collect_ts(vk_be *be) {
             busy_add(be, (uint64_t)((double)(t[1] - t[0]) * be->c->ts_period));
         be->cb_ts[i] = false;
     }
+    /* a pass from parts: pair 2 * NCB + 2 * h (a pair per part set, so that
+     * a pass queued ahead does not reset the one read here), read where
+     * its tail copied it on a CPU device (see ts_copy) */
     if (be->gts_open && be->gts_value && be->gts_value <= done) {
-        uint64_t t[2];
-        if (vkGetQueryPoolResults(be->c->dev, be->qp, (uint32_t)(2 * NCB), 2, sizeof t, t, sizeof t[0], VK_QUERY_RESULT_64_BIT) == VK_SUCCESS &&
-            t[1] >= t[0]) {
+        uint64_t t[2] = {1, 0};
+        int h = be->gts_half;
+        if (be->ts_copy) memcpy(t, (const uint8_t *)be->out[h].map + ts_at(be, h), sizeof t);
+        else if (vkGetQueryPoolResults(be->c->dev, be->qp, (uint32_t)(2 * NCB + 2 * h), 2, sizeof t, t, sizeof t[0], VK_QUERY_RESULT_64_BIT) != VK_SUCCESS)
+            t[0] = 1, t[1] = 0;
+        if (t[1] >= t[0]) {
             be->last_gpu = (uint64_t)((double)(t[1] - t[0]) * be->c->ts_period);
             busy_add(be, be->last_gpu);
         }
@@ -276,13 +327,48 @@ static st_status cb_begin(vk_be *be, st_error *err) {
     }
     vk_prof_start(be->c, cb);
     be->recording = true;
+    be->pass_live = true;
     return ST_OK;
+}
+
+/* A pass queued ahead that another submission released (spec_release) has
+ * been taken care of: later waits include it. Under c->mu_spec. */
+static void spec_pickup(vk_be *be) {
+    if (be->spec != SPEC_CANCELLED) return;
+    be->submitted = be->spec_value;
+    be->spec = SPEC_NONE;
+}
+
+/* The next fence for a pass waited on: the one before it was waited for. */
+static VkFence next_fence(vk_be *be) {
+    be->fi ^= 1;
+    vkResetFences(be->c->dev, 1, &be->fences[be->fi]);
+    return be->fences[be->fi];
+}
+
+/* Waits for the pass submitted with fence f. */
+static st_status pass_wait(vk_be *be, VkFence f, st_error *err) {
+    st_vk_ctx *c = be->c;
+    /* Poll first: a thread asleep in the fence wait wakes tens of
+     * microseconds after the GPU finishes and then runs the next token's
+     * host work slowly, on a core gone cold (H200, tinyllama Q4_K_M
+     * decode: 810-829 vs 751-765 tok/s). One-token passes only, up to
+     * spin_ns, and not while layers stream (the store's readers need the
+     * cores); prompts sleep at once. */
+    bool spin = be->spin_ns && be->graph && !be->pass_slots;
+    uint64_t t0 = spin ? st_now_ns() : 0;
+    while (spin && vkGetFenceStatus(c->dev, f) == VK_NOT_READY && st_now_ns() - t0 < be->spin_ns) {}
+    st_status rc = vkerr(vkWaitForFences(c->dev, 1, &f, VK_TRUE, UINT64_MAX), "vkWaitForFences", err);
+    if (c->prof_host) be->t_fence = st_now_ns();
+    collect_ts(be);
+    if (!rc) vk_prof_collect(c);
+    return rc;
 }
 
 /* Ends the command buffer being recorded and submits it after the parts
  * assembled before it (one submission, in order; it waits on the GPU for
- * the uploads made so far); with wait, until it has run. */
-static st_status cb_submit(vk_be *be, bool wait, st_error *err) {
+ * the uploads made so far), with fence f (none: VK_NULL_HANDLE). */
+static st_status cb_submit_f(vk_be *be, VkFence f, st_error *err) {
     st_vk_ctx *c = be->c;
     st_status rc;
     int ring = -1;
@@ -294,15 +380,13 @@ static st_status cb_submit(vk_be *be, bool wait, st_error *err) {
         ring = be->cur;
         be->pend[be->npend++] = cb;
     }
-    if (be->npend == 0) return wait ? wait_value(be, be->submitted, err) : ST_OK;
+    if (be->npend == 0) return ST_OK;
     uint64_t up = atomic_load(&c->up_value);
-    uint64_t sig = be->submitted + 1;
     VkPipelineStageFlags stage = VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT;
     VkTimelineSemaphoreSubmitInfo ts = {.sType = VK_STRUCTURE_TYPE_TIMELINE_SEMAPHORE_SUBMIT_INFO,
                                         .waitSemaphoreValueCount = up ? 1 : 0,
                                         .pWaitSemaphoreValues = &up,
-                                        .signalSemaphoreValueCount = 1,
-                                        .pSignalSemaphoreValues = &sig};
+                                        .signalSemaphoreValueCount = 1};
     VkSubmitInfo si = {.sType = VK_STRUCTURE_TYPE_SUBMIT_INFO,
                        .pNext = &ts,
                        .waitSemaphoreCount = up ? 1 : 0,
@@ -312,12 +396,16 @@ static st_status cb_submit(vk_be *be, bool wait, st_error *err) {
                        .pCommandBuffers = be->pend,
                        .signalSemaphoreCount = 1,
                        .pSignalSemaphores = &be->tl};
-    if (wait) vkResetFences(c->dev, 1, &be->fence);
-    if (c->prof_host && wait) be->t_sub0 = st_now_ns();
+    if (c->prof_host && f) be->t_sub0 = st_now_ns();
+    vk_queue_claim(c); /* releases a pass queued ahead (this backend's too) */
+    spec_pickup(be);
+    uint64_t sig = be->submitted + 1;
+    ts.pSignalSemaphoreValues = &sig;
     pthread_mutex_lock(&c->mu_qc);
-    VkResult r = vkQueueSubmit(c->q_compute, 1, &si, wait ? be->fence : VK_NULL_HANDLE);
+    VkResult r = vkQueueSubmit(c->q_compute, 1, &si, f);
     pthread_mutex_unlock(&c->mu_qc);
-    if (c->prof_host && wait) be->t_sub1 = st_now_ns();
+    vk_queue_unclaim(c);
+    if (c->prof_host && f) be->t_sub1 = st_now_ns();
     be->npend = 0;
     if ((rc = vkerr(r, "vkQueueSubmit", err))) return rc;
     be->submitted = sig;
@@ -329,24 +417,18 @@ static st_status cb_submit(vk_be *be, bool wait, st_error *err) {
     if (be->gts_pend) {
         be->gts_pend = false;
         be->gts_value = sig;
+        be->gts_half = be->half;
     }
     atomic_fetch_add(&be->submits, 1);
-    if (wait) {
-        /* Poll first: a thread asleep in the fence wait wakes tens of
-         * microseconds after the GPU finishes and then runs the next
-         * token's host work slowly, on a core gone cold (H200, tinyllama
-         * Q4_K_M decode: 810-829 vs 751-765 tok/s). One-token passes
-         * only, up to spin_ns, and not while layers stream (the store's
-         * readers need the cores); prompts sleep at once. */
-        bool spin = be->spin_ns && be->graph && !be->pass_slots;
-        uint64_t t0 = spin ? st_now_ns() : 0;
-        while (spin && vkGetFenceStatus(c->dev, be->fence) == VK_NOT_READY && st_now_ns() - t0 < be->spin_ns) {}
-        rc = vkerr(vkWaitForFences(c->dev, 1, &be->fence, VK_TRUE, UINT64_MAX), "vkWaitForFences", err);
-        if (c->prof_host) be->t_fence = st_now_ns();
-        collect_ts(be);
-        if (!rc) vk_prof_collect(c);
-    }
-    return rc;
+    return ST_OK;
+}
+
+/* The same; with wait, until it has run. */
+static st_status cb_submit(vk_be *be, bool wait, st_error *err) {
+    if (be->npend == 0 && !be->recording) return wait ? wait_value(be, be->submitted, err) : ST_OK;
+    VkFence f = wait ? next_fence(be) : VK_NULL_HANDLE;
+    st_status rc = cb_submit_f(be, f, err);
+    return rc || !wait ? rc : pass_wait(be, f, err);
 }
 
 /* Replay: starts recording part g (after submitting whatever is being
@@ -380,6 +462,7 @@ static st_status part_end(vk_be *be, gpart *g, const uint64_t *sig, int nsig, st
     g->nsig = nsig;
     g->valid = true;
     be->pend[be->npend++] = g->cb;
+    be->pass_parts++;
     atomic_fetch_add(&be->parts_recorded, 1);
     return ST_OK;
 }
@@ -393,6 +476,7 @@ static st_status part_reuse(vk_be *be, gpart *g, const uint64_t *sig, int nsig, 
     st_status rc;
     if (be->recording && (rc = cb_submit(be, false, err))) return rc;
     be->pend[be->npend++] = g->cb;
+    be->pass_parts++;
     atomic_fetch_add(&be->parts_replayed, 1);
     return ST_OK;
 }
@@ -850,13 +934,19 @@ static void attn_chunks(const vk_be *be, int n_tok, int pos0, uint32_t *chunk_, 
 }
 
 /* The head of a pass: the batch's embeddings, RoPE table and dyn words from
- * the host buffer into the device buffers, then a barrier for the kernels
- * and the indirect dispatch that read them. */
-static void rec_head(vk_be *be, VkCommandBuffer cb, size_t xb, size_t cs_at, size_t csb, size_t dyn_at) {
-    VkBufferCopy c1 = {0, be->x.off, xb}, c2 = {cs_at, be->cs.off, csb}, c3 = {dyn_at, be->dyn.off, DYN_WORDS * 4};
-    vkCmdCopyBuffer(cb, be->in.buf, be->x.buf, 1, &c1);
-    vkCmdCopyBuffer(cb, be->in.buf, be->cs.buf, 1, &c2);
-    vkCmdCopyBuffer(cb, be->in.buf, be->dyn.buf, 1, &c3);
+ * host buffer in[h] into the device buffers, then a barrier for the kernels
+ * and the indirect dispatch that read them. The host may write in[h] after
+ * the submission, before it releases a pass queued ahead: the first barrier
+ * makes those writes visible to the copies (no cost measured on the H100). */
+static void rec_head(vk_be *be, VkCommandBuffer cb, int h, size_t xb, size_t csb) {
+    VkMemoryBarrier hb = {.sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER,
+                          .srcAccessMask = VK_ACCESS_HOST_WRITE_BIT,
+                          .dstAccessMask = VK_ACCESS_TRANSFER_READ_BIT};
+    vkCmdPipelineBarrier(cb, VK_PIPELINE_STAGE_HOST_BIT, VK_PIPELINE_STAGE_TRANSFER_BIT, 0, 1, &hb, 0, NULL, 0, NULL);
+    VkBufferCopy c1 = {0, be->x.off, xb}, c2 = {cs_at(be, h), be->cs.off, csb}, c3 = {dyn_at(be, h), be->dyn.off, DYN_WORDS * 4};
+    vkCmdCopyBuffer(cb, be->in[h].buf, be->x.buf, 1, &c1);
+    vkCmdCopyBuffer(cb, be->in[h].buf, be->cs.buf, 1, &c2);
+    vkCmdCopyBuffer(cb, be->in[h].buf, be->dyn.buf, 1, &c3);
     VkMemoryBarrier mb = {.sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER,
                           .srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_WRITE_BIT,
                           .dstAccessMask = VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_READ_BIT |
@@ -866,9 +956,153 @@ static void rec_head(vk_be *be, VkCommandBuffer cb, size_t xb, size_t cs_at, siz
                          0, 1, &mb, 0, NULL, 0, NULL);
 }
 
+/* The RoPE rows of positions pos0.., as the CPU backend builds them. */
+static void rope_rows(const vk_be *be, int pos0, int n_tok, float *out) {
+    const st_hparams *hp = &be->hp;
+    float theta_scale = powf(hp->rope_base, -2.0f / (float)hp->n_rot);
+    for (int t = 0; t < n_tok; t++) {
+        float *cs = out + (size_t)t * hp->n_rot;
+        float theta = (float)(pos0 + t) * hp->rope_scale;
+        for (int i = 0; i < hp->n_rot / 2; i++) {
+            cs[2 * i] = cosf(theta);
+            cs[2 * i + 1] = sinf(theta);
+            theta *= theta_scale;
+        }
+    }
+}
+
+static void dyn_words(const vk_be *be, int n_tok, int pos0, uint32_t dyn[DYN_WORDS]) {
+    memset(dyn, 0, DYN_WORDS * sizeof *dyn);
+    dyn[DYN_POS0] = (uint32_t)pos0;
+    attn_chunks(be, n_tok, pos0, &dyn[DYN_CHUNK], &dyn[DYN_NCHUNKS]);
+    dyn[DYN_IND] = (uint32_t)be->hp.n_head;
+    dyn[DYN_IND + 1] = (uint32_t)n_tok;
+    dyn[DYN_IND + 2] = dyn[DYN_NCHUNKS];
+}
+
+/* ------------------------------------------------------------ passes queued ahead
+ *
+ * Between two one-token passes the GPU waited for the host: the logits'
+ * copy, the engine and sampler, the parts' signature checks, vkQueueSubmit
+ * (13-29 us on the H100) and the GPU's start. So when a one-token pass was
+ * replayed whole from parts, end() submits the next one-token pass before
+ * it waits for this one: the same parts from the other set (their
+ * signatures equal to this pass's), at the next position, waiting on the
+ * GPU for timeline semaphore `go`. The next begin() of one token (at any
+ * position: the parts do not depend on it) writes the embedding, and the
+ * RoPE row and dyn words where the position is not the one end() wrote,
+ * into the pass's host buffer and signals `go` (LIVE): the GPU starts while
+ * the host checks each layer() against the part the pass runs, and end()
+ * queues the pass after it.
+ *
+ * Every other path releases it first. A pass queued ahead must not stay
+ * in the queue while anything else is submitted behind it (that would wait
+ * for its signal), nor while its parts' memory is freed:
+ *  - a begin() for a prompt batch, destroy(), and any other submission to
+ *    the compute queue (vk_queue_claim: another backend of the device, an
+ *    upload where there is no transfer queue) signal `go` with the dyn
+ *    words of its position (spec_release): it runs on stale inputs and
+ *    writes only beyond the cache's valid positions (n_past), which the
+ *    next batch there overwrites, and its own set's host buffers, so costs
+ *    one pass of GPU time;
+ *  - a layer (or tail) that no longer matches the part it ran, found LIVE
+ *    (a layer's weights moved): once it has finished, its head and the
+ *    parts that matched are queued again (the same inputs, the same cache
+ *    rows rewritten) and the pass goes on as any other (spec_abandon).
+ * The two sets (and their host buffers) let the pass queued ahead be
+ * submitted while the one before it still runs and its logits are read.
+ * It also waits on the GPU for that pass (tl), so that a release while the
+ * host still waits for it cannot overlap them.
+ *
+ * On the H100 (tinyllama Q8_0, STRATA_VK_PROFILE=host) the host's signal
+ * costs ~10 us and the GPU starts ~8 us after it, where the submission
+ * cost 12-16 us and the GPU started 14-18 us after it: 6-12 us a token
+ * (0.5-1%). A host-set event (vkSetEvent, 0.6 us) woke the GPU 20-25 us
+ * later, no better; a first dispatch polling a host-memory word missed the
+ * host's store on the H100 until it gave up (docs/VULKAN.md). */
+
+/* c->spec_release, under c->mu_spec (see above). */
+static void spec_release(void *owner) {
+    vk_be *be = owner;
+    memcpy((uint8_t *)be->in[be->gs].map + dyn_at(be, be->gs), be->spec_dyn, sizeof be->spec_dyn);
+    VkSemaphoreSignalInfo si = {.sType = VK_STRUCTURE_TYPE_SEMAPHORE_SIGNAL_INFO, .semaphore = be->go, .value = be->go_value};
+    vkSignalSemaphore(be->c->dev, &si);
+    be->spec = SPEC_CANCELLED;
+    atomic_fetch_add(&be->spec_cancelled, 1);
+}
+
+/* After a pass from part set `half` (its own pass submitted), queues the
+ * next one-token pass, at position pos, from set be->gs. */
+static void spec_queue(vk_be *be, int half, int pos) {
+    st_vk_ctx *c = be->c;
+    int np = be->hp.n_layer + 2, h = be->gs;
+    const gpart *cur = be->gp + (size_t)half * np, *nx = be->gp + (size_t)h * np;
+    for (int k = 0; k < np; k++) {
+        if (!nx[k].valid || nx[k].nsig != cur[k].nsig || memcmp(nx[k].sig, cur[k].sig, (size_t)cur[k].nsig * sizeof *cur[k].sig))
+            return;
+        be->spec_cbs[k] = nx[k].cb;
+    }
+    dyn_words(be, 1, pos, be->spec_dyn);
+    rope_rows(be, pos, 1, be->spec_cs);
+    be->spec_in = false;
+    uint64_t up = atomic_load(&c->up_value), go = be->go_value + 1;
+    /* it waits on the GPU for the pass before it too (see above), for the
+     * host's signal, and for the uploads so far */
+    VkSemaphore sems[3] = {be->tl, be->go, c->up_sem};
+    VkPipelineStageFlags stages[3] = {VK_PIPELINE_STAGE_ALL_COMMANDS_BIT, VK_PIPELINE_STAGE_ALL_COMMANDS_BIT,
+                                      VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT};
+    VkFence f = next_fence(be);
+    vk_queue_claim(c);
+    uint64_t waits[3] = {be->submitted, go, up}, sig = be->submitted + 1;
+    VkTimelineSemaphoreSubmitInfo ts = {.sType = VK_STRUCTURE_TYPE_TIMELINE_SEMAPHORE_SUBMIT_INFO,
+                                        .waitSemaphoreValueCount = up ? 3 : 2,
+                                        .pWaitSemaphoreValues = waits,
+                                        .signalSemaphoreValueCount = 1,
+                                        .pSignalSemaphoreValues = &sig};
+    VkSubmitInfo si = {.sType = VK_STRUCTURE_TYPE_SUBMIT_INFO,
+                       .pNext = &ts,
+                       .waitSemaphoreCount = up ? 3 : 2,
+                       .pWaitSemaphores = sems,
+                       .pWaitDstStageMask = stages,
+                       .commandBufferCount = (uint32_t)np,
+                       .pCommandBuffers = be->spec_cbs,
+                       .signalSemaphoreCount = 1,
+                       .pSignalSemaphores = &be->tl};
+    pthread_mutex_lock(&c->mu_qc);
+    VkResult r = vkQueueSubmit(c->q_compute, 1, &si, f);
+    pthread_mutex_unlock(&c->mu_qc);
+    if (r == VK_SUCCESS) {
+        be->spec = SPEC_PENDING;
+        be->spec_value = sig;
+        be->spec_fence = f;
+        be->spec_pos = pos;
+        be->go_value = go;
+        c->spec_owner = be;
+        atomic_fetch_add(&be->submits, 1);
+    }
+    vk_queue_unclaim(c);
+}
+
+/* LIVE: the pass ran parts of which the one for layer be->spec_next (or
+ * the tail) no longer matches (see above). */
+static st_status spec_abandon(vk_be *be, st_error *err) {
+    st_status rc = wait_value(be, be->submitted, err);
+    if (rc) return rc;
+    int np = be->hp.n_layer + 2;
+    gpart *g = be->gp + (size_t)be->gs * np;
+    be->npend = 0;
+    for (int k = 0; k <= be->spec_next; k++) be->pend[be->npend++] = g[k].cb;
+    be->pass_parts = be->npend;
+    be->spec = SPEC_NONE;
+    be->gts_open = false; /* the interval is the abandoned pass's */
+    atomic_fetch_add(&be->spec_abandoned, 1);
+    return ST_OK;
+}
+
 static st_status vk_begin(st_backend *b, const float *x, int n_tok, int pos0, st_error *err) {
     vk_be *be = (vk_be *)b;
-    if (be->c->prof_host) {
+    st_vk_ctx *c = be->c;
+    if (c->prof_host) {
         be->t_begin = st_now_ns();
         be->rec_at_begin = atomic_load(&be->parts_recorded);
     }
@@ -885,39 +1119,71 @@ static st_status vk_begin(st_backend *b, const float *x, int n_tok, int pos0, st
     }
     be->npend = 0;
     be->gts_pend = false;
-    st_status rc = wait_value(be, be->submitted, err);
-    if (rc) return rc;
+    be->pass_parts = 0;
+    be->pass_live = false;
+    be->pass_slots = false;
+    size_t xb = (size_t)n_tok * hp->n_embd * sizeof(float), csb = (size_t)n_tok * hp->n_rot * sizeof(float);
+    st_status rc;
+    /* the pass queued ahead: this one, or released */
+    pthread_mutex_lock(&c->mu_spec);
+    if (be->spec == SPEC_PENDING && n_tok == 1) { /* at any position: its parts do not depend on it */
+        int h = be->gs;
+        memcpy(be->in[h].map, x, xb);
+        if (pos0 != be->spec_pos) {
+            rope_rows(be, pos0, 1, be->spec_cs);
+            dyn_words(be, 1, pos0, be->spec_dyn);
+        }
+        if (!be->spec_in || pos0 != be->spec_pos) {
+            memcpy((uint8_t *)be->in[h].map + cs_at(be, h), be->spec_cs, csb);
+            memcpy((uint8_t *)be->in[h].map + dyn_at(be, h), be->spec_dyn, sizeof be->spec_dyn);
+        }
+        if (c->prof_host) be->t_sub0 = st_now_ns();
+        VkSemaphoreSignalInfo si = {.sType = VK_STRUCTURE_TYPE_SEMAPHORE_SIGNAL_INFO, .semaphore = be->go, .value = be->go_value};
+        rc = vkerr(vkSignalSemaphore(c->dev, &si), "vkSignalSemaphore", err);
+        if (c->prof_host) be->t_sub1 = st_now_ns();
+        if (rc) { /* a pass that cannot be released would hold the queue: as good as a lost device */
+            pthread_mutex_unlock(&c->mu_spec);
+            return rc;
+        }
+        c->spec_owner = NULL;
+        be->spec = SPEC_LIVE;
+        pthread_mutex_unlock(&c->mu_spec);
+        be->submitted = be->spec_value;
+        be->n_tok = 1;
+        be->pos0 = pos0;
+        be->graph = true;
+        be->half = h;
+        be->in_pass = true;
+        be->spec_next = 0;
+        be->pass_parts = 1;
+        be->gts_open = be->qp != VK_NULL_HANDLE;
+        be->gts_value = be->spec_value;
+        be->gts_half = h;
+        return ST_OK;
+    }
+    if (be->spec == SPEC_PENDING) {
+        spec_release(be);
+        c->spec_owner = NULL;
+    }
+    spec_pickup(be);
+    be->spec = SPEC_NONE; /* a LIVE pass that failed half-way has been waited for below */
+    pthread_mutex_unlock(&c->mu_spec);
+    if ((rc = wait_value(be, be->submitted, err))) return rc;
     collect_ts(be);
     be->n_tok = n_tok;
     be->pos0 = pos0;
     be->graph = be->graph_on && n_tok == 1;
-    be->pass_slots = false;
+    be->half = be->graph ? be->gs : 0;
     be->in_pass = true;
-    /* the RoPE table, as the CPU backend builds it */
-    float theta_scale = powf(hp->rope_base, -2.0f / (float)hp->n_rot);
-    for (int t = 0; t < n_tok; t++) {
-        float *cs = be->cs_host + (size_t)t * hp->n_rot;
-        float theta = (float)(pos0 + t) * hp->rope_scale;
-        for (int i = 0; i < hp->n_rot / 2; i++) {
-            cs[2 * i] = cosf(theta);
-            cs[2 * i + 1] = sinf(theta);
-            theta *= theta_scale;
-        }
-    }
-    size_t xb = (size_t)n_tok * hp->n_embd * sizeof(float), csb = (size_t)n_tok * hp->n_rot * sizeof(float);
-    size_t cs_at = (size_t)be->n_batch * hp->n_embd * sizeof(float);
-    size_t dyn_at = (cs_at + (size_t)be->n_batch * hp->n_rot * sizeof(float) + 15) & ~(size_t)15;
-    uint32_t dyn[DYN_WORDS] = {0};
-    dyn[DYN_POS0] = (uint32_t)pos0;
-    attn_chunks(be, n_tok, pos0, &dyn[DYN_CHUNK], &dyn[DYN_NCHUNKS]);
-    dyn[DYN_IND] = (uint32_t)hp->n_head;
-    dyn[DYN_IND + 1] = (uint32_t)n_tok;
-    dyn[DYN_IND + 2] = dyn[DYN_NCHUNKS];
-    memcpy(be->in.map, x, xb);
-    memcpy((uint8_t *)be->in.map + cs_at, be->cs_host, csb);
-    memcpy((uint8_t *)be->in.map + dyn_at, dyn, sizeof dyn);
+    int h = be->half;
+    rope_rows(be, pos0, n_tok, be->cs_host);
+    uint32_t dyn[DYN_WORDS];
+    dyn_words(be, n_tok, pos0, dyn);
+    memcpy(be->in[h].map, x, xb);
+    memcpy((uint8_t *)be->in[h].map + cs_at(be, h), be->cs_host, csb);
+    memcpy((uint8_t *)be->in[h].map + dyn_at(be, h), dyn, sizeof dyn);
     if (be->graph) {
-        gpart *g = &be->gp[0];
+        gpart *g = &be->gp[(size_t)h * (hp->n_layer + 2)];
         uint64_t sig[2] = {atomic_load(&be->gen), (uint64_t)n_tok};
         bool reused;
         if ((rc = part_reuse(be, g, sig, 2, &reused, err))) return rc;
@@ -926,15 +1192,15 @@ static st_status vk_begin(st_backend *b, const float *x, int n_tok, int pos0, st
         VkCommandBuffer cb;
         if ((rc = part_begin(be, g, &cb, err))) return rc;
         if (be->qp) { /* the pass's GPU time: from here to the tail */
-            vkCmdResetQueryPool(cb, be->qp, (uint32_t)(2 * NCB), 2);
-            vkCmdWriteTimestamp(cb, VK_PIPELINE_STAGE_TOP_OF_PIPE_BIT, be->qp, (uint32_t)(2 * NCB));
+            vkCmdResetQueryPool(cb, be->qp, (uint32_t)(2 * NCB + 2 * h), 2);
+            vkCmdWriteTimestamp(cb, VK_PIPELINE_STAGE_TOP_OF_PIPE_BIT, be->qp, (uint32_t)(2 * NCB + 2 * h));
         }
-        rec_head(be, cb, xb, cs_at, csb, dyn_at);
+        rec_head(be, cb, h, xb, csb);
         be->gts_open = be->qp != VK_NULL_HANDLE;
         return part_end(be, g, sig, 2, ST_OK, err);
     }
     if ((rc = cb_begin(be, err))) return rc;
-    rec_head(be, be->cb[be->cur], xb, cs_at, csb, dyn_at);
+    rec_head(be, be->cb[be->cur], h, xb, csb);
     return ST_OK;
 }
 
@@ -1136,11 +1402,23 @@ static st_status vk_layer(st_backend *b, int il, const st_layer *L, st_error *er
     dev_tensor dt[ST_LAYER_N_TENSORS];
     if ((rc = layer_tensors(be, il, L, dt, err))) return rc;
     if (!be->in_pass) return st_error_set(err, ST_ERR_ARG, "vulkan backend: layer() without begin()");
+
     VkDeviceSize layer_bytes = (VkDeviceSize)be->n_ctx * be->dkv * be->kv_elt;
-    if (be->graph && !dt[1].slot && layer_bytes <= be->c->ssbo_range) {
+    bool part = be->graph && !dt[1].slot && layer_bytes <= be->c->ssbo_range;
+    if (be->spec == SPEC_LIVE && !part && (rc = spec_abandon(be, err))) return rc; /* recorded live below */
+    if (part) {
         uint64_t sig[GSIG];
         int ns = layer_sig(be, L, dt, sig);
-        gpart *g = &be->gp[1 + il];
+        gpart *g = &be->gp[(size_t)be->half * (be->hp.n_layer + 2) + 1 + il];
+        if (be->spec == SPEC_LIVE) { /* the pass queued ahead ran g: is it this layer? */
+            if (il == be->spec_next && g->valid && g->nsig == ns && memcmp(g->sig, sig, (size_t)ns * sizeof *sig) == 0) {
+                be->spec_next++;
+                be->pass_parts++;
+                atomic_fetch_add(&be->parts_replayed, 1);
+                return ST_OK;
+            }
+            if ((rc = spec_abandon(be, err))) return rc;
+        }
         bool reused;
         if ((rc = part_reuse(be, g, sig, ns, &reused, err)) || reused) return rc;
         VkCommandBuffer cb;
@@ -1187,11 +1465,18 @@ static st_status rec_tail(vk_be *be, VkCommandBuffer cb, const st_tensor *out_no
     if ((rc = rec_matvec_e(be, cb, out, dout, &be->xb, &lb, skip / 4, V, false, n, true, NULL, pro ? &pr : NULL, err))) return rc;
     VkBufferCopy cp = {be->logits.off, 0, lbytes};
     vk_barrier(cb); /* compute -> transfer */
-    vkCmdCopyBuffer(cb, be->logits.buf, be->out.buf, 1, &cp);
+    vkCmdCopyBuffer(cb, be->logits.buf, be->out[be->half].buf, 1, &cp);
+    /* a pass assembled from parts is timed from the head to here; the pair
+     * goes to the host buffer with the logits (collect_ts) */
+    if (be->graph && be->qp) {
+        uint32_t q = (uint32_t)(2 * NCB + 2 * be->half);
+        vkCmdWriteTimestamp(cb, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, be->qp, q + 1);
+        if (be->ts_copy)
+            vkCmdCopyQueryPoolResults(cb, be->qp, q, 2, be->out[be->half].buf, ts_at(be, be->half), sizeof(uint64_t),
+                                      VK_QUERY_RESULT_64_BIT | VK_QUERY_RESULT_WAIT_BIT);
+    }
     VkMemoryBarrier mb = {.sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER, .srcAccessMask = VK_ACCESS_TRANSFER_WRITE_BIT, .dstAccessMask = VK_ACCESS_HOST_READ_BIT};
     vkCmdPipelineBarrier(cb, VK_PIPELINE_STAGE_TRANSFER_BIT, VK_PIPELINE_STAGE_HOST_BIT, 0, 1, &mb, 0, NULL, 0, NULL);
-    /* a pass assembled from parts is timed from the head to here */
-    if (be->graph && be->qp) vkCmdWriteTimestamp(cb, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, be->qp, (uint32_t)(2 * NCB + 1));
     return ST_OK;
 }
 
@@ -1209,6 +1494,7 @@ static st_status vk_end(st_backend *b, const st_tensor *out_norm, const st_tenso
     if (lbytes > be->c->ssbo_range)
         return st_error_set(err, ST_ERR_UNSUPPORTED, "vulkan backend: logits of %d tokens (%.1f MiB) exceed the device's storage buffer range; use a smaller batch",
                             n, lbytes / 1048576.0);
+    bool live_ok = false; /* a pass queued ahead that ran this very tail */
     if (be->graph && !dn.slot && !dout.slot) {
         uint64_t sig[16];
         int ns = 0;
@@ -1222,37 +1508,70 @@ static st_status vk_end(st_backend *b, const st_tensor *out_norm, const st_tenso
             sig[ns++] = (uint64_t)t2[i]->type | (uint64_t)t2[i]->row_bytes << 8;
             sig[ns++] = (uint64_t)t2[i]->ne0 | (uint64_t)t2[i]->ne1 << 32;
         }
-        gpart *g = &be->gp[1 + hp->n_layer];
-        bool reused;
-        if ((rc = part_reuse(be, g, sig, ns, &reused, err))) return rc;
+        gpart *g = &be->gp[(size_t)be->half * (hp->n_layer + 2) + 1 + hp->n_layer];
+        if (be->spec == SPEC_LIVE) {
+            live_ok = be->spec_next == hp->n_layer && g->valid && g->nsig == ns && memcmp(g->sig, sig, (size_t)ns * sizeof *sig) == 0;
+            if (!live_ok && (rc = spec_abandon(be, err))) return rc;
+        }
+        bool reused = live_ok;
+        if (!live_ok && (rc = part_reuse(be, g, sig, ns, &reused, err))) return rc;
         if (!reused) {
             VkCommandBuffer cb;
             if ((rc = part_begin(be, g, &cb, err))) return rc;
             if ((rc = part_end(be, g, sig, ns, rec_tail(be, cb, out_norm, out, &dn, &dout, t0, n, err), err))) return rc;
         }
+        if (live_ok) {
+            be->pass_parts++;
+            atomic_fetch_add(&be->parts_replayed, 1);
+        }
     } else {
+        if (be->spec == SPEC_LIVE && (rc = spec_abandon(be, err))) return rc;
         if (!be->recording && (rc = cb_begin(be, err))) return rc;
         if ((rc = rec_tail(be, be->cb[be->cur], out_norm, out, &dn, &dout, t0, n, err))) return rc;
     }
-    be->gts_pend = be->graph && be->gts_open;
+    be->gts_pend = be->graph && be->gts_open && !live_ok;
     uint64_t t_sub = be->c->prof_host ? st_now_ns() : 0;
     be->in_pass = false;
-    if ((rc = cb_submit(be, true, err))) return rc;
+    VkFence f = VK_NULL_HANDLE;
+    if (live_ok) {
+        f = be->spec_fence;
+        be->spec = SPEC_NONE;
+        atomic_fetch_add(&be->spec_run, 1);
+    } else if (be->npend || be->recording) {
+        f = next_fence(be);
+        if ((rc = cb_submit_f(be, f, err))) return rc;
+    }
+    /* the next one-token pass, queued ahead while this one runs */
+    int h = be->half;
+    bool whole = be->graph && !be->pass_live && !be->pass_slots && be->pass_parts == hp->n_layer + 2;
+    if (be->graph) be->gs ^= 1;
+    if (whole && be->spec_on && be->pos0 + 1 < be->n_ctx) spec_queue(be, h, be->pos0 + 1);
+    if (f && (rc = pass_wait(be, f, err))) return rc;
+    if (!f && (rc = wait_value(be, be->submitted, err))) return rc;
+    if (be->spec == SPEC_PENDING) { /* its RoPE row and dyn words now, off the path between the tokens */
+        pthread_mutex_lock(&be->c->mu_spec);
+        if (be->spec == SPEC_PENDING) {
+            memcpy((uint8_t *)be->in[be->gs].map + cs_at(be, be->gs), be->spec_cs, (size_t)hp->n_rot * sizeof(float));
+            memcpy((uint8_t *)be->in[be->gs].map + dyn_at(be, be->gs), be->spec_dyn, sizeof be->spec_dyn);
+            be->spec_in = true;
+        }
+        pthread_mutex_unlock(&be->c->mu_spec);
+    }
     if (be->c->prof_host) {
         uint64_t now = st_now_ns();
         be->host_ns += t_sub - be->t_begin;
         be->wait_ns += now - t_sub;
         be->host_passes++;
         /* a one-token pass replayed whole after one that was: its steps */
-        bool whole = be->graph && atomic_load(&be->parts_recorded) == be->rec_at_begin && !be->pass_slots;
-        if (whole && be->t_ret && be->host_passes > 3) {
+        bool rep = be->graph && atomic_load(&be->parts_recorded) == be->rec_at_begin && !be->pass_slots;
+        if (rep && be->t_ret && be->host_passes > 3) {
             uint64_t t[6] = {be->t_ret - be->t_fence_prev, be->t_begin - be->t_ret, be->t_sub0 - be->t_begin,
                              be->t_sub1 - be->t_sub0, be->t_fence - be->t_sub1, be->last_gpu};
             for (int i = 0; i < 6; i++) be->ph[i] += t[i];
             be->ph_n++;
         }
     }
-    memcpy(logits, be->out.map, lbytes);
+    memcpy(logits, be->out[h].map, lbytes);
     if (be->c->prof_host) {
         be->t_fence_prev = be->t_fence;
         be->t_ret = st_now_ns();
@@ -1471,6 +1790,16 @@ static void vk_destroy(st_backend *b) {
     }
     if (c) {
         if (be->recording) vkEndCommandBuffer(be->cb[be->cur]);
+        /* a pass queued ahead runs (this backend's, released by the claim
+         * as any other's), and the queue is waited for: lavapipe's queue
+         * thread still holds a batch's objects for a while after its
+         * semaphore signals, and a released pass has no fence waited for */
+        vk_queue_claim(c);
+        spec_pickup(be);
+        pthread_mutex_lock(&c->mu_qc);
+        vkQueueWaitIdle(c->q_compute);
+        pthread_mutex_unlock(&c->mu_qc);
+        vk_queue_unclaim(c);
         if (be->tl) wait_value(be, be->submitted, NULL);
         for (int i = 0; i < be->nslots; i++) slot_release(be, be->slots[i]);
         for (int i = 0; i < be->npinned; i++) pin_free(be, be->pinned[i]);
@@ -1481,12 +1810,15 @@ static void vk_destroy(st_backend *b) {
         vk_alloc *bufs[] = {&be->x, &be->xb, &be->q, &be->k, &be->v, &be->hb, &be->hb2, &be->aq, &be->ad,
                             &be->ab, &be->cs, &be->logits, &be->kc, &be->vc, &be->part, &be->dyn, &be->cnt};
         for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) vk_free_dev(c, bufs[i]);
-        vk_hbuf_free(c, &be->in);
-        vk_hbuf_free(c, &be->out);
+        for (int h = 0; h < 2; h++) {
+            vk_hbuf_free(c, &be->in[h]);
+            vk_hbuf_free(c, &be->out[h]);
+            if (be->fences[h]) vkDestroyFence(c->dev, be->fences[h], NULL);
+        }
         if (be->qp) vkDestroyQueryPool(c->dev, be->qp, NULL);
         if (be->pool) vkDestroyCommandPool(c->dev, be->pool, NULL);
         if (be->tl) vkDestroySemaphore(c->dev, be->tl, NULL);
-        if (be->fence) vkDestroyFence(c->dev, be->fence, NULL);
+        if (be->go) vkDestroySemaphore(c->dev, be->go, NULL);
         vk_ctx_put(c);
     }
     pthread_mutex_destroy(&be->mu_slots);
@@ -1495,6 +1827,8 @@ static void vk_destroy(st_backend *b) {
     free(be->lc);
     free(be->cs_host);
     free(be->gp);
+    free(be->spec_cs);
+    free(be->spec_cbs);
     free(be->pend);
     free(be);
 }
@@ -1570,7 +1904,9 @@ st_status st_vk_backend_new(const st_hparams *hp, int n_ctx, int n_batch, bool k
     }
     be->lc = calloc((size_t)hp->n_layer, sizeof *be->lc);
     be->cs_host = malloc((size_t)n_batch * hp->n_rot * sizeof(float) + 1);
-    be->gp = calloc((size_t)hp->n_layer + 2, sizeof *be->gp);
+    be->gp = calloc(2 * ((size_t)hp->n_layer + 2), sizeof *be->gp);
+    be->spec_cs = malloc((size_t)hp->n_rot * sizeof(float) + 1);
+    be->spec_cbs = calloc((size_t)hp->n_layer + 2, sizeof *be->spec_cbs);
     /* a submission holds at most every part and one live command buffer */
     be->pend = calloc((size_t)hp->n_layer + 3, sizeof *be->pend);
     const char *ge = getenv("STRATA_VK_GRAPH");
@@ -1581,6 +1917,12 @@ st_status st_vk_backend_new(const st_hparams *hp, int n_ctx, int n_batch, bool k
     const char *se = getenv("STRATA_VK_SPIN");
     bool spin = se ? strcmp(se, "0") != 0 : c->props.deviceType != VK_PHYSICAL_DEVICE_TYPE_CPU;
     be->spin_ns = spin ? 20000000ull : 0;
+    /* one-token passes queued ahead (see "Passes queued ahead");
+     * STRATA_VK_SPEC=0: never */
+    const char *sp = getenv("STRATA_VK_SPEC");
+    be->spec_on = !(sp && strcmp(sp, "0") == 0);
+    const char *tc = getenv("STRATA_VK_TS_COPY");
+    be->ts_copy = tc ? strcmp(tc, "0") != 0 : c->props.deviceType == VK_PHYSICAL_DEVICE_TYPE_CPU;
     /* decoding's attention: attn_dec.comp where its conditions hold (an
      * F16 cache; head_dim a multiple of 8 up to 128, its 16-byte vectors a
      * multiple of the invocations per position and dividing the
@@ -1598,7 +1940,7 @@ st_status st_vk_backend_new(const st_hparams *hp, int n_ctx, int n_batch, bool k
     }
     const char *fe = getenv("STRATA_VK_FUSE");
     be->fuse = !(fe && strcmp(fe, "0") == 0);
-    if (!be->lc || !be->cs_host || !be->gp || !be->pend) { rc = st_error_set(err, ST_ERR_NOMEM, "out of memory"); goto fail; }
+    if (!be->lc || !be->cs_host || !be->gp || !be->pend || !be->spec_cs || !be->spec_cbs) { rc = st_error_set(err, ST_ERR_NOMEM, "out of memory"); goto fail; }
     VkDeviceSize B = (VkDeviceSize)n_batch, D = (VkDeviceSize)hp->n_embd, F = (VkDeviceSize)hp->n_ff,
                  DKV = (VkDeviceSize)be->dkv, M = (VkDeviceSize)be->maxn;
     VkDeviceSize kv_bytes = (VkDeviceSize)hp->n_layer * (VkDeviceSize)n_ctx * DKV * be->kv_elt;
@@ -1621,8 +1963,10 @@ st_status st_vk_backend_new(const st_hparams *hp, int n_ctx, int n_batch, bool k
         free(zero);
         if (rc) goto fail;
     }
-    if ((rc = vk_hbuf_new(c, ((B * D * 4 + B * (VkDeviceSize)hp->n_rot * 4 + 15) & ~(VkDeviceSize)15) + DYN_WORDS * 4, &be->in, err))) goto fail;
-    if ((rc = vk_hbuf_new(c, B * (VkDeviceSize)hp->n_vocab * 4, &be->out, err))) goto fail;
+    for (int h = 0; h < 2; h++) {
+        if ((rc = vk_hbuf_new(c, dyn_at(be, h) + DYN_WORDS * 4, &be->in[h], err))) goto fail;
+        if ((rc = vk_hbuf_new(c, ts_at(be, h) + 2 * sizeof(uint64_t), &be->out[h], err))) goto fail;
+    }
     VkCommandPoolCreateInfo cpi = {.sType = VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO,
                                    .flags = VK_COMMAND_POOL_CREATE_RESET_COMMAND_BUFFER_BIT,
                                    .queueFamilyIndex = c->qf_compute};
@@ -1636,10 +1980,13 @@ st_status st_vk_backend_new(const st_hparams *hp, int n_ctx, int n_batch, bool k
     VkSemaphoreCreateInfo sci = {.sType = VK_STRUCTURE_TYPE_SEMAPHORE_CREATE_INFO, .pNext = &sti};
     if ((rc = vkerr(vkCreateSemaphore(c->dev, &sci, NULL, &be->tl), "vkCreateSemaphore", err))) goto fail;
     VkFenceCreateInfo fci = {.sType = VK_STRUCTURE_TYPE_FENCE_CREATE_INFO};
-    if ((rc = vkerr(vkCreateFence(c->dev, &fci, NULL, &be->fence), "vkCreateFence", err))) goto fail;
+    for (int h = 0; h < 2; h++)
+        if ((rc = vkerr(vkCreateFence(c->dev, &fci, NULL, &be->fences[h]), "vkCreateFence", err))) goto fail;
+    if ((rc = vkerr(vkCreateSemaphore(c->dev, &sci, NULL, &be->go), "vkCreateSemaphore", err))) goto fail;
+    c->spec_release = spec_release;
     if (c->ts_period > 0) {
-        /* a pair per ring command buffer, and one for passes assembled from parts */
-        VkQueryPoolCreateInfo qi = {.sType = VK_STRUCTURE_TYPE_QUERY_POOL_CREATE_INFO, .queryType = VK_QUERY_TYPE_TIMESTAMP, .queryCount = 2 * NCB + 2};
+        /* a pair per ring command buffer, and one per set of parts */
+        VkQueryPoolCreateInfo qi = {.sType = VK_STRUCTURE_TYPE_QUERY_POOL_CREATE_INFO, .queryType = VK_QUERY_TYPE_TIMESTAMP, .queryCount = 2 * NCB + 4};
         if (vkCreateQueryPool(c->dev, &qi, NULL, &be->qp) != VK_SUCCESS) be->qp = VK_NULL_HANDLE;
     }
     *out = &be->base;
@@ -1662,6 +2009,9 @@ bool st_vk_backend_figures_get(st_backend *b, st_vk_backend_figures *o) {
     o->uploaded_bytes = atomic_load(&be->uploaded);
     o->parts_recorded = atomic_load(&be->parts_recorded);
     o->parts_replayed = atomic_load(&be->parts_replayed);
+    o->spec_run = atomic_load(&be->spec_run);
+    o->spec_cancelled = atomic_load(&be->spec_cancelled);
+    o->spec_abandoned = atomic_load(&be->spec_abandoned);
     return true;
 }
 
@@ -1707,11 +2057,11 @@ static st_status test_finish(vk_be *be, const vk_alloc *src, size_t bytes, void 
     VkCommandBuffer cb = be->cb[be->cur];
     VkBufferCopy cp = {src->off, 0, bytes};
     vk_barrier(cb); /* compute -> transfer */
-    vkCmdCopyBuffer(cb, src->buf, be->out.buf, 1, &cp);
+    vkCmdCopyBuffer(cb, src->buf, be->out[0].buf, 1, &cp);
     VkMemoryBarrier mb = {.sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER, .srcAccessMask = VK_ACCESS_TRANSFER_WRITE_BIT, .dstAccessMask = VK_ACCESS_HOST_READ_BIT};
     vkCmdPipelineBarrier(cb, VK_PIPELINE_STAGE_TRANSFER_BIT, VK_PIPELINE_STAGE_HOST_BIT, 0, 1, &mb, 0, NULL, 0, NULL);
     st_status rc = cb_submit(be, true, err);
-    if (!rc) memcpy(dst, be->out.map, bytes);
+    if (!rc) memcpy(dst, be->out[0].map, bytes);
     return rc;
 }
 

@@ -23,6 +23,9 @@ typedef struct st_vk_backend_figures {
     uint64_t uploaded_bytes;   /* bytes copied to the device through staging */
     uint64_t parts_recorded;   /* decode-pass parts recorded for replay (vk_backend.c, "Replay") */
     uint64_t parts_replayed;   /* ... and submitted again without recording */
+    uint64_t spec_run;         /* one-token passes queued ahead that ran as queued ("Passes queued ahead") */
+    uint64_t spec_cancelled;   /* ... released for another batch, position or submission */
+    uint64_t spec_abandoned;   /* ... found not to match a layer or the tail, and run again from there */
 } st_vk_backend_figures;
 bool st_vk_backend_figures_get(st_backend *b, st_vk_backend_figures *out);
 

@@ -450,6 +450,16 @@ static st_status make_buffer(st_vk_ctx *c, VkDeviceSize size, bool host, VkBuffe
     return ST_OK;
 }
 
+void vk_queue_claim(st_vk_ctx *c) {
+    pthread_mutex_lock(&c->mu_spec);
+    if (c->spec_owner) {
+        c->spec_release(c->spec_owner);
+        c->spec_owner = NULL;
+    }
+}
+
+void vk_queue_unclaim(st_vk_ctx *c) { pthread_mutex_unlock(&c->mu_spec); }
+
 st_status vk_hbuf_new(st_vk_ctx *c, VkDeviceSize size, vk_hbuf *out, st_error *err) {
     memset(out, 0, sizeof *out);
     if (size == 0) size = 256;
@@ -676,9 +686,11 @@ static st_status submit_copy_on(st_vk_ctx *c, VkCommandBuffer cb, VkFence fence,
                        .pSignalSemaphores = &c->up_sem};
     vkResetFences(c->dev, 1, &fence);
     pthread_mutex_t *qm = c->separate_transfer ? &c->mu_qt : &c->mu_qc;
+    if (!c->separate_transfer) vk_queue_claim(c); /* the compute queue: a pass queued ahead would hold the copy back */
     pthread_mutex_lock(qm);
     VkResult r = vkQueueSubmit(c->q_transfer, 1, &si, fence);
     pthread_mutex_unlock(qm);
+    if (!c->separate_transfer) vk_queue_unclaim(c);
     if ((rc = vkcheck(r, "vkQueueSubmit (upload)", err))) return rc;
     atomic_store(&c->up_value, sig);
     return ST_OK;
@@ -1163,6 +1175,7 @@ static void ctx_destroy(st_vk_ctx *c) {
     destroy_instance(c->inst, c->messenger);
     pthread_mutex_destroy(&c->mu_qc);
     pthread_mutex_destroy(&c->mu_qt);
+    pthread_mutex_destroy(&c->mu_spec);
     pthread_mutex_destroy(&c->mu_alloc);
     pthread_mutex_destroy(&c->mu_pipe);
     pthread_mutex_destroy(&c->mu_up);
@@ -1176,6 +1189,7 @@ static st_status ctx_create(int want, st_vk_ctx **out, st_error *err) {
     if (!c) return st_error_set(err, ST_ERR_NOMEM, "out of memory");
     pthread_mutex_init(&c->mu_qc, NULL);
     pthread_mutex_init(&c->mu_qt, NULL);
+    pthread_mutex_init(&c->mu_spec, NULL);
     pthread_mutex_init(&c->mu_alloc, NULL);
     pthread_mutex_init(&c->mu_pipe, NULL);
     pthread_mutex_init(&c->mu_up, NULL);

@@ -110,6 +110,15 @@ typedef struct st_vk_ctx {
     VkQueue q_compute, q_transfer;   /* the same queue when the device has no separate transfer family */
     bool separate_transfer;
     pthread_mutex_t mu_qc, mu_qt;    /* queue access (external synchronization); mu_qt unused without a transfer queue */
+    /* A pass queued ahead, waiting on the GPU for its host's signal
+     * (vk_backend.c, "Passes queued ahead"): work submitted behind it on
+     * the compute queue would wait for that signal too, so every other
+     * submission to that queue first releases it (vk_queue_claim). The
+     * pending pass's backend, and its release (both under mu_spec, which
+     * is taken before mu_qc). */
+    pthread_mutex_t mu_spec;
+    void *spec_owner;
+    void (*spec_release)(void *owner);
     uint32_t subgroup_size;
     bool subgroup_arith;
     uint32_t wg;                     /* workgroup size of the kernels: a multiple of the subgroup size */
@@ -181,6 +190,11 @@ void vk_ctx_put(st_vk_ctx *c);
 /* Device-local memory from the pools; a zero-size request gets a minimal one. */
 st_status vk_alloc_dev(st_vk_ctx *c, VkDeviceSize size, vk_alloc *out, st_error *err);
 void vk_free_dev(st_vk_ctx *c, vk_alloc *a);
+/* Before a submission to the compute queue: takes mu_spec and releases a
+ * pass queued ahead there (the submitter's own included); vk_queue_unclaim
+ * after the submission. */
+void vk_queue_claim(st_vk_ctx *c);
+void vk_queue_unclaim(st_vk_ctx *c);
 st_status vk_hbuf_new(st_vk_ctx *c, VkDeviceSize size, vk_hbuf *out, st_error *err);
 void vk_hbuf_free(st_vk_ctx *c, vk_hbuf *b);
 

@@ -32,6 +32,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #ifdef STRATA_VULKAN
 #include "vk_backend.h"
@@ -387,7 +388,8 @@ static void check_replay(st_type wtype, st_type vtype, st_type ftype, int D_, in
     fprintf(stderr, "replay: %d passes to position %d, bit-identical; parts recorded %llu, replayed %llu\n", steps, pos,
             (unsigned long long)f0.parts_recorded, (unsigned long long)f0.parts_replayed);
     /* head, 2 layers and tail once, then replayed by every later decode pass */
-    cr_assert_eq(f0.parts_recorded, (uint64_t)(hp->n_layer + 2));
+    /* (two sets of parts: see "Passes queued ahead" in vk_backend.c) */
+    cr_assert_eq(f0.parts_recorded, (uint64_t)(hp->n_layer + 2) * 2);
     cr_assert_geq(f0.parts_replayed, (uint64_t)(hp->n_layer + 2) * 170);
     cr_assert_eq(f1.parts_recorded + f1.parts_replayed, 0);
     for (int i = 0; i < 2; i++) be[i]->ops->destroy(be[i]);
@@ -403,6 +405,77 @@ Test(vulkan_model, replay_identical, .timeout = 120) { check_replay(ST_TYPE_Q8_0
  * workgroups). With STRATA_VK_PRO_GROUPS=3 (ctest's
  * test_vulkan_groups_replay) each workgroup computes several row groups */
 Test(vulkan_model, replay_identical_kquants, .timeout = 120) { check_replay(ST_TYPE_Q4_K, ST_TYPE_Q6_K, ST_TYPE_Q6_K, 256, 512); }
+
+/* One-token passes queued ahead ("Passes queued ahead" in vk_backend.c):
+ * a backend that queues them and one that never does (STRATA_VK_SPEC=0)
+ * give bit-identical logits over a schedule that runs queued passes as
+ * queued (also after a pause, and at an earlier position after a rewind),
+ * releases them (another backend's pass between two tokens, a prompt
+ * batch) and abandons one
+ * (layer 1's weights moved between two tokens: the same bytes at another
+ * address, uploaded again), and each of those paths was taken. */
+Test(vulkan_model, queued_ahead, .timeout = 120) {
+    need_device();
+    rmodel m;
+    rmodel_make_dims(&m, ST_TYPE_Q8_0, ST_TYPE_Q8_0, ST_TYPE_Q4_0, ST_TYPE_F32, 128, 96);
+    const st_hparams *hp = &m.hp;
+    int n_ctx = 224, n_batch = 32, V = hp->n_vocab, D = hp->n_embd;
+    /* layer 1 again, its tensors copied elsewhere */
+    st_layer moved = m.layers[1];
+    for (int k = 0; k < ST_LAYER_N_TENSORS; k++) {
+        st_tensor *t = st_layer_tensor(&moved, k);
+        void *d = malloc(t->nbytes);
+        memcpy(d, t->data, t->nbytes);
+        t->data = d;
+        m.bufs[m.nbufs++] = d;
+    }
+    /* (position, tokens): a prompt, tokens, a rewind, a prompt batch, tokens */
+    enum { OTHER = 1, MOVE = 2, PAUSE = 4 };
+    int sched[64][3], ns = 0;
+    sched[ns][0] = 0, sched[ns][1] = 31, sched[ns++][2] = 0;
+    for (int p = 31; p < 51; p++) sched[ns][0] = p, sched[ns][1] = 1, sched[ns++][2] = p == 40 ? OTHER : p == 45 ? MOVE : p == 48 ? PAUSE : 0;
+    for (int p = 35; p < 40; p++) sched[ns][0] = p, sched[ns][1] = 1, sched[ns++][2] = 0;
+    sched[ns][0] = 40, sched[ns][1] = 7, sched[ns++][2] = 0;
+    for (int p = 47; p < 60; p++) sched[ns][0] = p, sched[ns][1] = 1, sched[ns++][2] = 0;
+    float *x = malloc((size_t)ns * n_batch * D * 4), *l[2];
+    for (int i = 0; i < ns; i++) fill(x + (size_t)i * n_batch * D, (size_t)sched[i][1] * D, 1.0f);
+    st_error err = {0};
+    st_backend *be[3];
+    st_vk_backend_figures f[2];
+    for (int i = 0; i < 2; i++) {
+        l[i] = malloc((size_t)ns * n_batch * V * 4);
+        setenv("STRATA_VK_SPEC", i ? "0" : "1", 1);
+        cr_assert_eq(st_vk_backend_new(hp, n_ctx, n_batch, false, g_dev, &be[i], &err), ST_OK, "%s", err.msg);
+        cr_assert_eq(st_vk_backend_new(hp, n_ctx, n_batch, false, g_dev, &be[2], &err), ST_OK, "%s", err.msg);
+        unsetenv("STRATA_VK_SPEC");
+        rmodel mm = m;
+        st_layer layers[2] = {m.layers[0], m.layers[1]};
+        mm.layers = layers;
+        for (int s = 0; s < ns; s++) {
+            int pos0 = sched[s][0], n = sched[s][1];
+            if (s > 0 && pos0 < sched[s - 1][0] + sched[s - 1][1]) be[i]->ops->kv_truncate(be[i], pos0);
+            if (sched[s][2] & OTHER) forward(be[2], &mm, x, 1, 0, l[i]);
+            if (sched[s][2] & MOVE) layers[1] = moved;
+            if (sched[s][2] & PAUSE) usleep(300000);
+            forward(be[i], &mm, x + (size_t)s * n_batch * D, n, pos0, l[i] + (size_t)s * n_batch * V);
+        }
+        be[2]->ops->destroy(be[2]);
+        cr_assert(st_vk_backend_figures_get(be[i], &f[i]));
+        be[i]->ops->destroy(be[i]);
+    }
+    for (int s = 0; s < ns; s++)
+        cr_assert(memcmp(l[0] + (size_t)s * n_batch * V, l[1] + (size_t)s * n_batch * V, (size_t)sched[s][1] * V * 4) == 0,
+                  "step %d (position %d, %d tokens): logits differ with passes queued ahead", s, sched[s][0], sched[s][1]);
+    fprintf(stderr, "queued ahead: %d steps bit-identical; passes run as queued %llu, released %llu, abandoned %llu\n", ns,
+            (unsigned long long)f[0].spec_run, (unsigned long long)f[0].spec_cancelled, (unsigned long long)f[0].spec_abandoned);
+    cr_assert_geq(f[0].spec_run, 25);
+    cr_assert_geq(f[0].spec_cancelled, 2); /* the other backend, the prompt batch */
+    cr_assert_geq(f[0].spec_abandoned, 1);
+    cr_assert_eq(f[1].spec_run + f[1].spec_cancelled + f[1].spec_abandoned, 0);
+    free(x); free(l[0]); free(l[1]);
+    rmodel_free(&m);
+    no_validation_errors();
+}
 
 /* ------------------------------------------------------------ tiny-14m */
 
