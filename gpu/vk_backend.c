@@ -176,10 +176,12 @@ typedef struct vk_be {
     uint64_t submitted;
     VkFence fences[2];                 /* for passes waited on (a fence wait is prompt on lavapipe); in turn */
     int fi;
-    /* the pass queued ahead (see "Passes queued ahead"); spec is
-     * SPEC_PENDING or SPEC_CANCELLED only under c->mu_spec */
+    /* the pass queued ahead (see "Passes queued ahead"); spec becomes
+     * SPEC_PENDING or SPEC_CANCELLED only under c->mu_spec (another
+     * thread's submission may release it), LIVE and NONE only in the
+     * backend's own thread */
     bool spec_on;                      /* STRATA_VK_SPEC=0: never */
-    int spec;
+    _Atomic int spec;
     VkSemaphore go;                    /* timeline: the host signals it to release the pass */
     uint64_t go_value;
     uint64_t spec_value;               /* the pass's value on tl */
