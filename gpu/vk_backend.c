@@ -277,10 +277,14 @@ static void collect_ts(vk_be *be) {
     uint64_t done = 0;
     vkGetSemaphoreCounterValue(be->c->dev, be->tl, &done);
     /* lavapipe's vkGetQueryPoolResults waits for the device to go idle,
-     * which a pass queued ahead keeps it from: those results wait */
-    pthread_mutex_lock(&be->c->mu_spec);
-    bool held = be->c->spec_owner != NULL;
-    pthread_mutex_unlock(&be->c->mu_spec);
+     * which a pass queued ahead keeps it from: there (ts_copy) those
+     * results wait */
+    bool held = false;
+    if (be->ts_copy) {
+        pthread_mutex_lock(&be->c->mu_spec);
+        held = be->c->spec_owner != NULL;
+        pthread_mutex_unlock(&be->c->mu_spec);
+    }
     for (int i = 0; i < NCB && !held; i++) {
         if (!be->cb_ts[i] || be->cb_value[i] > done) continue;
         uint64_t t[2];
@@ -367,6 +371,47 @@ static st_status pass_wait(vk_be *be, VkFence f, st_error *err) {
     return rc;
 }
 
+/* One batch of n command buffers on the compute queue, signalling tl at
+ * be->submitted + 1 (*sig) and fence f: after the uploads made so far and,
+ * for a pass queued ahead (go != 0), after the pass before it and the
+ * host's signal of `go` at value go. The caller holds the queue's claim
+ * (vk_queue_claim). */
+static VkResult queue_batch(vk_be *be, const VkCommandBuffer *cbs, int n, uint64_t go, VkFence f, uint64_t *sig) {
+    st_vk_ctx *c = be->c;
+    uint64_t up = atomic_load(&c->up_value);
+    VkSemaphore sems[3];
+    uint64_t vals[3];
+    VkPipelineStageFlags stages[3];
+    uint32_t nw = 0;
+    if (up) {
+        sems[nw] = c->up_sem, vals[nw] = up;
+        stages[nw++] = VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT;
+    }
+    if (go) {
+        sems[nw] = be->tl, vals[nw] = be->submitted, stages[nw++] = VK_PIPELINE_STAGE_ALL_COMMANDS_BIT;
+        sems[nw] = be->go, vals[nw] = go, stages[nw++] = VK_PIPELINE_STAGE_ALL_COMMANDS_BIT;
+    }
+    *sig = be->submitted + 1;
+    VkTimelineSemaphoreSubmitInfo ts = {.sType = VK_STRUCTURE_TYPE_TIMELINE_SEMAPHORE_SUBMIT_INFO,
+                                        .waitSemaphoreValueCount = nw,
+                                        .pWaitSemaphoreValues = vals,
+                                        .signalSemaphoreValueCount = 1,
+                                        .pSignalSemaphoreValues = sig};
+    VkSubmitInfo si = {.sType = VK_STRUCTURE_TYPE_SUBMIT_INFO,
+                       .pNext = &ts,
+                       .waitSemaphoreCount = nw,
+                       .pWaitSemaphores = sems,
+                       .pWaitDstStageMask = stages,
+                       .commandBufferCount = (uint32_t)n,
+                       .pCommandBuffers = cbs,
+                       .signalSemaphoreCount = 1,
+                       .pSignalSemaphores = &be->tl};
+    pthread_mutex_lock(&c->mu_qc);
+    VkResult r = vkQueueSubmit(c->q_compute, 1, &si, f);
+    pthread_mutex_unlock(&c->mu_qc);
+    return r;
+}
+
 /* Ends the command buffer being recorded and submits it after the parts
  * assembled before it (one submission, in order; it waits on the GPU for
  * the uploads made so far), with fence f (none: VK_NULL_HANDLE). */
@@ -383,29 +428,11 @@ static st_status cb_submit_f(vk_be *be, VkFence f, st_error *err) {
         be->pend[be->npend++] = cb;
     }
     if (be->npend == 0) return ST_OK;
-    uint64_t up = atomic_load(&c->up_value);
-    VkPipelineStageFlags stage = VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT;
-    VkTimelineSemaphoreSubmitInfo ts = {.sType = VK_STRUCTURE_TYPE_TIMELINE_SEMAPHORE_SUBMIT_INFO,
-                                        .waitSemaphoreValueCount = up ? 1 : 0,
-                                        .pWaitSemaphoreValues = &up,
-                                        .signalSemaphoreValueCount = 1};
-    VkSubmitInfo si = {.sType = VK_STRUCTURE_TYPE_SUBMIT_INFO,
-                       .pNext = &ts,
-                       .waitSemaphoreCount = up ? 1 : 0,
-                       .pWaitSemaphores = &c->up_sem,
-                       .pWaitDstStageMask = &stage,
-                       .commandBufferCount = (uint32_t)be->npend,
-                       .pCommandBuffers = be->pend,
-                       .signalSemaphoreCount = 1,
-                       .pSignalSemaphores = &be->tl};
     if (c->prof_host && f) be->t_sub0 = st_now_ns();
     vk_queue_claim(c); /* releases a pass queued ahead (this backend's too) */
     spec_pickup(be);
-    uint64_t sig = be->submitted + 1;
-    ts.pSignalSemaphoreValues = &sig;
-    pthread_mutex_lock(&c->mu_qc);
-    VkResult r = vkQueueSubmit(c->q_compute, 1, &si, f);
-    pthread_mutex_unlock(&c->mu_qc);
+    uint64_t sig;
+    VkResult r = queue_batch(be, be->pend, be->npend, 0, f, &sig);
     vk_queue_unclaim(c);
     if (c->prof_host && f) be->t_sub1 = st_now_ns();
     be->npend = 0;
@@ -1047,33 +1074,10 @@ static void spec_queue(vk_be *be, int half, int pos) {
     dyn_words(be, 1, pos, be->spec_dyn);
     rope_rows(be, pos, 1, be->spec_cs);
     be->spec_in = false;
-    uint64_t up = atomic_load(&c->up_value), go = be->go_value + 1;
-    /* it waits on the GPU for the pass before it too (see above), for the
-     * host's signal, and for the uploads so far */
-    VkSemaphore sems[3] = {be->tl, be->go, c->up_sem};
-    VkPipelineStageFlags stages[3] = {VK_PIPELINE_STAGE_ALL_COMMANDS_BIT, VK_PIPELINE_STAGE_ALL_COMMANDS_BIT,
-                                      VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT};
+    uint64_t go = be->go_value + 1, sig;
     VkFence f = next_fence(be);
     vk_queue_claim(c);
-    uint64_t waits[3] = {be->submitted, go, up}, sig = be->submitted + 1;
-    VkTimelineSemaphoreSubmitInfo ts = {.sType = VK_STRUCTURE_TYPE_TIMELINE_SEMAPHORE_SUBMIT_INFO,
-                                        .waitSemaphoreValueCount = up ? 3 : 2,
-                                        .pWaitSemaphoreValues = waits,
-                                        .signalSemaphoreValueCount = 1,
-                                        .pSignalSemaphoreValues = &sig};
-    VkSubmitInfo si = {.sType = VK_STRUCTURE_TYPE_SUBMIT_INFO,
-                       .pNext = &ts,
-                       .waitSemaphoreCount = up ? 3 : 2,
-                       .pWaitSemaphores = sems,
-                       .pWaitDstStageMask = stages,
-                       .commandBufferCount = (uint32_t)np,
-                       .pCommandBuffers = be->spec_cbs,
-                       .signalSemaphoreCount = 1,
-                       .pSignalSemaphores = &be->tl};
-    pthread_mutex_lock(&c->mu_qc);
-    VkResult r = vkQueueSubmit(c->q_compute, 1, &si, f);
-    pthread_mutex_unlock(&c->mu_qc);
-    if (r == VK_SUCCESS) {
+    if (queue_batch(be, be->spec_cbs, np, go, f, &sig) == VK_SUCCESS) {
         be->spec = SPEC_PENDING;
         be->spec_value = sig;
         be->spec_fence = f;
