@@ -189,7 +189,6 @@ typedef struct vk_be {
     int spec_pos, spec_next;           /* its position; LIVE: its layers found to match so far */
     uint32_t spec_dyn[DYN_WORDS];
     float *spec_cs;                    /* its RoPE row */
-    bool spec_in;                      /* its RoPE row and dyn are in in[gs] */
     VkCommandBuffer *spec_cbs;
     _Atomic uint64_t spec_run, spec_cancelled, spec_abandoned;
     uint64_t spin_ns;                  /* how long a pass's wait polls before it sleeps (0: it sleeps at once) */
@@ -1018,9 +1017,10 @@ static void dyn_words(const vk_be *be, int n_tok, int pos0, uint32_t dyn[DYN_WOR
  * it waits for this one: the same parts from the other set (their
  * signatures equal to this pass's), at the next position, waiting on the
  * GPU for timeline semaphore `go`. The next begin() of one token (at any
- * position: the parts do not depend on it) writes the embedding, and the
- * RoPE row and dyn words where the position is not the one end() wrote,
- * into the pass's host buffer and signals `go` (LIVE): the GPU starts while
+ * position: the parts do not depend on it) writes the embedding, the RoPE
+ * row and the dyn words (computed by end() for the next position, again
+ * for another) into the pass's host buffer and signals `go` (LIVE): the
+ * GPU starts while
  * the host checks each layer() against the part the pass runs, and end()
  * queues the pass after it.
  *
@@ -1073,7 +1073,6 @@ static void spec_queue(vk_be *be, int half, int pos) {
     }
     dyn_words(be, 1, pos, be->spec_dyn);
     rope_rows(be, pos, 1, be->spec_cs);
-    be->spec_in = false;
     uint64_t go = be->go_value + 1, sig;
     VkFence f = next_fence(be);
     vk_queue_claim(c);
@@ -1139,10 +1138,8 @@ static st_status vk_begin(st_backend *b, const float *x, int n_tok, int pos0, st
             rope_rows(be, pos0, 1, be->spec_cs);
             dyn_words(be, 1, pos0, be->spec_dyn);
         }
-        if (!be->spec_in || pos0 != be->spec_pos) {
-            memcpy((uint8_t *)be->in[h].map + cs_at(be, h), be->spec_cs, csb);
-            memcpy((uint8_t *)be->in[h].map + dyn_at(be, h), be->spec_dyn, sizeof be->spec_dyn);
-        }
+        memcpy((uint8_t *)be->in[h].map + cs_at(be, h), be->spec_cs, csb);
+        memcpy((uint8_t *)be->in[h].map + dyn_at(be, h), be->spec_dyn, sizeof be->spec_dyn);
         if (c->prof_host) be->t_sub0 = st_now_ns();
         VkSemaphoreSignalInfo si = {.sType = VK_STRUCTURE_TYPE_SEMAPHORE_SIGNAL_INFO, .semaphore = be->go, .value = be->go_value};
         rc = vkerr(vkSignalSemaphore(c->dev, &si), "vkSignalSemaphore", err);
@@ -1554,15 +1551,6 @@ static st_status vk_end(st_backend *b, const st_tensor *out_norm, const st_tenso
     if (whole && be->spec_on && be->pos0 + 1 < be->n_ctx) spec_queue(be, h, be->pos0 + 1);
     if (f && (rc = pass_wait(be, f, err))) return rc;
     if (!f && (rc = wait_value(be, be->submitted, err))) return rc;
-    if (be->spec == SPEC_PENDING) { /* its RoPE row and dyn words now, off the path between the tokens */
-        pthread_mutex_lock(&be->c->mu_spec);
-        if (be->spec == SPEC_PENDING) {
-            memcpy((uint8_t *)be->in[be->gs].map + cs_at(be, be->gs), be->spec_cs, (size_t)hp->n_rot * sizeof(float));
-            memcpy((uint8_t *)be->in[be->gs].map + dyn_at(be, be->gs), be->spec_dyn, sizeof be->spec_dyn);
-            be->spec_in = true;
-        }
-        pthread_mutex_unlock(&be->c->mu_spec);
-    }
     if (be->c->prof_host) {
         uint64_t now = st_now_ns();
         be->host_ns += t_sub - be->t_begin;
