@@ -125,7 +125,10 @@ static void check_matvec(st_type t, int ncols, int nrows) {
 Test(vulkan_kernels, matvec_f32) { check_matvec(ST_TYPE_F32, 203, 37); check_matvec(ST_TYPE_F32, 40, 131); }
 Test(vulkan_kernels, matvec_f16) { check_matvec(ST_TYPE_F16, 203, 37); check_matvec(ST_TYPE_F16, 19, 131); }
 Test(vulkan_kernels, matvec_q4_0) { check_matvec(ST_TYPE_Q4_0, 32 * 7, 37); check_matvec(ST_TYPE_Q4_0, 32 * 3, 131); }
-Test(vulkan_kernels, matvec_q8_0) { check_matvec(ST_TYPE_Q8_0, 32 * 7, 37); }
+/* 201 blocks a row: more than two a lane on every subgroup size, so
+ * that a lane's second block of a step (matvec.comp) is used, and the
+ * last step has lanes without one */
+Test(vulkan_kernels, matvec_q8_0) { check_matvec(ST_TYPE_Q8_0, 32 * 7, 37); check_matvec(ST_TYPE_Q8_0, 32 * 201, 19); }
 Test(vulkan_kernels, matvec_q4_k) { check_matvec(ST_TYPE_Q4_K, 256 * 3, 19); check_matvec(ST_TYPE_Q4_K, 256, 131); }
 Test(vulkan_kernels, matvec_q5_k) { check_matvec(ST_TYPE_Q5_K, 256 * 3, 19); check_matvec(ST_TYPE_Q5_K, 256, 131); }
 Test(vulkan_kernels, matvec_q6_k) { check_matvec(ST_TYPE_Q6_K, 256 * 3, 19); check_matvec(ST_TYPE_Q6_K, 256 * 2, 131); }
