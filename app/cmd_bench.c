@@ -209,7 +209,8 @@ static void print_json(FILE *f, const bench_result *r) {
                 "\"direct_io\": %s, \"acquires\": %llu, \"ready\": %llu, \"waits\": %llu, \"sync_loads\": %llu, "
                 "\"errors\": %llu, \"stall_ns\": %llu, \"bytes_read\": %llu, \"read_busy_ns\": %llu, \"issued\": %llu, "
                 "\"dedup\": %llu, \"dropped_full\": %llu, \"no_slot\": %llu, \"distance_max\": %d, "
-                "\"distance_limit\": %d, \"queue_peak\": %d, \"peak_resident_bytes\": %llu}",
+                "\"distance_limit\": %d, \"queue_peak\": %d, \"peak_resident_bytes\": %llu, \"bytes_uploaded\": %llu, "
+                "\"host_cache_layers\": %d, \"host_cache_bytes\": %llu, \"host_cache_loads\": %llu}",
                 t->policy == ST_CACHE_LRU ? "lru" : "ring", t->n_slots, t->n_pinned, t->n_ring,
                 (unsigned long long)t->slot_bytes, (unsigned long long)t->budget_bytes,
                 (unsigned long long)t->fixed_bytes, t->prefetch_on ? "true" : "false", t->prefetch_threads,
@@ -218,7 +219,9 @@ static void print_json(FILE *f, const bench_result *r) {
                 (unsigned long long)t->stall_ns, (unsigned long long)t->bytes_read,
                 (unsigned long long)t->read_busy_ns, (unsigned long long)t->issued, (unsigned long long)t->dedup,
                 (unsigned long long)t->dropped_full, (unsigned long long)t->no_slot, t->distance_max,
-                t->distance_limit, t->queue_peak, (unsigned long long)t->peak_resident_bytes);
+                t->distance_limit, t->queue_peak, (unsigned long long)t->peak_resident_bytes,
+                (unsigned long long)t->bytes_uploaded, t->host_cache_layers, (unsigned long long)t->host_cache_bytes,
+                (unsigned long long)t->host_cache_loads);
     }
     fputs(", \"timestamp\": ", f);
     json_str(f, r->timestamp);
@@ -553,6 +556,7 @@ int cmd_bench(int argc, char **argv) {
 #define D(f) b->store.f = s1.store.f - s0.store.f
                 D(acquires); D(ready); D(waits); D(sync_loads); D(errors); D(stall_ns); D(loads); D(bytes_read);
                 D(read_busy_ns); D(issued); D(dedup); D(dropped_full); D(no_slot); D(cancelled);
+                D(bytes_uploaded); D(host_cache_loads);
 #undef D
                 result_stats(b);
                 st_db_bench_row row;

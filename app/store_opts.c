@@ -15,6 +15,8 @@ const char *const store_opts_help =
     "      --prefetch-chunk SIZE bytes per read and upload (default 16M; 4M into GPU slots; at most 64M)\n"
     "      --ring-slots N      streaming slots of the ring policy (default: auto)\n"
     "      --direct-io         read with O_DIRECT (bypasses the page cache)\n"
+    "      --host-cache SIZE   GPU slots: keep streamed layers in SIZE of pinned host memory, read from\n"
+    "                          the file once at start; each load is then one DMA (no file read)\n"
     "      --gpu-cache-layers N, --vram-budget SIZE\n"
     "                          the same as --cache-layers / --mem-budget: with --backend vulkan the\n"
     "                          layer slots are device memory, and the rest streams into VRAM\n";
@@ -66,6 +68,10 @@ int store_opt_parse(const char *cmd, int argc, char **argv, int *i, st_session_p
         VAL();
         if (!arg_int(cmd, a, v, 1, 1 << 20, &l)) return -1;
         p->ring_slots = (int)l;
+    } else if (!strcmp(a, "--host-cache")) {
+        VAL();
+        if (!arg_size(cmd, a, v, &p->host_cache)) return -1;
+        if (!p->host_cache) { fprintf(stderr, "strata %s: %s must be positive\n", cmd, a); return -1; }
     } else if (!strcmp(a, "--direct-io")) {
         p->direct_io = true;
     } else {
@@ -106,4 +112,8 @@ void store_print_figures(FILE *f, const st_store_figures *t) {
     fprintf(f, "  resident layer bytes: %.1f MiB now, %.1f MiB peak; slot memory %.1f MiB; slots used %d of %d\n",
             t->resident_bytes / 1048576.0, t->peak_resident_bytes / 1048576.0, t->slot_alloc_bytes / 1048576.0,
             t->slots_used, t->n_slots);
+    if (t->bytes_uploaded || t->host_cache_layers)
+        fprintf(f, "  uploaded %.1f MiB to device slots; host cache: %d layer%s in %.1f MiB of pinned memory, %llu loads from it\n",
+                t->bytes_uploaded / 1048576.0, t->host_cache_layers, t->host_cache_layers == 1 ? "" : "s", t->host_cache_bytes / 1048576.0,
+                (unsigned long long)t->host_cache_loads);
 }

@@ -2,6 +2,7 @@
 #define _GNU_SOURCE /* O_DIRECT */
 #include "store.h"
 
+#include "mem.h"
 #include "prefetch.h"
 
 #include <errno.h>
@@ -60,6 +61,11 @@ typedef struct {
     st_error ck_err;  /* the load's first failure (code ST_OK: none) */
     st_status err_code;
     char err_msg[sizeof(((st_error *)0)->msg)];
+    /* The host cache (device slots only): the layer's slot image kept in
+     * pinned host memory, read from the file once when the store is made.
+     * Its loads are one upload, no read. */
+    uint8_t *hc;
+    bool hc_pending;  /* an upload from hc may still be reading it (the loading reader's) */
 } layer_t;
 
 typedef struct {
@@ -119,6 +125,8 @@ struct st_store {
     uint64_t chunk;           /* bytes per chunk (and per reader buffer) */
     bool async;               /* the backend has slot_upload_async + host_wait */
     reader_t sync_rd;         /* acquire's buffers (device slots) */
+    int n_hc;                 /* layers in the host cache */
+    uint64_t hc_bytes;        /* its pinned memory */
     reader_t *rd;             /* each worker's */
     int n_workers;
 
@@ -130,6 +138,7 @@ struct st_store {
     _Atomic uint64_t sync_loads, waits, stall_ns, errors, loads, bytes_read, read_busy_ns;
     _Atomic uint64_t io_open_since;  /* start of the busy interval in progress, 0 if none (for stats) */
     _Atomic uint64_t issued, dedup, dropped_full, no_slot, cancelled;
+    _Atomic uint64_t hc_loads, bytes_uploaded;
     _Atomic uint64_t resident_bytes, peak_resident;
     _Atomic int a_dist, a_dist_max, slots_used;
     _Atomic uint8_t *state_pub;
@@ -148,6 +157,7 @@ void st_store_config_from_session(st_store_config *c, const st_session_params *p
     c->ring_slots = p->ring_slots;
     c->direct_io = p->direct_io;
     c->chunk_bytes = p->prefetch_chunk;
+    c->host_cache = p->host_cache;
 }
 
 static uint64_t align_down(uint64_t x) { return x & ~(uint64_t)(ALIGN - 1); }
@@ -288,11 +298,9 @@ static st_status reader_buf(st_store *s, reader_t *rd, int *b, st_error *err) {
     return s->be->ops->host_wait(s->be, rd->buf[*b], err);
 }
 
-/* Copies chunk k of layer il from the file into slot sl: read into the slot
- * (host slots) or into one of the reader's buffers and uploaded. */
-static st_status run_chunk(st_store *s, reader_t *rd, int il, int sl, int k, st_error *err) {
-    const layer_t *ly = &s->L[il]; /* the layout is constant */
-    const slot_t *slot = &s->slots[sl];
+/* Where chunk k of a layer lies: its run, its offset in the run, the bytes
+ * to read (n) and those of them that exist in the file (need). */
+static const run_t *chunk_at(const st_store *s, const layer_t *ly, int k, uint64_t *done, size_t *n, size_t *need) {
     const run_t *r = ly->runs;
     uint64_t want = 0;
     for (int ri = 0; ri < ly->n_runs; ri++, r++) {
@@ -301,9 +309,39 @@ static st_status run_chunk(st_store *s, reader_t *rd, int il, int sl, int k, st_
         if (k < nc) break;
         k -= nc;
     }
-    uint64_t done = (uint64_t)k * s->chunk;
-    size_t n = r->len - done < s->chunk ? (size_t)(r->len - done) : (size_t)s->chunk;
-    size_t need = want - done < n ? (size_t)(want - done) : n;
+    *done = (uint64_t)k * s->chunk;
+    *n = r->len - *done < s->chunk ? (size_t)(r->len - *done) : (size_t)s->chunk;
+    *need = want - *done < *n ? (size_t)(want - *done) : *n;
+    return r;
+}
+
+/* A layer in the host cache loads as one upload of its slot image from
+ * pinned memory: no read, no host copy; the device's copy engine alone. */
+static st_status hc_upload(st_store *s, layer_t *ly, const slot_t *slot, st_error *err) {
+    st_status rc = ST_OK;
+    if (ly->hc_pending) { /* last pass's upload of it: long done */
+        ly->hc_pending = false;
+        if ((rc = s->be->ops->host_wait(s->be, ly->hc, err))) return rc;
+    }
+    size_t off = (size_t)(slot->base - (uint8_t *)slot->handle);
+    rc = s->be->ops->slot_upload_async(s->be, slot->handle, off, ly->hc, (size_t)ly->span, err);
+    ly->hc_pending = true; /* even on failure: waited for before reuse */
+    if (!rc) {
+        atomic_fetch_add_explicit(&s->hc_loads, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&s->bytes_uploaded, ly->span, memory_order_relaxed);
+    }
+    return rc;
+}
+
+/* Copies chunk k of layer il from the file into slot sl: read into the slot
+ * (host slots) or into one of the reader's buffers and uploaded. */
+static st_status run_chunk(st_store *s, reader_t *rd, int il, int sl, int k, st_error *err) {
+    layer_t *ly = &s->L[il]; /* the layout is constant; hc_pending is the loader's */
+    const slot_t *slot = &s->slots[sl];
+    if (ly->hc) return hc_upload(s, ly, slot, err);
+    uint64_t done;
+    size_t n, need;
+    const run_t *r = chunk_at(s, ly, k, &done, &n, &need);
     bool staged = !s->cfg.host_slots;
     int b = 0;
     st_status rc = staged ? reader_buf(s, rd, &b, err) : ST_OK;
@@ -319,6 +357,7 @@ static st_status run_chunk(st_store *s, reader_t *rd, int il, int sl, int k, st_
         } else {
             rc = s->be->ops->slot_upload(s->be, slot->handle, off, dst, need, err);
         }
+        if (!rc) atomic_fetch_add_explicit(&s->bytes_uploaded, need, memory_order_relaxed);
     }
     io_end(s);
     if (!rc) atomic_fetch_add_explicit(&s->bytes_read, need, memory_order_relaxed);
@@ -521,6 +560,113 @@ static void pf_cancel(void *ctx, st_pf_job job) {
     pthread_mutex_lock(&s->mu);
     finish_load_locked(s, job.layer, ST_ERR_CANCELLED, NULL);
     pthread_mutex_unlock(&s->mu);
+}
+
+/* ------------------------------------------------------------ host cache */
+
+/* The host cache is filled when the store is made: every chunk of every
+ * cached layer, read by a few threads into the layer's pinned image (the
+ * slot layout, so that a load is one upload of it). */
+typedef struct {
+    st_store *s;
+    int (*jobs)[2];          /* {layer, chunk} */
+    int n_jobs;
+    atomic_int next;
+    atomic_bool failed;
+    pthread_mutex_t mu;
+    st_error err;            /* the first failure */
+} hc_fill_t;
+
+static void *hc_fill_worker(void *a) {
+    hc_fill_t *f = a;
+    st_store *s = f->s;
+    for (;;) {
+        int j = atomic_fetch_add(&f->next, 1);
+        if (j >= f->n_jobs || atomic_load(&f->failed)) break;
+        int il = f->jobs[j][0];
+        layer_t *ly = &s->L[il];
+        uint64_t done;
+        size_t n, need;
+        const run_t *r = chunk_at(s, ly, f->jobs[j][1], &done, &n, &need);
+        st_error e = {0};
+        io_begin(s);
+        st_status rc = read_full(s, il, ly->hc + r->slot_off + done, n, r->file_off + done, need, &e);
+        io_end(s);
+        if (rc) {
+            pthread_mutex_lock(&f->mu);
+            if (!f->err.code) {
+                f->err = e;
+                if (!f->err.code) f->err.code = rc;
+            }
+            pthread_mutex_unlock(&f->mu);
+            atomic_store(&f->failed, true);
+            break;
+        }
+        atomic_fetch_add_explicit(&s->bytes_read, need, memory_order_relaxed);
+        if (need < n) memset(ly->hc + r->slot_off + done + need, 0, n - need); /* past the end of the file */
+    }
+    return NULL;
+}
+
+/* Keeps as many streamed layers as cfg.host_cache bytes hold in pinned host
+ * memory (host_alloc), read from the file now. Needs device slots and a
+ * backend that uploads from its own pinned memory asynchronously; without,
+ * there is nothing to gain and nothing is cached. */
+static st_status hc_init(st_store *s, int n_readers, st_error *err) {
+    const st_store_config *c = &s->cfg;
+    if (!c->host_cache || c->host_slots || !s->async || !s->be->ops->host_alloc || s->n_pinned >= s->n_layer) return ST_OK;
+    uint64_t total = 0;
+    int n = 0;
+    for (int il = s->n_pinned; il < s->n_layer && total + s->L[il].span <= c->host_cache; il++, n++)
+        total += s->L[il].span;
+    if (!n) return ST_OK;
+    st_mem_avail av;
+    st_status rc = st_mem_available(&av, err);
+    if (rc) return rc;
+    if (av.limited && total > av.bytes) {
+        char a[32], b[32];
+        return st_error_set(err, ST_ERR_NOMEM,
+                            "host cache of %d layers (%s of pinned memory) for %s: only %s is available (%s); "
+                            "use a smaller --host-cache",
+                            n, st_mem_fmt(total, a, sizeof a), s->path, st_mem_fmt(av.bytes, b, sizeof b), av.source);
+    }
+    int n_jobs = 0;
+    for (int il = s->n_pinned; il < s->n_pinned + n; il++) {
+        layer_t *ly = &s->L[il];
+        if (!(ly->hc = s->be->ops->host_alloc(s->be, (size_t)ly->span))) {
+            char a[32];
+            return st_error_set(err, ST_ERR_NOMEM, "host cache: cannot allocate %s of pinned memory for layer %d (%d of %d done)",
+                                st_mem_fmt(ly->span, a, sizeof a), il, il - s->n_pinned, n);
+        }
+        s->n_hc++;
+        s->hc_bytes += ly->span;
+        n_jobs += ly->n_chunks;
+    }
+    hc_fill_t f = {.s = s, .n_jobs = n_jobs};
+    pthread_mutex_init(&f.mu, NULL);
+    f.jobs = malloc((size_t)(n_jobs ? n_jobs : 1) * sizeof *f.jobs);
+    if (!f.jobs) {
+        pthread_mutex_destroy(&f.mu);
+        return st_error_set(err, ST_ERR_NOMEM, "layer store: out of memory");
+    }
+    for (int il = s->n_pinned, j = 0; il < s->n_pinned + n; il++)
+        for (int k = 0; k < s->L[il].n_chunks; k++, j++) f.jobs[j][0] = il, f.jobs[j][1] = k;
+    int nt = n_readers < 1 ? 1 : n_readers > n_jobs ? n_jobs : n_readers;
+    pthread_t th[64];
+    int started = 0;
+    if (nt > 64) nt = 64;
+    for (int i = 1; i < nt; i++)
+        if (!pthread_create(&th[started], NULL, hc_fill_worker, &f)) started++;
+    hc_fill_worker(&f); /* this thread reads too */
+    for (int i = 0; i < started; i++) pthread_join(th[i], NULL);
+    free(f.jobs);
+    pthread_mutex_destroy(&f.mu);
+    if (f.err.code) {
+        *err = f.err;
+        return f.err.code;
+    }
+    for (int il = s->n_pinned; il < s->n_pinned + n; il++) s->L[il].n_chunks = 1; /* a load: one upload */
+    return ST_OK;
 }
 
 /* ------------------------------------------------------------ create / free */
@@ -729,7 +875,8 @@ static st_status store_slots_init(st_store *s, st_error *err) {
     }
     atomic_store(&s->a_dist, s->dist);
     atomic_store(&s->a_dist_max, s->dist);
-    return ST_OK;
+    int cpus = (int)sysconf(_SC_NPROCESSORS_ONLN);
+    return hc_init(s, s->n_workers ? s->n_workers : cpus < 1 ? 1 : cpus > 12 ? 12 : cpus, err);
 }
 
 st_status st_store_new(const st_model *m, st_backend *be, const st_store_config *cfg, st_store **out, st_error *err) {
@@ -796,6 +943,13 @@ void st_store_free(st_store *s) {
         if (s->rd)
             for (int i = 0; i < s->n_workers; i++) reader_drain(s, &s->rd[i]);
         reader_drain(s, &s->sync_rd);
+        if (s->L)
+            for (int il = 0; il < s->n_layer; il++)
+                if (s->L[il].hc_pending) {
+                    st_error e = {0};
+                    s->be->ops->host_wait(s->be, s->L[il].hc, &e); /* a failure: the device is gone */
+                    s->L[il].hc_pending = false;
+                }
         if (s->slots)
             for (int k = 0; k < s->n_slots; k++)
                 if (s->slots[k].handle) s->be->ops->slot_free(s->be, s->slots[k].handle);
@@ -804,6 +958,9 @@ void st_store_free(st_store *s) {
             for (int i = 0; i < s->n_workers; i++) reader_free(s, &s->rd[i]);
         free(s->rd);
         reader_free(s, &s->sync_rd);
+        if (s->L)
+            for (int il = 0; il < s->n_layer; il++)
+                if (s->L[il].hc) staging_free(s, s->L[il].hc);
         free(s->slots);
         free((void *)s->state_pub);
         free((void *)s->slot_pub);
@@ -959,7 +1116,7 @@ void st_store_hint(st_store *s, int il, int n) {
     if (!atomic_load_explicit(&s->direct, memory_order_relaxed) && k >= d) {
         for (; step < nl; step++) {
             int j = (il + step) % nl;
-            if (s->L[j].state == LS_ABSENT) {
+            if (s->L[j].state == LS_ABSENT && !s->L[j].hc) {
                 if (j != s->advised) {
                     s->advised = j;
                     adv_off = s->L[j].runs[0].file_off;
@@ -968,7 +1125,7 @@ void st_store_hint(st_store *s, int il, int n) {
                 }
                 break;
             }
-            if (!s->L[j].pinned) break;
+            if (!s->L[j].pinned && !s->L[j].hc) break;
         }
     }
     pthread_mutex_unlock(&s->mu);
@@ -1030,6 +1187,10 @@ void st_store_get_stats(const st_store *cs, st_store_figures *o) {
     o->resident_bytes = atomic_load_explicit(&s->resident_bytes, memory_order_relaxed);
     o->peak_resident_bytes = atomic_load_explicit(&s->peak_resident, memory_order_relaxed);
     o->slot_alloc_bytes = (uint64_t)s->n_slots * s->alloc_bytes;
+    o->host_cache_layers = s->n_hc;
+    o->host_cache_bytes = s->hc_bytes;
+    o->host_cache_loads = atomic_load_explicit(&s->hc_loads, memory_order_relaxed);
+    o->bytes_uploaded = atomic_load_explicit(&s->bytes_uploaded, memory_order_relaxed);
     for (int i = 0; i < nl && i < ST_STATS_MAX_LAYERS; i++)
         o->layer_state[i] = atomic_load_explicit(&s->state_pub[i], memory_order_relaxed);
     for (int i = 0; i < ST_STATS_MAX_LAYERS; i++)

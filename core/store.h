@@ -48,6 +48,9 @@ typedef struct st_store_config {
                                     0 = 16 MiB. Small in the tests, to split small layers */
     bool host_slots;             /* slots are host memory: read straight into them
                                     (else through a staging buffer and slot_upload) */
+    uint64_t host_cache;         /* device slots: bytes of pinned host memory that keep
+                                    streamed layers, read from the file once when the
+                                    store is made; their loads are one upload each */
     st_store_read_fn read;       /* NULL = the process default (st_store_set_default_read) */
     void *read_ctx;
 } st_store_config;

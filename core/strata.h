@@ -72,6 +72,7 @@ typedef struct st_session_params {
     int ring_slots;          /* streaming slots of the ring policy; 0 = auto */
     bool direct_io;          /* O_DIRECT reads into aligned slots (falls back to pread if unsupported) */
     uint32_t prefetch_chunk; /* bytes per read/upload chunk, the unit the readers share a layer's load in; 0 = 16 MiB */
+    uint64_t host_cache;     /* GPU slots: bytes of pinned host memory that keep streamed layers (read once); 0 = none */
     /* compute backend (docs/VULKAN.md) */
     st_backend_kind backend; /* ST_BACKEND_CPU (the default), ST_BACKEND_VULKAN, ST_BACKEND_AUTO */
     int device;              /* Vulkan device index (strata devices); -1 = choose (a discrete GPU first) */
@@ -226,6 +227,11 @@ typedef struct st_store_figures {
     uint64_t resident_bytes;       /* layer bytes resident now */
     uint64_t peak_resident_bytes;
     uint64_t slot_alloc_bytes;     /* bytes of slot memory allocated */
+    /* device slots */
+    uint64_t bytes_uploaded;       /* bytes copied into the slots (from reads and from the host cache) */
+    int host_cache_layers;         /* streamed layers kept in pinned host memory */
+    uint64_t host_cache_bytes;     /* that memory */
+    uint64_t host_cache_loads;     /* loads served from it: one upload, no read */
     int n_layer;
     uint8_t layer_state[ST_STATS_MAX_LAYERS];  /* st_layer_state of each layer */
     int16_t slot_layer[ST_STATS_MAX_LAYERS];   /* layer in each slot, -1 = empty */

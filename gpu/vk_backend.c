@@ -107,7 +107,7 @@ typedef struct gpart {
 } gpart;
 
 #define MAX_FIXED 8
-#define MAX_PINNED 64
+#define MAX_PINNED 1024 /* the readers' buffers (2 each) and the host cache's layers */
 
 /* A read buffer of the layer store (host_alloc): pinned memory the
  * transfer queue copies from, with a command buffer and fence of its own,

@@ -16,7 +16,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-#define AB_MAX 64
+#define AB_MAX 256
 static struct {
     pthread_mutex_t mu;
     void *buf[AB_MAX];

@@ -793,6 +793,96 @@ Test(store, chunked_passes_hold_the_file_bytes, .init = open_model, .fini = clos
     cr_assert_eq(atomic_load(&g_ab.overwrites), 0);
 }
 
+/* The host cache: streamed layers kept in the backend's pinned memory, read
+ * from the file once when the store is made; their loads are one upload
+ * each and read nothing. Every layer holds the file's bytes, with prefetch
+ * on and off, all layers or some cached; host slots cache nothing; a read
+ * error while filling it fails the store naming layer, file and offset and
+ * leaks nothing; a memory limit below it is a clear error. */
+Test(store, host_cache_loads_without_reads, .init = open_model, .fini = close_model, .timeout = 60) {
+    static par_reader pr = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    st_store_config c0 = cfg_layers(3, ST_CACHE_RING, ST_PREFETCH_OFF, false);
+    st_store *s = new_store(&c0);
+    uint64_t span = figs(s).slot_bytes; /* device slots: the largest layer's image */
+    st_store_free(s);
+    for (int pf = 0; pf < 2; pf++)
+        for (int ncache = 3; ncache <= 8; ncache += 5) {
+            st_store_config c = cfg_layers(3, ST_CACHE_RING, pf ? ST_PREFETCH_AUTO : ST_PREFETCH_OFF, false);
+            c.host_cache = ncache * span + span / 2;
+            c.chunk_bytes = 64 << 10; /* the fill is shared by the readers in chunks too */
+            c.read = par_read;
+            c.read_ctx = &pr;
+            st_error err = {0};
+            cr_assert_eq(st_store_new(g_model, &g_abe.base, &c, &s, &err), ST_OK, "%s", err.msg);
+            st_store_figures f0 = figs(s);
+            cr_assert_eq(f0.host_cache_layers, ncache);
+            cr_assert_leq(f0.host_cache_bytes, (uint64_t)ncache * span, "each layer's own image, at most a slot");
+            cr_assert_gt(f0.host_cache_bytes, (uint64_t)(ncache - 1) * span);
+            cr_assert_geq(f0.bytes_read + 4096 * ncache, f0.host_cache_bytes, "the cached layers read when the store is made");
+            int calls0 = atomic_load(&pr.calls);
+            sweep_3(s);
+            st_store_figures f = figs(s);
+            cr_assert_eq(f.errors, 0);
+            if (ncache == 8) {
+                cr_assert_eq(atomic_load(&pr.calls), calls0, "nothing read after the fill");
+                cr_assert_eq(f.bytes_read, f0.bytes_read);
+                cr_assert_eq(f.host_cache_loads, f.loads);
+            } else {
+                cr_assert_gt(f.bytes_read, f0.bytes_read, "layers 3..7 are read from the file");
+                cr_log_info("prefetch %d: %llu of %llu loads from the host cache", pf, (unsigned long long)f.host_cache_loads, (unsigned long long)f.loads);
+                cr_assert_gt(f.host_cache_loads, 3, "layers 0..2 loaded from the cache, and again in later passes");
+                cr_assert_lt(f.host_cache_loads, f.loads);
+            }
+            cr_assert_gt(f.bytes_uploaded, f.bytes_read - f0.bytes_read, "the file's bytes and the cache's are uploaded");
+            st_store_free(s);
+            cr_assert_eq(g_ab.n, 0, "every pinned buffer freed, the cache's too");
+            cr_assert_eq(atomic_load(&g_abe.slots), 0);
+        }
+    cr_assert_eq(atomic_load(&g_ab.overwrites), 0);
+
+    /* host slots (the CPU's) are host memory already: nothing is cached */
+    st_store_config c = cfg_layers(3, ST_CACHE_RING, ST_PREFETCH_AUTO, true);
+    c.host_cache = 1ull << 30;
+    s = new_store(&c);
+    cr_assert_eq(figs(s).host_cache_layers, 0);
+    sweep_3(s);
+    st_store_free(s);
+
+    /* a read error while filling: the store is not made, the message names
+     * the layer, the file and the offset, and every buffer is freed */
+    c = cfg_layers(3, ST_CACHE_RING, ST_PREFETCH_AUTO, false);
+    c.host_cache = 8 * span;
+    c.chunk_bytes = 64 << 10;
+    c.read = par_read;
+    c.read_ctx = &pr;
+    uint64_t lo4, hi4;
+    layer_range(4, &lo4, &hi4);
+    uint64_t bad = (lo4 & ~(uint64_t)4095) + 2 * (64 << 10);
+    atomic_store(&pr.fail_off, bad);
+    st_error err = {0};
+    s = NULL;
+    cr_assert_eq(st_store_new(g_model, &g_abe.base, &c, &s, &err), ST_ERR_IO);
+    cr_assert_null(s);
+    char want[96];
+    snprintf(want, sizeof want, "layer 4: read of %u bytes at offset %llu of", 64u << 10, (unsigned long long)bad);
+    cr_assert(strstr(err.msg, want) && strstr(err.msg, "Input/output error") && strstr(err.msg, "tiny-14m-q8_0.gguf"), "%s",
+              err.msg);
+    cr_log_info("%s", err.msg);
+    atomic_store(&pr.fail_off, 0);
+    cr_assert_eq(g_ab.n, 0, "every pinned buffer freed");
+    cr_assert_eq(atomic_load(&g_abe.slots), 0);
+
+    /* more than the memory available: a clear error, nothing allocated */
+    st_set_mem_limit(4 * span);
+    memset(&err, 0, sizeof err);
+    cr_assert_eq(st_store_new(g_model, &g_abe.base, &c, &s, &err), ST_ERR_NOMEM);
+    st_set_mem_limit(ST_MEM_DETECT);
+    cr_assert(strstr(err.msg, "host cache of 8 layers") && strstr(err.msg, "--host-cache"), "%s", err.msg);
+    cr_log_info("%s", err.msg);
+    cr_assert_eq(g_ab.n, 0);
+    cr_assert_eq(atomic_load(&g_abe.slots), 0);
+}
+
 /* ------------------------------------------------------------ process RSS */
 #ifndef STORE_TEST_NO_RSS
 

@@ -508,6 +508,8 @@ Test(vulkan_model, queued_ahead, .timeout = 120) {
 
 static uint32_t g_chunk; /* streamed sessions: bytes per read chunk (0: default) */
 static int g_readers;    /* and reader threads (0: auto) */
+static uint64_t g_host_cache; /* and pinned host memory for streamed layers (0: none) */
+static int g_want_hc = -1;    /* layers the host cache must hold (-1: not checked) */
 
 static st_session *session(st_model *m, st_backend_kind kind, int cache_layers) {
     st_session_params sp;
@@ -515,6 +517,7 @@ static st_session *session(st_model *m, st_backend_kind kind, int cache_layers) 
     if (kind == ST_BACKEND_VULKAN) {
         sp.prefetch_chunk = g_chunk;
         sp.prefetch_threads = g_readers;
+        sp.host_cache = g_host_cache;
     }
     sp.n_ctx = 256;
     sp.backend = kind;
@@ -603,6 +606,21 @@ static void check_model(const char *path, const char *refs, int n_gen, int cache
             path, cache_layers ? " (streamed)" : "", np > max_prompts ? max_prompts : np, steps - ties, ties, worst,
             cnt ? sum / cnt : 0.0);
     cr_assert(cnt == 0 || sum / cnt <= LOGIT_MEAN, "%s: mean |logit diff| %.4f > %.2f", path, sum / cnt, LOGIT_MEAN);
+    if (g_want_hc >= 0) {
+        st_stats ss;
+        st_session_stats(gs, &ss);
+        const st_store_figures *t = &ss.store;
+        cr_assert_eq(t->host_cache_layers, g_want_hc);
+        /* every load of a cached layer came from pinned memory; the file was read for the others only */
+        cr_assert_geq(t->host_cache_loads, (uint64_t)g_want_hc, "%llu loads from the host cache", (unsigned long long)t->host_cache_loads);
+        if (g_want_hc < t->n_layer) cr_assert_lt(t->host_cache_loads, t->loads);
+        else cr_assert_eq(t->host_cache_loads, t->loads, "every layer cached: no load reads the file");
+        cr_assert_gt(t->bytes_uploaded, t->bytes_read, "uploads %llu, reads %llu", (unsigned long long)t->bytes_uploaded,
+                     (unsigned long long)t->bytes_read);
+        fprintf(stderr, "host cache: %d layers, %llu of %llu loads from it; read %.1f MiB, uploaded %.1f MiB\n",
+                t->host_cache_layers, (unsigned long long)t->host_cache_loads, (unsigned long long)t->loads,
+                t->bytes_read / 1048576.0, t->bytes_uploaded / 1048576.0);
+    }
     st_session_free(gs);
     st_session_free(cs);
     st_model_close(m);
@@ -625,6 +643,20 @@ Test(vulkan_model, tiny_q8_0_streamed, .timeout = 240) {
 Test(vulkan_model, tiny_q8_0_streamed_chunks, .timeout = 240) {
     g_chunk = 16 << 10;
     g_readers = 4;
+    check_model(tu_source_path("assets/tiny-14m-q8_0.gguf"), tu_source_path("tests/data/tiny-14m-q8_0.llamacpp.json"), 8, 2, 2);
+}
+
+/* The same with a host cache: 3 of the 8 layers kept in pinned host memory
+ * (read once when the session starts, then one upload per load), the rest
+ * read from the file as above; then all 8 */
+Test(vulkan_model, tiny_q8_0_streamed_host_cache, .timeout = 240) {
+    g_host_cache = 3 * 839680 + 4096; /* 3 of tiny-14m's 820 KiB layer images */
+    g_want_hc = 3;
+    check_model(tu_source_path("assets/tiny-14m-q8_0.gguf"), tu_source_path("tests/data/tiny-14m-q8_0.llamacpp.json"), 8, 2, 2);
+}
+Test(vulkan_model, tiny_q8_0_streamed_host_cache_all, .timeout = 240) {
+    g_host_cache = 1ull << 30;
+    g_want_hc = 8;
     check_model(tu_source_path("assets/tiny-14m-q8_0.gguf"), tu_source_path("tests/data/tiny-14m-q8_0.llamacpp.json"), 8, 2, 2);
 }
 

@@ -200,6 +200,7 @@ int main(int argc, char **argv) {
     const int NL = g_model->hp.n_layer;
 
     static reader rd;
+    long hc_fill_failures = 0, hc_loads = 0;
     long acquires = 0, failures = 0, shutdowns = 0, loads = 0, dedup = 0, dropped = 0, cancelled = 0, watch_reads = 0;
     uint64_t t0 = st_now_ns();
     for (g_sched = 0; g_sched < n_sched; g_sched++) {
@@ -240,8 +241,19 @@ int main(int argc, char **argv) {
             st_store_free(probe);
             c.mem_budget = f.fixed_bytes + (uint64_t)(1 + rint_(&rs, NL)) * f.slot_bytes + (uint64_t)rint_(&rs, 4096);
         }
+        /* a third of the device-slot schedules keep 0..NL layers (~43 KiB
+         * each) in a host cache, filled while the store is made */
+        if (!c.host_slots && rint_(&rs, 3) == 0) c.host_cache = (uint64_t)rint_(&rs, NL + 1) * 45056 + (uint64_t)rint_(&rs, 4096);
         st_store *s = NULL;
-        CHECK(st_store_new(g_model, be, &c, &s, &err) == ST_OK, "%s", err.msg);
+        st_status nrc = st_store_new(g_model, be, &c, &s, &err);
+        if (nrc != ST_OK && c.host_cache && faults) { /* an injected EIO while filling the cache */
+            CHECK(nrc == ST_ERR_IO && strstr(err.msg, "layer ") && strstr(err.msg, "offset"), "message: %s", err.msg);
+            CHECK(s == NULL, "a failed store returned");
+            CHECK(atomic_load(&g_slots) == 0 && g_ab.n == 0, "a failed store left slots or buffers");
+            hc_fill_failures++;
+            continue;
+        }
+        CHECK(nrc == ST_OK, "%s", err.msg);
         st_store_figures f0;
         st_store_get_stats(s, &f0);
         if (c.mem_budget) CHECK(f0.slot_alloc_bytes + f0.fixed_bytes <= c.mem_budget, "budget exceeded");
@@ -301,6 +313,9 @@ int main(int argc, char **argv) {
         CHECK(faults || f.errors == 0, "errors without faults");
         CHECK(f.peak_resident_bytes <= (uint64_t)f.n_slots * f.slot_bytes, "peak resident");
         loads += (long)f.loads;
+        hc_loads += (long)f.host_cache_loads;
+        CHECK(f.host_cache_loads <= f.loads + f.cancelled + f.errors + (uint64_t)f.n_slots, "host cache loads %llu, loads %llu",
+              (unsigned long long)f.host_cache_loads, (unsigned long long)f.loads);
         dedup += (long)f.dedup;
         dropped += (long)f.dropped_full;
         /* free with reads possibly in flight and queued */
@@ -320,8 +335,8 @@ int main(int argc, char **argv) {
     unlink(path);
     printf("tsan_store: %d schedules in %.1f s: %ld acquisitions (%ld failed by injected EIO), %ld loads, %ld de-dup, "
            "%ld dropped (queue full), %ld cancelled, %ld shutdowns midway, %ld figure snapshots from another thread, "
-           "%d reads\n",
+           "%d reads; %ld loads from a host cache, %ld caches failed by injected EIO while filling\n",
            n_sched, dt, acquires, failures, loads, dedup, dropped, cancelled, shutdowns, watch_reads,
-           atomic_load(&rd.calls));
+           atomic_load(&rd.calls), hc_loads, hc_fill_failures);
     return 0;
 }
