@@ -2261,9 +2261,13 @@ st_status st_vk_bench_copy(int device, uint64_t bytes, int reps, double *read_se
         vkCmdWriteTimestamp(cb, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, qp, 1);
         rc = bench_time(be, qp, d2d_sec, reps, err);
     }
-    /* DMA alone: the pinned staging buffer to device memory (GPU time) */
-    if (!rc) rc = cb_begin(be, err);
-    if (!rc) {
+    /* DMA alone: the pinned staging buffer to device memory (GPU time). The
+     * first copies on a fresh machine ran at half the rate (27 vs 51 GB/s on
+     * an H100: mappings set up on first use), so a round of warm-up, then
+     * the best of three: the bound streaming is held to is the link's best. */
+    for (int round = 0; round < 4 && !rc; round++) {
+        rc = cb_begin(be, err);
+        if (rc) break;
         VkCommandBuffer cb = be->cb[be->cur];
         VkDeviceSize sb = be->c->staging.size;
         VkBufferCopy cp = {0, a.off, sb};
@@ -2273,7 +2277,7 @@ st_status st_vk_bench_copy(int device, uint64_t bytes, int reps, double *read_se
         vkCmdWriteTimestamp(cb, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, qp, 1);
         double s;
         rc = bench_time(be, qp, &s, reps, err);
-        if (!rc) *pinned_gbs = (double)sb / s / 1e9;
+        if (!rc && round > 0 && (double)sb / s / 1e9 > *pinned_gbs) *pinned_gbs = (double)sb / s / 1e9;
     }
     /* host to device through the staging path the layer store uses (memcpy
      * into pinned staging + copy on the transfer queue), from pageable memory */
