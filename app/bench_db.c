@@ -84,6 +84,7 @@ void bench_row_set_store(st_db_bench_row *r, const st_session_params *sp, const 
     r->stall_ns = t->stall_ns;
     r->bytes_read = t->bytes_read;
     r->peak_resident_bytes = t->peak_resident_bytes;
+    r->host_cache_bytes = t->host_cache_bytes;
 }
 
 /* ---- list / compare ---- */

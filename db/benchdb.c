@@ -40,6 +40,7 @@ static const field fields[] = {
     FB(direct_io, K_SETTING | K_STORE), FD(ready_rate, K_STORE | K_RESULT), FU(stall_ns, K_STORE | K_RESULT),
     FU(bytes_read, K_STORE | K_RESULT), FU(peak_resident_bytes, K_STORE | K_RESULT),
     FU(peak_rss_bytes, K_RESULT), FU(vram_budget, K_SETTING | K_VRAM),
+    FU(host_cache_bytes, K_SETTING | K_STORE),
 };
 #undef R
 #define N_FIELDS ((int)(sizeof fields / sizeof fields[0]))
@@ -190,7 +191,9 @@ static void fmt_store(const st_db_bench_row *r, char *buf, size_t n) {
     char b[32];
     if (r->mem_budget) snprintf(b, sizeof b, "%.0fM", r->mem_budget / 1048576.0);
     else snprintf(b, sizeof b, "%dL", r->cache_layers);
-    snprintf(buf, n, "%s %s pf=%s%s", r->cache_policy, b, r->prefetch, r->direct_io ? " dio" : "");
+    char hc[32] = "";
+    if (r->host_cache_bytes) snprintf(hc, sizeof hc, " hc=%.0fM", r->host_cache_bytes / 1048576.0);
+    snprintf(buf, n, "%s %s pf=%s%s%s", r->cache_policy, b, r->prefetch, r->direct_io ? " dio" : "", hc);
 }
 
 static void short_model(const st_db_bench_row *r, char *buf, size_t n) {

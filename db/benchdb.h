@@ -51,6 +51,7 @@ typedef struct st_db_bench_row {
     uint64_t stall_ns, bytes_read, peak_resident_bytes;
     uint64_t peak_rss_bytes;    /* of the process */
     uint64_t vram_budget;       /* Vulkan: device memory budget (0: none) */
+    uint64_t host_cache_bytes;  /* the store's host cache: pinned memory holding streamed GPU layers (0: none) */
 } st_db_bench_row;
 
 /* Zeroes r and fills the build and machine fields and strata_version. */

@@ -21,7 +21,7 @@
 
 /* The schema version this build writes (PRAGMA user_version). Older files are
  * migrated forward on open; newer ones are refused and left untouched. */
-#define ST_DB_SCHEMA_VERSION 2
+#define ST_DB_SCHEMA_VERSION 3
 
 typedef struct st_db st_db;
 

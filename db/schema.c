@@ -97,6 +97,9 @@ static const char *const migrations[] = {
     "  created             INTEGER NOT NULL\n"
     ");\n"
     "CREATE INDEX bench_runs_run ON bench_runs(run);\n",
+
+    /* ---- 2 -> 3: the layer store's host cache (pinned memory for streamed GPU layers) ---- */
+    "ALTER TABLE bench_runs ADD COLUMN host_cache_bytes INTEGER;\n",
 };
 
 int st_db_n_migrations(void) { return (int)(sizeof migrations / sizeof migrations[0]); }

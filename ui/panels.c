@@ -219,6 +219,11 @@ static void box_prefetch(const ui_panels *P, pen *p) {
     char b[32];
     ui_fmt_bytes(b, sizeof b, (double)f->bytes_read);
     plain(p, UI_C_DIM, "read %s · %.0f MB/s · %d thr%s", b, f->read_mbps, f->prefetch_threads, f->direct_io ? " · direct" : "");
+    if (f->host_cache_layers > 0 && room(p)) { /* GPU slots fed from pinned RAM: loads without reads */
+        ui_fmt_bytes(b, sizeof b, (double)f->host_cache_bytes);
+        plain(p, UI_C_DIM, "host cache %d layers · %s · %llu loads", f->host_cache_layers, b,
+              (unsigned long long)f->host_cache_loads);
+    }
 }
 
 static ui_color layer_color(int st) {
