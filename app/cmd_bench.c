@@ -494,6 +494,7 @@ int cmd_bench(int argc, char **argv) {
             g_session = s;
             st_stats ss;
             st_session_stats(s, &ss);
+            store_host_cache_notice(stderr, CMD, &sp, ss.backend, &ss.store);
             const st_tokenizer *tok = st_model_tokenizer(m);
             st_model_info info;
             st_model_get_info(m, &info);

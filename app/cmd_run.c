@@ -159,6 +159,11 @@ int cmd_run(int argc, char **argv) {
     sp.kv_f32 = kv_f32;
     if (st_session_new(m, &sp, &s, &err)) { fprintf(stderr, "strata run: %s\n", err.msg); goto out; }
     backend_report(stderr, "run", &sp, s);
+    {
+        st_stats ss0;
+        st_session_stats(s, &ss0);
+        store_host_cache_notice(stderr, "run", &sp, ss0.backend, &ss0.store);
+    }
 
     const st_tokenizer *tok = st_model_tokenizer(m);
     const char *user_text = prompt; /* what --save keeps as the user's message */

@@ -81,6 +81,18 @@ int store_opt_parse(const char *cmd, int argc, char **argv, int *i, st_session_p
     return 1;
 }
 
+void store_host_cache_notice(FILE *f, const char *cmd, const st_session_params *p, const char *backend,
+                             const st_store_figures *t) {
+    if (!p->host_cache || t->host_cache_layers > 0) return;
+    const char *why = !t->budgeted                  ? "no layer budget: every layer stays resident (add --vram-budget or --gpu-cache-layers)"
+                    : strcmp(backend, "cpu") == 0   ? "the CPU backend's layer slots are host memory already"
+                    : t->n_pinned >= t->n_layer     ? "every layer fits in the budget and is read once"
+                                                    : NULL;
+    if (why) fprintf(f, "strata %s: --host-cache caches nothing: %s\n", cmd, why);
+    else fprintf(f, "strata %s: --host-cache caches nothing: it is smaller than one layer (%.1f MiB)\n", cmd,
+                 t->slot_bytes / 1048576.0);
+}
+
 void store_print_figures(FILE *f, const st_store_figures *t) {
     if (!t->budgeted) {
         fprintf(f, "layer store: mmap (no budget: %d layers used in place, no copies, no prefetch threads)\n", t->n_layer);

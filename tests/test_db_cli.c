@@ -504,6 +504,27 @@ static int count_rows(const char *db) {
     return v;
 }
 
+/* --host-cache: on the CPU it caches nothing and says why; the run's row
+ * records the bytes cached (0); 0 is refused */
+Test(bench_cli, host_cache_option, .timeout = 120) {
+    char db[4200];
+    path_in(db, sizeof db, fast_dir(), "bench_hc.db");
+    result r = bench(db, "--cache-layers", "2", "--host-cache", "64M");
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    cr_assert(strstr(r.err, "--host-cache caches nothing: the CPU backend's layer slots are host memory already"), "%s",
+              r.err);
+    result_free(&r);
+    sqlite3 *h = open_raw(db);
+    char *v = q_text(h, "SELECT group_concat(ifnull(host_cache_bytes, 'null')) FROM bench_runs", 0);
+    cr_assert_str_eq(v, "0,0");
+    free(v);
+    sqlite3_close(h);
+    r = bench(db, "--cache-layers", "2", "--host-cache", "0");
+    cr_assert_eq(r.status, 2, "%s", r.err);
+    cr_assert(strstr(r.err, "--host-cache must be positive"), "%s", r.err);
+    result_free(&r);
+}
+
 Test(bench_cli, store_list_compare_formats, .timeout = 120) {
     char db[4200];
     path_in(db, sizeof db, fast_dir(), "bench.db");
