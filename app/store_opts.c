@@ -15,8 +15,8 @@ const char *const store_opts_help =
     "      --prefetch-chunk SIZE bytes per read and upload (default 16M; 4M into GPU slots; at most 64M)\n"
     "      --ring-slots N      streaming slots of the ring policy (default: auto)\n"
     "      --direct-io         read with O_DIRECT (bypasses the page cache)\n"
-    "      --host-cache SIZE   GPU slots: keep streamed layers in SIZE of pinned host memory, read from\n"
-    "                          the file once at start; each load is then one DMA (no file read)\n"
+    "      --host-cache SIZE|all  GPU slots: keep streamed layers in SIZE of pinned host memory (all:\n"
+    "                          every one), read from the file once at start; each load is then one DMA\n"
     "      --gpu-cache-layers N, --vram-budget SIZE\n"
     "                          the same as --cache-layers / --mem-budget: with --backend vulkan the\n"
     "                          layer slots are device memory, and the rest streams into VRAM\n";
@@ -70,7 +70,8 @@ int store_opt_parse(const char *cmd, int argc, char **argv, int *i, st_session_p
         p->ring_slots = (int)l;
     } else if (!strcmp(a, "--host-cache")) {
         VAL();
-        if (!arg_size(cmd, a, v, &p->host_cache)) return -1;
+        if (!strcmp(v, "all")) p->host_cache = UINT64_MAX; /* every streamed layer (the memory check still applies) */
+        else if (!arg_size(cmd, a, v, &p->host_cache)) return -1;
         if (!p->host_cache) { fprintf(stderr, "strata %s: %s must be positive\n", cmd, a); return -1; }
     } else if (!strcmp(a, "--direct-io")) {
         p->direct_io = true;

@@ -739,12 +739,15 @@ static st_status plan_slots(const st_model *m, const st_store_config *c, layer_t
     int n = nl;
     if (c->cache_layers > 0 && c->cache_layers < n) n = c->cache_layers;
     if (c->mem_budget > 0) {
-        if (c->mem_budget < o->fixed_bytes + o->slot_bytes)
+        if (c->mem_budget < o->fixed_bytes + o->slot_bytes) {
+            char b[32], f[32], sl[32], t[32]; /* "512 KiB", not "0.0 MiB", for a small budget */
             return st_error_set(err, ST_ERR_ARG,
-                                "memory budget of %.1f MiB is too small for %s: the output tensors take %.1f MiB and "
-                                "one layer slot %.1f MiB (at least %.1f MiB)",
-                                c->mem_budget / 1048576.0, m->path, o->fixed_bytes / 1048576.0,
-                                o->slot_bytes / 1048576.0, (o->fixed_bytes + o->slot_bytes) / 1048576.0);
+                                "memory budget of %s is too small for %s: the output tensors take %s and one layer slot "
+                                "%s (at least %s)",
+                                st_mem_fmt(c->mem_budget, b, sizeof b), m->path, st_mem_fmt(o->fixed_bytes, f, sizeof f),
+                                st_mem_fmt(o->slot_bytes, sl, sizeof sl),
+                                st_mem_fmt(o->fixed_bytes + o->slot_bytes, t, sizeof t));
+        }
         uint64_t k = (c->mem_budget - o->fixed_bytes) / o->slot_bytes;
         if (k < (uint64_t)n) n = (int)k;
     }

@@ -509,7 +509,7 @@ static int count_rows(const char *db) {
 Test(bench_cli, host_cache_option, .timeout = 120) {
     char db[4200];
     path_in(db, sizeof db, fast_dir(), "bench_hc.db");
-    result r = bench(db, "--cache-layers", "2", "--host-cache", "64M");
+    result r = bench(db, "--cache-layers", "2", "--host-cache", "all");
     cr_assert_eq(r.status, 0, "%s", r.err);
     cr_assert(strstr(r.err, "--host-cache caches nothing: the CPU backend's layer slots are host memory already"), "%s",
               r.err);
