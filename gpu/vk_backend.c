@@ -137,7 +137,12 @@ typedef struct vk_be {
     vk_alloc kc, vc;                   /* [n_layer][n_ctx][dkv] */
     vk_alloc part;                     /* attention chunks: [n_batch][n_head][ATTN_PART_CHUNKS][head_dim + 2] */
     vk_alloc dyn;                      /* the pass's position and attention chunking (DYN_*) */
-    vk_alloc cnt;                      /* attention: chunks finished per (head, token), kept at 0 between dispatches */
+    vk_alloc cnt;                      /* attention: chunks finished per (head, token), kept at 0 between dispatches;
+                                          then two per layer for the chain (Q/K/V workgroups done, attention workgroups past it) */
+    uint32_t mv_sig;                   /* while recording a chained Q/K/V: the counter + 1 its workgroups bump */
+    uint32_t mv_sig_wgs;               /* ... and the workgroups recorded */
+    uint32_t sig_base;                 /* the chain's first counter in cnt (after the heads') */
+    _Atomic uint64_t chained;          /* layers recorded chained (figures) */
     bool fuse;                         /* the Q/K/V epilogue on (STRATA_VK_FUSE=0: off) */
     /* host buffers, one pair per part set (see "Passes queued ahead"):
      * [0] for a whole batch, [1] for one token */
@@ -752,6 +757,7 @@ typedef struct {
     uint32_t pro, pro_w_off, pro_w_type;
     float pro_eps;
     uint32_t n_groups, g_stride;
+    uint32_t sig; /* 0, or the counter + 1 each workgroup bumps when done (chain) */
 } mv_push;
 
 /* A mat-vec prologue (matvec.comp; mode 0: none): act's step computed by
@@ -786,9 +792,9 @@ static void mv_grid(const vk_be *be, uint32_t total, const mv_pro *pr, mv_push *
     pc->g_stride = *gx * *gy;
 }
 
-static vk_pipe_id matvec_epi_pipe(st_type t, int epi, bool pro) {
+static vk_pipe_id matvec_epi_pipe(st_type t, int epi, const mv_pro *pr) {
     int k = (int)matvec_pipe(t) - VKP_MATVEC_F32;
-    if (pro) return (vk_pipe_id)((epi ? VKP_MATVEC_PE1_F32 : VKP_MATVEC_P_F32) + k);
+    if (pr && pr->mode) return (vk_pipe_id)((epi ? VKP_MATVEC_PE1_F32 : VKP_MATVEC_P_F32) + k);
     return epi ? (vk_pipe_id)(VKP_MATVEC_E1_F32 + k) : matvec_pipe(t);
 }
 
@@ -834,6 +840,8 @@ static void mv_binds(vk_be *be, vk_bind *b, const vk_bind *o1, const vk_bind *o2
         b[7] = vk_bind_all(&be->cs);
     }
     b[8] = vk_bind_all(&be->dyn);
+    b[9] = vk_bind_all(&be->cnt);
+    pc->sig = be->mv_sig;
 }
 
 static st_status rec_matvec_e(vk_be *be, VkCommandBuffer cb, const st_tensor *w, const dev_tensor *dw, const vk_alloc *xin,
@@ -842,7 +850,7 @@ static st_status rec_matvec_e(vk_be *be, VkCommandBuffer cb, const st_tensor *w,
     int v = matmul_variant(be->c, w->type, w->ne1, n_tok);
     if (v >= 0) pr = NULL;
     VkPipeline p;
-    st_status rc = pipe(be, v >= 0 ? matmul_pipe(w->type, v) : matvec_epi_pipe(w->type, e ? e->epi : 0, pr && pr->mode), &p, err);
+    st_status rc = pipe(be, v >= 0 ? matmul_pipe(w->type, v) : matvec_epi_pipe(w->type, e ? e->epi : 0, pr), &p, err);
     if (rc) return rc;
     uint32_t skip;
     vk_bind wb = vk_bind_range(be->c, dw->mem, dw->off, w->nbytes, &skip);
@@ -851,7 +859,7 @@ static st_status rec_matvec_e(vk_be *be, VkCommandBuffer cb, const st_tensor *w,
                             w->nbytes / 1048576.0, be->c->ssbo_range / 1048576.0);
     bool flt = w->type == ST_TYPE_F32 || w->type == ST_TYPE_F16;
     /* bindings 5 and 6: matvec's second and third outputs (unused here) */
-    vk_bind b[9] = {wb, vk_bind_all(flt ? xin : &be->aq), vk_bind_all(&be->ad), vk_bind_all(&be->ab), *ob};
+    vk_bind b[10] = {wb, vk_bind_all(flt ? xin : &be->aq), vk_bind_all(&be->ad), vk_bind_all(&be->ab), *ob};
     if ((w->type == ST_TYPE_Q4_K || w->type == ST_TYPE_Q5_K) && (skip % 16 || w->row_bytes % 16))
         return st_error_set(err, ST_ERR_UNSUPPORTED, "vulkan backend: a %s weight is not 16-byte aligned on the device (the file's alignment is below 16)",
                             st_type_name(w->type));
@@ -861,7 +869,7 @@ static st_status rec_matvec_e(vk_be *be, VkCommandBuffer cb, const st_tensor *w,
         gz = ((uint32_t)n_tok + be->c->mm[v].bn - 1) / be->c->mm[v].bn;
     }
     mv_push pc = {(uint32_t)w->ne0, (uint32_t)w->ne1, skip, (uint32_t)w->row_bytes, 0, (uint32_t)w->ne0, o_off, o_stride, add ? 1u : 0u, 0,
-                  (uint32_t)n_tok, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+                  (uint32_t)n_tok, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
     if (v >= 0) { /* (matmul.comp: one workgroup per tile) */
         vk_grid(be->c, (uint32_t)((w->ne1 + rpw - 1) / rpw), &gx, &gy);
         pc.gx = gx;
@@ -870,7 +878,8 @@ static st_status rec_matvec_e(vk_be *be, VkCommandBuffer cb, const st_tensor *w,
     }
     mv_binds(be, b, ob, ob, e, &pc);
     mv_pro_set(be, b, pr, &pc);
-    int nb = v >= 0 ? 5 : 9;
+    int nb = v >= 0 ? 5 : 10;
+    if (v < 0) be->mv_sig_wgs += gx * gy * gz;
     if (bar) vk_dispatch(be->c, cb, p, b, nb, &pc, sizeof pc, gx, gy, gz);
     else vk_dispatch_nb(be->c, cb, p, b, nb, &pc, sizeof pc, gx, gy, gz);
     return ST_OK;
@@ -914,18 +923,20 @@ static st_status rec_matvec_group(vk_be *be, VkCommandBuffer cb, int n, const st
         total += (uint32_t)((w[i]->ne1 + rpw - 1) / rpw);
     }
     VkPipeline p;
-    st_status rc = pipe(be, matvec_epi_pipe(w[0]->type, e ? e->epi : 0, pr && pr->mode), &p, err);
+    st_status rc = pipe(be, matvec_epi_pipe(w[0]->type, e ? e->epi : 0, pr), &p, err);
     if (rc) return rc;
     bool flt = w[0]->type == ST_TYPE_F32 || w[0]->type == ST_TYPE_F16;
-    vk_bind b[9] = {wb, vk_bind_all(flt ? &be->xb : &be->aq), vk_bind_all(&be->ad), vk_bind_all(&be->ab), ob[0]};
+    vk_bind b[10] = {wb, vk_bind_all(flt ? &be->xb : &be->aq), vk_bind_all(&be->ad), vk_bind_all(&be->ab), ob[0]};
     uint32_t gx, gy;
     mv_push pc = {(uint32_t)w[0]->ne0, (uint32_t)w[0]->ne1, off[0], (uint32_t)w[0]->row_bytes, 0, (uint32_t)w[0]->ne0, 0, o_stride[0], 0, 0,
                   (uint32_t)n_tok, g[1], n > 2 ? g[2] : 0, (uint32_t)w[1]->ne1, n > 2 ? (uint32_t)w[2]->ne1 : 0, off[1],
-                  n > 2 ? off[2] : 0, 0, 0, o_stride[1], n > 2 ? o_stride[2] : 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+                  n > 2 ? off[2] : 0, 0, 0, o_stride[1], n > 2 ? o_stride[2] : 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
     mv_grid(be, total, pr, &pc, &gx, &gy);
     mv_binds(be, b, &ob[1], n > 2 ? &ob[2] : &ob[1], e, &pc);
     mv_pro_set(be, b, pr, &pc);
-    vk_dispatch(be->c, cb, p, b, 9, &pc, sizeof pc, gx, gy, (uint32_t)n_tok);
+    be->mv_sig_wgs += gx * gy * (uint32_t)n_tok;
+    if (be->mv_sig) vk_dispatch_nb(be->c, cb, p, b, 10, &pc, sizeof pc, gx, gy, (uint32_t)n_tok); /* chained: no barrier */
+    else vk_dispatch(be->c, cb, p, b, 10, &pc, sizeof pc, gx, gy, (uint32_t)n_tok);
     *done = true;
     return ST_OK;
 }
@@ -1240,6 +1251,28 @@ static st_status rec_layer(vk_be *be, VkCommandBuffer cb, int il, const st_layer
                                  err))) {
         return rc;
     }
+    /* The attention's path, decided before Q/K/V: a chained one (below)
+     * needs them without their epilogue. */
+    uint32_t hd = (uint32_t)hp->head_dim, nh = (uint32_t)hp->n_head;
+    uint32_t vec = be->kv_f32 ? 4 : 8;  /* cache elements per 16 bytes */
+    uint32_t kv_off = (uint32_t)(kskip / be->kv_elt);
+    uint32_t vec_ok = (kv_off % vec == 0 && DKV % vec == 0 && hd % vec == 0) ? (c->attn_fast ? 2u : 1u) : 0u;
+    uint32_t nvec = hd / 8;
+    bool dec = T == 1 && be->attn_dec && vec_ok == 2; /* attn_dec.comp (be->attn_dec: its other conditions) */
+    /* Chained (c->chain, one-token passes, attn_dec with FRESH): no barrier
+     * between Q/K/V and the attention. Each Q/K/V workgroup counts itself
+     * in counter sig_base + 2 il once its rows are stored; the attention's
+     * workgroups, launched meanwhile, request the cache's keys and values
+     * (which Q/K/V do not write: FRESH stores the position's itself) and
+     * wait for the count before they read the fresh rows; the last of them
+     * sets the counters back to 0. The drain and launch of a dependent
+     * dispatch (~3.5 us on the H100) leave the critical path. */
+    bool chain = dec && fuse && c->chain && pro_qkv && !be->kv_f32 && hd <= 256;
+    uint32_t sig_idx = be->sig_base + 2 * (uint32_t)il, sig_n = 0;
+    if (chain) {
+        be->mv_sig = sig_idx + 1;
+        be->mv_sig_wgs = 0;
+    }
     /* Q, K, V with RoPE and the cache stores in their epilogue */
     mv_epi e_qkv = {1, kcb, vcb, vk_bind_all(&be->cs), (uint32_t)hp->head_dim, (uint32_t)hp->n_rot, (uint32_t)(kskip / be->kv_elt),
                     be->kv_f32 ? 1u : 0u};
@@ -1253,8 +1286,11 @@ static st_status rec_layer(vk_be *be, VkCommandBuffer cb, int il, const st_layer
     bool fused = false;
     {
         vk_bind ob[3] = {vk_bind_all(qkv_out[0]), vk_bind_all(qkv_out[1]), vk_bind_all(qkv_out[2])};
-        if ((rc = rec_matvec_group(be, cb, 3, qkv, &dt[1], ob, qkv_n, T, fuse ? &e_qkv : NULL, pro_qkv ? &pr_qkv : NULL, &fused, err)))
+        if ((rc = rec_matvec_group(be, cb, 3, qkv, &dt[1], ob, qkv_n, T, fuse && !chain ? &e_qkv : NULL, pro_qkv ? &pr_qkv : NULL,
+                                   &fused, err))) {
+            be->mv_sig = 0;
             return rc;
+        }
     }
     /* ... their prologue workgroups shared out by rows: the three run side
      * by side, and more workgroups than fit at once (two a multiprocessor)
@@ -1272,15 +1308,20 @@ static st_status rec_layer(vk_be *be, VkCommandBuffer cb, int il, const st_layer
             if ((rc = rec_quantize(be, cb, qkv[i]->type, &be->xb, D, T, false, err))) return rc;
         }
         vk_bind ob = vk_bind_all(qkv_out[i]);
-        if ((rc = rec_matvec_e(be, cb, qkv[i], &dt[1 + i], &be->xb, &ob, 0, qkv_n[i], false, T, i == 2, NULL, pro_qkv ? &pr_i : NULL, err)))
+        if ((rc = rec_matvec_e(be, cb, qkv[i], &dt[1 + i], &be->xb, &ob, 0, qkv_n[i], false, T, i == 2 && !chain, NULL,
+                               pro_qkv ? &pr_i : NULL, err))) {
+            be->mv_sig = 0;
             return rc;
+        }
     }
+    if (chain) {
+        sig_n = be->mv_sig_wgs;
+        be->mv_sig = 0;
+        atomic_fetch_add(&be->chained, 1);
+    }
+    bool epi_done = fused && !chain; /* the epilogue stored the keys and values */
     VkPipeline p;
     uint32_t gx, gy;
-    uint32_t hd = (uint32_t)hp->head_dim, nh = (uint32_t)hp->n_head;
-    uint32_t vec = be->kv_f32 ? 4 : 8;  /* cache elements per 16 bytes */
-    uint32_t kv_off = (uint32_t)(kskip / be->kv_elt);
-    uint32_t vec_ok = (kv_off % vec == 0 && DKV % vec == 0 && hd % vec == 0) ? (c->attn_fast ? 2u : 1u) : 0u;
     /* Where the Q/K/V epilogue did not store the keys and values (Q, K and
      * V computed apart: their types differ, or one row per group, the
      * K-quants', leaves RoPE's pairs of rows in different groups), the
@@ -1288,12 +1329,10 @@ static st_status rec_layer(vk_be *be, VkCommandBuffer cb, int il, const st_layer
      * path (attn.comp, "fresh"): a dispatch and a barrier fewer (H100,
      * tinyllama Q4_K_M 849-868 vs 817-823 tok/s, llama2-7b Q4_K_M
      * 325-326 vs 320-321). The conditions are the shader's for that path. */
-    uint32_t nvec = hd / 8;
-    bool dec = T == 1 && be->attn_dec && vec_ok == 2; /* attn_dec.comp (be->attn_dec: its other conditions) */
-    bool fresh = fuse && !fused && vec_ok == 2 && !be->kv_f32 && hd <= 256 && (dec || (nvec <= c->wg && c->wg % nvec == 0));
+    bool fresh = chain || (fuse && !epi_done && vec_ok == 2 && !be->kv_f32 && hd <= 256 && (dec || (nvec <= c->wg && c->wg % nvec == 0)));
     /* RoPE on the queries, keys (with RoPE) and values into the cache: one
      * dispatch, unless the Q/K/V epilogue or the attention does it */
-    if (!(fused && fuse) && !fresh) {
+    if (!(epi_done && fuse) && !fresh) {
         if ((rc = pipe(be, VKP_KV_STORE, &p, err))) return rc;
         vk_grid(c, groups(be, (uint64_t)T * DKV + (uint64_t)T * hp->n_head * (hp->n_rot / 2)), &gx, &gy);
         vk_bind bb[6] = {vk_bind_all(&be->k), vk_bind_all(&be->v), vk_bind_all(&be->cs), kcb, vcb, vk_bind_all(&be->q)};
@@ -1319,10 +1358,10 @@ static st_status rec_layer(vk_be *be, VkCommandBuffer cb, int il, const st_layer
                           vk_bind_all(&be->cnt), vk_bind_all(&be->k), vk_bind_all(&be->v), vk_bind_all(&be->cs),
                           vk_bind_all(&be->aq), vk_bind_all(&be->ad)};
         struct { uint32_t n_head, n_head_kv, head_dim, q_off, q_stride, kv_off, kv_stride, o_off, o_stride, kv_f32; float scale;
-                 uint32_t vec_ok, cnt_head, n_rot, dec_chunk, kv_bound, qout; } pc = {
+                 uint32_t vec_ok, cnt_head, n_rot, dec_chunk, kv_bound, qout, sig_idx, sig_n; } pc = {
             nh, (uint32_t)hp->n_head_kv, hd, 0, D, kv_off, DKV, 0, D, be->kv_f32 ? 1u : 0u,
             1.0f / sqrtf((float)hp->head_dim), vec_ok, 0, (uint32_t)hp->n_rot, be->attn_dec_chunk,
-            (uint32_t)(kcb.range / be->kv_elt), qout ? 1u : 0u};
+            (uint32_t)(kcb.range / be->kv_elt), qout ? 1u : 0u, sig_idx, sig_n};
         vk_dispatch_indirect(c, cb, p, bb, dec ? 12 : 10, &pc, sizeof pc, be->dyn.buf, be->dyn.off + DYN_IND * 4);
     }
     vk_bind xbind = vk_bind_all(&be->x);
@@ -1947,7 +1986,8 @@ st_status st_vk_backend_new(const st_hparams *hp, int n_ctx, int n_batch, bool k
         {&be->hb, B * F * 4}, {&be->hb2, B * F * 4}, {&be->aq, B * M}, {&be->ad, B * (M / 32 + 1) * 4},
         {&be->ab, B * (M / 16 + 1) * 4}, {&be->cs, B * (VkDeviceSize)hp->n_rot * 4 + 4},
         {&be->logits, B * (VkDeviceSize)hp->n_vocab * 4}, {&be->kc, kv_bytes}, {&be->vc, kv_bytes},
-        {&be->part, part_bytes}, {&be->dyn, DYN_WORDS * 4}, {&be->cnt, (VkDeviceSize)hp->n_head * B * 4}};
+        {&be->part, part_bytes}, {&be->dyn, DYN_WORDS * 4}, {&be->cnt, ((VkDeviceSize)hp->n_head * B + 2 * (VkDeviceSize)hp->n_layer) * 4}};
+    be->sig_base = (uint32_t)(hp->n_head * B);
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) bufs[i].a->block = -1;
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0] && !rc; i++) rc = vk_alloc_dev(c, bufs[i].n, bufs[i].a, err);
     if (rc) goto fail;
@@ -2006,7 +2046,25 @@ bool st_vk_backend_figures_get(st_backend *b, st_vk_backend_figures *o) {
     o->spec_run = atomic_load(&be->spec_run);
     o->spec_cancelled = atomic_load(&be->spec_cancelled);
     o->spec_abandoned = atomic_load(&be->spec_abandoned);
+    o->chained_layers = atomic_load(&be->chained);
     return true;
+}
+
+static st_status test_finish(vk_be *be, const vk_alloc *src, size_t bytes, void *dst, st_error *err);
+
+st_status st_vk_backend_counters(st_backend *b, uint32_t *nonzero, st_error *err) {
+    *nonzero = 0;
+    if (!b || b->ops != &vk_ops) return st_error_set(err, ST_ERR_ARG, "not a Vulkan backend");
+    vk_be *be = (vk_be *)b;
+    size_t n = (size_t)be->cnt.size;
+    if (n > be->out[0].size) return st_error_set(err, ST_ERR_INTERNAL, "counters larger than the read-back buffer");
+    uint32_t *w = malloc(n);
+    if (!w) return st_error_set(err, ST_ERR_NOMEM, "out of memory");
+    st_status rc = cb_begin(be, err);
+    if (!rc) rc = test_finish(be, &be->cnt, n, w, err);
+    for (size_t i = 0; !rc && i < n / 4; i++) *nonzero += w[i] != 0;
+    free(w);
+    return rc;
 }
 
 /* ------------------------------------------------------------ engine hook */

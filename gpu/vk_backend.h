@@ -26,8 +26,12 @@ typedef struct st_vk_backend_figures {
     uint64_t spec_run;         /* one-token passes queued ahead that ran as queued ("Passes queued ahead") */
     uint64_t spec_cancelled;   /* ... released for another batch, position or submission */
     uint64_t spec_abandoned;   /* ... found not to match a layer or the tail, and run again from there */
+    uint64_t chained_layers;   /* layers recorded with the attention chained after Q/K/V (vk_backend.c, "chain") */
 } st_vk_backend_figures;
 bool st_vk_backend_figures_get(st_backend *b, st_vk_backend_figures *out);
+/* Test hook: the counter words (attention merges, chain) that are not 0;
+ * every pass leaves them all 0. Releases a pass queued ahead first. */
+st_status st_vk_backend_counters(st_backend *b, uint32_t *nonzero, st_error *err);
 
 /* Test hooks: run one kernel on host data through the backend's device
  * (the same pipelines as the forward pass). All return ST_OK or an error. */

@@ -1315,6 +1315,17 @@ static st_status ctx_create(int want, st_vk_ctx **out, st_error *err) {
         c->attn_dec_wg = off || dw > c->props.limits.maxComputeWorkGroupInvocations || dw > c->props.limits.maxComputeWorkGroupSize[0] ||
                                  dw % c->subgroup_size ? 0 : dw;
     }
+    /* the attention waiting on a counter instead of a barrier after Q/K/V
+     * (vk_backend.c, "chain"): its workgroups spin until every Q/K/V
+     * workgroup has counted itself, which needs those launched first and
+     * never waiting for it: NVIDIA's in-order launch of a queue's
+     * dispatches gives that; Vulkan does not promise it. So NVIDIA only
+     * (STRATA_VK_CHAIN=0/1 says otherwise: lavapipe runs dispatches one
+     * after the other, where it is always safe, and the tests use it) */
+    {
+        const char *ch = getenv("STRATA_VK_CHAIN");
+        c->chain = ch && *ch ? atoi(ch) != 0 : c->props.vendorID == 0x10DE;
+    }
     const char *pc = getenv("STRATA_VK_ATTN_PROMPT_CHUNKS");
     c->attn_prompt_chunks = pc && *pc ? (uint32_t)strtoul(pc, NULL, 10) : 0;
     /* cooperative matrices (tensor cores): wherever the device has them

@@ -395,6 +395,18 @@ static void check_replay(st_type wtype, st_type vtype, st_type ftype, int D_, in
     cr_assert_eq(f0.parts_recorded, (uint64_t)(hp->n_layer + 2) * 2);
     cr_assert_geq(f0.parts_replayed, (uint64_t)(hp->n_layer + 2) * 170);
     cr_assert_eq(f1.parts_recorded + f1.parts_replayed, 0);
+    /* every counter (the attention's merges, the chain's) back at 0 after
+     * each pass; with STRATA_VK_CHAIN=1 (test_vulkan_chain*) the decode
+     * passes ran chained */
+    for (int i = 0; i < 2; i++) {
+        uint32_t nz = 99;
+        st_error err = {0};
+        cr_assert_eq(st_vk_backend_counters(be[i], &nz, &err), ST_OK, "%s", err.msg);
+        cr_assert_eq(nz, 0, "backend %d: %u counter words left nonzero", i, nz);
+    }
+    const char *chn = getenv("STRATA_VK_CHAIN");
+    if (chn && atoi(chn)) cr_assert_gt(f0.chained_layers, 0, "STRATA_VK_CHAIN=1: no layer was chained");
+    fprintf(stderr, "replay: %llu layer recordings chained\n", (unsigned long long)f0.chained_layers);
     for (int i = 0; i < 2; i++) be[i]->ops->destroy(be[i]);
     free(x); free(l0); free(l1);
     rmodel_free(&m);

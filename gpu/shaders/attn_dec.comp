@@ -63,7 +63,17 @@ layout(push_constant) uniform P {
     uint dec_chunk;         /* (attn_dec) the chunk length dyn holds unless a long context needed longer ones */
     uint kv_bound;          /* (attn_dec) elements of the cache bound (its speculative loads stay below) */
     uint qout;              /* 1: the output also quantized to Q8_0 blocks (bindings 10, 11) */
+    /* chained after Q/K/V without a barrier (FRESH only): wait until
+     * counter sig_idx of binding 6 reaches sig_n (their workgroups), read
+     * the fresh rows through coherent views; sig_n 0: a barrier came first */
+    uint sig_idx, sig_n;
 } p;
+layout(std430, binding = 0) coherent readonly buffer QC { float qc[]; };
+/* the wait polls with plain loads: atomics from every waiting workgroup on
+ * one address queue up where the producers' own atomics go */
+layout(std430, binding = 6) coherent volatile readonly buffer CNTV { uint cntv[]; };
+layout(std430, binding = 7) coherent readonly buffer KNC { float knc[]; };
+layout(std430, binding = 8) coherent readonly buffer VNC { float vnc[]; };
 
 /* qout: the output projection's activations (Q8_0 or Q4_0 weights) as
  * act.comp would quantize them, so that the projection needs no prologue
@@ -217,10 +227,29 @@ void main() {
         if (p0 == c0) { /* uniform: the query (and FRESH's key and value) with the first round's loads in flight */
             if (FRESH) {
                 uint nb = t * p.kv_stride + kvh * hd;
-                for (uint d = tid; d < hd; d += WG) {
-                    qsh[d] = fp16_round(ROPE_AT(q, qb, d, t));
-                    knh[d] = float_to_half_bits(ROPE_AT(kn, nb, d, t));
-                    vnh[d] = float_to_half_bits(vn[nb + d]);
+                if (p.sig_n != 0u) { /* uniform: chained (the cache's loads above are in flight meanwhile) */
+                    if (tid == 0u)
+                        while (cntv[p.sig_idx] < p.sig_n) {
+                        }
+                    barrier();
+                    memoryBarrierBuffer();
+                    for (uint d = tid; d < hd; d += WG) {
+                        qsh[d] = fp16_round(ROPE_AT(qc, qb, d, t));
+                        knh[d] = float_to_half_bits(ROPE_AT(knc, nb, d, t));
+                        vnh[d] = float_to_half_bits(vnc[nb + d]);
+                    }
+                    /* the last workgroup past the wait sets both counters
+                     * back to 0 for the next pass */
+                    if (tid == 0u && atomicAdd(cnt[p.sig_idx + 1u], 1u) == p.n_head * n_chunks - 1u) {
+                        atomicExchange(cnt[p.sig_idx], 0u);
+                        atomicExchange(cnt[p.sig_idx + 1u], 0u);
+                    }
+                } else {
+                    for (uint d = tid; d < hd; d += WG) {
+                        qsh[d] = fp16_round(ROPE_AT(q, qb, d, t));
+                        knh[d] = float_to_half_bits(ROPE_AT(kn, nb, d, t));
+                        vnh[d] = float_to_half_bits(vn[nb + d]);
+                    }
                 }
                 barrier();
                 /* the cache keeps them for the next tokens: one workgroup

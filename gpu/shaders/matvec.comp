@@ -147,7 +147,21 @@ layout(push_constant) uniform P {
      * g_stride, ... (one each where the grid covers them all; fewer
      * workgroups than groups where a prologue runs: see main) */
     uint n_groups, g_stride;
+    /* the attention chained after Q/K/V without a barrier (vk_backend.c,
+     * "chain"): 0 none, else the counter (binding 9) + 1 that every
+     * workgroup bumps once its rows are stored */
+    uint sig;
 } p;
+layout(std430, binding = 9) coherent buffer SIGB { uint sigb[]; };
+
+/* This workgroup's rows are stored: made visible to the device, then
+ * counted (the classic fence-then-count; every invocation calls it). */
+void signal_done() {
+    if (p.sig == 0u) return; /* uniform */
+    memoryBarrierBuffer();
+    barrier();
+    if (gl_LocalInvocationID.x == 0u) atomicAdd(sigb[p.sig - 1u], 1u);
+}
 
 #if defined(W_Q4_0) || defined(W_Q8_0)
 const uint ACT_KIND = 0;  /* Q8_0 activations */
@@ -360,7 +374,10 @@ void main() {
      * ran in several waves, each paying it again. (uniform: the loop
      * depends on the workgroup only) */
     uint gi = group_index(p.gx);
-    if (gi >= p.n_groups) return;
+    if (gi >= p.n_groups) {
+        signal_done();
+        return;
+    }
     uint t = gl_WorkGroupID.z;
     set_group(gi, grp);
     float acc[NR];
@@ -638,4 +655,5 @@ void main() {
         Q4K_FETCH(lane)
 #endif
     }
+    signal_done();
 }
