@@ -326,10 +326,7 @@ static st_status hc_upload(st_store *s, layer_t *ly, const slot_t *slot, st_erro
     size_t off = (size_t)(slot->base - (uint8_t *)slot->handle);
     rc = s->be->ops->slot_upload_async(s->be, slot->handle, off, ly->hc, (size_t)ly->span, err);
     ly->hc_pending = true; /* even on failure: waited for before reuse */
-    if (!rc) {
-        atomic_fetch_add_explicit(&s->hc_loads, 1, memory_order_relaxed);
-        atomic_fetch_add_explicit(&s->bytes_uploaded, ly->span, memory_order_relaxed);
-    }
+    if (!rc) atomic_fetch_add_explicit(&s->bytes_uploaded, ly->span, memory_order_relaxed);
     return rc;
 }
 
@@ -443,6 +440,9 @@ static void finish_load_locked(st_store *s, int il, st_status rc, const st_error
         if (r > atomic_load_explicit(&s->peak_resident, memory_order_relaxed))
             atomic_store_explicit(&s->peak_resident, r, memory_order_relaxed);
         atomic_fetch_add_explicit(&s->loads, 1, memory_order_relaxed);
+        /* counted with the load, not the upload: a load cancelled after its
+         * upload is no load, so host_cache_loads never exceeds loads */
+        if (ly->hc) atomic_fetch_add_explicit(&s->hc_loads, 1, memory_order_relaxed);
     } else {
         unassign(s, il);
         if (rc == ST_ERR_CANCELLED) {
@@ -1162,7 +1162,13 @@ void st_store_get_stats(const st_store *cs, st_store_figures *o) {
     o->waits = atomic_load_explicit(&s->waits, memory_order_relaxed);
     o->stall_ns = atomic_load_explicit(&s->stall_ns, memory_order_relaxed);
     o->errors = atomic_load_explicit(&s->errors, memory_order_relaxed);
+    /* loads and host cache loads are counted together under the lock: read
+     * them together, so that with every layer cached they are equal even
+     * while a prefetch finishes */
+    pthread_mutex_lock(&s->mu);
     o->loads = atomic_load_explicit(&s->loads, memory_order_relaxed);
+    o->host_cache_loads = atomic_load_explicit(&s->hc_loads, memory_order_relaxed);
+    pthread_mutex_unlock(&s->mu);
     o->bytes_read = atomic_load_explicit(&s->bytes_read, memory_order_relaxed);
     /* with readers overlapping, the busy interval may have been open since
      * long ago (several readers keep it open): count it up to now */
@@ -1192,7 +1198,6 @@ void st_store_get_stats(const st_store *cs, st_store_figures *o) {
     o->slot_alloc_bytes = (uint64_t)s->n_slots * s->alloc_bytes;
     o->host_cache_layers = s->n_hc;
     o->host_cache_bytes = s->hc_bytes;
-    o->host_cache_loads = atomic_load_explicit(&s->hc_loads, memory_order_relaxed);
     o->bytes_uploaded = atomic_load_explicit(&s->bytes_uploaded, memory_order_relaxed);
     for (int i = 0; i < nl && i < ST_STATS_MAX_LAYERS; i++)
         o->layer_state[i] = atomic_load_explicit(&s->state_pub[i], memory_order_relaxed);
