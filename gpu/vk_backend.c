@@ -1268,12 +1268,6 @@ static st_status rec_layer(vk_be *be, VkCommandBuffer cb, int il, const st_layer
      * sets the counters back to 0. The drain and launch of a dependent
      * dispatch (~3.5 us on the H100) leave the critical path. */
     bool chain = dec && fuse && c->chain && pro_qkv && !be->kv_f32 && hd <= 256;
-    /* Chained with the epilogue (c->chain_epi): Q/K/V store the rotated
-     * query and the cache rows as without the chain, and the attention
-     * reads the position's rows again through coherent views after the
-     * wait (attn_dec.comp); where the epilogue does not apply (types
-     * differ, one row a group) the attention stays FRESH. */
-    bool chain_epi = chain && c->chain_epi;
     uint32_t sig_idx = be->sig_base + 2 * (uint32_t)il, sig_n = 0;
     if (chain) {
         be->mv_sig = sig_idx + 1;
@@ -1292,7 +1286,7 @@ static st_status rec_layer(vk_be *be, VkCommandBuffer cb, int il, const st_layer
     bool fused = false;
     {
         vk_bind ob[3] = {vk_bind_all(qkv_out[0]), vk_bind_all(qkv_out[1]), vk_bind_all(qkv_out[2])};
-        if ((rc = rec_matvec_group(be, cb, 3, qkv, &dt[1], ob, qkv_n, T, fuse && (!chain || chain_epi) ? &e_qkv : NULL, pro_qkv ? &pr_qkv : NULL,
+        if ((rc = rec_matvec_group(be, cb, 3, qkv, &dt[1], ob, qkv_n, T, fuse && !chain ? &e_qkv : NULL, pro_qkv ? &pr_qkv : NULL,
                                    &fused, err))) {
             be->mv_sig = 0;
             return rc;
@@ -1325,7 +1319,7 @@ static st_status rec_layer(vk_be *be, VkCommandBuffer cb, int il, const st_layer
         be->mv_sig = 0;
         atomic_fetch_add(&be->chained, 1);
     }
-    bool epi_done = fused && (!chain || chain_epi); /* the epilogue stored the keys and values */
+    bool epi_done = fused && !chain; /* the epilogue stored the keys and values */
     VkPipeline p;
     uint32_t gx, gy;
     /* Where the Q/K/V epilogue did not store the keys and values (Q, K and
@@ -1335,7 +1329,7 @@ static st_status rec_layer(vk_be *be, VkCommandBuffer cb, int il, const st_layer
      * path (attn.comp, "fresh"): a dispatch and a barrier fewer (H100,
      * tinyllama Q4_K_M 849-868 vs 817-823 tok/s, llama2-7b Q4_K_M
      * 325-326 vs 320-321). The conditions are the shader's for that path. */
-    bool fresh = (chain && !epi_done) || (fuse && !epi_done && vec_ok == 2 && !be->kv_f32 && hd <= 256 && (dec || (nvec <= c->wg && c->wg % nvec == 0)));
+    bool fresh = chain || (fuse && !epi_done && vec_ok == 2 && !be->kv_f32 && hd <= 256 && (dec || (nvec <= c->wg && c->wg % nvec == 0)));
     /* RoPE on the queries, keys (with RoPE) and values into the cache: one
      * dispatch, unless the Q/K/V epilogue or the attention does it */
     if (!(epi_done && fuse) && !fresh) {

@@ -1325,11 +1325,6 @@ static st_status ctx_create(int want, st_vk_ctx **out, st_error *err) {
     {
         const char *ch = getenv("STRATA_VK_CHAIN");
         c->chain = ch && *ch ? atoi(ch) != 0 : c->props.vendorID == 0x10DE;
-        /* chained, Q/K/V keep their epilogue where they have one (the
-         * attention reads the position's cache rows again after its wait);
-         * STRATA_VK_CHAIN_EPI=0: the attention stores them (FRESH) */
-        const char *ce = getenv("STRATA_VK_CHAIN_EPI");
-        c->chain_epi = !(ce && !strcmp(ce, "0"));
     }
     const char *pc = getenv("STRATA_VK_ATTN_PROMPT_CHUNKS");
     c->attn_prompt_chunks = pc && *pc ? (uint32_t)strtoul(pc, NULL, 10) : 0;

@@ -132,7 +132,6 @@ typedef struct st_vk_ctx {
     bool attn_fast;                  /* attn.comp's 16-byte-vector path for F16 caches */
     uint32_t attn_dec_wg;            /* attn_dec.comp's workgroup size (a multiple of its 128-position round); 0: not used */
     bool chain;                      /* one-token passes: the attention chained after Q/K/V without a barrier (vk_backend.c) */
-    bool chain_epi;                  /* chained, Q/K/V keep their RoPE and cache-store epilogue where they have one */
     uint32_t attn_prompt_chunks;     /* 0: prompt batches chunk like decoding; else at most this many chunks */
     vk_mm_cfg mm[VK_MM_N];           /* matmul tiles: large, small, cooperative matrix */
     bool coopmat;                    /* VK_NV_cooperative_matrix (16x16x16 F16 -> F32) enabled and asked for (STRATA_VK_COOPMAT=1) */

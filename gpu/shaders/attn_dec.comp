@@ -63,11 +63,9 @@ layout(push_constant) uniform P {
     uint dec_chunk;         /* (attn_dec) the chunk length dyn holds unless a long context needed longer ones */
     uint kv_bound;          /* (attn_dec) elements of the cache bound (its speculative loads stay below) */
     uint qout;              /* 1: the output also quantized to Q8_0 blocks (bindings 10, 11) */
-    /* chained after Q/K/V without a barrier: wait until counter sig_idx
-     * of binding 6 reaches sig_n (their workgroups), read the fresh rows
-     * (FRESH: the raw query, key and value; else the rotated query and the
-     * cache row their epilogue stored) through coherent views; sig_n 0: a
-     * barrier came first */
+    /* chained after Q/K/V without a barrier (FRESH only): wait until
+     * counter sig_idx of binding 6 reaches sig_n (their workgroups), read
+     * the fresh rows through coherent views; sig_n 0: a barrier came first */
     uint sig_idx, sig_n;
 } p;
 layout(std430, binding = 0) coherent readonly buffer QC { float qc[]; };
@@ -76,29 +74,6 @@ layout(std430, binding = 0) coherent readonly buffer QC { float qc[]; };
 layout(std430, binding = 6) coherent volatile readonly buffer CNTV { uint cntv[]; };
 layout(std430, binding = 7) coherent readonly buffer KNC { float knc[]; };
 layout(std430, binding = 8) coherent readonly buffer VNC { float vnc[]; };
-/* chained without FRESH: Q/K/V's epilogue stored the position's key and
- * value rows into the cache, which the loads above may have read before
- * the wait; they are read again through these views after it */
-layout(std430, binding = 1) coherent readonly buffer KC4C { uvec4 kc4c[]; };
-layout(std430, binding = 2) coherent readonly buffer VC4C { uvec4 vc4c[]; };
-
-/* Chained: wait until every Q/K/V workgroup has counted itself (one
- * invocation polls, the others wait at the barrier), then make their
- * stores visible; the last workgroup past the wait sets both counters
- * back to 0 for the next pass (every workgroup has passed it by then).
- * Every invocation calls it. */
-void chain_wait(uint n_chunks) {
-    uint tid = gl_LocalInvocationID.x;
-    if (tid == 0u)
-        while (cntv[p.sig_idx] < p.sig_n) {
-        }
-    barrier();
-    memoryBarrierBuffer();
-    if (tid == 0u && atomicAdd(cnt[p.sig_idx + 1u], 1u) == p.n_head * n_chunks - 1u) {
-        atomicExchange(cnt[p.sig_idx], 0u);
-        atomicExchange(cnt[p.sig_idx + 1u], 0u);
-    }
-}
 
 /* qout: the output projection's activations (Q8_0 or Q4_0 weights) as
  * act.comp would quantize them, so that the projection needs no prologue
@@ -253,11 +228,21 @@ void main() {
             if (FRESH) {
                 uint nb = t * p.kv_stride + kvh * hd;
                 if (p.sig_n != 0u) { /* uniform: chained (the cache's loads above are in flight meanwhile) */
-                    chain_wait(n_chunks);
+                    if (tid == 0u)
+                        while (cntv[p.sig_idx] < p.sig_n) {
+                        }
+                    barrier();
+                    memoryBarrierBuffer();
                     for (uint d = tid; d < hd; d += WG) {
                         qsh[d] = fp16_round(ROPE_AT(qc, qb, d, t));
                         knh[d] = float_to_half_bits(ROPE_AT(knc, nb, d, t));
                         vnh[d] = float_to_half_bits(vnc[nb + d]);
+                    }
+                    /* the last workgroup past the wait sets both counters
+                     * back to 0 for the next pass */
+                    if (tid == 0u && atomicAdd(cnt[p.sig_idx + 1u], 1u) == p.n_head * n_chunks - 1u) {
+                        atomicExchange(cnt[p.sig_idx], 0u);
+                        atomicExchange(cnt[p.sig_idx + 1u], 0u);
                     }
                 } else {
                     for (uint d = tid; d < hd; d += WG) {
@@ -275,9 +260,6 @@ void main() {
                         kcw[ci] = uint16_t(knh[d]);
                         vcw[ci] = uint16_t(vnh[d]);
                     }
-            } else if (p.sig_n != 0u) { /* uniform: chained after Q/K/V with their epilogue */
-                chain_wait(n_chunks);
-                for (uint d = tid; d < hd; d += WG) qsh[d] = fp16_round(qc[qb + d]);
             } else {
                 for (uint d = tid; d < hd; d += WG) qsh[d] = fp16_round(q[qb + d]);
             }
@@ -288,12 +270,6 @@ void main() {
                 for (uint i = 0; i < NV; i++) kr[i] = i < kvp ? FRESH_VEC(knh, qi * kvp + i) : uvec4(0);
             for (uint i = 0; i < NV; i++)
                 if (i < kvp && p0 + pg + i * npg == pos) vr[i] = FRESH_VEC(vnh, vec);
-        } else if (p.sig_n != 0u && pos >= p0 && pos < p0 + cn) { /* uniform: the epilogue's row, read after the wait */
-            uint rb = kvb + pos * rs;
-            if (p0 + pi == pos)
-                for (uint i = 0; i < NV; i++) kr[i] = i < kvp ? kc4c[rb + qi * kvp + i] : uvec4(0);
-            for (uint i = 0; i < NV; i++)
-                if (i < kvp && p0 + pg + i * npg == pos) vr[i] = vc4c[rb + vec];
         }
         /* the scores: each part's dot product, then position tid's sum of
          * its parts (in order) */
